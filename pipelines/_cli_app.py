@@ -1,0 +1,74 @@
+"""The Typer application object and helpers shared by the command modules.
+
+Each command group lives in its own ``pipelines/cmd_*.py`` module that registers
+on :data:`app`; ``pipelines.cli`` imports them all and provides ``main``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from pipelines.workspace import Workspace, resolve_workspace
+
+app = typer.Typer(
+    name="cip",
+    help="CIP, the customer intelligence platform: unify customer data, build features, "
+    "train and serve churn, propensity and recommendation models, activate segments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+
+@dataclass
+class State:
+    workspace: Path | None = None
+    verbose: bool = False
+
+
+state = State()
+
+
+def workspace() -> Workspace:
+    """The workspace of this invocation (``--workspace``, ``$CIP_WORKSPACE`` or ./cip-workspace)."""
+    ws = Workspace.open(state.workspace)
+    _log_to(ws.logs_dir / "cip.log")
+    return ws
+
+
+def workspace_path() -> Path:
+    return resolve_workspace(state.workspace)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (for ``--json``)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+_logging_set = False
+
+
+def _log_to(path: Path) -> None:
+    """Send library logs to the workspace log file (never PII: see profiles.privacy)."""
+    global _logging_set
+    if _logging_set:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if state.verbose else logging.INFO)
+    for noisy in ("alembic", "urllib3", "matplotlib", "numba", "httpx", "httpcore", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _logging_set = True

@@ -1,0 +1,102 @@
+"""Core commands: ``cip init``, ``cip status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipelines._cli_app import app, emit_json, out, workspace, workspace_path
+from pipelines.workspace import Workspace
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Workspace folder (default: the --workspace folder).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Seed cip.yaml from this file.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing cip.yaml.")] = False,
+) -> None:
+    """Create a workspace: cip.yaml, the DuckDB store and the MLflow store."""
+    ws = Workspace.init(directory or workspace_path(), config_file=config, force=force)
+    out.print(
+        f"Workspace ready at [bold]{ws.root}[/] (config {ws.config_path.name}, "
+        f"store {ws.config.store.backend}, {len(ws.config.sources)} sources)"
+    )
+
+
+def collect_status(ws: Workspace) -> dict[str, Any]:
+    """Tables, row counts, quarantine counts per reason and the last ingest runs."""
+    with ws.open_store() as store:
+        tables = {t: store.count(t) for t in store.table_names() if not t.startswith("_stage")}
+        quarantine = (
+            store.sql(
+                "SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY n DESC"
+            ).to_dict("records")
+            if "quarantine" in tables
+            else []
+        )
+        runs = store.sql("SELECT * FROM _ingest_runs ORDER BY finished_at DESC LIMIT 10").to_dict(
+            "records"
+        )
+    return {
+        "workspace": str(ws.root),
+        "store": ws.config.store.backend,
+        "sources": [s.name for s in ws.config.sources],
+        "tables": tables,
+        "quarantine": quarantine,
+        "last_ingests": runs,
+    }
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the workspace: tables and row counts, quarantine, last runs."""
+    ws = workspace()
+    info = collect_status(ws)
+    if as_json:
+        emit_json(info)
+        return
+    out.print(
+        f"Workspace [bold]{info['workspace']}[/] (store: {info['store']}, "
+        f"{len(info['sources'])} sources)"
+    )
+    t = Table("table", "rows", title="Tables")
+    for name, n in sorted(info["tables"].items()):
+        if not name.startswith("_"):
+            t.add_row(name, f"{n:,}")
+    out.print(t)
+    if info["quarantine"]:
+        q = Table("source", "reason", "rows", title="Quarantine")
+        for r in info["quarantine"]:
+            q.add_row(r["source"], r["reason"], f"{r['n']:,}")
+        out.print(q)
+    if info["last_ingests"]:
+        r = Table(
+            "source",
+            "table",
+            "finished",
+            "read",
+            "new",
+            "already there",
+            "quarantined",
+            title="Last ingests",
+        )
+        for run in info["last_ingests"]:
+            r.add_row(
+                run["source"],
+                run["target_table"],
+                str(run["finished_at"])[:19],
+                f"{run['rows_read']:,}",
+                f"{run['rows_loaded']:,}",
+                f"{run['rows_already_present']:,}",
+                f"{run['rows_quarantined']:,}",
+            )
+        out.print(r)
