@@ -1,0 +1,220 @@
+"""MLflow tracking and registry helpers shared by every model family.
+
+Models are promoted with the registry *alias* ``champion`` (registry stages are
+deprecated in MLflow 3). The history of champions is kept as the registered
+model's tag ``champion_history`` (a JSON list of versions), so ``rollback``
+restores the previous champion exactly.
+
+The promotion gate (:func:`decide_promotion`) is pure: the caller evaluates the
+candidate, the current champion and the baselines on the *same* holdout and
+passes the numbers in; the decision and the numbers are logged by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from profiles.errors import NotFoundError
+
+__all__ = [
+    "CHAMPION",
+    "PromotionDecision",
+    "configure_mlflow",
+    "ensure_experiment",
+    "register_model",
+    "decide_promotion",
+    "set_champion",
+    "rollback",
+    "champion_version",
+    "champion_uri",
+    "list_models",
+]
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+_HISTORY_TAG = "champion_history"
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def configure_mlflow(tracking_uri: str, artifact_location: str | None = None) -> None:
+    """Point MLflow's tracking and registry at the workspace stores."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if artifact_location:
+        Path(artifact_location).mkdir(parents=True, exist_ok=True)
+    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def ensure_experiment(name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created (with its artifact folder) when missing."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        mlflow.set_experiment(name)
+        return exp.experiment_id
+    loc = None
+    if artifact_location:
+        p = Path(artifact_location) / name
+        p.mkdir(parents=True, exist_ok=True)
+        loc = p.resolve().as_uri()
+    exp_id = mlflow.create_experiment(name, artifact_location=loc)
+    mlflow.set_experiment(name)
+    return exp_id
+
+
+def register_model(model_uri: str, name: str, tags: dict[str, str] | None = None) -> str:
+    """Register ``model_uri`` (e.g. ``runs:/<id>/model``) as a new version of ``name``."""
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=tags or {})
+    return str(mv.version)
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """Outcome of the promotion gate, with the numbers it was based on."""
+
+    promote: bool
+    reason: str
+    candidate: float
+    champion: float | None
+    best_baseline: float | None
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "promotion.promoted": str(self.promote).lower(),
+            "promotion.reason": self.reason,
+        }
+
+
+def decide_promotion(
+    candidate: float,
+    champion: float | None,
+    baselines: dict[str, float],
+    *,
+    min_delta: float = 0.0,
+    higher_is_better: bool = True,
+) -> PromotionDecision:
+    """Promote only if the candidate beats every baseline and the current champion.
+
+    All numbers must come from the same holdout. ``min_delta`` is the margin the
+    candidate must exceed them by (ties are not promoted).
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    best_name, best = None, None
+    for k, v in baselines.items():
+        if best is None or sign * v > sign * best:
+            best_name, best = k, v
+    if best is not None and not sign * (candidate - best) > min_delta:
+        return PromotionDecision(
+            False,
+            f"candidate {candidate:.4f} does not beat baseline {best_name} {best:.4f}",
+            candidate,
+            champion,
+            best,
+        )
+    if champion is not None and not sign * (candidate - champion) > min_delta:
+        return PromotionDecision(
+            False,
+            f"candidate {candidate:.4f} does not beat the champion {champion:.4f}",
+            candidate,
+            champion,
+            best,
+        )
+    what = "no champion yet" if champion is None else f"beats champion {champion:.4f}"
+    return PromotionDecision(True, f"candidate {candidate:.4f} {what}", candidate, champion, best)
+
+
+def _history(name: str) -> list[str]:
+    rm = _client().get_registered_model(name)
+    return json.loads(rm.tags.get(_HISTORY_TAG, "[]"))
+
+
+def _versions(name: str) -> list[str]:
+    return [str(v.version) for v in _client().search_model_versions(f"name='{name}'")]
+
+
+def set_champion(name: str, version: str) -> None:
+    """Give ``version`` the ``champion`` alias and record it in the history."""
+    version = str(version)
+    if version not in _versions(name):
+        raise NotFoundError(f"model {name!r} has no version {version}")
+    client = _client()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    hist = _history(name)
+    if not hist or hist[-1] != version:
+        hist.append(version)
+    client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(hist))
+    log.info("model %s: version %s is now the champion", name, version)
+
+
+def champion_version(name: str) -> str | None:
+    """The version holding the ``champion`` alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def champion_uri(name: str) -> str:
+    return f"models:/{name}@{CHAMPION}"
+
+
+def rollback(name: str) -> str:
+    """Restore the previous champion; returns its version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        hist = _history(name)
+    except MlflowException:
+        raise NotFoundError(f"no registered model named {name!r}") from None
+    current = champion_version(name)
+    if current is not None and hist and hist[-1] == current:
+        hist = hist[:-1]
+    if not hist:
+        raise NotFoundError(f"model {name!r} has no previous champion to roll back to")
+    previous = hist[-1]
+    client = _client()
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(hist))
+    log.info("model %s: rolled back from %s to %s", name, current, previous)
+    return previous
+
+
+def list_models(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every version of the registered models (optionally only ``names``)."""
+    client = _client()
+    rows: list[dict[str, Any]] = []
+    for rm in client.search_registered_models():
+        if names and rm.name not in names:
+            continue
+        champ = champion_version(rm.name)
+        for v in client.search_model_versions(f"name='{rm.name}'"):
+            rows.append(
+                {
+                    "name": rm.name,
+                    "version": str(v.version),
+                    "champion": str(v.version) == champ,
+                    "run_id": v.run_id,
+                    "created": v.creation_timestamp,
+                    "tags": dict(v.tags),
+                }
+            )
+    rows.sort(key=lambda r: (r["name"], int(r["version"])))
+    return rows

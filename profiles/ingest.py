@@ -1,0 +1,460 @@
+"""Ingestion: map a source onto its canonical table, validate every row, load atomically.
+
+The whole step runs in DuckDB (vectorised SQL, no per-row Python):
+
+1. a reader registers the source as the relation ``raw`` (``profiles._readers``);
+2. structural checks: every mapped user column must exist (else
+   :class:`~profiles.errors.SourceError`, nothing written);
+3. one SELECT maps user columns to contract columns with typed ``TRY_CAST``\\ s and
+   collects the reasons a row is bad (unparseable timestamp, non-numeric value,
+   missing required value, no identifier, negative amount, unknown status);
+4. bad rows go to ``quarantine`` with the raw record as JSON; rows whose
+   content was loaded before (same ``record_id``, an MD5 of the canonical content)
+   are skipped, so re-ingesting is idempotent and overlapping exports do not
+   duplicate; exact duplicates inside one load are quarantined as such;
+5. the inserts into the table, quarantine and ``_ingest_runs`` happen in one
+   transaction: a crash leaves the store as it was.
+
+Products are keyed by ``item_id`` instead: the newest row of an item replaces
+the older one (a catalog is a snapshot, not a log).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from profiles._readers import RawInput, read_source
+from profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
+from profiles.errors import SourceError
+from profiles.sources import ColumnExpr, ColumnValue, SourceConfig
+from profiles.store import DuckDBStore, Store, physical_table
+
+__all__ = ["IngestReport", "ingest_source"]
+
+log = logging.getLogger(__name__)
+
+_NUMERIC_NONNEG = ("amount", "quantity", "unit_price", "price")
+_HASH_NULL = "\\N"
+
+
+@dataclass
+class IngestReport:
+    """Counts of one source's ingest (also written to ``_ingest_runs``)."""
+
+    run_id: str
+    source: str
+    target_table: str
+    files: list[str]
+    rows_read: int
+    rows_loaded: int
+    rows_already_present: int
+    rows_quarantined: int
+    rows_filtered: int
+    rows_suppressed: int
+    quarantine_reasons: dict[str, int]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lit(v: object) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int | float):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _check_columns(src: SourceConfig, raw: RawInput) -> None:
+    missing = [
+        spec for spec in src.columns.values() if isinstance(spec, str) and spec not in raw.columns
+    ]
+    if missing:
+        avail = ", ".join(sorted(raw.columns)) or "none"
+        files = ", ".join(Path(f).name for f in raw.files)
+        raise SourceError(
+            f"source {src.name!r}: column(s) {', '.join(missing)} not found in {files} "
+            f"(available: {avail})"
+        )
+
+
+def _raw_expr(src: SourceConfig, raw: RawInput, canonical: str) -> tuple[str, str | None, str]:
+    """SQL for the raw value of a canonical column, its source type, and a label for errors."""
+    spec = src.columns.get(canonical)
+    if spec is None:
+        return "NULL", None, canonical
+    if isinstance(spec, ColumnValue):
+        return _lit(spec.value), "CONST", f"{canonical} (constant)"
+    if isinstance(spec, ColumnExpr):
+        return f"({spec.expr})", "EXPR", f"{canonical} (expression)"
+    if raw.json_lines:
+        return f"json_extract_string(_line, {_lit('$.' + _json_key(spec))})", "VARCHAR", spec
+    return _qi(spec), raw.columns[spec], spec
+
+
+def _json_key(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | None, tz: str) -> str:
+    """Typed canonical value; NULL when the raw value cannot be converted."""
+    st = (src_type or "").upper()
+    if target == "VARCHAR":
+        if st in ("DOUBLE", "FLOAT", "REAL") or st.startswith("DECIMAL"):
+            # ids exported as floats (17850.0) become "17850"
+            return (
+                f"CASE WHEN {raw_sql} = floor({raw_sql}) AND abs({raw_sql}) < 1e18 "
+                f"THEN CAST(CAST({raw_sql} AS BIGINT) AS VARCHAR) "
+                f"ELSE CAST({raw_sql} AS VARCHAR) END"
+            )
+        return f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '')"
+    if target == "DOUBLE":
+        return f"TRY_CAST(NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') AS DOUBLE)"
+    if target == "BOOLEAN":
+        v = f"lower(trim(CAST({raw_sql} AS VARCHAR)))"
+        return (
+            f"CASE WHEN {v} IN ('true','t','1','yes','y') THEN TRUE "
+            f"WHEN {v} IN ('false','f','0','no','n') THEN FALSE END"
+        )
+    if target == "DATE":
+        if st == "DATE":
+            return raw_sql
+        return (
+            f"TRY_CAST(TRY_CAST(NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') AS TIMESTAMP) AS DATE)"
+        )
+    if target == "TIMESTAMP":
+        if st.startswith("TIMESTAMP WITH") or st == "TIMESTAMPTZ":
+            return f"CAST({raw_sql} AS TIMESTAMP)"  # session time zone is UTC
+        if st.startswith("TIMESTAMP") or st == "DATE":
+            local = f"CAST({raw_sql} AS TIMESTAMP)"
+        else:
+            text = f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '')"
+            if ts_format:
+                local = f"try_strptime({text}, {_lit(ts_format)})"
+            else:
+                # ISO-8601 with an offset is converted to UTC; without one it is local time
+                return (
+                    f"CASE WHEN regexp_matches({text}, '([+-]\\d\\d:?\\d\\d|Z)$') "
+                    f"THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
+                    + (
+                        f"ELSE TRY_CAST({text} AS TIMESTAMP) END"
+                        if tz == "UTC"
+                        else f"ELSE CAST(timezone({_lit(tz)}, TRY_CAST({text} AS TIMESTAMP)) AS TIMESTAMP) END"
+                    )
+                )
+        if tz == "UTC":
+            return local
+        return f"CAST(timezone({_lit(tz)}, {local}) AS TIMESTAMP)"
+    raise AssertionError(target)
+
+
+def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
+    """SELECT producing canonical columns, ``_reasons`` (list of text), ``_file``, ``_row``."""
+    selects, reasons = [], []
+    for col in sch.columns:
+        if col.name in ("source", "record_id", "ingested_at"):
+            continue
+        if col.name == "source_record_id" and "source_record_id" not in src.columns:
+            continue
+        raw_sql, st, label = _raw_expr(src, raw, col.name)
+        typed = _typed(raw_sql, st, col.type, src.timestamp_format, src.timezone)
+        selects.append(f"{typed} AS {_qi(col.name)}")
+        if raw_sql == "NULL":
+            if col.required:
+                reasons.append(f"'missing {col.name}'")
+            continue
+        present = f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') IS NOT NULL"
+        if col.type != "VARCHAR":
+            kind = {
+                "DOUBLE": "not a number",
+                "TIMESTAMP": "unparseable timestamp",
+                "DATE": "unparseable date",
+                "BOOLEAN": "not a boolean",
+            }[col.type]
+            reasons.append(
+                f"CASE WHEN {present} AND ({typed}) IS NULL THEN {_lit(f'{kind} in {label}')} END"
+            )
+        if col.required:
+            reasons.append(
+                f"CASE WHEN ({typed}) IS NULL AND NOT ({present}) "
+                f"THEN {_lit(f'missing {col.name} ({label})')} END"
+            )
+        if col.name in _NUMERIC_NONNEG:
+            reasons.append(f"CASE WHEN ({typed}) < 0 THEN {_lit(f'negative {col.name}')} END")
+        if col.name == "status":
+            allowed = ", ".join(_lit(s) for s in ORDER_STATUSES)
+            reasons.append(
+                f"CASE WHEN ({typed}) IS NOT NULL AND lower({typed}) NOT IN ({allowed}) "
+                f"THEN 'unknown status (expected completed, returned or cancelled)' END"
+            )
+    if sch.needs_identifier:
+        ids = [_qi(c) for c in IDENTIFIER_COLUMNS]
+        selects_map = {s.rsplit(" AS ", 1)[1]: s.rsplit(" AS ", 1)[0] for s in selects}
+        no_id = " AND ".join(f"({selects_map[i]}) IS NULL" for i in ids)
+        reasons.append(f"CASE WHEN {no_id} THEN 'no identifier' END")
+    if raw.json_lines:
+        reasons.append(
+            "CASE WHEN NOT json_valid(_line) OR json_type(_line) <> 'OBJECT' "
+            "THEN 'invalid JSON' END"
+        )
+    where = f"WHERE ({src.where})" if src.where else ""
+    reason_list = (
+        "list_filter([" + ", ".join(reasons) + "], lambda x: x IS NOT NULL)" if reasons else "[]"
+    )
+    return (
+        f"SELECT {', '.join(selects)}, {reason_list} AS _reasons, _file, _row "
+        f"FROM (SELECT * FROM raw {where}) AS r"
+    )
+
+
+def _raw_json_sql(raw: RawInput) -> str:
+    """Relation (_file, _row, _raw): each raw row as JSON text, exactly as read."""
+    if raw.json_lines:
+        return "(SELECT _file, _row, _line AS _raw FROM raw)"
+    return (
+        '(SELECT _file, _row, json_merge_patch(to_json(r), \'{"_file": null, "_row": null}\') '
+        "AS _raw FROM raw r)"
+    )
+
+
+def _hash_sql(sch: TableSchema, table: str) -> str:
+    parts = [
+        f"coalesce(CAST({_qi(c.name)} AS VARCHAR), '{_HASH_NULL}')"
+        for c in sch.columns
+        if c.name not in ("source", "record_id", "source_record_id", "ingested_at")
+    ]
+    return f"md5(concat_ws('\x1f', '{table}', {', '.join(parts)}))"
+
+
+def ingest_source(
+    store: Store,
+    src: SourceConfig,
+    *,
+    base_dir: Path,
+    suppress_sql: str | None = None,
+) -> IngestReport:
+    """Ingest one source into ``store``; returns the counts.
+
+    Parameters
+    ----------
+    store:
+        The target store (DuckDB or PostgreSQL).
+    src:
+        The source declaration.
+    base_dir:
+        Folder that relative ``path`` values resolve against (the config's folder).
+    suppress_sql:
+        Optional SQL predicate over the canonical columns of the stage; rows for
+        which it is true are not loaded and counted as suppressed (used for the
+        erasure tombstones).
+    """
+    sch = schema(src.table)
+    run_id = uuid.uuid4().hex[:12]
+    started = datetime.now(UTC).replace(tzinfo=None)
+    work = store.con if isinstance(store, DuckDBStore) else duckdb.connect()
+    work.execute("SET TimeZone = 'UTC'")
+    own = "_stage_" + run_id
+    try:
+        raw = read_source(work, src, base_dir)
+        _check_columns(src, raw)
+        try:
+            mapped = _mapping_sql(src, raw, sch)
+            work.execute(f"CREATE TEMP TABLE {own}_m AS {mapped}")
+        except duckdb.Error as exc:
+            msg = str(exc).splitlines()[0]
+            raise SourceError(
+                f"source {src.name!r}: cannot map the columns of {', '.join(Path(f).name for f in raw.files)}: {msg}"
+            ) from None
+        filtered = (
+            raw.rows
+            - len(raw.rejected)
+            - work.execute(f"SELECT count(*) FROM {own}_m").fetchone()[0]
+        )
+        report = _stage_and_commit(
+            store, work, src, sch, raw, own, run_id, started, filtered, suppress_sql
+        )
+    finally:
+        for t in ("_m", "_good", "_bad"):
+            work.execute(f"DROP TABLE IF EXISTS {own}{t}")
+        if work is not getattr(store, "con", None):
+            work.close()
+    log.info("ingested source %s into %s: %s", src.name, src.table, report.as_dict())
+    return report
+
+
+def _stage_and_commit(
+    store: Store,
+    work: duckdb.DuckDBPyConnection,
+    src: SourceConfig,
+    sch: TableSchema,
+    raw: RawInput,
+    own: str,
+    run_id: str,
+    started: datetime,
+    filtered: int,
+    suppress_sql: str | None,
+) -> IngestReport:
+    canon = [
+        c.name
+        for c in sch.columns
+        if c.name not in ("source", "record_id", "ingested_at", "source_record_id")
+    ]
+    cols = ", ".join(_qi(c) for c in canon)
+    now = _lit(started.isoformat(sep=" "))
+    srid = "source_record_id" if "source_record_id" in src.columns else "record_id"
+    if src.table == "products":
+        dedup_key, order = "item_id", "_file DESC, _row DESC"  # the newest row of an item wins
+    else:
+        dedup_key, order = "record_id", "_file, _row"
+    suppressed_expr = f"({suppress_sql})" if suppress_sql else "FALSE"
+    work.execute(
+        f"CREATE TEMP TABLE {own}_good AS SELECT {_lit(src.name)} AS source, record_id, "
+        f"{srid} AS source_record_id, CAST({now} AS TIMESTAMP) AS ingested_at, {cols}, "
+        f"_file, _row, _dup, _suppressed FROM ("
+        f"  SELECT *, row_number() OVER (PARTITION BY {dedup_key} ORDER BY {order}) > 1 AS _dup,"
+        f"  {suppressed_expr} AS _suppressed FROM ("
+        f"    SELECT *, {_hash_sql(sch, sch.name)} AS record_id FROM {own}_m WHERE len(_reasons) = 0"
+        f"  ) s"
+        f") d"
+    )
+    # quarantine: rows with reasons, exact duplicates inside this load (for products an older
+    # row of an item is superseded instead), and rows the file parser rejected
+    dup_rows = (
+        ""
+        if src.table == "products"
+        else (
+            f" UNION ALL SELECT ['duplicate of an earlier row in this load'], _file, _row "
+            f"FROM {own}_good WHERE _dup"
+        )
+    )
+    work.execute(
+        f"CREATE TEMP TABLE {own}_bad AS SELECT "
+        f"md5(concat_ws('\x1f', {_lit(src.name)}, q._file, CAST(q._row AS VARCHAR), "
+        f"array_to_string(_reasons, '; '))) AS record_id, {_lit(src.name)} AS source, "
+        f"{_lit(sch.name)} AS target_table, q._file AS file, q._row AS row_number, "
+        f"array_to_string(_reasons, '; ') AS reason, CAST(j._raw AS VARCHAR) AS raw_record, "
+        f"CAST({now} AS TIMESTAMP) AS ingested_at FROM ("
+        f"  SELECT _reasons, _file, _row FROM {own}_m WHERE len(_reasons) > 0{dup_rows}"
+        f") q LEFT JOIN {_raw_json_sql(raw)} j ON j._file = q._file AND j._row = q._row"
+    )
+    if raw.rejected:
+        import pyarrow as pa
+
+        rej = pa.table(
+            {
+                "file": [r[0] for r in raw.rejected],
+                "row": [r[1] for r in raw.rejected],
+                "text": [r[2] for r in raw.rejected],
+                "reason": [r[3] for r in raw.rejected],
+            }
+        )
+        work.register("_rejected", rej)
+        work.execute(
+            f"INSERT INTO {own}_bad SELECT md5(concat_ws('\x1f', {_lit(src.name)}, file, "
+            f"CAST(row AS VARCHAR), reason)), {_lit(src.name)}, {_lit(sch.name)}, file, row, "
+            f"reason, text, CAST({now} AS TIMESTAMP) FROM _rejected"
+        )
+    target = physical_table(src.table)
+    all_cols = ", ".join(
+        _qi(c) for c in ["source", "record_id", "source_record_id", "ingested_at", *canon]
+    )
+    q_cols = ", ".join(_qi(c.name) for c in schema("quarantine").columns)
+    suppressed = work.execute(
+        f"SELECT count(*) FROM {own}_good WHERE _suppressed AND NOT _dup"
+    ).fetchone()[0]
+    good_n = work.execute(
+        f"SELECT count(*) FROM {own}_good WHERE NOT _dup AND NOT _suppressed"
+    ).fetchone()[0]
+    reasons = dict(
+        work.execute(f"SELECT reason, count(*) FROM {own}_bad GROUP BY reason").fetchall()
+    )
+    bad_n = sum(reasons.values())
+    same_db = isinstance(store, DuckDBStore) and store.con is work
+    with store.transaction():
+        if same_db:
+            good_src, bad_src = (
+                f"(SELECT * FROM {own}_good WHERE NOT _dup AND NOT _suppressed)",
+                f"{own}_bad",
+            )
+        else:
+            good_src, bad_src = f"_stage_{src.table}", "_stage_quarantine"
+            store.load_arrow(
+                good_src,
+                work.execute(
+                    f"SELECT {all_cols} FROM {own}_good WHERE NOT _dup AND NOT _suppressed"
+                ).to_arrow_table(),
+                mode="replace",
+            )
+            store.load_arrow(
+                bad_src,
+                work.execute(f"SELECT {q_cols} FROM {own}_bad").to_arrow_table(),
+                mode="replace",
+            )
+        if src.table == "products":
+            store.execute(
+                f"DELETE FROM {target} WHERE item_id IN (SELECT item_id FROM {good_src} g)"
+            )
+            already = store.sql(
+                f"SELECT count(*) AS n FROM {good_src} g WHERE EXISTS "
+                f"(SELECT 1 FROM {target} t WHERE t.record_id = g.record_id)"
+            )["n"].iloc[0]
+        else:
+            already = 0
+        loaded = _insert_new(store, target, all_cols, good_src)
+        if src.table != "products":
+            already = good_n - loaded
+        _insert_new(store, "quarantine", q_cols, bad_src)
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        store.execute(
+            "INSERT INTO _ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                src.name,
+                src.table,
+                started,
+                finished,
+                int(raw.rows),
+                int(loaded),
+                int(already),
+                int(bad_n),
+                int(suppressed),
+            ],
+        )
+        if not same_db:
+            store.execute(f"DROP TABLE {good_src}")
+            store.execute(f"DROP TABLE {bad_src}")
+    return IngestReport(
+        run_id,
+        src.name,
+        src.table,
+        [Path(f).name for f in raw.files],
+        int(raw.rows),
+        int(loaded),
+        int(already),
+        int(bad_n),
+        int(filtered),
+        int(suppressed),
+        {k: int(v) for k, v in reasons.items()},
+    )
+
+
+def _insert_new(store: Store, table: str, cols: str, src_rel: str) -> int:
+    """INSERT the rows of ``src_rel`` whose record_id is not in ``table``; returns the count."""
+    before = store.count(table)
+    store.execute(
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {src_rel} g "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.record_id = g.record_id)"
+    )
+    return store.count(table) - before
