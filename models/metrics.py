@@ -61,7 +61,9 @@ def calibration_table(y: object, p: object, n_bins: int = 10) -> pd.DataFrame:
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     b = np.clip(np.digitize(pa, edges[1:-1], right=True), 0, n_bins - 1)
     df = pd.DataFrame({"bin": b, "y": ya, "p": pa})
-    g = df.groupby("bin").agg(n=("y", "size"), mean_predicted=("p", "mean"), observed_rate=("y", "mean"))
+    g = df.groupby("bin").agg(
+        n=("y", "size"), mean_predicted=("p", "mean"), observed_rate=("y", "mean")
+    )
     g = g.reset_index()
     g.insert(1, "lower", edges[g["bin"].to_numpy()])
     g.insert(2, "upper", edges[g["bin"].to_numpy() + 1])
