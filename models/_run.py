@@ -67,6 +67,7 @@ class Fitted:
     p_hold: np.ndarray
     baseline_scores: dict[str, np.ndarray]
     baseline_probabilities: dict[str, np.ndarray]
+    example: pd.DataFrame | None = None
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
     tuning: dict[str, Any] | None = None
@@ -79,6 +80,19 @@ def _population(frame: pd.DataFrame, spec: ModelKind) -> pd.DataFrame:
         raise DataError(f"the training frame lacks columns {missing}")
     rows = frame if spec.population is None else frame[frame[spec.population] == 1]
     return rows[rows[spec.target].notna()]
+
+
+def _signature_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows typed as the feature set delivers them (the model's input signature).
+
+    Integer counts stay ``long``; nullable integers (which can be missing) and
+    everything else become ``double``.
+    """
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype != np.int64:
+            out[c] = out[c].astype(np.float64)
+    return out.reset_index(drop=True)
 
 
 def _check_labels(y: np.ndarray, what: str) -> None:
@@ -99,6 +113,7 @@ def fit_and_evaluate(
     tune_minutes: float | None,
     study_storage: Any,
     study_name: str,
+    purge_days: int,
     model_params: Mapping[str, Any] | None,
     feature_descriptions: Mapping[str, str] | None,
     rfm_columns: Sequence[str] | None,
@@ -124,7 +139,11 @@ def fit_and_evaluate(
     X_fit, y_fit, snap_fit = X[fit_mask], y[fit_mask], as_of[fit_mask].to_numpy()
     X_hold, y_hold = X[hold_mask], y[hold_mask]
 
-    base = {"random_state": seed, "feature_descriptions": dict(feature_descriptions or {})}
+    base = {
+        "random_state": seed,
+        "purge_days": purge_days,
+        "feature_descriptions": dict(feature_descriptions or {}),
+    }
     tuning = None
     if tune_trials or tune_minutes:
         from models.tuning import tune
@@ -132,7 +151,7 @@ def fit_and_evaluate(
         say(f"tuning with Optuna (study {study_name})")
         overrides = dict(model_params or {})
         res = tune(
-            lambda **p: spec.estimator(**{**base, "n_estimators": 1000, **p, **overrides}),
+            lambda **p: spec.estimator(**{**base, **p, **overrides}),
             X_fit,
             y_fit,
             snap_fit,
@@ -150,7 +169,7 @@ def fit_and_evaluate(
             "trials_pruned": res.n_pruned,
             "trials_new": res.n_new,
         }
-        base = {**base, "n_estimators": 1000, **res.best_params}
+        base = {**base, **res.best_params}
     params = {**base, **dict(model_params or {})}
     say(f"fitting {spec.estimator.__name__} on {len(y_fit):,} rows")
     model = spec.estimator(**params).fit(X_fit, y_fit, snapshot=snap_fit)
@@ -210,6 +229,7 @@ def fit_and_evaluate(
         holdout_as_of=holdout_as_of,
         fit_as_ofs=sorted(pd.Series(snap_fit).unique()),
         X_hold=X_hold,
+        example=_signature_frame(rows.loc[hold_mask, feats].head(5)),
         y_hold=y_hold,
         p_hold=p_hold,
         baseline_scores=b_scores,
@@ -306,7 +326,7 @@ def log_run(
                 "feature_importance.csv": importance,
             }
         )
-        uri = log_model(model, fitted.X_hold.head(5))
+        uri = log_model(model, fitted.example)
         version = register_model(
             uri,
             spec.registry_name,

@@ -112,12 +112,13 @@ def log_model(
     """Log ``estimator`` as a pyfunc model (from code, data artifacts); returns its URI.
 
     Must run inside an active MLflow run. ``X_example`` must hold feature columns
-    only (it becomes the input example and the signature).
+    only, typed as the feature set delivers them (it becomes the input example
+    and the signature).
     """
     import mlflow
     from mlflow.models import infer_signature
 
-    X_example = X_example[estimator.feature_names_].astype(np.float64)
+    X_example = X_example[estimator.feature_names_]
     proba = pd.DataFrame({"probability": estimator.predict_proba(X_example)[:, 1]})
     with tempfile.TemporaryDirectory() as tmp:
         path = estimator.save(Path(tmp) / "estimator")

@@ -96,6 +96,17 @@ class IdentityConfig(_Model):
         return v
 
 
+class ModelsConfig(_Model):
+    """Defaults of ``cip train`` and ``cip score`` (command-line options override them)."""
+
+    horizon_days: int = Field(90, ge=1)
+    snapshot_every_days: int = Field(30, ge=1)
+    n_snapshots: int = Field(12, ge=2)
+    holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
+    min_delta: float = Field(0.0, ge=0.0)
+    reasons: Literal["path", "shap"] = "path"
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -104,6 +115,7 @@ class CIPConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:
