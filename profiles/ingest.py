@@ -99,13 +99,7 @@ def _raw_expr(src: SourceConfig, raw: RawInput, canonical: str) -> tuple[str, st
         return _lit(spec.value), "CONST", f"{canonical} (constant)"
     if isinstance(spec, ColumnExpr):
         return f"({spec.expr})", "EXPR", f"{canonical} (expression)"
-    if raw.json_lines:
-        return f"json_extract_string(_line, {_lit('$.' + _json_key(spec))})", "VARCHAR", spec
     return _qi(spec), raw.columns[spec], spec
-
-
-def _json_key(key: str) -> str:
-    return '"' + key.replace('"', '\\"') + '"'
 
 
 def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | None, tz: str) -> str:
@@ -205,10 +199,10 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
         no_id = " AND ".join(f"({selects_map[i]}) IS NULL" for i in ids)
         reasons.append(f"CASE WHEN {no_id} THEN 'no identifier' END")
     if raw.json_lines:
-        reasons.append(
-            "CASE WHEN NOT json_valid(_line) OR json_type(_line) <> 'OBJECT' "
-            "THEN 'invalid JSON' END"
-        )
+        # an invalid line has no usable fields: report only that
+        reasons = ["CASE WHEN NOT _valid THEN 'invalid JSON' END"] + [
+            f"CASE WHEN _valid THEN {r} END" for r in reasons
+        ]
     where = f"WHERE ({src.where})" if src.where else ""
     reason_list = (
         "list_filter([" + ", ".join(reasons) + "], lambda x: x IS NOT NULL)" if reasons else "[]"
