@@ -15,6 +15,7 @@ from typing import Annotated
 import click
 import typer
 
+import pipelines.cmd_segments  # noqa: F401  (registers commands)
 from pipelines import cmd_core, cmd_data  # noqa: F401  (registers commands)
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
