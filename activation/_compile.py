@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,19 @@ from activation.definitions import Condition, SegmentDefinition
 from profiles.errors import ConfigError, DataError, NotFoundError
 from profiles.store import Store
 
-__all__ = ["Inputs", "discover", "SegmentSql", "compile_segment", "base_select", "Missing"]
+__all__ = [
+    "Inputs",
+    "discover",
+    "SegmentSql",
+    "compile_segment",
+    "base_select",
+    "threshold_tables",
+    "Missing",
+    "Thresholds",
+]
+
+#: (field, ASC|DESC, percentage) -> name of the one-row table holding the boundary value
+Thresholds = dict[tuple[str, str, float], str]
 
 #: Columns the ``scores`` table is known to have (for a clear message when it is absent).
 SCORE_FIELDS = frozenset({"churn_probability", "purchase_probability", "model", "model_version"})
@@ -184,10 +197,10 @@ def _value(v: Any, t: str, segment: str, name: str) -> Any:
 
 
 class _Compiler:
-    """Compiles one definition's conditions; collects the percentile ranks it needs."""
+    """Compiles one definition's conditions; collects the percentile thresholds it needs."""
 
-    def __init__(self, inputs: Inputs, segment: str, ranks: dict[tuple[str, str], str]) -> None:
-        self.inputs, self.segment, self.ranks = inputs, segment, ranks
+    def __init__(self, inputs: Inputs, segment: str, thresholds: Thresholds) -> None:
+        self.inputs, self.segment, self.thresholds = inputs, segment, thresholds
 
     def cond(self, c: Condition) -> _Frag:
         if c.all is not None or c.any is not None:
@@ -207,12 +220,10 @@ class _Compiler:
                     f"segment {self.segment!r}: {c.op} needs a numeric or time field, "
                     f"{c.field!r} is {t}"
                 )
-            key = (c.field, "DESC" if c.op == "top_pct" else "ASC")
-            r = self.ranks.setdefault(key, f"_rk{len(self.ranks)}")
-            return _Frag(
-                f"({col} IS NOT NULL AND ({r} - 1) * 100.0 < CAST(? AS DOUBLE PRECISION) * {r}_n)",
-                [float(c.value)],  # type: ignore[arg-type]
-            )
+            top = c.op == "top_pct"
+            key = (c.field, "DESC" if top else "ASC", float(c.value))  # type: ignore[arg-type]
+            tbl = self.thresholds.setdefault(key, f"_seg_thr{len(self.thresholds)}")
+            return _Frag(f"({col} {'>=' if top else '<='} (SELECT v FROM {tbl}))", [])
         if c.op in ("in", "not_in"):
             vals = [_value(v, t, self.segment, c.field) for v in c.value]  # type: ignore[union-attr]
             ph = ", ".join(f"CAST(? AS {t})" for _ in vals)
@@ -244,11 +255,11 @@ class SegmentSql:
 def compile_segment(
     d: SegmentDefinition,
     inputs: Inputs,
-    ranks: dict[tuple[str, str], str],
+    thresholds: Thresholds,
     event_reason: _Frag | None,
 ) -> SegmentSql:
     """Compile one definition (raises :class:`Missing` or ``ConfigError``)."""
-    comp = _Compiler(inputs, d.name, ranks)
+    comp = _Compiler(inputs, d.name, thresholds)
     aliases = {f: inputs.resolve(f, d.name)[0] for f in d.fields()}
     where: list[_Frag] = []
     texts: list[tuple[_Frag, _Frag | None]] = []
@@ -294,9 +305,7 @@ def compile_segment(
     )
 
 
-def base_select(
-    inputs: Inputs, fields: set[str], ranks: dict[tuple[str, str], str], erased_pred: str
-) -> str:
+def base_select(inputs: Inputs, fields: set[str], erased_pred: str) -> str:
     """The ``SELECT`` of the per-build base table (one row per profile of the snapshot).
 
     Takes one parameter: the as_of.
@@ -316,12 +325,26 @@ def base_select(
         ]
     if inputs.profile_cols is not None and any(inputs.resolve(n, "?")[0] == "p" for n in fields):
         joins += " LEFT JOIN profiles p ON p.unified_id = f.unified_id"
-    for (name, direction), r in ranks.items():
-        alias, _t = inputs.resolve(name, "?")
-        col = f'{alias}."{name}"'
-        cols.append(f"rank() OVER (ORDER BY {col} {direction} NULLS LAST) AS {r}")
-        cols.append(f"count({col}) OVER () AS {r}_n")
     return (
         f'SELECT {", ".join(cols)} FROM "{inputs.features}" f{joins} '
         f"WHERE f.as_of = CAST(? AS TIMESTAMP) AND {erased_pred}"
     )
+
+
+def threshold_tables(store: Store, thresholds: Thresholds) -> None:
+    """Create one-row tables ``_seg_thrN(v)``: the boundary value of each percentile condition.
+
+    The top ``p`` % of the ``n`` non-null values of the base table are the values
+    ``>=`` the ``k``-th largest, ``k = ceil(p * n / 100)``; equivalently a row is
+    in when fewer than ``p * n / 100`` rows have a strictly greater value, so
+    ties at the boundary are all in. ``bottom_pct`` mirrors it. No value: no row,
+    and the comparison with the empty subquery (NULL) keeps nobody.
+    """
+    for (name, direction, pct), tbl in thresholds.items():
+        n = int(store.sql(f'SELECT count("{name}") AS n FROM _seg_base')["n"].iloc[0])
+        k = max(math.ceil(pct * n / 100.0), 1)
+        store.execute(f"DROP TABLE IF EXISTS {tbl}")
+        store.execute(
+            f'CREATE TEMP TABLE {tbl} AS SELECT "{name}" AS v FROM _seg_base '
+            f'WHERE "{name}" IS NOT NULL ORDER BY "{name}" {direction} LIMIT 1 OFFSET {k - 1}'
+        )

@@ -18,7 +18,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from activation._compile import Missing, SegmentSql, _Frag, base_select, compile_segment, discover
+from activation._compile import (
+    Missing,
+    SegmentSql,
+    Thresholds,
+    _Frag,
+    base_select,
+    compile_segment,
+    discover,
+    threshold_tables,
+)
 from activation._events import event_reason, event_rule_select
 from activation._tables import BUILDS, CHANGES, MEMBERS, ensure_tables, not_erased, to_timestamp
 from activation.defaults import check_definitions
@@ -91,7 +100,7 @@ def build_segments(
     check_definitions(definitions, {d.webhook for d in definitions if d.webhook})
     inputs = discover(store, features_table, ts)
     report = BuildReport(as_of=ts, notes=list(inputs.notes))
-    ranks: dict[tuple[str, str], str] = {}
+    thresholds: Thresholds = {}
     compiled: list[SegmentSql] = []
     fields: set[str] = set()
     for d in definitions:
@@ -99,13 +108,13 @@ def build_segments(
         if d.events is not None:
             sql, params = event_reason(d.events)
             ev = _Frag(sql, params)
-        trial = dict(ranks)
+        trial = dict(thresholds)
         try:
             seg = compile_segment(d, inputs, trial, ev)
         except Missing as exc:
             report.skipped[d.name] = str(exc)
             continue
-        ranks.update(trial)
+        thresholds.update(trial)
         compiled.append(seg)
         fields.update(d.fields())
     erased_f = not_erased(store, "f.unified_id")
@@ -114,15 +123,17 @@ def build_segments(
     with store.transaction():
         store.execute("DROP TABLE IF EXISTS _seg_base")
         store.execute(
-            "CREATE TEMP TABLE _seg_base AS " + base_select(inputs, fields, ranks, erased_f), [ts]
+            "CREATE TEMP TABLE _seg_base AS " + base_select(inputs, fields, erased_f), [ts]
         )
+        threshold_tables(store, thresholds)
         for tbl in ("segment_members", "segment_changes", "segment_builds"):
             store.execute(f"DELETE FROM {tbl} WHERE as_of = CAST(? AS TIMESTAMP)", [ts])
         for i, seg in enumerate(compiled):
             _insert_members(store, seg, i, ts, inputs.has_record_map)
             _insert_build(store, seg, ts, built_at)
         _recompute_changes(store, ts)
-        store.execute("DROP TABLE IF EXISTS _seg_base")
+        for tbl in ["_seg_base", *thresholds.values()]:
+            store.execute(f"DROP TABLE IF EXISTS {tbl}")
     rows = store.sql(
         "SELECT segment, kind, members, entered, exited, previous_as_of FROM segment_builds "
         "WHERE as_of = CAST(? AS TIMESTAMP)",
@@ -209,30 +220,41 @@ def _recompute_changes(store: Store, ts: dt.datetime) -> None:
         "DELETE FROM segment_changes WHERE EXISTS (SELECT 1 FROM _seg_pairs q "
         "WHERE q.segment = segment_changes.segment AND q.as_of = segment_changes.as_of)"
     )
-    erased = not_erased(store, "m.unified_id")
+    erased = not_erased(store, "p.unified_id")
     store.execute(
         "INSERT INTO segment_changes (segment, unified_id, as_of, change, previous_as_of) "
-        "SELECT m.segment, m.unified_id, m.as_of, 'entered', q.prev FROM segment_members m "
-        "JOIN _seg_pairs q ON q.segment = m.segment AND q.as_of = m.as_of "
-        "WHERE NOT EXISTS (SELECT 1 FROM segment_members o WHERE o.segment = m.segment "
-        "AND o.as_of = q.prev AND o.unified_id = m.unified_id) "
-        "UNION ALL "
-        "SELECT m.segment, m.unified_id, q.as_of, 'exited', q.prev FROM segment_members m "
-        "JOIN _seg_pairs q ON q.segment = m.segment AND q.prev = m.as_of "
-        "WHERE NOT EXISTS (SELECT 1 FROM segment_members o WHERE o.segment = m.segment "
-        f"AND o.as_of = q.as_of AND o.unified_id = m.unified_id) AND {erased}"
+        "WITH cur AS (SELECT m.segment, m.unified_id, q.as_of, q.prev FROM segment_members m "
+        "JOIN _seg_pairs q ON q.segment = m.segment AND q.as_of = m.as_of), "
+        "prv AS (SELECT m.segment, m.unified_id, q.as_of, q.prev FROM segment_members m "
+        "JOIN _seg_pairs q ON q.segment = m.segment AND q.prev = m.as_of) "
+        "SELECT COALESCE(c.segment, p.segment), COALESCE(c.unified_id, p.unified_id), "
+        "COALESCE(c.as_of, p.as_of), CASE WHEN p.unified_id IS NULL THEN 'entered' "
+        "ELSE 'exited' END, COALESCE(c.prev, p.prev) "
+        "FROM cur c FULL OUTER JOIN prv p ON c.segment = p.segment AND c.as_of = p.as_of "
+        "AND c.unified_id = p.unified_id "
+        f"WHERE p.unified_id IS NULL OR (c.unified_id IS NULL AND {erased})"
+    )
+    # digest of each build's changes (part of webhook batch keys): order-independent
+    # XOR of row hashes on DuckDB, MD5 of the sorted rows on PostgreSQL
+    row = "c.change || ':' || c.unified_id"
+    digest = (
+        f"md5(COALESCE(string_agg({row}, ',' ORDER BY c.change, c.unified_id), ''))"
+        if store.dialect == "postgres"
+        else f"CAST(count(*) AS VARCHAR) || '-' || CAST(COALESCE(bit_xor(hash({row})), 0) AS VARCHAR)"
     )
     store.execute("DROP TABLE IF EXISTS _seg_agg")
     store.execute(
         "CREATE TEMP TABLE _seg_agg AS SELECT q.segment, q.as_of, q.prev, "
-        "(SELECT count(*) FROM segment_members m WHERE m.segment = q.segment AND m.as_of = q.as_of) AS members, "
-        "(SELECT count(*) FROM segment_changes c WHERE c.segment = q.segment AND c.as_of = q.as_of "
-        "AND c.change = 'entered') AS entered, "
-        "(SELECT count(*) FROM segment_changes c WHERE c.segment = q.segment AND c.as_of = q.as_of "
-        "AND c.change = 'exited') AS exited, "
-        "(SELECT md5(COALESCE(string_agg(c.change || ':' || c.unified_id, ',' "
-        "ORDER BY c.change, c.unified_id), '')) FROM segment_changes c "
-        "WHERE c.segment = q.segment AND c.as_of = q.as_of) AS digest FROM _seg_pairs q"
+        "COALESCE(m.n, 0) AS members, COALESCE(c.entered, 0) AS entered, "
+        "COALESCE(c.exited, 0) AS exited, COALESCE(c.digest, 'none') AS digest FROM _seg_pairs q "
+        "LEFT JOIN (SELECT m.segment, m.as_of, count(*) AS n FROM segment_members m "
+        "JOIN _seg_pairs q ON q.segment = m.segment AND q.as_of = m.as_of "
+        "GROUP BY m.segment, m.as_of) m ON m.segment = q.segment AND m.as_of = q.as_of "
+        "LEFT JOIN (SELECT c.segment, c.as_of, "
+        "sum(CASE WHEN c.change = 'entered' THEN 1 ELSE 0 END) AS entered, "
+        f"sum(CASE WHEN c.change = 'exited' THEN 1 ELSE 0 END) AS exited, {digest} AS digest "
+        "FROM segment_changes c JOIN _seg_pairs q ON q.segment = c.segment AND q.as_of = c.as_of "
+        "GROUP BY c.segment, c.as_of) c ON c.segment = q.segment AND c.as_of = q.as_of"
     )
     store.execute(
         "UPDATE segment_builds SET members = a.members, entered = a.entered, exited = a.exited, "

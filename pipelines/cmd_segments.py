@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from activation import (
 )
 from pipelines._cli_app import app, console, emit_json, out, workspace
 from pipelines.workspace import Workspace
+from profiles.store import Store
 
 __all__ = ["run_segments", "run_deliveries", "segments_app"]
 
@@ -29,18 +32,27 @@ segments_app = typer.Typer(
 app.add_typer(segments_app, name="segments")
 
 
+@contextmanager
+def _open(ws: Workspace) -> Iterator[Store]:
+    """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
+    with ws.open_store() as store:
+        if store.backend == "duckdb":
+            store.execute("SET enable_progress_bar = false")
+        yield store
+
+
 def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> BuildReport:
     """Build the workspace's segments (all, or ``names``) for ``as_of``."""
     cfg = ws.config.segments
     defs = select_definitions(cfg.effective(), names)
-    with ws.open_store() as store:
+    with _open(ws) as store:
         return build_segments(store, defs, as_of, features_table=cfg.features_table)
 
 
 def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
     """Send pending segment changes to the configured webhooks."""
     cfg = ws.config.segments
-    with ws.open_store() as store:
+    with _open(ws) as store:
         return deliver_webhooks(store, cfg.effective(), cfg.webhooks, as_of)
 
 
@@ -123,7 +135,7 @@ def list_(
 ) -> None:
     """List the configured segments with their size at their latest build."""
     ws = workspace()
-    with ws.open_store() as store:
+    with _open(ws) as store:
         sizes = segment_sizes(store)
     by = {r["segment"]: r for r in sizes.to_dict("records")}
     rows: list[dict[str, Any]] = []
@@ -191,7 +203,7 @@ def export(
     identifier) are written; erased profiles never are.
     """
     ws = workspace()
-    with ws.open_store() as store:
+    with _open(ws) as store:
         rep = export_segment(store, name, out_path, fmt, changes, purpose, as_of)  # type: ignore[arg-type]
     if as_json:
         emit_json(rep.as_dict())
