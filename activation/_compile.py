@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,9 @@ FORBIDDEN_FIELDS = frozenset(
         "date_of_birth",
     }
 )
+
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class Missing(Exception):
@@ -124,6 +128,8 @@ class Inputs:
 
 def discover(store: Store, features_table: str, as_of: dt.datetime) -> Inputs:
     """Inspect the store for a build at ``as_of``; errors when features are missing."""
+    if not _TABLE.match(features_table):
+        raise ConfigError(f"invalid feature table name {features_table!r}")
     if not store.has_table(features_table):
         raise NotFoundError(
             f"table {features_table!r} does not exist; run `cip features --as-of ...` first"

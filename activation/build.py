@@ -1,9 +1,10 @@
 """Build segments for one snapshot: members, changes against the previous build.
 
-:func:`build_segments` runs inside one store transaction: it replaces every
-row of ``as_of`` in ``segment_members``, ``segment_changes`` and
-``segment_builds`` (re-running is idempotent), and a failure at any point
-leaves the previous state untouched. Changes of a segment are computed against
+:func:`build_segments` runs inside one store transaction: for every segment it
+builds, it replaces that segment's rows of ``as_of`` in ``segment_members``,
+``segment_changes`` and ``segment_builds`` (re-running is idempotent; other
+segments' rows are left alone, so one segment can be rebuilt on its own), and a
+failure at any point leaves the previous state untouched. Changes of a segment are computed against
 that segment's latest build before ``as_of``; when a build is inserted between
 two existing builds (a backfill), the changes of the next build are recomputed
 too, so ``segment_changes`` always describes consecutive builds.
@@ -126,12 +127,18 @@ def build_segments(
             "CREATE TEMP TABLE _seg_base AS " + base_select(inputs, fields, erased_f), [ts]
         )
         threshold_tables(store, thresholds)
-        for tbl in ("segment_members", "segment_changes", "segment_builds"):
-            store.execute(f"DELETE FROM {tbl} WHERE as_of = CAST(? AS TIMESTAMP)", [ts])
+        names = [seg.definition.name for seg in compiled]
+        in_names = ", ".join("?" for _ in names)
+        for tbl in ("segment_members", "segment_changes", "segment_builds") if names else ():
+            store.execute(
+                f"DELETE FROM {tbl} WHERE as_of = CAST(? AS TIMESTAMP) AND segment IN ({in_names})",
+                [ts, *names],
+            )
         for i, seg in enumerate(compiled):
             _insert_members(store, seg, i, ts, inputs.has_record_map)
             _insert_build(store, seg, ts, built_at)
-        _recompute_changes(store, ts)
+        if names:
+            _recompute_changes(store, ts, names)
         for tbl in ["_seg_base", *thresholds.values()]:
             store.execute(f"DROP TABLE IF EXISTS {tbl}")
     rows = store.sql(
@@ -205,16 +212,16 @@ def _insert_build(store: Store, seg: SegmentSql, ts: dt.datetime, built_at: dt.d
     )
 
 
-def _recompute_changes(store: Store, ts: dt.datetime) -> None:
-    """Changes of the builds at ``ts`` and of each segment's next build after ``ts``."""
+def _recompute_changes(store: Store, ts: dt.datetime, names: list[str]) -> None:
+    """Changes of the builds of ``names`` at ``ts`` and of their next build after ``ts``."""
     store.execute("DROP TABLE IF EXISTS _seg_pairs")
     store.execute(
         "CREATE TEMP TABLE _seg_pairs AS SELECT b.segment, b.as_of, "
         "(SELECT max(p.as_of) FROM segment_builds p WHERE p.segment = b.segment "
-        "AND p.as_of < b.as_of) AS prev FROM segment_builds b WHERE b.as_of = CAST(? AS TIMESTAMP) "
+        "AND p.as_of < b.as_of) AS prev FROM segment_builds b WHERE (b.as_of = CAST(? AS TIMESTAMP) "
         "OR b.as_of = (SELECT min(n.as_of) FROM segment_builds n WHERE n.segment = b.segment "
-        "AND n.as_of > CAST(? AS TIMESTAMP))",
-        [ts, ts],
+        f"AND n.as_of > CAST(? AS TIMESTAMP))) AND b.segment IN ({', '.join('?' for _ in names)})",
+        [ts, ts, *names],
     )
     store.execute(
         "DELETE FROM segment_changes WHERE EXISTS (SELECT 1 FROM _seg_pairs q "

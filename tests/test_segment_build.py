@@ -201,6 +201,18 @@ def test_rebuild_is_idempotent_and_backfill_recomputes_next_changes():
     # backfill A1: A2's changes are now against A1
     build_segments(store, defs, A1)
     assert changes(store, A2) == {("champions", "u1", "exited"), ("loyal", "u1", "entered")}
+    # rebuilding one segment leaves the other segments of that as_of alone
+    store.execute("DELETE FROM features_default WHERE unified_id = 'u6'")
+    build_segments(store, defs[:1], A2)
+    assert members(store, "champions", A2) == {} and set(members(store, "loyal", A2)) == {
+        "u1",
+        "u2",
+    }
+    assert changes(store, A2) == {
+        ("champions", "u1", "exited"),
+        ("champions", "u6", "exited"),
+        ("loyal", "u1", "entered"),
+    }
 
 
 def _state(store):

@@ -135,3 +135,22 @@ def test_config_rejects_unknown_webhooks_and_bad_definitions(tmp_path):
     p.write_text("version: 1\n")
     names = [d.name for d in load_config(p).segments.effective()]
     assert names[:2] == ["champions", "loyal"] and len(names) == 15
+
+
+def test_build_delivers_to_configured_webhooks(tmp_workspace, capsys):
+    from _webhook_receiver import Receiver
+
+    with Receiver(fail_rate=0.3, seed=5) as rx:
+        config = (
+            "version: 1\nsegments:\n  webhooks:\n    crm: {url: '" + rx.url + "', batch_size: 1, "
+            "backoff_base_s: 0.001, max_attempts: 10}\n  definitions:\n"
+            "    - {name: champions, kind: rfm, rfm_segments: [Champions], purpose: email, webhook: crm}\n"
+        )
+        ws = _ws(tmp_workspace, config)
+        code, out, _ = run(ws, capsys, "segments", "build", "--as-of", "2024-03-01", "--json")
+        assert code == 0
+        [d] = json.loads(out)["deliveries"]
+        assert (d["batches"], d["delivered"], d["failed"]) == (2, 2, 0)
+        code, out, _ = run(ws, capsys, "segments", "deliver", "--json")
+        assert code == 0 and json.loads(out)[0]["already_delivered"] == 2
+    assert sorted(c[2] for c in rx.changes()) == ["u1", "u6"]
