@@ -154,3 +154,12 @@ def test_build_delivers_to_configured_webhooks(tmp_workspace, capsys):
         code, out, _ = run(ws, capsys, "segments", "deliver", "--json")
         assert code == 0 and json.loads(out)[0]["already_delivered"] == 2
     assert sorted(c[2] for c in rx.changes()) == ["u1", "u6"]
+
+
+def test_example_segments_config_loads():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "segments.yaml")
+    names = [d.name for d in cfg.segments.effective()]
+    assert names[-3:] == ["vip_win_back", "at_risk_loyals", "cart_sms"] and len(names) == 18
+    assert cfg.segments.webhooks["crm"].batch_size == 500
