@@ -38,12 +38,19 @@ class Specials:
     family: np.ndarray  # share one phone, last name and address
 
 
-def choose_specials(rng: np.random.Generator, n_people: int) -> Specials:
-    """A few dozen placeholder-phone people and one family sharing a phone."""
+def choose_specials(rng: np.random.Generator, n_people: int, chunk: int) -> Specials:
+    """A few dozen placeholder-phone people, and one family sharing a phone.
+
+    The family lives in the first chunk of ``chunk`` people (it shares values
+    drawn per chunk: a last name, an address, the first member's phone).
+    """
     n_ph = int(np.clip(n_people // 50, 5, 60))
-    n_fam = FAMILY_SIZE if n_people >= 50 else 0
+    first = min(n_people, chunk)
+    n_fam = FAMILY_SIZE if first >= 50 else 0
+    family = np.sort(rng.choice(first, size=n_fam, replace=False))
     picked = rng.choice(n_people, size=min(n_people, n_ph + n_fam), replace=False)
-    return Specials(placeholder=np.sort(picked[:n_ph]), family=np.sort(picked[n_ph:]))
+    picked = picked[~np.isin(picked, family)][:n_ph]
+    return Specials(placeholder=np.sort(picked), family=family)
 
 
 @dataclass
@@ -128,9 +135,10 @@ def build_people(
         last[family] = last[family][0]
         city[family], postcode[family], street[family] = city[family][0], postcode[family][0], street[family][0]  # fmt: skip
 
-    # e-mail: a pattern of the name plus a number unique to the person
+    # e-mail: a pattern of the name plus a number unique to the person (names have no digits,
+    # so every spelling of one person's address differs from every other person's)
     domain = rng.choice(len(EMAIL_DOMAINS), n, p=_DOMAIN_P / _DOMAIN_P.sum())
-    num = (affine_ids(gidx, 10_000_000, seed) % 100_000).astype(str)
+    num = affine_ids(gidx, 10_000_000, seed).astype(str)
     f, la = np.char.lower(first), np.char.lower(last)
     initial = np.char.lower(np.array([x[0] for x in FIRST_NAMES]))[fi]  # per name, not per row
     pattern = rng.integers(0, 4, n)
@@ -139,18 +147,17 @@ def build_people(
         [_cat(f, ".", la, num), _cat(f, la, num), _cat(initial, la, num)],
         default=_cat(f, "_", la, ".", num),
     )
-    local = _cat(local, (gidx % 10).astype(str))  # keeps (name, number) collisions apart
     email = _cat(local, "@", np.array(EMAIL_DOMAINS)[domain])
 
     # phones: UK mobiles, unique per person; a placeholder for a few, one for the family
     has_phone = rng.random(n) < 0.78
     v = affine_ids(gidx, 400_000_000, seed + 1)
     phone = _cat(_MOBILE_PREFIX[v // 100_000_000], np.char.zfill((v % 100_000_000).astype(str), 8))
-    phone = np.where(has_phone, phone, "")
+    phone = np.where(has_phone | family, phone, "")
     placeholder = np.isin(gidx, specials.placeholder)
-    if family.any():
-        fam_v = int(affine_ids(np.array([10**9 + 7]), 400_000_000, seed + 1)[0])
-        phone[family] = f"{_MOBILE_PREFIX[fam_v // 100_000_000]}{fam_v % 100_000_000:08d}"
+    own_phone = phone.copy()
+    if family.any():  # the family shares the first member's number
+        phone[family] = own_phone[family][0]
 
     has_account = (rng.random(n) < 0.72) | family  # the family all have shop accounts
     customer_id = np.where(has_account, _cat("C", (1_000_000 + gidx).astype(str)), "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -26,6 +27,9 @@ from pipelines._sim_people import PURPOSES, build_people, choose_specials
 from pipelines._sim_sessions import expand_sessions, store_receipts
 from pipelines._sim_world import CATEGORIES, STYLES, build_catalog
 
+#: people simulated at once (bounds memory; part of what makes the output reproducible)
+CHUNK_PEOPLE = 50_000
+
 
 @dataclass
 class ChunkOutput:
@@ -40,7 +44,7 @@ class Run:
         self.customers, self.days, self.seed, self.end = customers, days, seed, end
         world = np.random.default_rng(np.random.SeedSequence([seed, 0]))
         self.catalog = build_catalog(world)
-        self.specials = choose_specials(world, customers)
+        self.specials = choose_specials(world, customers, CHUNK_PEOPLE)
         self.start = window_start(end, days)
         self.t0 = int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp())  # fmt: skip
         self.end_sec = days * 86400 - 1
@@ -64,12 +68,19 @@ class Run:
             }
         )
 
-    def chunk(self, c: int, gidx: np.ndarray) -> ChunkOutput:
-        """Simulate the people ``gidx`` (chunk number ``c``) and build every source's rows."""
+    def chunk(
+        self, c: int, gidx: np.ndarray, on_stage: Callable[[float], None] | None = None
+    ) -> ChunkOutput:
+        """Simulate the people ``gidx`` (chunk number ``c``) and build every source's rows.
+
+        ``on_stage(fraction)`` is called as the chunk's stages complete.
+        """
+        stage = on_stage or (lambda _f: None)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, c]))
         days, cat = self.days, self.catalog
         people = build_people(rng, gidx, days=days, seed=self.seed, catalog=cat, specials=self.specials)  # fmt: skip
         act = simulate_activity(rng, people, days, self.start)
+        stage(0.2)
         web_ev, web_ln = expand_sessions(rng, people, cat, act.web_person, act.web_day, act.web_buy, app=False, days=days)  # fmt: skip
         app_ev, app_ln = expand_sessions(rng, people, cat, act.app_person, act.app_day, act.app_buy, app=True, days=days)  # fmt: skip
         web_ev["session_gid"] = self.ids.take("web_session", len(act.web_person))  # per session
@@ -88,6 +99,7 @@ class Run:
         rv = outcomes.reviews(rng, orders, first_item, self.end_sec)
         camp = outcomes.campaign_days(self.start.weekday(), days)
         em = outcomes.email_events(rng, people, act, camp, self.end_sec)
+        stage(0.45)
         rc = store_receipts(rng, people, cat, act)
 
         ctx = src_o.Ctx(
@@ -103,6 +115,7 @@ class Run:
             "store_purchases": src_o.store_purchases(ctx, rc),
             "reviews": src_p.reviews(ctx, rv, order_no),
         }
+        stage(0.9)
         tables = {name: b[0] for name, b in built.items()}
         truth_parts, bad_parts = [], []
         for name, (_, truth, bad) in built.items():

@@ -254,7 +254,8 @@ def store_purchases(ctx: Ctx, rc: dict[str, np.ndarray]) -> tuple[pa.Table, Trut
         prefixed("ST", store, 3), "-", pc.cast(pa.array(number), pa.string()), ""
     )
     price = pc.cast(pa.array(cat.price[item]), pa.string())
-    bad_price, bad_ts = bad_rows(rng, n), bad_rows(rng, n)
+    bad_ts = bad_rows(rng, n)
+    bad_price = bad_rows(rng, n) & ~bad_ts  # one defect per broken row
     phone = ctx.phone(person)
     line_id = ctx.ids.take("till_line", n)
     table = pa.table(

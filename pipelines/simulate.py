@@ -41,13 +41,13 @@ import numpy as np
 
 from pipelines import _sim_decl, _sim_run
 from pipelines._sim_io import Sink
+from pipelines._sim_run import CHUNK_PEOPLE
 from profiles.errors import ConfigError
 
 __all__ = ["simulate", "SimulationResult", "CHUNK_PEOPLE", "TRUTH_DIR"]
 
 log = logging.getLogger(__name__)
 
-CHUNK_PEOPLE = 50_000
 TRUTH_DIR = "_truth"
 _README = """\
 Ground truth of the simulated shop (written by `cip simulate`).
@@ -132,7 +132,10 @@ def simulate(
         n_chunks = -(-customers // CHUNK_PEOPLE)
         for c in range(n_chunks):
             lo, hi = c * CHUNK_PEOPLE, min(customers, (c + 1) * CHUNK_PEOPLE)
-            out = run.chunk(c, np.arange(lo, hi, dtype=np.int64))
+            report = None
+            if progress is not None:
+                report = lambda f, lo=lo, hi=hi: progress(int(lo + f * (hi - lo)), customers)  # noqa: E731
+            out = run.chunk(c, np.arange(lo, hi, dtype=np.int64), report)
             for name, table in out.tables.items():
                 sinks[name].write(table)
             for key, table in out.truth.items():
