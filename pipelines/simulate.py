@@ -99,7 +99,7 @@ def simulate(
         end: Last day of the window (UTC).
         path_prefix: Folder prefix of the ``path`` in the returned declarations
             (relative to the workspace: ``sources`` for ``<workspace>/sources``).
-        progress: Called as ``progress(people_done, people_total)`` after each chunk.
+        progress: Called as ``progress(people_done, people_total)`` as the work advances.
 
     Returns:
         The declarations, row counts and paths.
