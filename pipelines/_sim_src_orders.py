@@ -119,7 +119,7 @@ def web_events(
             "cookie_id": by_index(
                 hex_ids(cookies, ctx.seed * 16 + 1), np.where(bad, -1, cookie_of[session])
             ),  # fmt: skip
-            "session": by_index(hex_ids(ev["session_gid"], ctx.seed * 16 + 2, width=12), session),
+            "session": by_index(hex_ids(ev["session_gid"], ctx.seed * 16 + 2), session),
             "page_url": pick(urls, page, as_dict=True),
             "sku": pick(ctx.sku, ev["item"], as_dict=True),
             "user_email": pick(ctx.emails, mail, as_dict=True),
