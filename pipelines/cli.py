@@ -20,6 +20,7 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_data,
     cmd_run,
     cmd_segments,
+    cmd_simulate,
 )
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
