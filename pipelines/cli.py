@@ -18,6 +18,7 @@ import typer
 from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_core,
     cmd_data,
+    cmd_demo,
     cmd_run,
     cmd_segments,
     cmd_simulate,
