@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from pipelines.workspace import Workspace, resolve_workspace
+from profiles.privacy import RedactingFilter
 
 app = typer.Typer(
     name="cip",
@@ -27,7 +29,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)  # no truncated tables in pipes
 
 
 @dataclass
@@ -59,13 +61,14 @@ _logging_set = False
 
 
 def _log_to(path: Path) -> None:
-    """Send library logs to the workspace log file (never PII: see profiles.privacy)."""
+    """Send library logs to the workspace log file, with e-mails and phones masked."""
     global _logging_set
     if _logging_set:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # last line of defence: no e-mails or phones in logs
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if state.verbose else logging.INFO)

@@ -88,7 +88,7 @@ def read_source(con: duckdb.DuckDBPyConnection, src: SourceConfig, base_dir: Pat
 
 def _describe(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     rows = con.execute("DESCRIBE raw").fetchall()
-    return {r[0]: r[1] for r in rows if r[0] not in ("_file", "_row")}
+    return {r[0]: r[1] for r in rows if r[0] not in ("_file", "_row", "_line", "_valid")}
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, src: SourceConfig, files: list[str]) -> RawInput:
@@ -151,7 +151,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: SourceConfig, files: list[str
                 read_options=pacsv.ReadOptions(
                     encoding=src.csv.encoding or "utf8",
                     column_names=header if not src.csv.header else None,
-                    use_threads=True,
+                    use_threads=False,  # rejected rows then carry their line number
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=delim, newlines_in_values=multiline, invalid_row_handler=on_invalid
@@ -204,14 +204,30 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, src: SourceConfig, files: list[s
     table = pa.concat_tables(tables)
     con.register("_raw_arrow", table)
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM _raw_arrow WHERE trim(_line) <> ''"
+        "CREATE OR REPLACE TEMP VIEW _raw_lines AS SELECT _file, _row, _line, "
+        "CASE WHEN json_valid(_line) THEN json_type(_line) = 'OBJECT' ELSE FALSE END AS _valid "
+        "FROM _raw_arrow WHERE trim(_line) <> ''"
     )
-    keys = con.execute(
-        "SELECT DISTINCT unnest(json_keys(_line)) FROM raw WHERE json_valid(_line) "
-        "AND json_type(_line) = 'OBJECT'"
-    ).fetchall()
+    keys = [
+        k[0]
+        for k in con.execute(
+            "SELECT DISTINCT unnest(json_keys(_line)) FROM _raw_lines WHERE _valid ORDER BY 1"
+        ).fetchall()
+    ]
+    # every top-level key becomes a text column (objects and arrays as JSON text)
+    cols = ", ".join(
+        "CASE WHEN _valid THEN coalesce(json_extract_string(_line, '$.\"{0}\"'), "
+        'CAST(json_extract(_line, \'$."{0}"\') AS VARCHAR)) END AS "{1}"'.format(
+            k.replace('"', '\\"').replace("'", "''"), k.replace('"', '""')
+        )
+        for k in keys
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW raw AS SELECT {cols + ', ' if cols else ''}"
+        f"_line, _valid, _file, _row FROM _raw_lines"
+    )
     rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
-    return RawInput({k[0]: "JSON" for k in keys}, files, rows, json_lines=True)
+    return RawInput({k: "VARCHAR" for k in keys}, files, rows, json_lines=True)
 
 
 def _read_postgres(con: duckdb.DuckDBPyConnection, src: SourceConfig) -> RawInput:

@@ -107,8 +107,8 @@ class TableSchema:
 
     @property
     def mappable(self) -> list[str]:
-        """Columns a source may map (everything but the lineage columns)."""
-        return [c.name for c in self.columns if c.name not in _LINEAGE_NAMES]
+        """Columns a source may map (everything but the computed lineage columns)."""
+        return [c.name for c in self.columns if c.name not in _COMPUTED]
 
     def column(self, name: str) -> Column:
         return self._index[name]
@@ -138,7 +138,7 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
     _c("source_record_id", "VARCHAR", "The record's id in the user's system, else record_id."),
     _c("ingested_at", "TIMESTAMP", "When the record was loaded (UTC)."),
 )
-_LINEAGE_NAMES = frozenset(c.name for c in LINEAGE_COLUMNS)
+_COMPUTED = frozenset({"source", "record_id", "ingested_at"})
 
 _IDENTIFIERS: tuple[Column, ...] = (
     _c("customer_id", "VARCHAR", "Shop account id."),

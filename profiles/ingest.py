@@ -99,13 +99,7 @@ def _raw_expr(src: SourceConfig, raw: RawInput, canonical: str) -> tuple[str, st
         return _lit(spec.value), "CONST", f"{canonical} (constant)"
     if isinstance(spec, ColumnExpr):
         return f"({spec.expr})", "EXPR", f"{canonical} (expression)"
-    if raw.json_lines:
-        return f"json_extract_string(_line, {_lit('$.' + _json_key(spec))})", "VARCHAR", spec
     return _qi(spec), raw.columns[spec], spec
-
-
-def _json_key(key: str) -> str:
-    return '"' + key.replace('"', '\\"') + '"'
 
 
 def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | None, tz: str) -> str:
@@ -160,9 +154,22 @@ def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | Non
     raise AssertionError(target)
 
 
+_LOWERED = ("status", "channel", "event_type")
+_KIND = {
+    "DOUBLE": "not a number",
+    "TIMESTAMP": "unparseable timestamp",
+    "DATE": "unparseable date",
+    "BOOLEAN": "not a boolean",
+}
+
+
 def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
-    """SELECT producing canonical columns, ``_reasons`` (list of text), ``_file``, ``_row``."""
-    selects, reasons = [], []
+    """SELECT producing canonical columns, ``_reasons`` (list of text), ``_file``, ``_row``.
+
+    The inner query converts every column once (plus a flag telling whether the raw
+    value was present); the outer one derives the reasons from those.
+    """
+    inner, outer, reasons = [], [], []
     for col in sch.columns:
         if col.name in ("source", "record_id", "ingested_at"):
             continue
@@ -170,62 +177,52 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
             continue
         raw_sql, st, label = _raw_expr(src, raw, col.name)
         typed = _typed(raw_sql, st, col.type, src.timestamp_format, src.timezone)
-        selects.append(f"{typed} AS {_qi(col.name)}")
+        if col.name in _LOWERED:
+            typed = f"lower({typed})"
+        c = _qi(col.name)
+        inner.append(f"{typed} AS {c}")
+        outer.append(c)
         if raw_sql == "NULL":
             if col.required:
                 reasons.append(f"'missing {col.name}'")
             continue
-        present = f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') IS NOT NULL"
+        flag = _qi("_p_" + col.name)
+        needs_flag = col.type != "VARCHAR" or col.required
+        if needs_flag:
+            inner.append(f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') IS NOT NULL AS {flag}")
         if col.type != "VARCHAR":
-            kind = {
-                "DOUBLE": "not a number",
-                "TIMESTAMP": "unparseable timestamp",
-                "DATE": "unparseable date",
-                "BOOLEAN": "not a boolean",
-            }[col.type]
             reasons.append(
-                f"CASE WHEN {present} AND ({typed}) IS NULL THEN {_lit(f'{kind} in {label}')} END"
+                f"CASE WHEN {flag} AND {c} IS NULL THEN {_lit(f'{_KIND[col.type]} in {label}')} END"
             )
         if col.required:
             reasons.append(
-                f"CASE WHEN ({typed}) IS NULL AND NOT ({present}) "
-                f"THEN {_lit(f'missing {col.name} ({label})')} END"
+                f"CASE WHEN {c} IS NULL AND NOT {flag} THEN {_lit(f'missing {col.name} ({label})')} END"
             )
         if col.name in _NUMERIC_NONNEG:
-            reasons.append(f"CASE WHEN ({typed}) < 0 THEN {_lit(f'negative {col.name}')} END")
+            reasons.append(f"CASE WHEN {c} < 0 THEN {_lit(f'negative {col.name}')} END")
         if col.name == "status":
-            allowed = ", ".join(_lit(s) for s in ORDER_STATUSES)
+            allowed = ", ".join(_lit(x) for x in ORDER_STATUSES)
             reasons.append(
-                f"CASE WHEN ({typed}) IS NOT NULL AND lower({typed}) NOT IN ({allowed}) "
+                f"CASE WHEN {c} IS NOT NULL AND {c} NOT IN ({allowed}) "
                 f"THEN 'unknown status (expected completed, returned or cancelled)' END"
             )
     if sch.needs_identifier:
-        ids = [_qi(c) for c in IDENTIFIER_COLUMNS]
-        selects_map = {s.rsplit(" AS ", 1)[1]: s.rsplit(" AS ", 1)[0] for s in selects}
-        no_id = " AND ".join(f"({selects_map[i]}) IS NULL" for i in ids)
+        no_id = " AND ".join(f"{_qi(i)} IS NULL" for i in IDENTIFIER_COLUMNS)
         reasons.append(f"CASE WHEN {no_id} THEN 'no identifier' END")
+    valid = ""
     if raw.json_lines:
-        reasons.append(
-            "CASE WHEN NOT json_valid(_line) OR json_type(_line) <> 'OBJECT' "
-            "THEN 'invalid JSON' END"
-        )
+        # an invalid line has no usable fields: report only that
+        reasons = ["CASE WHEN NOT _valid THEN 'invalid JSON' END"] + [
+            f"CASE WHEN _valid THEN {r} END" for r in reasons
+        ]
+        valid = "_valid, "
     where = f"WHERE ({src.where})" if src.where else ""
     reason_list = (
         "list_filter([" + ", ".join(reasons) + "], lambda x: x IS NOT NULL)" if reasons else "[]"
     )
     return (
-        f"SELECT {', '.join(selects)}, {reason_list} AS _reasons, _file, _row "
-        f"FROM (SELECT * FROM raw {where}) AS r"
-    )
-
-
-def _raw_json_sql(raw: RawInput) -> str:
-    """Relation (_file, _row, _raw): each raw row as JSON text, exactly as read."""
-    if raw.json_lines:
-        return "(SELECT _file, _row, _line AS _raw FROM raw)"
-    return (
-        '(SELECT _file, _row, json_merge_patch(to_json(r), \'{"_file": null, "_row": null}\') '
-        "AS _raw FROM raw r)"
+        f"SELECT {', '.join(outer)}, {reason_list} AS _reasons, _file, _row FROM ("
+        f"SELECT {', '.join(inner)}, {valid}_file, _row FROM (SELECT * FROM raw {where}) AS r) AS t"
     )
 
 
@@ -313,24 +310,30 @@ def _stage_and_commit(
     ]
     cols = ", ".join(_qi(c) for c in canon)
     now = _lit(started.isoformat(sep=" "))
-    srid = "source_record_id" if "source_record_id" in src.columns else "record_id"
-    if src.table == "products":
-        dedup_key, order = "item_id", "_file DESC, _row DESC"  # the newest row of an item wins
-    else:
-        dedup_key, order = "record_id", "_file, _row"
+    srid = "source_record_id" if "source_record_id" in src.columns else "NULL"
     suppressed_expr = f"({suppress_sql})" if suppress_sql else "FALSE"
     work.execute(
         f"CREATE TEMP TABLE {own}_good AS SELECT {_lit(src.name)} AS source, record_id, "
-        f"{srid} AS source_record_id, CAST({now} AS TIMESTAMP) AS ingested_at, {cols}, "
-        f"_file, _row, _dup, _suppressed FROM ("
-        f"  SELECT *, row_number() OVER (PARTITION BY {dedup_key} ORDER BY {order}) > 1 AS _dup,"
-        f"  {suppressed_expr} AS _suppressed FROM ("
-        f"    SELECT *, {_hash_sql(sch, sch.name)} AS record_id FROM {own}_m WHERE len(_reasons) = 0"
-        f"  ) s"
-        f") d"
+        f"CAST({srid} AS VARCHAR) AS source_record_id, CAST({now} AS TIMESTAMP) AS ingested_at, "
+        f"{cols}, _file, _row, FALSE AS _dup, {suppressed_expr} AS _suppressed FROM ("
+        f"  SELECT *, {_hash_sql(sch, sch.name)} AS record_id FROM {own}_m WHERE len(_reasons) = 0"
+        f") s"
     )
-    # quarantine: rows with reasons, exact duplicates inside this load (for products an older
-    # row of an item is superseded instead), and rows the file parser rejected
+    # Repeated keys are rare: find them with an aggregate, then rank only their rows.
+    # Products: the newest row of an item wins; other tables: exact duplicates after the
+    # first occurrence are quarantined.
+    key, order = (
+        ("item_id", "_file DESC, _row DESC")
+        if src.table == "products"
+        else ("record_id", "_file, _row")
+    )
+    work.execute(
+        f"UPDATE {own}_good g SET _dup = TRUE FROM ("
+        f"  SELECT _file, _row, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS k "
+        f"  FROM {own}_good WHERE {key} IN "
+        f"  (SELECT {key} FROM {own}_good GROUP BY {key} HAVING count(*) > 1)"
+        f") d WHERE d.k > 1 AND g._file = d._file AND g._row = d._row"
+    )
     dup_rows = (
         ""
         if src.table == "products"
@@ -339,15 +342,20 @@ def _stage_and_commit(
             f"FROM {own}_good WHERE _dup"
         )
     )
+    raw_json = (
+        "r._line"
+        if raw.json_lines
+        else 'json_merge_patch(to_json(r), \'{"_file": null, "_row": null}\')'
+    )
     work.execute(
         f"CREATE TEMP TABLE {own}_bad AS SELECT "
         f"md5(concat_ws('\x1f', {_lit(src.name)}, q._file, CAST(q._row AS VARCHAR), "
         f"array_to_string(_reasons, '; '))) AS record_id, {_lit(src.name)} AS source, "
         f"{_lit(sch.name)} AS target_table, q._file AS file, q._row AS row_number, "
-        f"array_to_string(_reasons, '; ') AS reason, CAST(j._raw AS VARCHAR) AS raw_record, "
+        f"array_to_string(_reasons, '; ') AS reason, CAST({raw_json} AS VARCHAR) AS raw_record, "
         f"CAST({now} AS TIMESTAMP) AS ingested_at FROM ("
         f"  SELECT _reasons, _file, _row FROM {own}_m WHERE len(_reasons) > 0{dup_rows}"
-        f") q LEFT JOIN {_raw_json_sql(raw)} j ON j._file = q._file AND j._row = q._row"
+        f") q LEFT JOIN raw r ON r._file = q._file AND r._row = q._row"
     )
     if raw.rejected:
         import pyarrow as pa

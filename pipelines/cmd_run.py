@@ -1,0 +1,67 @@
+"""``cip run``: the whole pipeline, crash-safe and resumable."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.run import RunResult, run_pipeline
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def print_run(result: RunResult) -> None:
+    t = Table(
+        "step",
+        "summary",
+        title=f"Run {result.run_id} (as of {result.as_of}, "
+        f"{'resumed, ' if result.resumed else ''}{result.seconds} s)",
+    )
+    for name, summary in result.steps.items():
+        t.add_row(name, ", ".join(f"{k}={v}" for k, v in summary.items()))
+    out.print(t)
+
+
+@app.command("run")
+def run_cmd(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Snapshot date (default: the day after the last data)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Run the whole pipeline: ingest, unify, features, train or reuse champions, score, segments.
+
+    A run killed at any point is completed by running `cip run` again; a second
+    run on the same workspace while one is running is refused.
+    """
+    ws = workspace()
+    with console.status("running the pipeline", spinner="dots") as status:
+        result = run_pipeline(
+            ws,
+            as_of=_parse_date(as_of),
+            on_step=lambda name, what: status.update(f"{name}: {what}") if not as_json else None,
+        )
+    if as_json:
+        emit_json(
+            {
+                "run_id": result.run_id,
+                "as_of": result.as_of,
+                "resumed": result.resumed,
+                "seconds": result.seconds,
+                "steps": result.steps,
+            }
+        )
+    else:
+        print_run(result)

@@ -1,0 +1,120 @@
+"""Privacy primitives: salted identifier hashes, tombstones, the audit log, PII-safe logging.
+
+* :func:`hash_identifier` — a keyed hash (HMAC-SHA256 with the workspace's
+  secret salt) of a *normalised* identifier. Tombstones and logs hold these,
+  never the values.
+* ``_tombstones(identifier_type, identifier_hash, erased_at)`` — what erasure
+  leaves behind, so an old file ingested again does not bring the person back.
+* ``_audit_log(ts, actor, action, detail)`` — who did what when and how many
+  rows; never identifiers.
+* :class:`RedactingFilter` — a logging filter that masks anything shaped like
+  an e-mail address or a phone number, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from profiles.store import Store
+
+__all__ = [
+    "load_salt",
+    "hash_identifier",
+    "hash_values",
+    "ensure_privacy_tables",
+    "add_tombstones",
+    "audit",
+    "RedactingFilter",
+    "redact",
+]
+
+_TOMBSTONES_DDL = (
+    "CREATE TABLE IF NOT EXISTS _tombstones (identifier_type VARCHAR, identifier_hash VARCHAR, "
+    "erased_at TIMESTAMP)"
+)
+_AUDIT_DDL = (
+    "CREATE TABLE IF NOT EXISTS _audit_log (ts TIMESTAMP, actor VARCHAR, action VARCHAR, "
+    "detail VARCHAR)"
+)
+
+
+def load_salt(path: str | os.PathLike[str]) -> bytes:
+    """The workspace's secret salt (created on first use, readable by the owner only)."""
+    p = Path(path)
+    if not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return bytes.fromhex(p.read_text().strip())
+
+
+def hash_identifier(identifier_type: str, value: str, salt: bytes) -> str:
+    """HMAC-SHA256 of ``type:value`` (the value already normalised), hex, 32 chars."""
+    msg = f"{identifier_type}:{value}".encode()
+    return hmac.new(salt, msg, hashlib.sha256).hexdigest()[:32]
+
+
+def hash_values(identifier_type: str, values: list[str], salt: bytes) -> list[str]:
+    """:func:`hash_identifier` over distinct values (the caller deduplicates)."""
+    return [hash_identifier(identifier_type, v, salt) for v in values]
+
+
+def ensure_privacy_tables(store: Store) -> None:
+    store.execute(_TOMBSTONES_DDL)
+    store.execute(_AUDIT_DDL)
+
+
+def add_tombstones(store: Store, hashed: list[tuple[str, str]]) -> int:
+    """Record (identifier_type, identifier_hash) pairs; returns how many were new."""
+    ensure_privacy_tables(store)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    n = 0
+    for t, h in hashed:
+        exists = store.sql(
+            "SELECT count(*) AS n FROM _tombstones WHERE identifier_type = ? AND identifier_hash = ?",
+            [t, h],
+        )["n"].iloc[0]
+        if not exists:
+            store.execute("INSERT INTO _tombstones VALUES (?, ?, ?)", [t, h, now])
+            n += 1
+    return n
+
+
+def audit(store: Store, action: str, detail: dict[str, Any], actor: str | None = None) -> None:
+    """Append to the audit log (``detail`` must hold counts, never identifiers)."""
+    ensure_privacy_tables(store)
+    who = actor or os.environ.get("CIP_ACTOR") or os.environ.get("USER") or "unknown"
+    store.execute(
+        "INSERT INTO _audit_log VALUES (?, ?, ?, ?)",
+        [datetime.now(UTC).replace(tzinfo=None), who, action, json.dumps(detail, default=str)],
+    )
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"(?<![\w.:-])(?:\+|00)?\d(?: ?\d){8,14}(?![\w.:-])")
+
+
+def redact(text: str) -> str:
+    """Mask e-mail addresses and phone-number-like digit runs in ``text``."""
+    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))
+
+
+class RedactingFilter(logging.Filter):
+    """Masks e-mails and phone numbers in every log record passing through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True

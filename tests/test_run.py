@@ -1,0 +1,82 @@
+"""``cip run``: resumable steps, the workspace lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.run import Step, run_pipeline, workspace_lock
+from pipelines.workspace import Workspace
+from profiles.errors import ConflictError
+
+
+def test_a_failed_step_is_resumed_with_the_same_as_of(tmp_workspace: Workspace) -> None:
+    calls: list[tuple[str, date | None]] = []
+    fail = {"b": True}
+
+    def step(name):
+        def fn(ws, as_of):
+            calls.append((name, as_of))
+            if fail.get(name):
+                raise RuntimeError("killed")
+            return {"ok": name}
+
+        return Step(name, fn, name)
+
+    steps = [Step("ingest", lambda ws, a: {"n": 0}, "i"), step("a"), step("b"), step("c")]
+    with pytest.raises(RuntimeError):
+        run_pipeline(tmp_workspace, steps=steps, as_of=date(2024, 1, 1))
+    fail["b"] = False
+    res = run_pipeline(tmp_workspace, steps=steps, as_of=date(2030, 1, 1))
+    assert res.resumed and res.as_of == date(2024, 1, 1)
+    assert res.steps["a"] == {"status": "done earlier"} and res.steps["c"] == {"ok": "c"}
+    assert calls == [
+        ("a", date(2024, 1, 1)),
+        ("b", date(2024, 1, 1)),
+        ("b", date(2024, 1, 1)),
+        ("c", date(2024, 1, 1)),
+    ]
+    res = run_pipeline(tmp_workspace, steps=steps, as_of=date(2030, 1, 1))
+    assert not res.resumed and res.as_of == date(2030, 1, 1)
+
+
+def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace, capsys) -> None:
+    code = (
+        "import sys, time; from pipelines.workspace import Workspace; "
+        "from pipelines.run import workspace_lock\n"
+        "with workspace_lock(Workspace.open(sys.argv[1])):\n"
+        "    print('locked', flush=True); time.sleep(30)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_workspace.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(ConflictError, match=r"busy: cip run \(pid \d+"),
+            workspace_lock(tmp_workspace),
+        ):
+            pass
+        assert main(["--workspace", str(tmp_workspace.root), "run"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "is busy" in err and "nothing was changed" in err and "\n" not in err
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.1)
+    with workspace_lock(tmp_workspace):  # released by the kernel after kill -9
+        pass
+
+
+def test_cip_run_on_an_empty_workspace_says_what_is_missing(tmp_workspace, capsys) -> None:
+    assert main(["--workspace", str(tmp_workspace.root), "run", "--json"]) == 1
+    assert "no sources declared" in capsys.readouterr().err
