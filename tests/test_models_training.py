@@ -14,6 +14,7 @@ from models import plan_snapshots, registry, train_on_frame
 from models._synthetic import synthetic_training_frame
 from models.tuning import sqlite_storage
 from profiles.errors import ConfigError, DataError
+from tests._models_support import mlflow_db
 
 D = date(2024, 6, 1)
 AS_OFS = [D - timedelta(days=30 * k) for k in range(7, -1, -1)]
@@ -53,11 +54,12 @@ def mlflow_dir(tmp_path_factory) -> Path:
 
 
 def _train(frame: pd.DataFrame, d: Path, kind: str = "churn", **kw):
+    db = d / "mlflow.db"
     return train_on_frame(
         frame,
         kind,
         AS_OFS[-1],
-        tracking_uri=f"sqlite:///{d / 'mlflow.db'}",
+        tracking_uri=f"sqlite:///{db}" if db.exists() else mlflow_db(db),
         artifact_location=str(d / "artifacts"),
         lineage={"feature_set_version": "synthetic-1", "data_fingerprint": "abc"},
         **kw,
