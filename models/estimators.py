@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -390,10 +391,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def _resolve_descriptions(names: Sequence[str], given: Mapping[str, str] | None) -> dict[str, str]:
-    """Descriptions for ``names`` from ``given``, else the name with spaces."""
+def _resolve_descriptions(
+    names: Sequence[str], given: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Short descriptions for ``names`` from ``given``, else the name with spaces."""
     known = dict(given or {})
-    return {n: str(known.get(n, n.replace("_", " "))) for n in names}
+    return {n: _short(str(known.get(n, n.replace("_", " ")))) for n in names}
+
+
+def _short(text: str) -> str:
+    """A catalog description as a reason fragment: first clause, no notes in brackets.
+
+    "Days since the last completed purchase (NaN: never bought)." becomes
+    "days since the last completed purchase".
+    """
+    t = re.sub(r"\s*\([^()]*\)", "", text).strip()
+    t = re.split(r",\s*i\.e\.|;|\.\s", t)[0].strip().rstrip(".").strip()
+    if len(t) > 1 and t[0].isupper() and t[1].islower():
+        t = t[0].lower() + t[1:]
+    return t or text
 
 
 class ChurnModel(_CalibratedLGBMClassifier):

@@ -17,7 +17,7 @@ from rich.table import Table
 from pipelines._cli_app import app, console, emit_json, out, workspace
 from pipelines.workspace import Workspace
 
-__all__ = ["train_app", "models_app"]
+__all__ = ["train_app", "models_app", "run_train", "run_score"]
 
 # MLflow's per-file download bars would clutter the terminal; our status line says enough.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -70,6 +70,24 @@ Holdout = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+class _Quiet:
+    """A no-op status line where no terminal is attached (notebooks, pipes)."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, message: str) -> None:
+        return None
+
+
+def _status(message: str) -> Any:
+    """A rich status spinner on a terminal; silent elsewhere."""
+    return console.status(message) if console.is_terminal else _Quiet()
+
+
 def _date(value: str | None, option: str = "--as-of") -> date | None:
     if value is None:
         return None
@@ -79,6 +97,67 @@ def _date(value: str | None, option: str = "--as-of") -> date | None:
         raise typer.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
         ) from None
+
+
+def run_train(
+    ws: Workspace,
+    kind: str,
+    as_of: date | None = None,
+    *,
+    horizon_days: int | None = None,
+    tune_trials: int | None = None,
+    tune_minutes: float | None = None,
+    seed: int = 0,
+    snapshot_every_days: int | None = None,
+    n_snapshots: int | None = None,
+    holdout: str | None = None,
+    progress: Any = None,
+) -> Any:
+    """Train ``kind`` on the workspace (options default to ``cip.yaml``'s ``models:``).
+
+    Returns a :class:`models.TrainResult`; used by ``cip train`` and pipeline steps.
+    """
+    from models.training import train_model
+
+    cfg = ws.config.models
+    with ws.open_store() as store:
+        return train_model(
+            store,
+            kind,
+            as_of,
+            horizon_days or cfg.horizon_days,
+            ws.mlflow_tracking_uri,
+            ws.mlflow_artifact_location,
+            tune_trials=tune_trials,
+            tune_minutes=tune_minutes,
+            seed=seed,
+            snapshot_every_days=snapshot_every_days or cfg.snapshot_every_days,
+            n_snapshots=n_snapshots or cfg.n_snapshots,
+            holdout=holdout or cfg.holdout,
+            study_dir=ws.models_dir,
+            min_delta=cfg.min_delta,
+            progress=progress,
+        )
+
+
+def run_score(
+    ws: Workspace,
+    as_of: date,
+    *,
+    out: Path | None = None,
+    reasons: str | None = None,
+    progress: Any = None,
+) -> Any:
+    """Score every profile at ``as_of`` with the champions; returns a :class:`models.ScoreResult`."""
+    from models.scoring import score
+
+    method = reasons or ws.config.models.reasons
+    if method not in ("path", "shap"):
+        raise typer.BadParameter("must be path or shap", param_hint="--reasons")
+    with ws.open_store() as store:
+        return score(
+            store, as_of, ws.mlflow_tracking_uri, out=out, reasons=method, progress=progress
+        )
 
 
 def _train(
@@ -93,28 +172,21 @@ def _train(
     holdout: str | None,
     as_json: bool,
 ) -> None:
-    from models.training import train_model
-
     if tune_trials is not None and tune_minutes is not None:
         raise typer.BadParameter("give --tune-trials or --tune-minutes, not both")
     ws = workspace()
-    cfg = ws.config.models
-    with ws.open_store() as store, console.status(f"training {kind}") as status:
-        result = train_model(
-            store,
+    with _status(f"training {kind}") as status:
+        result = run_train(
+            ws,
             kind,
             _date(as_of),
-            horizon_days or cfg.horizon_days,
-            ws.mlflow_tracking_uri,
-            ws.mlflow_artifact_location,
+            horizon_days=horizon_days,
             tune_trials=tune_trials,
             tune_minutes=tune_minutes,
             seed=seed,
-            snapshot_every_days=every or cfg.snapshot_every_days,
-            n_snapshots=n_snapshots or cfg.n_snapshots,
-            holdout=holdout or cfg.holdout,
-            study_dir=ws.models_dir,
-            min_delta=cfg.min_delta,
+            snapshot_every_days=every,
+            n_snapshots=n_snapshots,
+            holdout=holdout,
             progress=lambda msg: status.update(f"{kind}: {msg}"),
         )
     if as_json:
@@ -192,22 +264,10 @@ def score_cmd(
     as_json: Json = False,
 ) -> None:
     """Score every profile with the champion models into the scores table (and --out)."""
-    from models.scoring import score
-
     d = _date(as_of)
     ws = workspace()
-    method = reasons or ws.config.models.reasons
-    if method not in ("path", "shap"):
-        raise typer.BadParameter("must be path or shap", param_hint="--reasons")
-    with ws.open_store() as store, console.status("scoring") as status:
-        res = score(
-            store,
-            d,
-            ws.mlflow_tracking_uri,
-            out=out_file,
-            reasons=method,
-            progress=lambda msg: status.update(msg),
-        )
+    with _status("scoring") as status:
+        res = run_score(ws, d, out=out_file, reasons=reasons, progress=status.update)
     if as_json:
         emit_json(res.__dict__)
         return
