@@ -85,22 +85,19 @@ def _json_string(s: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(pa.scalar('"'), esc, pa.scalar('"'), "")
 
 
-def join_reasons_json(groups: Mapping[str, Sequence[pd.Series]], n: int) -> pa.Array:
-    """One JSON object per row: ``{"churn": ["reason 1", ...], "purchase": [...]}``.
+def join_reasons_json(columns: Sequence[pd.Series], n: int) -> pa.Array:
+    """One JSON list of strings per row, e.g. ``["reason 1", "reason 2"]``.
 
     Args:
-        groups: key -> reason columns (each a string Series of length ``n``, no nulls).
+        columns: reason columns (string Series of length ``n``, no nulls), in order.
         n: number of rows.
     """
-    parts: list[pa.Array | pa.Scalar] = [pa.scalar("{")]
-    for g, (key, series) in enumerate(groups.items()):
-        parts.append(pa.scalar(("" if g == 0 else ", ") + f'"{key}": ['))
-        for i, s in enumerate(series):
-            if i:
-                parts.append(pa.scalar(", "))
-            parts.append(_json_string(pa.array(s.astype("string"), type=pa.string())))
-        parts.append(pa.scalar("]"))
-    parts.append(pa.scalar("}"))
-    if not any(isinstance(p, pa.Array) for p in parts):
-        return pa.array(["".join(p.as_py() for p in parts)] * n)
+    if not columns:
+        return pa.array(["[]"] * n, type=pa.string())
+    parts: list[pa.Array | pa.Scalar] = [pa.scalar("[")]
+    for i, s in enumerate(columns):
+        if i:
+            parts.append(pa.scalar(", "))
+        parts.append(_json_string(pa.array(s.astype("string"), type=pa.string())))
+    parts.append(pa.scalar("]"))
     return pc.binary_join_element_wise(*parts, pa.scalar(""))

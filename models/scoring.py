@@ -1,8 +1,9 @@
 """Batch scoring with the champion models into the ``scores`` table and export files.
 
 One row per profile and ``as_of``: churn and purchase probabilities, the model
-versions used, the top reasons of each model (a JSON object
-``{"churn": [...], "purchase": [...]}``) and the RFM segment. Profiles whose
+versions used, the top reasons of each model (a JSON list of strings, the churn
+model's first; each says which score it moves, e.g. "recency_days = 120 (days
+since the last completed purchase) raises churn risk") and the RFM segment. Profiles whose
 ``consent_profiling`` is false in ``profiles`` are not scored. Writing replaces
 the rows of that ``as_of`` in one transaction (re-running is idempotent).
 The export (CSV or Parquet by extension) adds the source ``customer_id``: one
@@ -52,10 +53,10 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "reasons",
     "rfm_segment",
 )
-#: registry name -> (probability column, key in ``reasons``)
-MODEL_NAMES: dict[str, tuple[str, str]] = {
-    "cip-churn": ("churn_probability", "churn"),
-    "cip-propensity": ("purchase_probability", "purchase"),
+#: registry name -> probability column
+MODEL_NAMES: dict[str, str] = {
+    "cip-churn": "churn_probability",
+    "cip-propensity": "purchase_probability",
 }
 _DDL = (
     'CREATE TABLE IF NOT EXISTS "scores" (unified_id VARCHAR, as_of TIMESTAMP, model VARCHAR, '
@@ -124,8 +125,8 @@ def score_frame(
     names = [m for m in MODEL_NAMES if m in champions]
     out["model"] = "+".join(names)
     out["model_version"] = "+".join(champions[m][0] for m in names)
-    texts: dict[str, list[pd.Series]] = {}
-    for name, (col, key) in MODEL_NAMES.items():
+    texts: list[pd.Series] = []
+    for name, col in MODEL_NAMES.items():
         if name not in champions:
             out[col] = np.nan
             continue
@@ -139,7 +140,7 @@ def score_frame(
         X = features[model.feature_names_].astype(np.float64)
         p, why = model.predict_explain(X, top=top, method=reasons)
         out[col] = p
-        texts[key] = [why[f"reason_{k}"] for k in range(1, top + 1) if f"reason_{k}" in why]
+        texts += [why[f"reason_{k}"] for k in range(1, top + 1) if f"reason_{k}" in why]
     out["reasons"] = pd.Series(join_reasons_json(texts, n), dtype="string")
     seg = features["rfm_segment"] if "rfm_segment" in features else pd.Series([None] * n)
     out["rfm_segment"] = seg.astype("string").to_numpy()
