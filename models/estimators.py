@@ -391,9 +391,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def _resolve_descriptions(
-    names: Sequence[str], given: Mapping[str, str] | None
-) -> dict[str, str]:
+def _resolve_descriptions(names: Sequence[str], given: Mapping[str, str] | None) -> dict[str, str]:
     """Short descriptions for ``names`` from ``given``, else the name with spaces."""
     known = dict(given or {})
     return {n: _short(str(known.get(n, n.replace("_", " ")))) for n in names}
