@@ -130,7 +130,7 @@ def fit_and_evaluate(
     feats = feature_columns(rows)
     if not feats:
         raise DataError("the training frame has no numeric feature columns")
-    X = rows[feats].astype(np.float64)
+    X = rows[feats].astype(np.float64).round(6)  # as the estimators do: reproducible inputs
     y = rows[spec.target].to_numpy(dtype=np.float64).astype(np.int64)
     fit_mask = (as_of < holdout_as_of).to_numpy()
     hold_mask = (as_of == holdout_as_of).to_numpy()

@@ -70,6 +70,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             which inflates validation AUC and defeats early stopping ("purging",
             López de Prado, 2018).
         calibration: ``auto``, ``isotonic``, ``sigmoid`` or ``none``.
+        input_decimals: inputs are rounded to this many decimals (``None``: not
+            rounded). Aggregates a database sums in parallel differ in their last
+            bits from run to run; without rounding, such noise changes LightGBM's
+            bins and the same data would not reproduce the same model.
         feature_descriptions: ``{feature: description}`` for reason codes (the training
             pipeline passes :func:`features.catalog`'s); others read as their name.
         random_state: seed of LightGBM and of the random validation split.
@@ -98,6 +102,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.2,
         purge_days: int = 0,
         calibration: str = "auto",
+        input_decimals: int | None = 6,
         feature_descriptions: Mapping[str, str] | None = None,
         random_state: int | None = None,
         n_jobs: int | None = 1,
@@ -117,6 +122,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.purge_days = purge_days
         self.calibration = calibration
+        self.input_decimals = input_decimals
         self.feature_descriptions = feature_descriptions
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -174,6 +180,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         if self.calibration not in CALIBRATION_METHODS:
             raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}")
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        X = self._round(X)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
             raise ValueError(
@@ -224,8 +231,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
     def _split(self, X, y, snapshot, eval_set):
         if eval_set is not None:
             X_va, y_va = eval_set
-            X_va = validate_data(
-                self, X_va, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
+            X_va = self._round(
+                validate_data(
+                    self, X_va, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
+                )
             )
             y_va = np.searchsorted(self.classes_, np.asarray(y_va))
             return X, y, X_va, y_va
@@ -263,7 +272,13 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
     # -- prediction --------------------------------------------------------------
     def _check_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "booster_")
-        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self._round(X)
+
+    def _round(self, X: np.ndarray) -> np.ndarray:
+        if self.input_decimals is None:
+            return X
+        return np.round(X, int(self.input_decimals))
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         return self.booster_.predict(
