@@ -29,6 +29,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from models._run import KIND_SPECS, feature_columns, fit_and_evaluate, log_run
@@ -89,7 +90,7 @@ def plan_snapshots(
     horizon_days: int,
     *,
     every_days: int = 30,
-    n_snapshots: int = 12,
+    n_snapshots: int = 24,
     data_end: date | None = None,
     holdout: str = "auto",
 ) -> SnapshotPlan:
@@ -222,6 +223,30 @@ def train_on_frame(
     )
 
 
+def _build_frame(
+    store: Any,
+    dates: Sequence[date],
+    horizon_days: int,
+    feature_params: Any,
+    max_rows: int,
+    build: Callable[..., pd.DataFrame],
+) -> pd.DataFrame:
+    """Snapshots built one at a time, each sampled to ``max_rows`` customers at most."""
+    parts, attrs = [], {}
+    for a in dates:
+        part = build(store, [a], horizon_days, params=feature_params)
+        attrs = attrs or dict(part.attrs)
+        if len(part) > max_rows:
+            h = pd.util.hash_pandas_object(part["unified_id"], index=False).to_numpy()
+            keep = (h % np.uint64(1_000_003)) < np.uint64(1_000_003 * max_rows // len(part))
+            log.info("snapshot %s: %d of %d customers sampled", a, int(keep.sum()), len(part))
+            part = part[keep]
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame.attrs = {**attrs, "as_ofs": [pd.Timestamp(a) for a in dates]}
+    return frame
+
+
 def train_model(
     store: Any,
     kind: str,
@@ -233,13 +258,14 @@ def train_model(
     tune_minutes: float | None = None,
     seed: int = 0,
     snapshot_every_days: int = 30,
-    n_snapshots: int = 12,
+    n_snapshots: int = 24,
     *,
     holdout: str = "auto",
     study_dir: str | Path | None = None,
     model_params: Mapping[str, Any] | None = None,
     feature_params: Any = None,
     min_delta: float = 0.0,
+    max_rows_per_snapshot: int = 250_000,
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a churn or propensity model on a store's point-in-time training set.
@@ -258,6 +284,10 @@ def train_model(
         model_params: estimator parameters overriding defaults and tuned values.
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
         min_delta: ROC AUC margin required for promotion.
+        max_rows_per_snapshot: larger snapshots keep a sample of customers (the same
+            customers in every snapshot, chosen by a hash of ``unified_id``), which bounds
+            memory and time on big shops. Snapshots within one snapshot interval of the
+            first order are skipped (no history to learn from).
         progress: ``progress(message)`` callback.
     """
     from features import FEATURE_SET_VERSION, RFM_COLUMNS, build_training_set, catalog, data_end
@@ -278,10 +308,19 @@ def train_model(
         data_end=end_day,
         holdout=holdout,
     )
-    say(
-        f"building the training set ({len(plan.all_as_ofs)} snapshots, holdout {plan.holdout_as_of})"
+    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
+    first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
+    dates = [
+        a
+        for a in plan.all_as_ofs
+        if first_ok is None
+        or a > first_ok + timedelta(days=snapshot_every_days)
+        or a == plan.holdout_as_of
+    ]
+    say(f"building the training set ({len(dates)} snapshots, holdout {plan.holdout_as_of})")
+    frame = _build_frame(
+        store, dates, horizon_days, feature_params, max_rows_per_snapshot, build_training_set
     )
-    frame = build_training_set(store, plan.all_as_ofs, horizon_days, params=feature_params)
     fp, stats = data_fingerprint(store)
     lineage = {
         "feature_set_version": frame.attrs.get("feature_set_version", FEATURE_SET_VERSION),

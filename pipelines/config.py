@@ -108,7 +108,7 @@ class ModelsConfig(_Model):
 
     horizon_days: int = Field(90, ge=1)
     snapshot_every_days: int = Field(30, ge=1)
-    n_snapshots: int = Field(12, ge=2)
+    n_snapshots: int = Field(24, ge=2)
     holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
     reasons: Literal["path", "shap"] = "path"
