@@ -93,6 +93,11 @@ def test_gate_promotes_better_keeps_worse_out_and_rolls_back(frame, mlflow_dir) 
     assert registry.rollback("cip-churn") == first.version
     assert registry.champion_version("cip-churn") == first.version
 
+    # a feature set without a column the champion needs: not comparable, not promoted
+    narrow = _train(frame.drop(columns=["cart_adds_30d"]), mlflow_dir, seed=0)
+    assert not narrow.promoted and "not comparable" in narrow.decision
+    assert registry.champion_version("cip-churn") == first.version
+
 
 @pytest.mark.slow
 def test_run_logs_plots_lineage_and_a_model_without_ids(frame, mlflow_dir) -> None:
@@ -153,6 +158,10 @@ def test_tuning_study_resumes_in_sqlite(frame, tmp_path) -> None:
     assert r2.best_value >= r1.best_value
     fresh = tune(make, X, fit.purchase.to_numpy(), fit.as_of, n_trials=3, study_name="t")
     assert fresh.best_params == r1.best_params  # same seed, same data, same proposals
+    timed = tune(make, X, fit.purchase.to_numpy(), fit.as_of, timeout_minutes=0.01)
+    assert timed.n_new >= 1  # a time budget stops after the trial that crosses it
+    with pytest.raises(ValueError, match="n_trials or timeout"):
+        tune(make, X, fit.purchase.to_numpy(), fit.as_of)
 
 
 def test_holdout_without_both_outcomes_is_a_clear_error(frame, tmp_path) -> None:
