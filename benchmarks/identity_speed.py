@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         f"incremental unify with nothing new: {again['seconds']:.1f}s "
         f"(cpu {again['cpu_seconds']:.1f}s)"
     )
+    print(f"machine load average (1/5/15 min) at the end: {os.getloadavg()}")
     tmp.cleanup()
 
 

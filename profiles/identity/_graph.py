@@ -24,7 +24,7 @@ of supporting records as edge capacity, so the weakest evidence is removed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,9 +200,3 @@ def _min_cut(
     side[reach] = True
     crossing = side[la] != side[lb]
     return np.flatnonzero(inside)[crossing]
-
-
-def limits_by_rank(types: Sequence[str], limits: Mapping[str, int] | None) -> list[int | None]:
-    """Per-rank limits from a ``{type: limit}`` mapping (missing types: no limit)."""
-    limits = limits or {}
-    return [limits.get(t) for t in types]

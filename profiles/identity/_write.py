@@ -26,12 +26,12 @@ from profiles.identity._profiles import (
     replace_table_as,
 )
 from profiles.identity._state import State
+from profiles.identity._stored import STATUSES, TS_LOW, TS_NONE
 from profiles.store import Store
 
 __all__ = ["Resolved", "write_outputs", "links_table", "EDGE_STATUSES"]
 
 EDGE_STATUSES = ("active", "blocked", "cut")
-_TS_NONE, _TS_LOW = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 _MAP_COLS = [
     "node_id",
     "identifier_type",
@@ -71,7 +71,7 @@ class Resolved:
 
 
 def _ts(x: np.ndarray) -> pa.Array:
-    return pa.array(x, pa.int64(), mask=(x == _TS_NONE) | (x == _TS_LOW)).cast(pa.timestamp("us"))
+    return pa.array(x, pa.int64(), mask=(x == TS_NONE) | (x == TS_LOW)).cast(pa.timestamp("us"))
 
 
 def _strs(values: np.ndarray, codes: np.ndarray) -> pa.Array:
@@ -80,8 +80,6 @@ def _strs(values: np.ndarray, codes: np.ndarray) -> pa.Array:
 
 def map_table(st: State, res: Resolved, pos: np.ndarray, names: pa.Table | None) -> pa.Table:
     """``identity_map`` rows of node positions ``pos`` (``names`` aligned, or None: null)."""
-    from profiles.identity._state import STATUSES
-
     birth = np.where(st.birth[pos] >= 0, st.birth[pos], res.uid[pos])
     null = pa.nulls(len(pos), pa.string())
     return pa.table(

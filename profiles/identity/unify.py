@@ -35,7 +35,8 @@ from profiles.identity._ids import assign_ids, history_codes, new_ids
 from profiles.identity._links import forbidden_rules, fuzzy_edges
 from profiles.identity._normalise import ID_TYPES
 from profiles.identity._options import IdentityOptions
-from profiles.identity._state import State, load_stored, merge_state, node_strings, store_lookup
+from profiles.identity._state import State, merge_state
+from profiles.identity._stored import load_stored, node_strings, store_lookup
 from profiles.identity._write import EDGE_STATUSES, Resolved, links_table, write_outputs
 from profiles.store import Store
 
