@@ -19,6 +19,7 @@ from profiles.identity._normalise import (
     normalise_phone,
 )
 from profiles.identity._options import FUZZY_KINDS, ForbiddenLink, FuzzyOptions, IdentityOptions
+from profiles.identity._unify import UnifyResult, unify
 from profiles.identity.admin import (
     allow_link,
     forbid_link,
@@ -26,7 +27,6 @@ from profiles.identity.admin import (
     identity_status,
     person_report,
 )
-from profiles.identity.unify import UnifyResult, unify
 
 __all__ = [
     "unify",

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import numpy as np
@@ -106,6 +107,7 @@ def unify(
     incremental: bool = True,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> UnifyResult:
     """Resolve identities in ``store`` and update ``record_map`` and ``profiles``.
 
@@ -118,8 +120,18 @@ def unify(
         to a full run when that cannot be trusted); False forces a full run.
     now : the run's timestamp (UTC, naive), for history and ``updated_at``.
     progress : called with a short stage name as the run advances.
+    **overrides : option fields to change, e.g. ``max_persons_per_identifier={...}``.
+
+    Examples
+    --------
+    >>> from profiles.store import open_store
+    >>> with open_store("duckdb") as store:
+    ...     unify(store, default_region="US").persons
+    0
     """
     opts = options or IdentityOptions()
+    if overrides:
+        opts = IdentityOptions.from_mapping({**asdict(opts), **overrides})
     t0 = time.perf_counter()
     now = now or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     run_id = f"unify-{now:%Y%m%dT%H%M%S}-{uuid4().hex[:6]}"
