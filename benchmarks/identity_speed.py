@@ -119,14 +119,24 @@ def _child(path: str, mode: str) -> None:
     from profiles.identity import pairwise_scores, unify
     from profiles.store import open_store
 
+    def cpu_now() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    cpu0 = cpu_now()  # after the imports
     t0 = time.perf_counter()
     with open_store("duckdb", path=path) as store:
         res = unify(store, incremental=(mode == "incremental"))
         seconds = time.perf_counter() - t0
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-        peak = max(me.ru_maxrss, kids.ru_maxrss) / 1024
+        cpu = cpu_now() - cpu0
+        peak = (
+            max(
+                resource.getrusage(r).ru_maxrss
+                for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+            )
+            / 1024
+        )
         scores = {}
         if mode == "full":
             df = store.sql(

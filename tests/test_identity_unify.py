@@ -350,6 +350,7 @@ def test_incremental_equals_full_and_touches_only_new_records(store) -> None:
     load(store, "events", rows[150:])
     inc = unify(store)
     assert inc.mode == "incremental" and inc.records_new == len(rows) - 150
+    assert inc.merges > 0  # the second batch joins persons of the first
     after_inc = rmap(store)
     prof_inc = store.sql("SELECT * FROM profiles ORDER BY unified_id")
     unify(store, incremental=False)
@@ -429,3 +430,47 @@ def test_unify_on_postgres(pg_url: str, pg_schema: str) -> None:
         assert p["unified_id"].tolist() == [ua, ub]
         assert p["consent_email"].tolist() == [False, True]
         assert list(p["emails"].iloc[1]) == ["b@x.com"]
+
+
+def test_incremental_in_batches_with_guard_and_cuts_equals_full(store) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(240):
+        p = int(rng.integers(0, 40))
+        rows.append(
+            {
+                "record_id": f"r{i}",
+                "ts": f"2024-02-{1 + i % 28:02d}",
+                "customer_id": f"C{p}" if rng.random() < 0.3 else None,
+                # a shared test address on many records, and one family e-mail for persons 0-1
+                "email": "test@test.com"
+                if i % 17 == 0
+                else (f"fam{p // 2}@x.com" if p < 2 else f"p{p}@x.com")
+                if rng.random() < 0.6
+                else None,
+                "phone": f"0113 496 {p:04d}" if rng.random() < 0.3 else None,
+                "anonymous_id": f"k{p}" if rng.random() < 0.5 else None,
+            }
+        )
+    rows = [r for r in rows if any(r[k] for k in ("customer_id", "email", "phone", "anonymous_id"))]
+    opts = IdentityOptions(
+        max_persons_per_identifier={"email": 2, "phone": 1, "anonymous_id": 1},
+        forbidden_links=(ForbiddenLink("customer_id:C0", "customer_id:C1"),),
+    )
+    for part in (rows[:80], rows[80:160], rows[160:]):
+        load(store, "events", part)
+        unify(store, opts)
+    inc_map = rmap(store)
+    inc_blocked = store.sql("SELECT identifier_value FROM identity_blocked ORDER BY 1")
+    prof_inc = store.sql("SELECT * FROM profiles ORDER BY unified_id")
+    unify(store, opts, incremental=False)
+    assert rmap(store) == inc_map
+    assert "test@test.com" in inc_blocked["identifier_value"].tolist()
+    pd.testing.assert_frame_equal(
+        store.sql("SELECT identifier_value FROM identity_blocked ORDER BY 1"), inc_blocked
+    )
+    prof_full = store.sql("SELECT * FROM profiles ORDER BY unified_id")
+    cols = [c for c in prof_full.columns if c != "updated_at"]
+    pd.testing.assert_frame_equal(prof_inc[cols], prof_full[cols])

@@ -49,6 +49,7 @@ class State:
 
 
 def _key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One int64 per edge (node ids stay far below 2**31)."""
     return (a.astype(np.int64) << 32) | b.astype(np.int64)
 
 
@@ -99,7 +100,8 @@ def merge_state(old: Stored, batch: Extract, prob: pa.Table | None, *, full: boo
         prev_status = np.concatenate([old.status, minus])
         touched = np.concatenate([touched, np.ones(k, bool)])
         new = np.concatenate([np.zeros(n_old, bool), np.ones(k, bool)])
-        assert np.all(np.diff(node_id) > 0), "node ids must stay sorted"
+        if len(node_id) > 1 and not np.all(np.diff(node_id) > 0):
+            raise RuntimeError("identity_map node ids are not unique; run `cip unify --full`")
     # record edges: the stored ones plus the batch's
     ea, eb = ints(be.column("node_a"), -1), ints(be.column("node_b"), -1)
     e_first, e_last = (

@@ -238,21 +238,32 @@ def write_outputs(
             replace_table_as(store, "record_map", record_map_sql())
             replace_table_as(store, "profiles", profiles_sql(store.dialect, survivorship, now=ts))
             return
-        pos = np.flatnonzero(node_changed)
-        changed = pa.table(
-            {
-                "node_id": pa.array(st.node_id[pos], pa.int64()),
-                "prev_uid": _strs(res.uid_strings, st.prev[pos]),
-                "unified_id": _strs(res.uid_strings, res.uid[pos]),
-            }
+        # records to re-map: new ones, and those holding a node that changed person or status
+        moved = np.flatnonzero(uid_changed | (res.status != st.prev_status))
+        store.load_arrow(
+            "_identity_changed",
+            pa.table({"node_id": pa.array(st.node_id[moved], pa.int64())}),
+            mode="replace",
         )
-        store.load_arrow("_identity_changed", changed, mode="replace")
         replace_table_as(store, "_identity_affected", affected_records_sql("_identity_changed"))
-        replace_table_as(
-            store,
+        if batch.records.num_rows:
+            store.load_arrow(
+                "_identity_changed",
+                batch.records.select(["source_table", "record_id"]),
+                mode="replace",
+            )
+            store.execute(
+                "INSERT INTO _identity_affected SELECT source_table, record_id "
+                "FROM _identity_changed"
+            )
+        # persons to rebuild: those of touched or changed nodes, before and after
+        pos = np.flatnonzero(node_changed)
+        persons = np.unique(np.concatenate([st.prev[pos], res.uid[pos]]))
+        persons = persons[persons >= 0]
+        store.load_arrow(
             "_identity_persons",
-            "SELECT prev_uid AS unified_id FROM _identity_changed WHERE prev_uid IS NOT NULL "
-            "UNION SELECT unified_id FROM _identity_changed WHERE unified_id IS NOT NULL",
+            pa.table({"unified_id": pa.array(res.uid_strings[persons], pa.string())}),
+            mode="replace",
         )
         store.execute(
             "DELETE FROM record_map WHERE EXISTS (SELECT 1 FROM _identity_affected a WHERE "
