@@ -63,10 +63,19 @@ def test_cli_unify_split_show_status(tmp_workspace, capsys) -> None:
             },
         ],
     )
+    # four people giving one (valid) number: blocked by the over-merge guard
+    shared = [
+        {"record_id": f"s{i}", "ts": "2024-01-05", "email": f"s{i}@x.com", "phone": "0113 496 0000"}
+        for i in range(4)
+    ]
+    _load(ws, "customers", shared)
     code, out = _cli(capsys, ws, "unify", "--json")
     res = json.loads(out)
-    assert code == 0 and res["mode"] == "full" and res["records_mapped"] == 5
-    assert res["persons"] == 1 and res["merges"] == 0  # one shared cookie joins A and B
+    assert code == 0 and res["mode"] == "full" and res["records_mapped"] == 9
+    assert res["persons"] == 5 and res["blocked"] == 1  # one shared cookie joins A and B
+    code, out = _cli(capsys, ws, "identity", "blocked", "--json")
+    blocked = [(b["identifier_value"], b["persons"]) for b in json.loads(out)]
+    assert blocked == [("+441134960000", 4)]
 
     code, out = _cli(
         capsys,
@@ -84,7 +93,7 @@ def test_cli_unify_split_show_status(tmp_workspace, capsys) -> None:
     )
     res = json.loads(out)
     assert code == 0 and res["forbidden"]["b"] == "customer_id:B"
-    assert res["unify"]["persons"] == 2 and res["unify"]["splits"] == 1
+    assert res["unify"]["persons"] == 6 and res["unify"]["splits"] == 1
 
     code, out = _cli(capsys, ws, "identity", "show", "--identifier", "customer_id:B", "--json")
     rep = json.loads(out)
@@ -102,14 +111,21 @@ def test_cli_unify_split_show_status(tmp_workspace, capsys) -> None:
 
     code, out = _cli(capsys, ws, "status", "--json")
     ident = json.loads(out)["identity"]
-    assert code == 0 and ident["persons"] == 2 and ident["splits"] == 1
+    assert code == 0 and ident["persons"] == 6 and ident["splits"] == 1
     assert ident["forbidden_links"] == 1 and ident["last_run"]["mode"] == "incremental"
+    assert ident["blocked_identifiers"] == 1
 
     code, out = _cli(capsys, ws, "status")
-    assert "Identity: 2 persons" in out
+    assert "Identity: 6 persons" in out
 
-    code, out = _cli(capsys, ws, "unify")  # human output
-    assert code == 0 and "persons" in out
+    code, out = _cli(
+        capsys, ws, "identity", "allow", "--a", "customer_id:A", "--b", "customer_id:B"
+    )
+    assert code == 0
+    code, out = _cli(capsys, ws, "unify")  # human output; the link is allowed again
+    assert code == 0 and "persons" in out and "5" in out
+    code, out = _cli(capsys, ws, "identity", "history", "--json")
+    assert [r["kind"] for r in json.loads(out)] == ["merge", "split"]  # latest first
 
 
 def test_cli_errors_are_one_line(tmp_workspace, capsys) -> None:
