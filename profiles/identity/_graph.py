@@ -32,7 +32,10 @@ import pandas as pd
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, maximum_flow
 
-__all__ = ["GraphResult", "resolve_graph", "components"]
+__all__ = ["EDGE_STATUSES", "GraphResult", "resolve_graph", "components"]
+
+#: Status of an edge after the guard and the cuts.
+EDGE_STATUSES = ("active", "blocked", "cut")
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,7 +55,7 @@ class GraphResult:
     blocked: (
         pd.DataFrame
     )  # node (position), reason, persons, limit, touched (list of node positions)
-    edge_status: np.ndarray  # per edge: "active" | "blocked" | "cut"
+    edge_status: np.ndarray  # per edge: index into EDGE_STATUSES (0 active, 1 blocked, 2 cut)
 
 
 def _touch_counts(
@@ -149,16 +152,16 @@ def resolve_graph(
                 }
             )
         )
-    status = np.full(len(ea), "active", dtype=object)
-    status[blocked[ea] | blocked[eb]] = "blocked"
-    active = status == "active"
+    status = np.zeros(len(ea), np.int8)  # EDGE_STATUSES
+    status[blocked[ea] | blocked[eb]] = 1
+    active = status == 0
     labels = components(n, ea[active], eb[active])
     for x, y in forbidden_pairs:
         if blocked[x] or blocked[y] or x == y or labels[x] != labels[y]:
             continue
-        cut = _min_cut(labels, ea, eb, np.asarray(weight), status == "active", x, y)
-        status[cut] = "cut"
-        active = status == "active"
+        cut = _min_cut(labels, ea, eb, np.asarray(weight), status == 0, x, y)
+        status[cut] = 2
+        active = status == 0
         labels = components(n, ea[active], eb[active])
     labels = labels.copy()
     labels[blocked] = -1

@@ -38,7 +38,7 @@ from profiles.identity._normalise import ID_TYPES
 from profiles.identity._options import IdentityOptions
 from profiles.identity._state import State, merge_state
 from profiles.identity._stored import load_stored, node_strings, store_lookup
-from profiles.identity._write import EDGE_STATUSES, Resolved, links_table, write_outputs
+from profiles.identity._write import Resolved, links_table, write_outputs
 from profiles.store import Store
 
 __all__ = ["UnifyResult", "unify"]
@@ -180,11 +180,7 @@ def unify(
     uid = np.where(label >= 0, code_of[np.maximum(label, 0)], -1)
     status = np.where(label >= 0, 0, 1)
     status[graph.blocked.loc[graph.blocked["reason"] == "forbidden", "node"].to_numpy(np.int64)] = 2
-    edge_status = (
-        pd.Series(graph.edge_status)
-        .map({s: i for i, s in enumerate(EDGE_STATUSES)})
-        .to_numpy(np.int64)
-    )
+    edge_status = graph.edge_status.astype(np.int64)
     hist = history_codes(
         st.prev,
         uid,

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from profiles.identity._extract import RECORDS, Extract
+from profiles.identity._graph import EDGE_STATUSES
 from profiles.identity._profiles import (
     affected_records_sql,
     prepare_dialect,
@@ -31,7 +32,6 @@ from profiles.store import Store
 
 __all__ = ["Resolved", "write_outputs", "links_table", "EDGE_STATUSES"]
 
-EDGE_STATUSES = ("active", "blocked", "cut")
 _MAP_COLS = [
     "node_id",
     "identifier_type",
