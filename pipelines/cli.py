@@ -15,10 +15,12 @@ from typing import Annotated
 import click
 import typer
 
+<<<<<<< HEAD
 from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_core,
     cmd_data,
     cmd_demo,
+    cmd_identity,
     cmd_run,
     cmd_segments,
     cmd_simulate,

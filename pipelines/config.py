@@ -37,6 +37,8 @@ __all__ = [
     "StoreConfig",
     "MlflowConfig",
     "IdentityConfig",
+    "FuzzyMatchingConfig",
+    "ForbiddenLink",
     "PostgresSourceConfig",
     "ColumnValue",
     "ColumnExpr",
@@ -71,18 +73,67 @@ class MlflowConfig(_Model):
     artifact_location: str | None = None  # default: <workspace>/mlartifacts
 
 
+_IDENTIFIER_REF = r"^(customer_id|email|phone|loyalty_id|anonymous_id):\S.*$"
+
+
 class ForbiddenLink(_Model):
     """An operator's exclusion: never link these identifiers (``type:value``)."""
 
-    a: str
-    b: str | None = None  # None: never use identifier ``a`` for linking at all
+    a: str = Field(pattern=_IDENTIFIER_REF)
+    b: str | None = Field(None, pattern=_IDENTIFIER_REF)  # None: never use ``a`` for linking
     reason: str | None = None
 
 
+class FuzzyMatchingConfig(_Model):
+    """Probabilistic matching of ``customers`` records (Splink), for records sharing no identifier.
+
+    ``fields`` maps a customers column to its kind: name, date, text, postcode,
+    email, phone or exact. Links need a match probability >= ``threshold``.
+    """
+
+    enabled: bool = False
+    fields: dict[str, Literal["name", "date", "text", "postcode", "email", "phone", "exact"]] = (
+        Field(
+            default_factory=lambda: {
+                "first_name": "name",
+                "last_name": "name",
+                "date_of_birth": "date",
+                "postcode": "postcode",
+                "email": "email",
+            }
+        )
+    )
+    threshold: float = Field(0.95, gt=0.0, lt=1.0)
+    max_pairs_u: float = Field(1e7, gt=0)
+    seed: int = 42
+
+    @field_validator("fields")
+    @classmethod
+    def _customer_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        known = schema("customers").names
+        bad = [c for c in v if c not in known]
+        if bad:
+            raise ValueError(f"{bad} are not customers columns (known: {', '.join(known)})")
+        return v
+
+
 class IdentityConfig(_Model):
+    """Identity resolution (``cip unify``): normalisation, guard, splits, survivorship.
+
+    ``max_persons_per_identifier``: an identifier value that would join more
+    than this many persons (formed by the more trusted identifier types) is not
+    used for linking and is reported (``cip identity blocked``).
+    ``survivorship``: per trait, sources in priority order (else the most
+    recent non-null value wins).
+    """
+
     default_region: str = "GB"
     email_strip_plus: bool = True
     email_dot_providers: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
+    email_domain_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"googlemail.com": "gmail.com"}
+    )
+    phone_validation: Literal["valid", "possible"] = "valid"
     max_persons_per_identifier: dict[str, int] = Field(
         default_factory=lambda: {
             "customer_id": 1,
@@ -93,6 +144,13 @@ class IdentityConfig(_Model):
         }
     )
     forbidden_links: list[ForbiddenLink] = Field(default_factory=list)
+    survivorship: dict[
+        Literal[
+            "first_name", "last_name", "date_of_birth", "address", "city", "postcode", "country"
+        ],
+        list[str],
+    ] = Field(default_factory=dict)
+    fuzzy: FuzzyMatchingConfig = Field(default_factory=FuzzyMatchingConfig)
 
     @field_validator("max_persons_per_identifier")
     @classmethod
@@ -100,6 +158,11 @@ class IdentityConfig(_Model):
         bad = {k: n for k, n in v.items() if n < 1}
         if bad:
             raise ValueError(f"limits must be >= 1: {bad}")
+        unknown = [
+            k for k in v if k not in ("customer_id", "email", "phone", "loyalty_id", "anonymous_id")
+        ]
+        if unknown:
+            raise ValueError(f"unknown identifier types {unknown}")
         return v
 
 
