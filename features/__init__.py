@@ -17,6 +17,7 @@ from features.build import (
     build_features,
     build_training_set,
     compute_features,
+    compute_rfm,
     write_features,
 )
 from features.catalog import catalog, catalog_markdown
@@ -36,6 +37,7 @@ __all__ = [
     "SEGMENT_GRID",
     "DEFAULT_FEATURE_TABLE",
     "compute_features",
+    "compute_rfm",
     "compute_labels",
     "build_features",
     "build_labels",

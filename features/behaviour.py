@@ -40,6 +40,8 @@ from features.spec import FeatureParams, FeatureSpec
 __all__ = ["event_specs", "category_specs", "event_features", "category_features"]
 
 NON_VISIT_TYPES: tuple[str, ...] = ("email_send", "email_open", "email_click", "consent")
+_FUNNEL_TYPES = ("product_view", "add_to_cart", "purchase", "email_send", "email_open",
+                 "email_click", "review")  # fmt: skip
 _EV = "events"
 
 
@@ -103,54 +105,76 @@ def event_features(events: Any, as_of: pd.Timestamp, p: FeatureParams, products:
     """
     e = events.filter(events.ts < ts_lit(as_of))
     et = e.event_type
-    in_lb = e.ts >= window_start(as_of, p.lookback_days)
     visit = et.notin(NON_VISIT_TYPES)
-    review = et == "review"
-    aggs: dict[str, Any] = {"_first_ev_ts": e.ts.min()}
-    for w in p.windows:
-        in_w = e.ts >= window_start(as_of, w)
-        aggs[f"events_{w}d"] = e.count(where=in_w)
-        for t in p.event_types:
-            aggs[f"{t}_{w}d"] = e.count(where=in_w & (et == t))
-    lb_counts = {
-        k: e.count(where=in_lb & (et == k))
-        for k in ("product_view", "add_to_cart", "purchase", "email_send", "email_open")
-    }
-    aggs.update({f"_lb_{k}": v for k, v in lb_counts.items()})
-    aggs.update(
-        _lb_email_click=e.count(where=in_lb & (et == "email_click")),
+    # all history: first event and the "days since last ..." features (few aggregates)
+    hist = e.group_by("unified_id").aggregate(
+        _first_ev_ts=e.ts.min(),
         _last_view=e.ts.max(where=et == "product_view"),
         _last_cart=e.ts.max(where=et == "add_to_cart"),
         _last_open=e.ts.max(where=et == "email_open"),
         _last_visit=e.ts.max(where=visit),
-        reviews=e.count(where=in_lb & review),
-        avg_review_score=e.rating.mean(where=in_lb & review),
-        low_reviews=e.count(where=in_lb & review & (e.rating <= p.low_review_max)),
     )
-    a = e.group_by("unified_id").aggregate(**aggs)
-    a = a.left_join(_sessions(e.filter(visit), as_of, p), "unified_id").drop("unified_id_right")
+    # windowed counts only read the longest window. Integer codes computed once per
+    # row (the type; the smallest window holding the event) keep ~50 filtered counts
+    # cheap: each filters on two integers instead of strings and timestamps.
+    spans = sorted({*p.windows, p.lookback_days})
+    r = e.filter(e.ts >= window_start(as_of, spans[-1]))
+    codes = {t: i for i, t in enumerate(dict.fromkeys([*p.event_types, *_FUNNEL_TYPES]))}
+    r = r.mutate(
+        _c=ibis.cases(*[(r.event_type == t, i) for t, i in codes.items()], else_=-1),
+        _age=ibis.cases(
+            *[(r.ts >= window_start(as_of, d), d) for d in spans[:-1]], else_=spans[-1]
+        ),
+    )
+    aggs: dict[str, Any] = {}
+
+    def count(days: int, event_type: str | None = None) -> str:
+        name = f"_n_{event_type or 'all'}_{days}"
+        if name not in aggs:
+            cond = r._age <= days
+            if event_type is not None:
+                cond = cond & (r._c == codes[event_type])
+            aggs[name] = r.count(where=cond)
+        return name
+
+    windowed = {}
+    for w in p.windows:
+        windowed[f"events_{w}d"] = count(w)
+        for t in p.event_types:
+            windowed[f"{t}_{w}d"] = count(w, t)
+    lb = p.lookback_days
+    funnel = {t: count(lb, t) for t in _FUNNEL_TYPES}
+    review = (r._c == codes["review"]) & (r._age <= lb)
+    aggs.update(
+        avg_review_score=r.rating.mean(where=review),
+        low_reviews=r.count(where=review & (r.rating <= p.low_review_max)),
+    )
+    a = hist.left_join(r.group_by("unified_id").aggregate(**aggs), "unified_id")
+    a = a.drop("unified_id_right")
+    a = a.left_join(_sessions(r.filter(visit), as_of, p), "unified_id").drop("unified_id_right")
     cols: dict[str, Any] = {}
     for w in p.windows:
-        cols[f"events_{w}d"] = a[f"events_{w}d"]
+        cols[f"events_{w}d"] = zero(a[windowed[f"events_{w}d"]])
         for t in p.event_types:
-            cols[f"{t}_{w}d"] = a[f"{t}_{w}d"]
+            cols[f"{t}_{w}d"] = zero(a[windowed[f"{t}_{w}d"]])
         cols[f"sessions_{w}d"] = zero(a[f"sessions_{w}d"])
+    f = {t: zero(a[name]) for t, name in funnel.items()}
     cols.update(
-        view_to_cart_rate=ratio(a._lb_add_to_cart, a._lb_product_view),
-        cart_to_purchase_rate=ratio(a._lb_purchase, a._lb_add_to_cart),
+        view_to_cart_rate=ratio(f["add_to_cart"], f["product_view"]),
+        cart_to_purchase_rate=ratio(f["purchase"], f["add_to_cart"]),
         days_since_last_view=days_before(as_of, a._last_view),
         days_since_last_cart=days_before(as_of, a._last_cart),
         days_since_last_email_open=days_before(as_of, a._last_open),
         days_since_last_visit=days_before(as_of, a._last_visit),
-        email_open_rate=ratio(a._lb_email_open, a._lb_email_send),
-        email_click_rate=ratio(a._lb_email_click, a._lb_email_send),
-        reviews=a.reviews,
+        email_open_rate=ratio(f["email_open"], f["email_send"]),
+        email_click_rate=ratio(f["email_click"], f["email_send"]),
+        reviews=f["review"],
         avg_review_score=a.avg_review_score.cast("float64"),
-        low_reviews=a.low_reviews,
+        low_reviews=zero(a.low_reviews),
     )
     out = a.select("unified_id", "_first_ev_ts", **cols)
     if products is not None:
-        out = out.left_join(_categories_viewed(e, as_of, p, products), "unified_id")
+        out = out.left_join(_categories_viewed(r, as_of, p, products), "unified_id")
         out = out.drop("unified_id_right").mutate(categories_viewed=zero(ibis._.categories_viewed))
     return out
 

@@ -7,19 +7,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import ibis
 import pandas as pd
 
-from features._expr import days_before, least_of, zero
+from features._expr import days_before, least_of, ts_lit, zero
 from features.behaviour import category_features, event_features
 from features.catalog import feature_specs
 from features.inputs import FeatureInputs, load_inputs
 from features.labels import check_horizon, compute_labels, data_end, labels_to_pandas
-from features.rfm import order_features, rfm_scores
+from features.rfm import order_features
 from features.segments import rfm_segment
 from features.spec import (
     FEATURE_SET_VERSION,
     KEY_COLUMNS,
+    RFM_COLUMNS,
     FeatureParams,
     FeatureSpec,
     iso,
@@ -29,6 +29,7 @@ from profiles.errors import DataError
 
 __all__ = [
     "compute_features",
+    "compute_rfm",
     "build_features",
     "build_training_set",
     "write_features",
@@ -72,30 +73,51 @@ def compute_features(tables: FeatureInputs, as_of: Any, params: FeatureParams | 
         params: Feature parameters (default :class:`FeatureParams`).
     """
     p = params or FeatureParams()
-    ts = to_as_of(as_of)
-    specs = output_specs(tables, p)
-    t = order_features(tables.orders, ts, p)
+    return _assemble(tables, to_as_of(as_of), p, output_specs(tables, p), rfm_only=False)
+
+
+def compute_rfm(tables: FeatureInputs, as_of: Any, params: FeatureParams | None = None) -> Any:
+    """Only the RFM core: ``unified_id, as_of``, :data:`RFM_COLUMNS`, segment and scores.
+
+    Same population and values as :func:`compute_features` (``tenure_days``
+    still counts events), computed in one aggregation pass over the orders.
+    """
+    p = params or FeatureParams()
+    specs = [s for s in output_specs(tables, p) if s.name in RFM_COLUMNS or s.group == "scores"]
+    return _assemble(tables, to_as_of(as_of), p, specs, rfm_only=True)
+
+
+def _assemble(
+    tables: FeatureInputs, ts: pd.Timestamp, p: FeatureParams, specs: list, *, rfm_only: bool
+) -> Any:
+    t = order_features(tables.orders, ts, p, rfm_only=rfm_only)
     if tables.events is not None:
-        ev = event_features(tables.events, ts, p, tables.products)
+        if rfm_only:
+            e = tables.events.filter(tables.events.ts < ts_lit(ts))
+            ev = e.group_by("unified_id").aggregate(_first_ev_ts=e.ts.min())
+        else:
+            ev = event_features(tables.events, ts, p, tables.products)
         t = t.outer_join(ev, t.unified_id == ev.unified_id)
         t = t.mutate(unified_id=t.unified_id.fill_null(t.unified_id_right)).drop("unified_id_right")
         first = least_of(t._first_ts, t._first_ev_ts)
     else:
         first = t._first_ts
     t = t.mutate(tenure_days=days_before(ts, first))
-    if tables.order_lines is not None and tables.products is not None:
+    if not rfm_only and tables.order_lines is not None and tables.products is not None:
         cat = category_features(tables.order_lines, ts, p, tables.products)
         t = t.left_join(cat, "unified_id").drop("unified_id_right")
 
     numeric = [s for s in specs if s.group != "scores"]
     t = t.select(
         "unified_id",
+        "r_score",
+        "f_score",
+        "m_score",
         **{s.name: (zero(t[s.name]) if _zero_filled(s) else t[s.name]) for s in numeric},
     )
-    t = t.mutate(**rfm_scores(t))
     return t.select(
         "unified_id",
-        ibis.literal(ts.to_pydatetime(), type="timestamp").name("as_of"),
+        ts_lit(ts).name("as_of"),
         *[s.name for s in numeric],
         rfm_segment=rfm_segment(t.r_score, t.f_score, t.m_score),
         r_score=t.r_score,
@@ -111,7 +133,7 @@ def features_to_pandas(
     p = params or FeatureParams()
     df = expr.order_by("unified_id").to_pandas()
     dtypes = {"unified_id": "str", "as_of": "datetime64[us]"}
-    dtypes.update({s.name: s.dtype for s in output_specs(inputs, p)})
+    dtypes.update({s.name: s.dtype for s in output_specs(inputs, p) if s.name in df.columns})
     return df.astype(dtypes).reset_index(drop=True)
 
 

@@ -106,9 +106,9 @@ def compute_labels(
         "unified_id",
         as_of=ts_lit(ts),
         churn=ibis.ifelse(active, ibis.ifelse(bought, 0.0, 1.0), ibis.null("float64")),
-        purchase=bought.cast("int64"),
+        purchase=ibis.ifelse(bought, 1, 0).cast("int64"),
         future_spend=(zero(t._gross) - zero(t._ret)).cast("float64"),
-        active=active.cast("int64"),
+        active=ibis.ifelse(active, 1, 0).cast("int64"),
     )
 
 

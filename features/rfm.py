@@ -36,6 +36,7 @@ from features.spec import FeatureParams, FeatureSpec
 __all__ = ["order_specs", "order_features"]
 
 _SRC = "orders"
+_STATUSES = ("completed", "returned", "cancelled")
 
 
 def order_specs(p: FeatureParams) -> list[FeatureSpec]:
@@ -93,70 +94,96 @@ def order_specs(p: FeatureParams) -> list[FeatureSpec]:
     return s
 
 
-def order_features(orders: Any, as_of: pd.Timestamp, p: FeatureParams) -> Any:
+def order_features(
+    orders: Any, as_of: pd.Timestamp, p: FeatureParams, *, rfm_only: bool = False
+) -> Any:
     """One row per person with an order before ``as_of``: the order features.
 
     Also returns the helper column ``_first_ts`` (first order of any status),
-    used with the events to compute ``tenure_days``.
+    used with the events to compute ``tenure_days``. With ``rfm_only`` only the
+    RFM core (:data:`features.RFM_COLUMNS` but tenure) is computed: one
+    aggregation pass, no window sort.
     """
     o = orders.filter(orders.ts < ts_lit(as_of))
-    done = o.status == "completed"
-    ret = o.status == "returned"
-    canc = o.status == "cancelled"
-    in_lb = o.ts >= window_start(as_of, p.lookback_days)
-    in_365 = o.ts >= window_start(as_of, 365)
+    spans = {p.lookback_days, 365}
+    if not rfm_only:
+        spans |= {*p.windows, *p.trend_windows, *(2 * w for w in p.trend_windows)}
+    spans_sorted = sorted(spans)
+    # status and "smallest window holding the order" as integers, computed once per row
+    o = o.mutate(
+        _s=ibis.cases(*[(o.status == st, i) for i, st in enumerate(_STATUSES)], else_=-1),
+        _age=ibis.cases(
+            *[(o.ts >= window_start(as_of, d), d) for d in spans_sorted],
+            else_=spans_sorted[-1] + 1,
+        ),
+    )
+    done, ret, canc = (o._s == i for i in range(3))
+    lb = p.lookback_days
     aggs: dict[str, Any] = {
         "_first_ts": o.ts.min(),
         "_last_c": o.ts.max(where=done),
         "_first_c": o.ts.min(where=done),
-        "_n_c": o.count(where=done),
-        "frequency": o.count(where=done & in_lb),
-        "_gross_lb": o.amount.sum(where=done & in_lb),
-        "_ret_lb": o.amount.sum(where=ret & in_lb),
-        "_gross_365": o.amount.sum(where=done & in_365),
-        "_ret_365": o.amount.sum(where=ret & in_365),
-        "_n_lb": o.count(where=in_lb),
-        "_n_canc_lb": o.count(where=canc & in_lb),
-        "_n_ret_lb": o.count(where=ret & in_lb),
-        "_n_chan_lb": o.count(where=done & in_lb & o.channel.notnull()),
     }
-    for w in p.windows:
-        in_w = o.ts >= window_start(as_of, w)
-        aggs[f"orders_{w}d"] = o.count(where=done & in_w)
-        aggs[f"revenue_{w}d"] = o.amount.sum(where=done & in_w)
-    for w in p.trend_windows:
-        last = o.ts >= window_start(as_of, w)
-        prior = (o.ts >= window_start(as_of, 2 * w)) & ~last
-        aggs[f"_s1_{w}"] = o.amount.sum(where=done & last)
-        aggs[f"_s0_{w}"] = o.amount.sum(where=done & prior)
-    for c in p.channels:
-        aggs[f"_chan_{c}"] = o.count(where=done & in_lb & (o.channel == c))
+
+    def agg(kind: str, cond: Any, key: str) -> str:
+        """Memoised count / amount sum under a condition (one aggregate per distinct key)."""
+        name = f"_{kind}_{key}"
+        if name not in aggs:
+            aggs[name] = o.count(where=cond) if kind == "n" else o.amount.sum(where=cond)
+        return name
+
+    def in_(days: int) -> Any:
+        return o._age <= days
+
+    freq = agg("n", done & in_(lb), f"c{lb}")
+    gross_lb, ret_lb = agg("a", done & in_(lb), f"c{lb}"), agg("a", ret & in_(lb), f"r{lb}")
+    gross_365, ret_365 = agg("a", done & in_(365), "c365"), agg("a", ret & in_(365), "r365")
+    if not rfm_only:
+        n_c = agg("n", done, "c_all")
+        n_lb = agg("n", in_(lb), f"all{lb}")
+        n_canc, n_ret = agg("n", canc & in_(lb), f"x{lb}"), agg("n", ret & in_(lb), f"r{lb}")
+        n_chan = agg("n", done & in_(lb) & o.channel.notnull(), "chan")
+        chans = {c: agg("n", done & in_(lb) & (o.channel == c), f"chan_{c}") for c in p.channels}
+        win = {
+            w: (agg("n", done & in_(w), f"c{w}"), agg("a", done & in_(w), f"c{w}"))
+            for w in p.windows
+        }
+        trend = {
+            w: (agg("a", done & in_(w), f"c{w}"), agg("a", done & in_(2 * w) & ~in_(w), f"p{w}"))
+            for w in p.trend_windows
+        }
     a = o.group_by("unified_id").aggregate(**aggs)
-
-    ipi = _ipi_std(o.filter(done))
-    a = a.left_join(ipi, "unified_id").drop("unified_id_right")
-
     cols: dict[str, Any] = {
         "recency_days": days_before(as_of, a._last_c),
-        "frequency": a.frequency,
-        "monetary": zero(a._gross_lb) - zero(a._ret_lb),
-        "avg_order_value": ratio(a._gross_lb, a.frequency),
+        "frequency": a[freq],
+        "monetary": zero(a[gross_lb]) - zero(a[ret_lb]),
+        "avg_order_value": ratio(a[gross_lb], a[freq]),
         "days_since_first": days_before(as_of, a._first_c),
-        "ipi_mean_days": ratio(epoch(a._last_c) - epoch(a._first_c), a._n_c - 1) / 86400.0,
-        "ipi_std_days": a._ipi_std,
-        "monetary_365d": zero(a._gross_365) - zero(a._ret_365),
+        "monetary_365d": zero(a[gross_365]) - zero(a[ret_365]),
     }
-    for w in p.windows:
-        cols[f"orders_{w}d"] = a[f"orders_{w}d"]
-        cols[f"revenue_{w}d"] = zero(a[f"revenue_{w}d"]).cast("float64")
-    for w in p.trend_windows:
-        s1, s0 = zero(a[f"_s1_{w}"]), zero(a[f"_s0_{w}"])
+    if rfm_only:
+        return _with_scores(a.select("unified_id", "_first_ts", **cols))
+
+    a = a.left_join(_ipi_std(o.filter(done)), "unified_id").drop("unified_id_right")
+    cols["ipi_mean_days"] = ratio(epoch(a._last_c) - epoch(a._first_c), a[n_c] - 1) / 86400.0
+    cols["ipi_std_days"] = a._ipi_std
+    for w, (n_w, rev_w) in win.items():
+        cols[f"orders_{w}d"] = a[n_w]
+        cols[f"revenue_{w}d"] = zero(a[rev_w]).cast("float64")
+    for w, (last, prior) in trend.items():
+        s1, s0 = zero(a[last]), zero(a[prior])
         cols[f"spend_trend_{w}d"] = ratio(s1 - s0, s1 + s0)
-    cols["cancel_rate"] = ratio(a._n_canc_lb, a._n_lb)
-    cols["return_rate"] = ratio(a._n_ret_lb, a.frequency)
-    for c in p.channels:
-        cols[f"channel_share_{c}"] = ratio(a[f"_chan_{c}"], a._n_chan_lb)
-    return a.select("unified_id", "_first_ts", **cols)
+    cols["cancel_rate"] = ratio(a[n_canc], a[n_lb])
+    cols["return_rate"] = ratio(a[n_ret], a[freq])
+    for c, name in chans.items():
+        cols[f"channel_share_{c}"] = ratio(a[name], a[n_chan])
+    return _with_scores(a.select("unified_id", "_first_ts", **cols))
+
+
+def _with_scores(t: Any) -> Any:
+    # scored here, on the narrow order table: every buyer has orders, and window
+    # operators carry all columns, so this is much cheaper than on the wide table
+    return t.mutate(**rfm_scores(t))
 
 
 def _ipi_std(c: Any) -> Any:

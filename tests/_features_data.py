@@ -66,8 +66,10 @@ def synthetic(n_customers: int = 60, seed: int = 7) -> dict[str, pd.DataFrame]:
     def ts(n: int) -> pd.Series:
         return pd.to_datetime(start + rng.integers(0, span, n), unit="s").astype("datetime64[us]")
 
-    def ids(n: int, missing: float) -> list[str | None]:
-        pick = rng.choice(cust, n)
+    visitors = [f"v{i:03d}" for i in range(max(2, n_customers // 5))]  # events only
+
+    def ids(n: int, missing: float, pool: list[str] = cust) -> list[str | None]:
+        pick = rng.choice(pool, n)
         return [None if rng.random() < missing else c for c in pick]
 
     n_o = n_customers * 6
@@ -118,9 +120,9 @@ def synthetic(n_customers: int = 60, seed: int = 7) -> dict[str, pd.DataFrame]:
         "review",
         "login",
     ]
-    n_e = n_customers * 40
+    n_e = n_customers * 100
     events = []
-    for i, (t, c) in enumerate(zip(ts(n_e), ids(n_e, 0.1), strict=True)):
+    for i, (t, c) in enumerate(zip(ts(n_e), ids(n_e, 0.1, cust + visitors), strict=True)):
         et = str(rng.choice(types))
         events.append(
             {
