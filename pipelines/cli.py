@@ -15,11 +15,11 @@ from typing import Annotated
 import click
 import typer
 
-<<<<<<< HEAD
 from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_core,
     cmd_data,
     cmd_demo,
+    cmd_features,
     cmd_identity,
     cmd_run,
     cmd_segments,

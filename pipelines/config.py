@@ -22,6 +22,7 @@ from activation import (
     check_definitions,
     default_definitions,
 )
+from profiles.contracts import schema
 from profiles.errors import ConfigError
 from profiles.sources import (
     ColumnExpr,
@@ -39,6 +40,7 @@ __all__ = [
     "IdentityConfig",
     "FuzzyMatchingConfig",
     "ForbiddenLink",
+    "FeaturesConfig",
     "PostgresSourceConfig",
     "ColumnValue",
     "ColumnExpr",
@@ -199,6 +201,26 @@ class SegmentsConfig(_Model):
         return [d for d in default_definitions() if d.name not in mine] + list(self.definitions)
 
 
+class FeaturesConfig(_Model):
+    """Feature-set parameters (see ``features.FeatureParams``) and label defaults."""
+
+    windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 365])
+    lookback_days: int = Field(365, gt=0)
+    horizon_days: int = Field(90, gt=0)
+    channels: list[str] = Field(default_factory=lambda: ["web", "app", "store"])
+    event_types: list[str] | None = None  # None: features.FeatureParams' default types
+    low_review_max: float = 2.0
+    trend_windows: list[int] = Field(default_factory=lambda: [30, 90])
+    table: str = Field("features_default", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("windows", "trend_windows")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct positive day counts, got {v}")
+        return v
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -208,6 +230,7 @@ class CIPConfig(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:
