@@ -1,0 +1,466 @@
+"""The shared recommender interface (in the spirit of ``implicit``'s ``RecommenderBase``).
+
+Every algorithm implements ``_fit`` and one scoring hook; this base class owns
+the id maps, the business rules (``exclude_seen``, ``items=`` allow-lists),
+popularity backfill to ``n`` items, fold-in for item lists, erasure of users
+and persistence as ``.npz`` arrays plus a JSON file (never a pickle).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from models.recommender import _rank
+from models.recommender._data import (
+    WEIGHTINGS,
+    as_list,
+    interaction_matrix,
+    lookup,
+    normalize_ids,
+    transform,
+)
+from profiles.errors import ConfigError, NotFoundError
+
+__all__ = ["Recommender", "FORMAT_VERSION"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+#: Dense score blocks are kept under this many cells (rows x items) per chunk.
+_BLOCK_CELLS = 1 << 22
+
+
+class Recommender:
+    """Base class: ``fit`` / ``recommend`` / ``recommend_for_items`` / ``similar_items``.
+
+    Subclasses declare ``algorithm``, their fitted arrays in ``_arrays`` (saved to
+    ``.npz``), the arrays indexed by user in ``_user_arrays`` (cut by
+    :meth:`drop_users`), and implement ``_fit(X)`` and ``_dense_scores(kind, q)``
+    (or override ``_personal_topk`` for a faster path).
+    """
+
+    algorithm: ClassVar[str] = "base"
+    _arrays: ClassVar[tuple[str, ...]] = ()
+    _user_arrays: ClassVar[tuple[str, ...]] = ()
+    #: Popularity *is* the model (the popularity baseline): its picks are not "backfilled".
+    _popularity_is_model: ClassVar[bool] = False
+    #: implicit's advice: BLAS threads inside its solvers fight its own threads.
+    _limit_blas_threads: ClassVar[bool] = True
+    weighting: str
+    random_state: Any
+
+    # -- scikit-learn style parameters ---------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as given to ``__init__``."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> Recommender:
+        """Set hyperparameters (takes effect at the next ``fit``)."""
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ConfigError(f"{type(self).__name__} has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_params(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
+
+    # -- fitting -------------------------------------------------------------
+    def fit(self, interactions: pd.DataFrame) -> Recommender:
+        """Fit on interactions ``user_id, item_id[, weight, ts]`` (ids: any str or int).
+
+        Duplicate (user, item) rows are summed, then ``weighting`` is applied
+        (``binary``: 1, ``log``: log(1 + w), ``raw``: w).
+        """
+        self._check_params()
+        x, users, ukind, items, ikind = interaction_matrix(interactions, self.weighting)
+        self.user_ids_, self.user_kind_ = users, ukind
+        self.item_ids_, self.item_kind_ = items, ikind
+        self.user_items_ = x
+        self.item_popularity_ = np.diff(x.tocsc().indptr).astype(np.float32)
+        self._reset_caches()
+        with threadpool_limits(1 if self._limit_blas_threads else None, "blas"):
+            self._fit(x)
+        log.info(
+            "fitted %s on %d users x %d items (%d interactions)",
+            self.algorithm,
+            len(users),
+            len(items),
+            x.nnz,
+        )
+        return self
+
+    def _fit(self, x: sp.csr_matrix) -> None:
+        raise NotImplementedError
+
+    def _reset_caches(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_items_"):
+            raise NotFoundError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    def _user_index(self) -> pd.Index:
+        if "uidx" not in self._cache:
+            self._cache["uidx"] = pd.Index(self.user_ids_)
+        return self._cache["uidx"]
+
+    def _item_index(self) -> pd.Index:
+        if "iidx" not in self._cache:
+            self._cache["iidx"] = pd.Index(self.item_ids_)
+        return self._cache["iidx"]
+
+    @property
+    def n_users_(self) -> int:
+        return self.user_items_.shape[0]
+
+    @property
+    def n_items_(self) -> int:
+        return self.user_items_.shape[1]
+
+    # -- public queries ------------------------------------------------------
+    def known_users(self, user_ids: Any) -> np.ndarray:
+        """Boolean mask: which of ``user_ids`` the model has personal data for."""
+        self._check_fitted()
+        return lookup(self._user_index(), self.user_kind_, user_ids) >= 0
+
+    def known_items(self, item_ids: Any) -> np.ndarray:
+        """Boolean mask: which of ``item_ids`` the model was trained on."""
+        self._check_fitted()
+        return lookup(self._item_index(), self.item_kind_, item_ids) >= 0
+
+    def popular_items(self, n: int = 10, items: Any = None) -> pd.DataFrame:
+        """The ``n`` most popular candidates: DataFrame ``item_id, score, rank``.
+
+        ``score`` is the share of training users who interacted with the item.
+        """
+        self._check_fitted()
+        n = _check_n(n)
+        cand = self._candidates(items)
+        pos = cand.pop_order[:n]
+        return pd.DataFrame(
+            {
+                "item_id": cand.ids[pos],
+                "score": cand.pop_score[pos].astype(np.float64),
+                "rank": np.arange(1, len(pos) + 1, dtype=np.int64),
+            }
+        )
+
+    def recommend(
+        self, user_ids: Any, n: int = 10, exclude_seen: bool = True, items: Any = None
+    ) -> pd.DataFrame:
+        """Top-``n`` items per user: DataFrame ``user_id, item_id, score, rank, backfilled``.
+
+        Args:
+            user_ids: one id or a list of ids; unknown users get popular items.
+            n: items per user; always reached when the candidate set allows.
+            exclude_seen: drop items the user interacted with in training
+                (set ``False`` for goods that are bought again).
+            items: allow-list of candidate item ids (in stock, category...); ``None``: all.
+
+        Rows come in the order of ``user_ids`` and rank. ``backfilled`` marks
+        popular items added because the personal model had fewer than ``n``.
+        """
+        self._check_fitted()
+        n = _check_n(n)
+        queries = as_list(user_ids)
+        rows = lookup(self._user_index(), self.user_kind_, queries)
+        cand = self._candidates(items)
+        known = np.flatnonzero(rows >= 0)
+        parts = [self._rank_block("users", rows[known[s]], known[s], n, exclude_seen, cand)
+                 for s in self._chunks(len(known))]
+        unknown = np.flatnonzero(rows < 0)
+        if len(unknown):
+            parts.append(self._fill_only(unknown, n, cand))
+        out_rows, item_ids, score, rank, filled = _concat(parts)
+        order = np.lexsort((rank, out_rows))
+        return pd.DataFrame(
+            {
+                "user_id": _query_array(queries)[out_rows[order]],
+                "item_id": item_ids[order],
+                "score": score[order],
+                "rank": rank[order],
+                "backfilled": filled[order],
+            }
+        )
+
+    def recommend_for_items(
+        self, item_ids: Any, n: int = 10, exclude_seen: bool = True, items: Any = None
+    ) -> pd.DataFrame:
+        """Recommendations for a visitor known only by items (fold-in, no retraining).
+
+        ``item_ids`` are the items the visitor viewed or bought (repeats count as
+        repeated interactions). Returns DataFrame ``item_id, score, rank, backfilled``.
+        """
+        self._check_fitted()
+        n = _check_n(n)
+        idx = lookup(self._item_index(), self.item_kind_, item_ids)
+        idx = idx[idx >= 0]
+        cand = self._candidates(items)
+        if len(idx) == 0:
+            part = self._fill_only(np.zeros(1, dtype=np.int64), n, cand)
+        else:
+            counts = np.bincount(idx, minlength=self.n_items_).astype(np.float64)
+            cols = np.flatnonzero(counts).astype(np.int32)
+            hist = sp.csr_matrix(
+                (transform(counts[cols], self.weighting), cols, np.array([0, len(cols)])),
+                shape=(1, self.n_items_),
+            )
+            part = self._rank_block("history", hist, np.zeros(1, np.int64), n, exclude_seen, cand)
+        _, ids, score, rank, filled = part
+        return pd.DataFrame({"item_id": ids, "score": score, "rank": rank, "backfilled": filled})
+
+    def similar_items(self, item_ids: Any, n: int = 10, items: Any = None) -> pd.DataFrame:
+        """Items most similar to each of ``item_ids`` (never the item itself).
+
+        Returns DataFrame ``item_id, similar_item_id, score, rank, backfilled``;
+        unknown items (and items with fewer than ``n`` neighbours) get popular items.
+        """
+        self._check_fitted()
+        n = _check_n(n)
+        queries = as_list(item_ids)
+        rows = lookup(self._item_index(), self.item_kind_, queries)
+        cand = self._candidates(items)
+        known = np.flatnonzero(rows >= 0)
+        parts = [self._rank_block("items", rows[known[s]], known[s], n, True, cand)
+                 for s in self._chunks(len(known))]
+        unknown = np.flatnonzero(rows < 0)
+        if len(unknown):
+            parts.append(self._fill_only(unknown, n, cand))
+        out_rows, sim_ids, score, rank, filled = _concat(parts)
+        order = np.lexsort((rank, out_rows))
+        return pd.DataFrame(
+            {
+                "item_id": _query_array(queries)[out_rows[order]],
+                "similar_item_id": sim_ids[order],
+                "score": score[order],
+                "rank": rank[order],
+                "backfilled": filled[order],
+            }
+        )
+
+    # -- erasure ---------------------------------------------------------------
+    def drop_users(self, user_ids: Any) -> int:
+        """Erase users: their id, interaction row and personal factors go at once.
+
+        Item-level parameters (item factors, similarities) are aggregates over
+        many people; they are rebuilt without the erased users at the next
+        training, once the store no longer holds their interactions.
+        Returns the number of users removed; they are served as unknown users.
+        """
+        self._check_fitted()
+        rows = lookup(self._user_index(), self.user_kind_, user_ids)
+        rows = np.unique(rows[rows >= 0])
+        if len(rows) == 0:
+            return 0
+        keep = np.ones(self.n_users_, dtype=bool)
+        keep[rows] = False
+        self.user_ids_ = self.user_ids_[keep]
+        self.user_items_ = self.user_items_[keep].tocsr()
+        for name in self._user_arrays:
+            setattr(self, name, getattr(self, name)[keep])
+        self.item_popularity_ = np.diff(self.user_items_.tocsc().indptr).astype(np.float32)
+        self._reset_caches()
+        log.info("dropped %d user(s) from the %s model", len(rows), self.algorithm)
+        return int(len(rows))
+
+    # -- ranking machinery ---------------------------------------------------
+    def _chunks(self, total: int) -> Iterator[slice]:
+        size = max(64, min(4096, _BLOCK_CELLS // max(1, self.n_items_)))
+        for start in range(0, total, size):
+            yield slice(start, start + size)
+
+    def _candidates(self, items: Any) -> _rank.Candidates:
+        pop = self.item_popularity_ / max(1, self.n_users_)
+        if items is None:
+            if "pop_order" not in self._cache:
+                self._cache["pop_order"] = np.argsort(-pop, kind="stable")
+            return _rank.Candidates(None, self.item_ids_, self.n_items_,
+                                    self._cache["pop_order"], pop)
+        wanted = pd.Series(as_list(items)).drop_duplicates().to_numpy()
+        idx = lookup(self._item_index(), self.item_kind_, wanted)
+        known = np.unique(idx[idx >= 0])
+        ids = self.item_ids_[known]
+        cold = wanted[idx < 0]
+        if len(cold):
+            cold_ids, cold_kind = normalize_ids(cold)
+            if cold_kind != self.item_kind_:
+                ids, cold_ids = ids.astype(object), cold_ids.astype(object)
+            ids = np.concatenate([ids, cold_ids])
+        order = np.concatenate([np.argsort(-pop[known], kind="stable"),
+                                np.arange(len(known), len(ids))])
+        score = np.concatenate([pop[known], np.zeros(len(cold), dtype=np.float32)])
+        return _rank.Candidates(known, ids, len(known), order.astype(np.int64), score)
+
+    def _rank_block(
+        self,
+        kind: str,
+        q: Any,
+        out_rows: np.ndarray,
+        n: int,
+        exclude_seen: bool,
+        cand: _rank.Candidates,
+    ) -> tuple[np.ndarray, ...]:
+        if kind == "users":
+            seen = self.user_items_[q] if exclude_seen else None
+        elif kind == "history":
+            seen = q if exclude_seen else None
+        else:  # items: never the item itself
+            seen = sp.csr_matrix(
+                (np.ones(len(q), np.float32), q.astype(np.int32), np.arange(len(q) + 1)),
+                shape=(len(q), self.n_items_),
+            )
+        seen = cand.restrict(seen)
+        k = min(n, cand.n_known)
+        if self._popularity_is_model or k == 0:
+            chosen = np.zeros((len(out_rows), 0), dtype=np.int64)
+            scores = np.zeros((len(out_rows), 0), dtype=np.float32)
+        else:
+            chosen, scores = self._personal_topk(kind, q, k, seen, cand)
+        valid = scores > _rank.FLOOR
+        fr, fp = _rank.backfill(cand, chosen, valid, seen, n)
+        r, ids, sc, rank, filled = _rank.merge(
+            cand, chosen, scores, valid, fr, fp, self._popularity_is_model
+        )
+        return out_rows[r], ids, sc, rank, filled
+
+    def _fill_only(self, out_rows: np.ndarray, n: int, cand: _rank.Candidates) -> tuple:
+        b = len(out_rows)
+        chosen = np.zeros((b, 0), dtype=np.int64)
+        scores = np.zeros((b, 0), dtype=np.float32)
+        valid = np.zeros((b, 0), dtype=bool)
+        fr, fp = _rank.backfill(cand, chosen, valid, None, n)
+        r, ids, sc, rank, filled = _rank.merge(
+            cand, chosen, scores, valid, fr, fp, self._popularity_is_model
+        )
+        return out_rows[r], ids, sc, rank, filled
+
+    def _personal_topk(
+        self, kind: str, q: Any, k: int, seen: sp.csr_matrix | None, cand: _rank.Candidates
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` candidate positions and scores per query (generic dense path)."""
+        s = self._dense_scores(kind, q)
+        if cand.known is not None:
+            s = s[:, cand.known]
+        s = np.where(np.isfinite(s), s, -np.inf).astype(np.float32, copy=False)
+        if seen is not None and seen.nnz:
+            r, c = seen.nonzero()
+            s[r, c] = -np.inf
+        chosen, scores = _rank.dense_topk(s, k)
+        return chosen, np.where(np.isfinite(scores), scores, -np.inf)
+
+    def _dense_scores(self, kind: str, q: Any) -> np.ndarray:
+        """Scores (queries x all items); ``-inf`` marks no candidate."""
+        raise NotImplementedError
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Save to the folder ``path``: ``arrays.npz`` plus ``model.json`` (no pickles)."""
+        self._check_fitted()
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {"item_popularity_": self.item_popularity_}
+        _put_sparse(arrays, "user_items_", self.user_items_)
+        for name in self._arrays:
+            value = getattr(self, name)
+            if sp.issparse(value):
+                _put_sparse(arrays, name, value)
+            else:
+                arrays[name] = np.asarray(value)
+        np.savez(d / "arrays.npz", **arrays)
+        meta = {
+            "format": "cip-recommender",
+            "format_version": FORMAT_VERSION,
+            "algorithm": self.algorithm,
+            "params": _jsonable(self.get_params()),
+            "user_kind": self.user_kind_,
+            "item_kind": self.item_kind_,
+            "user_ids": _jsonable(self.user_ids_.tolist()),
+            "item_ids": _jsonable(self.item_ids_.tolist()),
+            "extra": _jsonable(getattr(self, "extra_", {})),
+        }
+        (d / "model.json").write_text(json.dumps(meta))
+        return d
+
+    @classmethod
+    def _from_saved(cls, meta: dict[str, Any], data: Any) -> Recommender:
+        model = cls(**meta["params"])
+        kinds = {"int": np.int64, "str": object}
+        model.user_kind_, model.item_kind_ = meta["user_kind"], meta["item_kind"]
+        model.user_ids_ = np.asarray(meta["user_ids"], dtype=kinds[model.user_kind_])
+        model.item_ids_ = np.asarray(meta["item_ids"], dtype=kinds[model.item_kind_])
+        model.item_popularity_ = data["item_popularity_"]
+        model.user_items_ = _get_sparse(data, "user_items_")
+        for name in cls._arrays:
+            value = _get_sparse(data, name) if f"{name}__indptr" in data else data[name]
+            setattr(model, name, value)
+        model.extra_ = meta.get("extra", {})
+        model._reset_caches()
+        return model
+
+
+def _check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n must be a positive integer, not {n!r}")
+    return int(n)
+
+
+def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    if not parts:
+        return (np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
+                np.zeros(0, bool))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
+
+
+def _query_array(queries: Any) -> np.ndarray:
+    """The query ids as an array that keeps their type (ints stay ints)."""
+    return pd.Series(queries).to_numpy()
+
+
+def _put_sparse(arrays: dict[str, np.ndarray], name: str, m: sp.spmatrix) -> None:
+    m = sp.csr_matrix(m)
+    arrays[f"{name}__data"] = m.data
+    arrays[f"{name}__indices"] = m.indices
+    arrays[f"{name}__indptr"] = m.indptr
+    arrays[f"{name}__shape"] = np.asarray(m.shape, dtype=np.int64)
+
+
+def _get_sparse(data: Any, name: str) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (data[f"{name}__data"], data[f"{name}__indices"], data[f"{name}__indptr"]),
+        shape=tuple(int(v) for v in data[f"{name}__shape"]),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    return value
