@@ -52,13 +52,19 @@ __all__ = [
 _KEY = ["user_id", "item_id"]
 
 
-def _ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """user_id / item_id normalised to one kind (int or str) so merges match."""
-    out = pd.DataFrame(index=frame.index)
+def _ids(*frames: pd.DataFrame) -> list[pd.DataFrame]:
+    """``user_id`` / ``item_id`` of each frame normalised to one kind (int or str) so merges match.
+
+    Integral floats become ints (``17850.0`` -> ``17850``); when the frames
+    disagree on a column's kind, that column becomes ``str`` in all of them.
+    """
+    outs = [pd.DataFrame(index=f.index) for f in frames]
     for col in _KEY:
-        values, _ = normalize_ids(frame[col])
-        out[col] = values.astype(str) if values.dtype == object else values
-    return out
+        normed = [normalize_ids(f[col]) for f in frames]
+        as_str = len({kind for values, kind in normed if len(values)}) > 1
+        for out, (values, kind) in zip(outs, normed, strict=True):
+            out[col] = values.astype(str) if as_str or kind == "str" else values
+    return outs
 
 
 def per_user_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int = 10) -> pd.DataFrame:
@@ -69,10 +75,10 @@ def per_user_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int 
     """
     if k < 1:
         raise ValueError("k must be >= 1")
-    t = _ids(truth).drop_duplicates()
+    r, t = _ids(recommendations, truth)
+    t = t.drop_duplicates()
     if t.empty:
         raise DataError("no test interactions to evaluate on")
-    r = _ids(recommendations)
     if "rank" in recommendations.columns:
         r["rank"] = recommendations["rank"].to_numpy()
     else:
@@ -219,9 +225,10 @@ def evaluate(
     Returns ``precision, recall, map, ndcg, hit_rate`` (all at ``k``), ``coverage``
     and ``users`` (number of users evaluated).
     """
-    truth = _ids(test).drop_duplicates()
+    truth, seen = _ids(test, train)
+    truth = truth.drop_duplicates()
     if exclude_seen:
-        seen = _ids(train).drop_duplicates()
+        seen = seen.drop_duplicates()
         truth = truth.merge(seen, on=_KEY, how="left", indicator=True)
         truth = truth[truth["_merge"] == "left_only"][_KEY]
     if truth.empty:

@@ -25,7 +25,9 @@ from models.recommender._data import (
     WEIGHTINGS,
     as_list,
     interaction_matrix,
+    is_scalar_id,
     lookup,
+    lookup_one,
     normalize_ids,
     transform,
 )
@@ -158,12 +160,10 @@ class Recommender:
         n = _check_n(n)
         cand = self._candidates(items)
         pos = cand.pop_order[:n]
-        return pd.DataFrame(
-            {
-                "item_id": cand.ids[pos],
-                "score": cand.pop_score[pos].astype(np.float64),
-                "rank": np.arange(1, len(pos) + 1, dtype=np.int64),
-            }
+        return _frame(
+            ("item_id", "score", "rank"),
+            (cand.ids[pos], cand.pop_score[pos].astype(np.float64),
+             np.arange(1, len(pos) + 1, dtype=np.int64)),
         )
 
     def recommend(
@@ -183,9 +183,17 @@ class Recommender:
         """
         self._check_fitted()
         n = _check_n(n)
+        cand = self._candidates(items)
+        if is_scalar_id(user_ids):  # the serving fast path: one user, no id-array round trips
+            row = lookup_one(self._user_index(), self.user_kind_, user_ids)
+            zero = np.zeros(1, dtype=np.int64)
+            part = (self._rank_block("users", np.array([row]), zero, n, exclude_seen, cand)
+                    if row >= 0 else self._fill_only(zero, n, cand))
+            _, item_ids, score, rank, filled = part
+            return _frame(("user_id", "item_id", "score", "rank", "backfilled"),
+                          (np.array([user_ids] * len(item_ids)), item_ids, score, rank, filled))
         queries = as_list(user_ids)
         rows = lookup(self._user_index(), self.user_kind_, queries)
-        cand = self._candidates(items)
         known = np.flatnonzero(rows >= 0)
         parts = [self._rank_block("users", rows[known[s]], known[s], n, exclude_seen, cand)
                  for s in self._chunks(len(known))]
@@ -194,14 +202,10 @@ class Recommender:
             parts.append(self._fill_only(unknown, n, cand))
         out_rows, item_ids, score, rank, filled = _concat(parts)
         order = np.lexsort((rank, out_rows))
-        return pd.DataFrame(
-            {
-                "user_id": _query_array(queries)[out_rows[order]],
-                "item_id": item_ids[order],
-                "score": score[order],
-                "rank": rank[order],
-                "backfilled": filled[order],
-            }
+        return _frame(
+            ("user_id", "item_id", "score", "rank", "backfilled"),
+            (_query_array(queries)[out_rows[order]], item_ids[order], score[order], rank[order],
+             filled[order]),
         )
 
     def recommend_for_items(
@@ -228,7 +232,7 @@ class Recommender:
             )
             part = self._rank_block("history", hist, np.zeros(1, np.int64), n, exclude_seen, cand)
         _, ids, score, rank, filled = part
-        return pd.DataFrame({"item_id": ids, "score": score, "rank": rank, "backfilled": filled})
+        return _frame(("item_id", "score", "rank", "backfilled"), (ids, score, rank, filled))
 
     def similar_items(self, item_ids: Any, n: int = 10, items: Any = None) -> pd.DataFrame:
         """Items most similar to each of ``item_ids`` (never the item itself).
@@ -249,14 +253,10 @@ class Recommender:
             parts.append(self._fill_only(unknown, n, cand))
         out_rows, sim_ids, score, rank, filled = _concat(parts)
         order = np.lexsort((rank, out_rows))
-        return pd.DataFrame(
-            {
-                "item_id": _query_array(queries)[out_rows[order]],
-                "similar_item_id": sim_ids[order],
-                "score": score[order],
-                "rank": rank[order],
-                "backfilled": filled[order],
-            }
+        return _frame(
+            ("item_id", "similar_item_id", "score", "rank", "backfilled"),
+            (_query_array(queries)[out_rows[order]], sim_ids[order], score[order], rank[order],
+             filled[order]),
         )
 
     # -- erasure ---------------------------------------------------------------
@@ -322,7 +322,7 @@ class Recommender:
         cand: _rank.Candidates,
     ) -> tuple[np.ndarray, ...]:
         if kind == "users":
-            seen = self.user_items_[q] if exclude_seen else None
+            seen = _csr_rows(self.user_items_, q) if exclude_seen else None
         elif kind == "history":
             seen = q if exclude_seen else None
         else:  # items: never the item itself
@@ -417,6 +417,37 @@ class Recommender:
         model.extra_ = meta.get("extra", {})
         model._reset_caches()
         return model
+
+
+def _frame(names: tuple[str, ...], arrays: tuple[np.ndarray, ...]) -> pd.DataFrame:
+    """A DataFrame from column arrays; skips pandas' per-call inference (~0.3 ms per request)."""
+    arrays = tuple(pd.Series(a, copy=False).array if a.dtype == object else a for a in arrays)
+    try:
+        return pd.DataFrame._from_arrays(
+            list(arrays), columns=_column_index(names), index=pd.RangeIndex(len(arrays[0]))
+        )
+    except AttributeError:  # pragma: no cover - a pandas without the private fast path
+        return pd.DataFrame(dict(zip(names, arrays, strict=True)))
+
+
+_COLUMN_INDEXES: dict[tuple[str, ...], pd.Index] = {}
+
+
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    if names not in _COLUMN_INDEXES:
+        _COLUMN_INDEXES[names] = pd.Index(list(names))
+    return _COLUMN_INDEXES[names]
+
+
+def _csr_rows(m: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``m[rows]``, with a cheap path for one row (a serving request)."""
+    if len(rows) != 1:
+        return m[rows]
+    start, end = int(m.indptr[rows[0]]), int(m.indptr[rows[0] + 1])
+    return sp.csr_matrix(
+        (m.data[start:end], m.indices[start:end], np.array([0, end - start], dtype=m.indptr.dtype)),
+        shape=(1, m.shape[1]),
+    )
 
 
 def _check_n(n: int) -> int:

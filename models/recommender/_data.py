@@ -17,7 +17,16 @@ import scipy.sparse as sp
 
 from profiles.errors import DataError
 
-__all__ = ["WEIGHTINGS", "as_list", "interaction_matrix", "lookup", "normalize_ids", "transform"]
+__all__ = [
+    "WEIGHTINGS",
+    "as_list",
+    "interaction_matrix",
+    "is_scalar_id",
+    "lookup",
+    "lookup_one",
+    "normalize_ids",
+    "transform",
+]
 
 #: How raw interaction weights become matrix values (before ALS's ``alpha``).
 WEIGHTINGS: tuple[str, ...] = ("binary", "log", "raw")
@@ -70,6 +79,30 @@ def lookup(index: pd.Index, kind: str, values: Any) -> np.ndarray:
     if len(q) == 0:
         return np.array([], dtype=np.int64)
     return index.get_indexer(q).astype(np.int64)
+
+
+def lookup_one(index: pd.Index, kind: str, value: Any) -> int:
+    """Position of one id in ``index`` (``-1`` when unknown); the fast path of one request."""
+    try:
+        if kind == "int":
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                key: Any = int(value)
+            else:
+                f = float(value)
+                if not (np.isfinite(f) and f == round(f)):
+                    return -1
+                key = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else int(f)
+        else:
+            key = str(value)
+        pos = index.get_loc(key)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return -1
+    return int(pos) if isinstance(pos, (int, np.integer)) else -1
+
+
+def is_scalar_id(value: Any) -> bool:
+    """Whether ``value`` is one id rather than a list of ids."""
+    return isinstance(value, (str, bytes, int, float, np.integer, np.floating))
 
 
 def transform(values: np.ndarray, weighting: str) -> np.ndarray:

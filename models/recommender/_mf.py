@@ -59,12 +59,7 @@ class _MatrixFactorization(Recommender):
             queries = self.user_factors_[q] if kind == "users" else self._fold_in(q)
         if cand.known is not None:
             targets = targets[cand.known]
-        filt = None
-        if seen is not None and seen.nnz:
-            filt = sp.csr_matrix(
-                (np.ones(seen.nnz, np.float32), seen.indices.astype(np.int32), seen.indptr),
-                shape=seen.shape,
-            )
+        filt = seen if seen is not None and seen.nnz else None
         ids, scores = topk(
             np.ascontiguousarray(targets, dtype=np.float32),
             np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32),
