@@ -16,6 +16,7 @@ import click
 import typer
 
 from pipelines import cmd_core  # noqa: F401  (registers commands)
+from pipelines import cmd_recommender  # noqa: F401  (registers commands)
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -172,9 +173,11 @@ def tune_recommender(
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(
-        seed=random_state, multivariate=True, group=True, n_startup_trials=5
-    )
+    with warnings.catch_warnings():  # multivariate/group are "experimental" since Optuna 2.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=random_state, multivariate=True, group=True, n_startup_trials=5
+        )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for alg in candidates:  # every algorithm gets a run with its defaults first
         study.enqueue_trial({"algorithm": alg, **_defaults(alg)}, skip_if_exists=True)
