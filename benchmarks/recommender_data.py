@@ -23,7 +23,6 @@ import duckdb
 import pandas as pd
 
 
-
 def _shared() -> Path:
     """``$CIP_SHARED``, else the first ``shared/`` folder beside the repository or above it."""
     if os.environ.get("CIP_SHARED"):
@@ -72,8 +71,17 @@ def _recbole_wheel() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"fetching {RECBOLE_WHEEL} from PyPI into {CACHE} (data only, not installed)")
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE),
-         "recbole==1.2.1"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(CACHE),
+            "recbole==1.2.1",
+        ],
         check=True,
     )
     return CACHE / RECBOLE_WHEEL

@@ -67,7 +67,9 @@ def _ids(*frames: pd.DataFrame) -> list[pd.DataFrame]:
     return outs
 
 
-def per_user_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+def per_user_metrics(
+    recommendations: pd.DataFrame, truth: pd.DataFrame, k: int = 10
+) -> pd.DataFrame:
     """Per test user: ``n_targets, hits, precision, recall, ap, ndcg`` at ``k``.
 
     ``recommendations`` has ``user_id, item_id`` and optionally ``rank`` (else the
@@ -91,8 +93,9 @@ def per_user_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int 
     r["cum_hits"] = r.groupby("user_id")["rel"].cumsum()
     r["prec_at_i"] = r["cum_hits"] / r["pos"] * r["rel"]
     r["gain"] = r["rel"] / np.log2(r["pos"] + 1.0)
-    agg = r.groupby("user_id").agg(hits=("rel", "sum"), ap_sum=("prec_at_i", "sum"),
-                                   dcg=("gain", "sum"))
+    agg = r.groupby("user_id").agg(
+        hits=("rel", "sum"), ap_sum=("prec_at_i", "sum"), dcg=("gain", "sum")
+    )
     users = t.groupby("user_id").size().rename("n_targets").to_frame()
     out = users.join(agg, how="left").fillna(0.0)
     m = np.minimum(out["n_targets"].to_numpy(), k).astype(int)

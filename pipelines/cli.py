@@ -15,8 +15,10 @@ from typing import Annotated
 import click
 import typer
 
-from pipelines import cmd_core  # noqa: F401  (registers commands)
-from pipelines import cmd_recommender  # noqa: F401  (registers commands)
+from pipelines import (
+    cmd_core,  # noqa: F401  (registers commands)
+    cmd_recommender,  # noqa: F401  (registers commands)
+)
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
 

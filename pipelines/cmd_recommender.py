@@ -71,7 +71,9 @@ def run_train_recommender(
         "users": model.n_users_,
         "items": model.n_items_,
         "interactions": int(model.user_items_.nnz),
-        "metrics": {k: v for k, v in metrics.items() if k not in ("version", "promoted", "algorithm")},
+        "metrics": {
+            k: v for k, v in metrics.items() if k not in ("version", "promoted", "algorithm")
+        },
     }
 
 
@@ -100,8 +102,12 @@ def train_recommender(
     """
     ws = workspace()
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, transient=True, disable=as_json,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json,
     ) as progress:
         progress.add_task("training the recommender", total=None)
         result = run_train_recommender(ws, algorithm, tune_trials, tune_minutes, as_of)

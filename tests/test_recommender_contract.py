@@ -136,9 +136,7 @@ def test_similar_items(fitted):
     if fitted.algorithm != "popular":
         first = out[(out["rank"] == 1) & (out["item_id"] != "unknown")]
         assert [_half(i) for i in first["similar_item_id"]] == [0, 1]
-    assert out[out["item_id"] == "unknown"]["backfilled"].all() == (
-        fitted.algorithm != "popular"
-    )
+    assert out[out["item_id"] == "unknown"]["backfilled"].all() == (fitted.algorithm != "popular")
 
 
 def test_save_load_round_trip(fitted, tmp_path):

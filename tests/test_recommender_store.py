@@ -29,36 +29,68 @@ def _frame(table: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def _line(order: str, cust: str, item: str, ts: str, status: str | None = "completed") -> dict:
-    return {"source": "shop", "record_id": f"{order}-{item}", "order_id": order, "ts": ts,
-            "customer_id": cust, "item_id": item, "quantity": 1.0, "unit_price": 2.0,
-            "status": status}
+    return {
+        "source": "shop",
+        "record_id": f"{order}-{item}",
+        "order_id": order,
+        "ts": ts,
+        "customer_id": cust,
+        "item_id": item,
+        "quantity": 1.0,
+        "unit_price": 2.0,
+        "status": status,
+    }
 
 
 def _event(eid: str, cust: str, etype: str, item: str | None, ts: str) -> dict:
-    return {"source": "web", "record_id": eid, "event_id": eid, "ts": ts, "event_type": etype,
-            "customer_id": cust, "item_id": item}
+    return {
+        "source": "web",
+        "record_id": eid,
+        "event_id": eid,
+        "ts": ts,
+        "event_type": etype,
+        "customer_id": cust,
+        "item_id": item,
+    }
 
 
 def _fill(store) -> None:
-    store.load_arrow("order_lines", _frame("order_lines", [
-        _line("o1", "c1", "A", "2024-01-01"),
-        _line("o1", "c1", "B", "2024-01-01"),
-        _line("o2", "c2", "A", "2024-01-05", None),  # no status: completed
-        _line("o3", "c2", "B", "2024-01-06", "cancelled"),
-        _line("o4", "c1", "C", "2024-01-07", "returned"),
-        _line("o5", "c3", "POST", "2024-01-08"),  # not in the catalog
-        _line("o6", "c3", "A", "2024-02-01"),  # after as_of below
-    ]))
-    store.load_arrow("events", _frame("events", [
-        _event("e1", "c1", "product_view", "C", "2024-01-02"),
-        _event("e2", "c1", "product_view", "C", "2024-01-02"),  # same time: summed
-        _event("e3", "c2", "add_to_cart", "C", "2024-01-03"),
-        _event("e4", "c2", "page_view", "A", "2024-01-03"),  # no weight: ignored
-        _event("e5", "c3", "product_view", None, "2024-01-03"),  # no item
-    ]))
-    store.load_arrow("products", _frame("products", [
-        {"source": "cat", "record_id": f"p{i}", "item_id": i} for i in ("A", "B", "C")
-    ]), mode="append")
+    store.load_arrow(
+        "order_lines",
+        _frame(
+            "order_lines",
+            [
+                _line("o1", "c1", "A", "2024-01-01"),
+                _line("o1", "c1", "B", "2024-01-01"),
+                _line("o2", "c2", "A", "2024-01-05", None),  # no status: completed
+                _line("o3", "c2", "B", "2024-01-06", "cancelled"),
+                _line("o4", "c1", "C", "2024-01-07", "returned"),
+                _line("o5", "c3", "POST", "2024-01-08"),  # not in the catalog
+                _line("o6", "c3", "A", "2024-02-01"),  # after as_of below
+            ],
+        ),
+    )
+    store.load_arrow(
+        "events",
+        _frame(
+            "events",
+            [
+                _event("e1", "c1", "product_view", "C", "2024-01-02"),
+                _event("e2", "c1", "product_view", "C", "2024-01-02"),  # same time: summed
+                _event("e3", "c2", "add_to_cart", "C", "2024-01-03"),
+                _event("e4", "c2", "page_view", "A", "2024-01-03"),  # no weight: ignored
+                _event("e5", "c3", "product_view", None, "2024-01-03"),  # no item
+            ],
+        ),
+    )
+    store.load_arrow(
+        "products",
+        _frame(
+            "products",
+            [{"source": "cat", "record_id": f"p{i}", "item_id": i} for i in ("A", "B", "C")],
+        ),
+        mode="append",
+    )
 
 
 def _check(store) -> None:
@@ -108,11 +140,16 @@ def test_record_map_joins_people_across_records():
     with open_store("duckdb") as store:
         _fill(store)
         # c1 and c2 are one person P; the order_lines-derived orders carry md5 record ids
-        rows = [("orders", md5(f"shop:order_lines:{o}"), p)
-                for o, p in [("o1", "P"), ("o2", "P"), ("o4", "P"), ("o5", "Q"), ("o6", "Q")]]
+        rows = [
+            ("orders", md5(f"shop:order_lines:{o}"), p)
+            for o, p in [("o1", "P"), ("o2", "P"), ("o4", "P"), ("o5", "Q"), ("o6", "Q")]
+        ]
         rows += [("events", e, "P") for e in ("e1", "e2", "e3")]
-        store.load_arrow("record_map", pd.DataFrame(
-            rows, columns=["source_table", "record_id", "unified_id"]), mode="create")
+        store.load_arrow(
+            "record_map",
+            pd.DataFrame(rows, columns=["source_table", "record_id", "unified_id"]),
+            mode="create",
+        )
         df = models.interactions_from_store(store, as_of="2024-01-31")
         assert set(df["user_id"]) == {"P"}
         assert df.loc[df.item_id == "C", "weight"].sum() == pytest.approx(5.0)  # 1 + 1 + 3

@@ -16,9 +16,17 @@ from tests.test_recommender_tuning import clustered
 def _load_lines(ws) -> None:
     df = clustered(n_users=90, n_items=30, per_user=10)
     rows = [
-        {"source": "shop", "record_id": f"r{i}", "order_id": f"o{i}", "ts": r.ts,
-         "customer_id": r.user_id, "item_id": r.item_id, "quantity": 1.0, "unit_price": 1.0,
-         "status": "completed"}
+        {
+            "source": "shop",
+            "record_id": f"r{i}",
+            "order_id": f"o{i}",
+            "ts": r.ts,
+            "customer_id": r.user_id,
+            "item_id": r.item_id,
+            "quantity": 1.0,
+            "unit_price": 1.0,
+            "status": "completed",
+        }
         for i, r in enumerate(df.itertuples())
     ]
     with ws.open_store() as store:

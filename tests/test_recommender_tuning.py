@@ -19,8 +19,13 @@ def clustered(n_users: int = 90, n_items: int = 30, per_user: int = 10, seed: in
         c = u % 3
         cluster_items = np.arange(c * (n_items // 3), (c + 1) * (n_items // 3))
         for it in rng.choice(cluster_items, size=per_user, replace=False):
-            rows.append((f"u{u}", f"i{it}", pd.Timestamp("2024-01-01") + pd.Timedelta(
-                days=int(rng.integers(0, 100)))))
+            rows.append(
+                (
+                    f"u{u}",
+                    f"i{it}",
+                    pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 100))),
+                )
+            )
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
 
 

@@ -162,8 +162,11 @@ class Recommender:
         pos = cand.pop_order[:n]
         return _frame(
             ("item_id", "score", "rank"),
-            (cand.ids[pos], cand.pop_score[pos].astype(np.float64),
-             np.arange(1, len(pos) + 1, dtype=np.int64)),
+            (
+                cand.ids[pos],
+                cand.pop_score[pos].astype(np.float64),
+                np.arange(1, len(pos) + 1, dtype=np.int64),
+            ),
         )
 
     def recommend(
@@ -187,16 +190,23 @@ class Recommender:
         if is_scalar_id(user_ids):  # the serving fast path: one user, no id-array round trips
             row = lookup_one(self._user_index(), self.user_kind_, user_ids)
             zero = np.zeros(1, dtype=np.int64)
-            part = (self._rank_block("users", np.array([row]), zero, n, exclude_seen, cand)
-                    if row >= 0 else self._fill_only(zero, n, cand))
+            part = (
+                self._rank_block("users", np.array([row]), zero, n, exclude_seen, cand)
+                if row >= 0
+                else self._fill_only(zero, n, cand)
+            )
             _, item_ids, score, rank, filled = part
-            return _frame(("user_id", "item_id", "score", "rank", "backfilled"),
-                          (np.array([user_ids] * len(item_ids)), item_ids, score, rank, filled))
+            return _frame(
+                ("user_id", "item_id", "score", "rank", "backfilled"),
+                (np.array([user_ids] * len(item_ids)), item_ids, score, rank, filled),
+            )
         queries = as_list(user_ids)
         rows = lookup(self._user_index(), self.user_kind_, queries)
         known = np.flatnonzero(rows >= 0)
-        parts = [self._rank_block("users", rows[known[s]], known[s], n, exclude_seen, cand)
-                 for s in self._chunks(len(known))]
+        parts = [
+            self._rank_block("users", rows[known[s]], known[s], n, exclude_seen, cand)
+            for s in self._chunks(len(known))
+        ]
         unknown = np.flatnonzero(rows < 0)
         if len(unknown):
             parts.append(self._fill_only(unknown, n, cand))
@@ -204,8 +214,13 @@ class Recommender:
         order = np.lexsort((rank, out_rows))
         return _frame(
             ("user_id", "item_id", "score", "rank", "backfilled"),
-            (_query_array(queries)[out_rows[order]], item_ids[order], score[order], rank[order],
-             filled[order]),
+            (
+                _query_array(queries)[out_rows[order]],
+                item_ids[order],
+                score[order],
+                rank[order],
+                filled[order],
+            ),
         )
 
     def recommend_for_items(
@@ -246,8 +261,10 @@ class Recommender:
         rows = lookup(self._item_index(), self.item_kind_, queries)
         cand = self._candidates(items)
         known = np.flatnonzero(rows >= 0)
-        parts = [self._rank_block("items", rows[known[s]], known[s], n, True, cand)
-                 for s in self._chunks(len(known))]
+        parts = [
+            self._rank_block("items", rows[known[s]], known[s], n, True, cand)
+            for s in self._chunks(len(known))
+        ]
         unknown = np.flatnonzero(rows < 0)
         if len(unknown):
             parts.append(self._fill_only(unknown, n, cand))
@@ -255,8 +272,13 @@ class Recommender:
         order = np.lexsort((rank, out_rows))
         return _frame(
             ("item_id", "similar_item_id", "score", "rank", "backfilled"),
-            (_query_array(queries)[out_rows[order]], sim_ids[order], score[order], rank[order],
-             filled[order]),
+            (
+                _query_array(queries)[out_rows[order]],
+                sim_ids[order],
+                score[order],
+                rank[order],
+                filled[order],
+            ),
         )
 
     # -- erasure ---------------------------------------------------------------
@@ -295,8 +317,9 @@ class Recommender:
         if items is None:
             if "pop_order" not in self._cache:
                 self._cache["pop_order"] = np.argsort(-pop, kind="stable")
-            return _rank.Candidates(None, self.item_ids_, self.n_items_,
-                                    self._cache["pop_order"], pop)
+            return _rank.Candidates(
+                None, self.item_ids_, self.n_items_, self._cache["pop_order"], pop
+            )
         wanted = pd.Series(as_list(items)).drop_duplicates().to_numpy()
         idx = lookup(self._item_index(), self.item_kind_, wanted)
         known = np.unique(idx[idx >= 0])
@@ -307,8 +330,9 @@ class Recommender:
             if cold_kind != self.item_kind_:
                 ids, cold_ids = ids.astype(object), cold_ids.astype(object)
             ids = np.concatenate([ids, cold_ids])
-        order = np.concatenate([np.argsort(-pop[known], kind="stable"),
-                                np.arange(len(known), len(ids))])
+        order = np.concatenate(
+            [np.argsort(-pop[known], kind="stable"), np.arange(len(known), len(ids))]
+        )
         score = np.concatenate([pop[known], np.zeros(len(cold), dtype=np.float32)])
         return _rank.Candidates(known, ids, len(known), order.astype(np.int64), score)
 
@@ -458,8 +482,13 @@ def _check_n(n: int) -> int:
 
 def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     if not parts:
-        return (np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
-                np.zeros(0, bool))
+        return (
+            np.zeros(0, np.int64),
+            np.zeros(0, object),
+            np.zeros(0),
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+        )
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
 
 

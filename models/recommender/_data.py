@@ -91,7 +91,11 @@ def lookup_one(index: pd.Index, kind: str, value: Any) -> int:
                 f = float(value)
                 if not (np.isfinite(f) and f == round(f)):
                     return -1
-                key = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else int(f)
+                key = (
+                    int(value)
+                    if isinstance(value, str) and value.strip().lstrip("-").isdigit()
+                    else int(f)
+                )
         else:
             key = str(value)
         pos = index.get_loc(key)

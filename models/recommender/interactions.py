@@ -70,8 +70,12 @@ def interactions_from_store(
         parts.append(sql)
         params += p
     empty = pd.DataFrame(
-        {"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str),
-         "weight": pd.Series(dtype=float), "ts": pd.Series(dtype="datetime64[us]")}
+        {
+            "user_id": pd.Series(dtype=str),
+            "item_id": pd.Series(dtype=str),
+            "weight": pd.Series(dtype=float),
+            "ts": pd.Series(dtype="datetime64[us]"),
+        }
     )
     if not parts:
         return empty
@@ -101,8 +105,13 @@ def interactions_from_store(
     df["item_id"] = df["item_id"].astype(str)
     df["weight"] = df["weight"].astype(float)
     df["ts"] = pd.to_datetime(df["ts"])
-    log.info("read %d interactions of %d people on %d items (record_map: %s)",
-             len(df), df["user_id"].nunique(), df["item_id"].nunique(), has_map)
+    log.info(
+        "read %d interactions of %d people on %d items (record_map: %s)",
+        len(df),
+        df["user_id"].nunique(),
+        df["item_id"].nunique(),
+        has_map,
+    )
     return df
 
 

@@ -112,18 +112,24 @@ def train_recommender_run(
     if champ is not None:
         metrics.update({f"champion_{m}_at_{k}": v for m, v in champ.items() if m != "users"})
     metrics["validation_users"] = cand["users"]
-    metrics[f"ndcg_lift_vs_popular"] = cand["ndcg"] / popular["ndcg"] if popular["ndcg"] else 0.0
+    metrics["ndcg_lift_vs_popular"] = cand["ndcg"] / popular["ndcg"] if popular["ndcg"] else 0.0
     beats_popular = cand["ndcg"] > popular["ndcg"]
     beats_champion = champ is None or cand["ndcg"] > champ["ndcg"]
 
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(_flat({"algorithm": algo, **params}))
-        mlflow.log_params({
-            "n_users": model.n_users_, "n_items": model.n_items_,
-            "n_interactions": int(model.user_items_.nnz), "k": k, "validation": validation,
-            "as_of": str(as_of) if as_of is not None else "", "tune_trials": tuning.get("trials", 0),
-            "champion_version_before": champ_version or "",
-        })
+        mlflow.log_params(
+            {
+                "n_users": model.n_users_,
+                "n_items": model.n_items_,
+                "n_interactions": int(model.user_items_.nnz),
+                "k": k,
+                "validation": validation,
+                "as_of": str(as_of) if as_of is not None else "",
+                "tune_trials": tuning.get("trials", 0),
+                "champion_version_before": champ_version or "",
+            }
+        )
         mlflow.log_metrics({key: float(v) for key, v in metrics.items()})
         saved = model.save(Path(tmp) / "recommender")
         info = mlflow.pyfunc.log_model(
@@ -143,8 +149,16 @@ def train_recommender_run(
         mlflow.set_tags({"promoted": str(promoted), "model_version": version})
         run_id = run.info.run_id
     metrics.update({"version": version, "promoted": promoted, "algorithm": algo})
-    log.info("recommender run %s: %s v%s ndcg@%d %.4f (popular %.4f), promoted=%s",
-             run_id, algo, version, k, cand["ndcg"], popular["ndcg"], promoted)
+    log.info(
+        "recommender run %s: %s v%s ndcg@%d %.4f (popular %.4f), promoted=%s",
+        run_id,
+        algo,
+        version,
+        k,
+        cand["ndcg"],
+        popular["ndcg"],
+        promoted,
+    )
     return model, run_id, metrics
 
 

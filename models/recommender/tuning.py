@@ -144,16 +144,20 @@ def tune_recommender(
     import optuna
 
     if algorithm != "auto" and algorithm not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {algorithm!r}; expected auto or {', '.join(ALGORITHMS)}")
+        raise ConfigError(
+            f"unknown algorithm {algorithm!r}; expected auto or {', '.join(ALGORITHMS)}"
+        )
     if trials is None and minutes is None:
         trials = DEFAULT_TRIALS
     if trials is not None and trials < 1:
         raise ConfigError("trials must be >= 1")
     train, valid = split_validation(interactions, validation, validation_size, random_state)
     n_items = train["item_id"].nunique()
-    candidates = [algorithm] if algorithm != "auto" else [
-        a for a in AUTO_ALGORITHMS if a != "ease" or n_items <= EASE_MAX_ITEMS
-    ]
+    candidates = (
+        [algorithm]
+        if algorithm != "auto"
+        else [a for a in AUTO_ALGORITHMS if a != "ease" or n_items <= EASE_MAX_ITEMS]
+    )
     if "ease" in candidates and n_items > EASE_MAX_ITEMS and algorithm == "ease":
         log.warning("EASE on %d items keeps only the %d most popular", n_items, EASE_MAX_ITEMS)
 
@@ -168,8 +172,15 @@ def tune_recommender(
         params = SEARCH_SPACES[alg](trial)
         started = time.perf_counter()
         value = score(alg, params)
-        log.info("trial %d %s %s ndcg@%d=%.4f (%.1fs)", trial.number, alg, params, k, value,
-                 time.perf_counter() - started)
+        log.info(
+            "trial %d %s %s ndcg@%d=%.4f (%.1fs)",
+            trial.number,
+            alg,
+            params,
+            k,
+            value,
+            time.perf_counter() - started,
+        )
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -186,11 +197,17 @@ def tune_recommender(
         if callback is not None:
             callback(trial.number + 1, study.best_value)
 
-    study.optimize(objective, n_trials=trials, timeout=None if minutes is None else minutes * 60,
-                   callbacks=[_cb])
+    study.optimize(
+        objective,
+        n_trials=trials,
+        timeout=None if minutes is None else minutes * 60,
+        callbacks=[_cb],
+    )
     best = study.best_trial
     alg = best.params["algorithm"]
-    params = {key.split(".", 1)[1]: v for key, v in best.params.items() if key.startswith(alg + ".")}
+    params = {
+        key.split(".", 1)[1]: v for key, v in best.params.items() if key.startswith(alg + ".")
+    }
     model = make_recommender(alg, random_state=random_state, **params).fit(interactions)
     model.extra_ = {
         "tuning": {
@@ -203,8 +220,15 @@ def tune_recommender(
             "validation": validation,
         }
     }
-    log.info("tuning chose %s %s (validation ndcg@%d %.4f vs popular %.4f, %d trials)",
-             alg, params, k, best.value, popular_ndcg, len(study.trials))
+    log.info(
+        "tuning chose %s %s (validation ndcg@%d %.4f vs popular %.4f, %d trials)",
+        alg,
+        params,
+        k,
+        best.value,
+        popular_ndcg,
+        len(study.trials),
+    )
     if not np.isfinite(best.value):
         raise DataError("tuning produced no finite validation score")
     return model
