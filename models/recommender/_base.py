@@ -308,7 +308,8 @@ class Recommender:
 
     # -- ranking machinery ---------------------------------------------------
     def _chunks(self, total: int) -> Iterator[slice]:
-        size = max(64, min(4096, _BLOCK_CELLS // max(1, self.n_items_)))
+        dense = type(self)._personal_topk is Recommender._personal_topk
+        size = max(64, min(4096, _BLOCK_CELLS // max(1, self.n_items_))) if dense else 4096
         for start in range(0, total, size):
             yield slice(start, start + size)
 

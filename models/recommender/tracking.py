@@ -29,6 +29,7 @@ import pandas as pd
 from models import evaluation
 from models.recommender import Recommender, make_recommender
 from models.recommender.tuning import split_validation, tune_recommender
+from profiles.errors import CIPError
 
 __all__ = ["REGISTRY_NAME", "train_recommender_run"]
 
@@ -103,7 +104,12 @@ def train_recommender_run(
     cand = score(algo, params)
     popular = score("popular", {"random_state": random_state})
     champ_version, champ_recipe = _champion(client, registry_name)
-    champ = score(*champ_recipe) if champ_recipe else None
+    champ = None
+    if champ_recipe:
+        try:
+            champ = score(*champ_recipe)
+        except CIPError as exc:  # a recipe this version cannot rebuild: compare without it
+            log.warning("cannot refit champion v%s for comparison: %s", champ_version, exc)
 
     model = make_recommender(algo, **params).fit(interactions)
     model.extra_ = {"tuning": tuning} if tuning else {}
@@ -114,7 +120,8 @@ def train_recommender_run(
     metrics["validation_users"] = cand["users"]
     metrics["ndcg_lift_vs_popular"] = cand["ndcg"] / popular["ndcg"] if popular["ndcg"] else 0.0
     beats_popular = cand["ndcg"] > popular["ndcg"]
-    beats_champion = champ is None or cand["ndcg"] > champ["ndcg"]
+    # no champion yet: popularity is the bar; a champion we cannot refit is never displaced
+    beats_champion = champ_version is None or (champ is not None and cand["ndcg"] > champ["ndcg"])
 
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(_flat({"algorithm": algo, **params}))
