@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import models
 from profiles.errors import ConfigError, DataError, NotFoundError
@@ -222,3 +224,26 @@ def test_sklearn_style_params():
     rec.set_params(factors=4)
     assert rec.factors == 4 and not hasattr(rec, "user_factors_")
     assert "ALSRecommender(factors=4" in repr(rec)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 11)), min_size=1, max_size=60),
+    algo=st.sampled_from(["als", "itemknn", "ease", "popular"]),
+    n=st.integers(1, 15),
+    allowed=st.one_of(st.none(), st.sets(st.integers(0, 14), max_size=10)),
+    exclude_seen=st.booleans(),
+)
+def test_recommend_invariants(pairs, algo, n, allowed, exclude_seen):
+    df = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    rec = models.make_recommender(algo, **SMALL.get(algo, {})).fit(df)
+    items = None if allowed is None else sorted(allowed)
+    out = rec.recommend([0, 3, 99], n=n, exclude_seen=exclude_seen, items=items)
+    catalog = set(rec.item_ids_.tolist()) if items is None else set(items)
+    for user in (0, 3, 99):
+        got = out[out["user_id"] == user]
+        seen = set(df.loc[df.user_id == user, "item_id"]) if exclude_seen else set()
+        assert len(got) == min(n, len(catalog - seen))
+        assert got["item_id"].is_unique and set(got["item_id"]) <= catalog - seen
+        assert list(got["rank"]) == list(range(1, len(got) + 1))
+        assert not got["backfilled"].iloc[: (~got["backfilled"]).sum()].any()
