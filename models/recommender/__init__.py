@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from models.recommender._base import FORMAT_VERSION, Recommender
+from models.recommender._base import Recommender
 from models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
 from models.recommender._mf import ALSRecommender, BPRRecommender
+from models.recommender._persist import FORMAT_VERSION
 from profiles.errors import ConfigError, NotFoundError
 
 __all__ = [

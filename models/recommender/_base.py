@@ -9,7 +9,6 @@ and persistence as ``.npz`` arrays plus a JSON file (never a pickle).
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from models.recommender import _rank
+from models.recommender import _persist, _rank
 from models.recommender._data import (
     WEIGHTINGS,
     as_list,
@@ -28,16 +27,14 @@ from models.recommender._data import (
     is_scalar_id,
     lookup,
     lookup_one,
-    normalize_ids,
     transform,
 )
 from profiles.errors import ConfigError, NotFoundError
 
-__all__ = ["Recommender", "FORMAT_VERSION"]
+__all__ = ["Recommender"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 #: Dense score blocks are kept under this many cells (rows x items) per chunk.
 _BLOCK_CELLS = 1 << 22
 
@@ -157,10 +154,10 @@ class Recommender:
         ``score`` is the share of training users who interacted with the item.
         """
         self._check_fitted()
-        n = _check_n(n)
+        n = _rank.check_n(n)
         cand = self._candidates(items)
         pos = cand.pop_order[:n]
-        return _frame(
+        return _rank.frame(
             ("item_id", "score", "rank"),
             (
                 cand.ids[pos],
@@ -185,7 +182,7 @@ class Recommender:
         popular items added because the personal model had fewer than ``n``.
         """
         self._check_fitted()
-        n = _check_n(n)
+        n = _rank.check_n(n)
         cand = self._candidates(items)
         if is_scalar_id(user_ids):  # the serving fast path: one user, no id-array round trips
             row = lookup_one(self._user_index(), self.user_kind_, user_ids)
@@ -196,7 +193,7 @@ class Recommender:
                 else self._fill_only(zero, n, cand)
             )
             _, item_ids, score, rank, filled = part
-            return _frame(
+            return _rank.frame(
                 ("user_id", "item_id", "score", "rank", "backfilled"),
                 (np.array([user_ids] * len(item_ids)), item_ids, score, rank, filled),
             )
@@ -210,12 +207,12 @@ class Recommender:
         unknown = np.flatnonzero(rows < 0)
         if len(unknown):
             parts.append(self._fill_only(unknown, n, cand))
-        out_rows, item_ids, score, rank, filled = _concat(parts)
+        out_rows, item_ids, score, rank, filled = _rank.concat(parts)
         order = np.lexsort((rank, out_rows))
-        return _frame(
+        return _rank.frame(
             ("user_id", "item_id", "score", "rank", "backfilled"),
             (
-                _query_array(queries)[out_rows[order]],
+                _rank.query_array(queries)[out_rows[order]],
                 item_ids[order],
                 score[order],
                 rank[order],
@@ -232,7 +229,7 @@ class Recommender:
         repeated interactions). Returns DataFrame ``item_id, score, rank, backfilled``.
         """
         self._check_fitted()
-        n = _check_n(n)
+        n = _rank.check_n(n)
         idx = lookup(self._item_index(), self.item_kind_, item_ids)
         idx = idx[idx >= 0]
         cand = self._candidates(items)
@@ -247,7 +244,7 @@ class Recommender:
             )
             part = self._rank_block("history", hist, np.zeros(1, np.int64), n, exclude_seen, cand)
         _, ids, score, rank, filled = part
-        return _frame(("item_id", "score", "rank", "backfilled"), (ids, score, rank, filled))
+        return _rank.frame(("item_id", "score", "rank", "backfilled"), (ids, score, rank, filled))
 
     def similar_items(self, item_ids: Any, n: int = 10, items: Any = None) -> pd.DataFrame:
         """Items most similar to each of ``item_ids`` (never the item itself).
@@ -256,7 +253,7 @@ class Recommender:
         unknown items (and items with fewer than ``n`` neighbours) get popular items.
         """
         self._check_fitted()
-        n = _check_n(n)
+        n = _rank.check_n(n)
         queries = as_list(item_ids)
         rows = lookup(self._item_index(), self.item_kind_, queries)
         cand = self._candidates(items)
@@ -268,12 +265,12 @@ class Recommender:
         unknown = np.flatnonzero(rows < 0)
         if len(unknown):
             parts.append(self._fill_only(unknown, n, cand))
-        out_rows, sim_ids, score, rank, filled = _concat(parts)
+        out_rows, sim_ids, score, rank, filled = _rank.concat(parts)
         order = np.lexsort((rank, out_rows))
-        return _frame(
+        return _rank.frame(
             ("item_id", "similar_item_id", "score", "rank", "backfilled"),
             (
-                _query_array(queries)[out_rows[order]],
+                _rank.query_array(queries)[out_rows[order]],
                 sim_ids[order],
                 score[order],
                 rank[order],
@@ -318,24 +315,11 @@ class Recommender:
         if items is None:
             if "pop_order" not in self._cache:
                 self._cache["pop_order"] = np.argsort(-pop, kind="stable")
-            return _rank.Candidates(
-                None, self.item_ids_, self.n_items_, self._cache["pop_order"], pop
-            )
+            order = self._cache["pop_order"]
+            return _rank.Candidates(None, self.item_ids_, self.n_items_, order, pop)
         wanted = pd.Series(as_list(items)).drop_duplicates().to_numpy()
         idx = lookup(self._item_index(), self.item_kind_, wanted)
-        known = np.unique(idx[idx >= 0])
-        ids = self.item_ids_[known]
-        cold = wanted[idx < 0]
-        if len(cold):
-            cold_ids, cold_kind = normalize_ids(cold)
-            if cold_kind != self.item_kind_:
-                ids, cold_ids = ids.astype(object), cold_ids.astype(object)
-            ids = np.concatenate([ids, cold_ids])
-        order = np.concatenate(
-            [np.argsort(-pop[known], kind="stable"), np.arange(len(known), len(ids))]
-        )
-        score = np.concatenate([pop[known], np.zeros(len(cold), dtype=np.float32)])
-        return _rank.Candidates(known, ids, len(known), order.astype(np.int64), score)
+        return _rank.allow_list(self.item_ids_, self.item_kind_, pop, wanted, idx)
 
     def _rank_block(
         self,
@@ -347,7 +331,7 @@ class Recommender:
         cand: _rank.Candidates,
     ) -> tuple[np.ndarray, ...]:
         if kind == "users":
-            seen = _csr_rows(self.user_items_, q) if exclude_seen else None
+            seen = _rank.csr_rows(self.user_items_, q) if exclude_seen else None
         elif kind == "history":
             seen = q if exclude_seen else None
         else:  # items: never the item itself
@@ -402,126 +386,8 @@ class Recommender:
     def save(self, path: str | Path) -> Path:
         """Save to the folder ``path``: ``arrays.npz`` plus ``model.json`` (no pickles)."""
         self._check_fitted()
-        d = Path(path)
-        d.mkdir(parents=True, exist_ok=True)
-        arrays = {"item_popularity_": self.item_popularity_}
-        _put_sparse(arrays, "user_items_", self.user_items_)
-        for name in self._arrays:
-            value = getattr(self, name)
-            if sp.issparse(value):
-                _put_sparse(arrays, name, value)
-            else:
-                arrays[name] = np.asarray(value)
-        np.savez(d / "arrays.npz", **arrays)
-        meta = {
-            "format": "cip-recommender",
-            "format_version": FORMAT_VERSION,
-            "algorithm": self.algorithm,
-            "params": _jsonable(self.get_params()),
-            "user_kind": self.user_kind_,
-            "item_kind": self.item_kind_,
-            "user_ids": _jsonable(self.user_ids_.tolist()),
-            "item_ids": _jsonable(self.item_ids_.tolist()),
-            "extra": _jsonable(getattr(self, "extra_", {})),
-        }
-        (d / "model.json").write_text(json.dumps(meta))
-        return d
+        return _persist.save(self, path)
 
     @classmethod
     def _from_saved(cls, meta: dict[str, Any], data: Any) -> Recommender:
-        model = cls(**meta["params"])
-        kinds = {"int": np.int64, "str": object}
-        model.user_kind_, model.item_kind_ = meta["user_kind"], meta["item_kind"]
-        model.user_ids_ = np.asarray(meta["user_ids"], dtype=kinds[model.user_kind_])
-        model.item_ids_ = np.asarray(meta["item_ids"], dtype=kinds[model.item_kind_])
-        model.item_popularity_ = data["item_popularity_"]
-        model.user_items_ = _get_sparse(data, "user_items_")
-        for name in cls._arrays:
-            value = _get_sparse(data, name) if f"{name}__indptr" in data else data[name]
-            setattr(model, name, value)
-        model.extra_ = meta.get("extra", {})
-        model._reset_caches()
-        return model
-
-
-def _frame(names: tuple[str, ...], arrays: tuple[np.ndarray, ...]) -> pd.DataFrame:
-    """A DataFrame from column arrays; skips pandas' per-call inference (~0.3 ms per request)."""
-    arrays = tuple(pd.Series(a, copy=False).array if a.dtype == object else a for a in arrays)
-    try:
-        return pd.DataFrame._from_arrays(
-            list(arrays), columns=_column_index(names), index=pd.RangeIndex(len(arrays[0]))
-        )
-    except AttributeError:  # pragma: no cover - a pandas without the private fast path
-        return pd.DataFrame(dict(zip(names, arrays, strict=True)))
-
-
-_COLUMN_INDEXES: dict[tuple[str, ...], pd.Index] = {}
-
-
-def _column_index(names: tuple[str, ...]) -> pd.Index:
-    if names not in _COLUMN_INDEXES:
-        _COLUMN_INDEXES[names] = pd.Index(list(names))
-    return _COLUMN_INDEXES[names]
-
-
-def _csr_rows(m: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
-    """``m[rows]``, with a cheap path for one row (a serving request)."""
-    if len(rows) != 1:
-        return m[rows]
-    start, end = int(m.indptr[rows[0]]), int(m.indptr[rows[0] + 1])
-    return sp.csr_matrix(
-        (m.data[start:end], m.indices[start:end], np.array([0, end - start], dtype=m.indptr.dtype)),
-        shape=(1, m.shape[1]),
-    )
-
-
-def _check_n(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be a positive integer, not {n!r}")
-    return int(n)
-
-
-def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    if not parts:
-        return (
-            np.zeros(0, np.int64),
-            np.zeros(0, object),
-            np.zeros(0),
-            np.zeros(0, np.int64),
-            np.zeros(0, bool),
-        )
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
-
-
-def _query_array(queries: Any) -> np.ndarray:
-    """The query ids as an array that keeps their type (ints stay ints)."""
-    return pd.Series(queries).to_numpy()
-
-
-def _put_sparse(arrays: dict[str, np.ndarray], name: str, m: sp.spmatrix) -> None:
-    m = sp.csr_matrix(m)
-    arrays[f"{name}__data"] = m.data
-    arrays[f"{name}__indices"] = m.indices
-    arrays[f"{name}__indptr"] = m.indptr
-    arrays[f"{name}__shape"] = np.asarray(m.shape, dtype=np.int64)
-
-
-def _get_sparse(data: Any, name: str) -> sp.csr_matrix:
-    return sp.csr_matrix(
-        (data[f"{name}__data"], data[f"{name}__indices"], data[f"{name}__indptr"]),
-        shape=tuple(int(v) for v in data[f"{name}__shape"]),
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value
+        return _persist.restore(cls, meta, data)
