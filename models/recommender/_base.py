@@ -236,10 +236,13 @@ class Recommender:
         if len(idx) == 0:
             part = self._fill_only(np.zeros(1, dtype=np.int64), n, cand)
         else:
-            counts = np.bincount(idx, minlength=self.n_items_).astype(np.float64)
-            cols = np.flatnonzero(counts).astype(np.int32)
+            cols, counts = np.unique(idx, return_counts=True)
             hist = sp.csr_matrix(
-                (transform(counts[cols], self.weighting), cols, np.array([0, len(cols)])),
+                (
+                    transform(counts.astype(np.float64), self.weighting),
+                    cols.astype(np.int32),
+                    np.array([0, len(cols)], dtype=np.int32),
+                ),
                 shape=(1, self.n_items_),
             )
             part = self._rank_block("history", hist, np.zeros(1, np.int64), n, exclude_seen, cand)
