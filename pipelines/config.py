@@ -221,6 +221,26 @@ class FeaturesConfig(_Model):
         return v
 
 
+class RecommenderConfig(_Model):
+    """``recommender:`` section: how interactions are read and which algorithm trains."""
+
+    algorithm: Literal["als", "bpr", "itemknn", "ease", "popular", "auto"] = "als"
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"purchase": 5.0, "add_to_cart": 3.0, "product_view": 1.0}
+    )
+    half_life_days: float | None = Field(None, gt=0)
+    validation: Literal["auto", "temporal", "random"] = "auto"
+    k: int = Field(10, ge=1)
+
+    @field_validator("event_weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if w < 0}
+        if bad:
+            raise ValueError(f"event weights must be >= 0: {bad}")
+        return v
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -231,6 +251,7 @@ class CIPConfig(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:
