@@ -21,6 +21,7 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_demo,
     cmd_features,
     cmd_identity,
+    cmd_models,
     cmd_recommender,
     cmd_run,
     cmd_segments,

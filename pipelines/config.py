@@ -168,6 +168,17 @@ class IdentityConfig(_Model):
         return v
 
 
+class ModelsConfig(_Model):
+    """Defaults of ``cip train`` and ``cip score`` (command-line options override them)."""
+
+    horizon_days: int = Field(90, ge=1)
+    snapshot_every_days: int = Field(30, ge=1)
+    n_snapshots: int = Field(12, ge=2)
+    holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
+    min_delta: float = Field(0.0, ge=0.0)
+    reasons: Literal["path", "shap"] = "path"
+
+
 class SegmentsConfig(_Model):
     """Segments (``segments:``): definitions and webhook destinations.
 
@@ -249,6 +260,7 @@ class CIPConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
