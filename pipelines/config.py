@@ -252,6 +252,14 @@ class RecommenderConfig(_Model):
         return v
 
 
+class RunConfig(_Model):
+    """``run:`` section: what ``cip run`` does besides ingest, unify, features, score, segments."""
+
+    train: Literal["always", "if_missing", "never"] = "if_missing"  # retrain the models?
+    tune_trials: int | None = Field(None, ge=1)  # Optuna trials per model when training
+    recommender: bool = True  # train the recommender too
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -264,6 +272,7 @@ class CIPConfig(_Model):
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:
