@@ -97,3 +97,13 @@ def test_write_features_replaces_a_snapshot_and_survives_new_columns() -> None:
     assert got.columns.tolist() == ["unified_id", "as_of", "x", "y"]
     assert got["x"].tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     assert got["y"].isna().sum() == 4 and got["y"].dropna().tolist() == [1, 2]
+
+
+def test_checked_in_catalog_is_current() -> None:
+    """features/CATALOG.md (linked from the README) is `cip features describe --markdown`."""
+    from pathlib import Path
+
+    from features import catalog_markdown
+
+    path = Path(__file__).resolve().parents[1] / "features" / "CATALOG.md"
+    assert path.read_text() == catalog_markdown(), "regenerate: cip features describe --markdown"
