@@ -15,7 +15,7 @@ from typing import Annotated
 import click
 import typer
 
-from pipelines import cmd_core, cmd_data, cmd_run  # noqa: F401  (registers commands)
+from pipelines import cmd_core, cmd_data, cmd_run, cmd_serve  # noqa: F401  (registers commands)
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
 

@@ -24,6 +24,7 @@ from profiles.sources import (
     PostgresSourceConfig,
     SourceConfig,
 )
+from serving.settings import ServingOptions
 
 __all__ = [
     "CIPConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "StoreConfig",
     "MlflowConfig",
     "IdentityConfig",
+    "ServingConfig",
     "PostgresSourceConfig",
     "ColumnValue",
     "ColumnExpr",
@@ -96,6 +98,10 @@ class IdentityConfig(_Model):
         return v
 
 
+class ServingConfig(ServingOptions):
+    """The ``serving:`` section: host, port, workers, session store, reload, consent policy."""
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -104,6 +110,7 @@ class CIPConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:

@@ -1,0 +1,47 @@
+"""Pytest fixtures of the serving tests (loaded with ``pytest_plugins``)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from serving.auth import KeyStore
+from serving.settings import ServingSettings
+from tests._serving_data import TinyItemKNN, build_store, register, train
+
+
+@dataclass
+class Shop:
+    root: Path
+    settings: ServingSettings
+    keys: dict[str, str]
+    tracking_uri: str
+
+    def register(self, model: object, promote: bool = True) -> str:
+        return register(model, self.tracking_uri, promote=promote)
+
+
+@pytest.fixture(scope="session")
+def _shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Store, MLflow registry (champion v1) and keys, built once per test session."""
+    root = tmp_path_factory.mktemp("shop")
+    build_store(root / "cip.duckdb")
+    register(train(), f"sqlite:///{root / 'mlflow.db'}")
+    return root
+
+
+@pytest.fixture
+def shop(_shop_template: Path, tmp_path: Path) -> Shop:
+    """A private copy of the shop folder, with one key per scope."""
+    root = tmp_path / "shop"
+    shutil.copytree(_shop_template, root)
+    settings = ServingSettings.for_folder(root, reload_interval_seconds=0)
+    ks = KeyStore(settings.keys_path)
+    keys = {s: ks.create(s)[0] for s in ("shop", "campaign", "admin")}
+    return Shop(root, settings, keys, f"sqlite:///{root / 'mlflow.db'}")
+
+
+LOADER = TinyItemKNN.load
