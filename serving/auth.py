@@ -230,10 +230,22 @@ class AuthMiddleware:
         status = {"code": 500}
         who = "-"
 
+        held: dict[str, Any] = {}
+
         async def send_with_id(msg: dict) -> None:
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
                 msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid.encode())]
+                if msg["status"] == 400:  # rewritten once complete, see _readable_400
+                    held["start"], held["body"] = msg, []
+                    return
+            elif msg["type"] == "http.response.body" and "start" in held:
+                held["body"].append(msg.get("body", b""))
+                if msg.get("more_body"):
+                    return
+                start, body = _readable_400(held.pop("start"), b"".join(held.pop("body")))
+                await send(start)
+                msg = {"type": "http.response.body", "body": body}
             await send(msg)
 
         try:
@@ -287,6 +299,30 @@ class AuthMiddleware:
                     rid,
                 )
             _request_id.reset(token)
+
+
+def _readable_400(start: dict, body: bytes) -> tuple[dict, bytes]:
+    """Make pydantic's error list one readable ``detail`` string (the documented 400 shape).
+
+    ``{"error": "1 validation error ...", "detail": [{"loc": ["n"], "msg": ...}]}``
+    becomes ``{"error": "invalid request: n: Input should be ...", "detail": "n: ..."}``.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return start, body
+    if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
+        return start, body
+    parts = []
+    for d in data["detail"]:
+        if isinstance(d, dict):
+            loc = ".".join(str(x) for x in d.get("loc", ())) or "body"
+            parts.append(f"{loc}: {d.get('msg', '')}")
+    detail = "; ".join(parts)[:2000]
+    new = json.dumps({"error": f"invalid request: {detail}", "detail": detail}).encode()
+    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(new)).encode()))
+    return {**start, "headers": headers}, new
 
 
 async def _read_body(receive: Callable) -> bytes | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,12 +113,26 @@ def _error(code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=code)
 
 
+class _NoRequestValues(logging.Filter):
+    """Drop BentoML's tracebacks of invalid requests: pydantic quotes the input values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and type(exc).__name__ == "ValidationError")
+
+
 def _setup_logging(path: str | None) -> None:
+    bento = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, _NoRequestValues) for f in bento.filters):
+        bento.addFilter(_NoRequestValues())
     if not path:
         return
     root = logging.getLogger("serving")
-    if any(getattr(h, "_cip_serving", False) for h in root.handlers):
-        return
+    for old in [h for h in root.handlers if getattr(h, "_cip_serving", False)]:
+        if old.baseFilename == os.path.abspath(path):  # type: ignore[attr-defined]
+            return
+        root.removeHandler(old)
+        old.close()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     h = logging.FileHandler(path)
     h._cip_serving = True  # type: ignore[attr-defined]
@@ -178,8 +193,10 @@ class CIPService:
             return fn(state)
         except CIPError as exc:
             return _error(_STATUS.get(type(exc), 400), str(exc))
-        except Exception:
-            log.exception("unexpected error")
+        except Exception as exc:
+            # the frames, not the message: messages may quote request values
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("unexpected %s\n%s", type(exc).__name__, frames)
             return _error(500, f"internal error; request id {request_id()} in the service log")
 
     # -- shop scope ------------------------------------------------------------

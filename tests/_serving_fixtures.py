@@ -45,3 +45,30 @@ def shop(_shop_template: Path, tmp_path: Path) -> Shop:
 
 
 LOADER = TinyItemKNN.load
+
+
+@pytest.fixture(scope="session")
+def asgi_app():
+    """The service's ASGI app, built once per process (BentoML registers its metrics once)."""
+    from serving.service import CIPService
+
+    return CIPService.to_asgi()
+
+
+@pytest.fixture
+def client(shop: Shop, asgi_app):
+    """A test client on a fresh service instance (lifespan) over the ``shop`` copy."""
+    import warnings
+
+    from serving import service as service_module
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    service_module.configure(settings=shop.settings, model_loader=LOADER)
+    try:
+        with TestClient(asgi_app) as c:
+            yield c
+    finally:
+        service_module.configure()
