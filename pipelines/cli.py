@@ -15,7 +15,15 @@ from typing import Annotated
 import click
 import typer
 
-from pipelines import cmd_core, cmd_data, cmd_run, cmd_serve  # noqa: F401  (registers commands)
+from pipelines import (  # noqa: F401  (each module registers its commands)
+    cmd_core,
+    cmd_data,
+    cmd_demo,
+    cmd_run,
+    cmd_segments,
+    cmd_serve,
+    cmd_simulate,
+)
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
 

@@ -16,6 +16,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from activation import (
+    SegmentDefinition,
+    WebhookDestination,
+    check_definitions,
+    default_definitions,
+)
 from profiles.errors import ConfigError
 from profiles.sources import (
     ColumnExpr,
@@ -40,6 +46,7 @@ __all__ = [
     "dump_config",
     "expand_env",
     "CsvOptions",
+    "SegmentsConfig",
 ]
 
 
@@ -98,6 +105,39 @@ class IdentityConfig(_Model):
         return v
 
 
+class SegmentsConfig(_Model):
+    """Segments (``segments:``): definitions and webhook destinations.
+
+    Without ``definitions`` the shipped defaults are used (the 11 RFM segments,
+    ``high_value_at_risk``, ``likely_buyers``, ``abandoned_cart``,
+    ``abandoned_browse``); ``include_defaults: true`` adds them to your own
+    (yours win on a name clash).
+    """
+
+    features_table: str = "features_default"
+    include_defaults: bool = False
+    deliver_on_build: bool = True
+    definitions: list[SegmentDefinition] = Field(default_factory=list)
+    webhooks: dict[str, WebhookDestination] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> SegmentsConfig:
+        try:
+            check_definitions(self.effective(), self.webhooks)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def effective(self) -> list[SegmentDefinition]:
+        """The definitions a build uses."""
+        if not self.definitions:
+            return default_definitions()
+        if not self.include_defaults:
+            return list(self.definitions)
+        mine = {d.name for d in self.definitions}
+        return [d for d in default_definitions() if d.name not in mine] + list(self.definitions)
+
+
 class ServingConfig(ServingOptions):
     """The ``serving:`` section: host, port, workers, session store, reload, consent policy."""
 
@@ -110,6 +150,7 @@ class CIPConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @model_validator(mode="after")

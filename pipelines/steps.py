@@ -41,6 +41,18 @@ def _ingest(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     }
 
 
+def _segments(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_segments import run_segments
+
+    report = run_segments(ws, str(as_of))
+    return {
+        "segments": len(report.segments),
+        "members": sum(s.members for s in report.segments),
+        "skipped": len(report.skipped),
+    }
+
+
 DEFAULT_STEPS: list[Step] = [
     Step("ingest", _ingest, "ingest every source declared in cip.yaml"),
 ]
+# appended as their layers land: unify, features, train, score, segments

@@ -12,6 +12,7 @@ export and an orders export are equally valid and never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -181,6 +182,10 @@ class DuckDBStore(Store):
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.con.execute("SET TimeZone = 'UTC'")
+        with contextlib.suppress(duckdb.Error):  # Jupyter refuses the setting without ipywidgets
+            self.con.execute(
+                "SET enable_progress_bar = false"
+            )  # it writes to stdout (breaks --json)
         self._lock = threading.RLock()
         self._depth = 0
         self._ibis = None
@@ -241,7 +246,8 @@ class DuckDBStore(Store):
             try:
                 with self.transaction():
                     if mode == "append":
-                        cols = ", ".join(_q(c) for c in data.columns)
+                        names = data.column_names if isinstance(data, pa.Table) else data.columns
+                        cols = ", ".join(_q(c) for c in names)
                         self.con.execute(
                             f"INSERT INTO {_q(table)} ({cols}) SELECT {cols} FROM {view}"
                         )

@@ -15,8 +15,12 @@ from schemathesis.specs.openapi.checks import (
 
 pytest_plugins = ["tests._serving_fixtures"]
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 # /metrics needs the served process's Prometheus set-up: checked in test_serving_process
 SKIP = {"/metrics", "/admin/reload"}
 
@@ -34,15 +38,20 @@ def test_openapi_fuzzing_finds_no_server_errors_or_schema_violations(client, sho
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if len(op.body) else [])
         for mode in modes:
 
-            @settings(max_examples=12, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=12,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=op.as_strategy(generation_mode=mode))
             def check(case) -> None:
                 kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=headers)
                 kwargs.pop("base_url", None)
                 resp = client.request(**kwargs)
                 case.validate_response(resp, checks=CHECKS)
-                ran[op.path] = ran.get(op.path, 0) + 1
+                ran[case.path] = ran.get(case.path, 0) + 1
 
             check()
     assert {"/recommend", "/score", "/events", "/segment_members"} <= set(ran)

@@ -44,14 +44,24 @@ def test_health_is_open_and_data_needs_a_key_of_the_right_scope(client, shop) ->
 
 
 def test_request_ids_are_echoed_or_made_and_logs_hold_no_identifiers(client, shop) -> None:
-    r = client.post("/recommend", json={"customer_id": "C01"},
-                    headers={**h(shop, "shop"), "X-Request-ID": "req-123"})
+    r = client.post(
+        "/recommend",
+        json={"customer_id": "C01"},
+        headers={**h(shop, "shop"), "X-Request-ID": "req-123"},
+    )
     assert r.headers["x-request-id"] == "req-123"
     r2 = client.post("/recommend", json={"customer_id": "C01"}, headers=h(shop, "shop"))
     made = r2.headers["x-request-id"]
     assert len(made) == 16 and made != "req-123"
-    client.post("/events", headers=h(shop, "shop"), json={"events": [
-        {"event_type": "product_view", "anonymous_id": "secret-visitor", "item_id": "a1"}]})
+    client.post(
+        "/events",
+        headers=h(shop, "shop"),
+        json={
+            "events": [
+                {"event_type": "product_view", "anonymous_id": "secret-visitor", "item_id": "a1"}
+            ]
+        },
+    )
     log = (shop.root / "logs" / "serving.log").read_text()
     assert "req-123" in log and made in log and "/recommend 200" in log
     assert "C01" not in log and "secret-visitor" not in log and shop.keys["shop"] not in log
@@ -78,16 +88,21 @@ def test_bad_input_is_a_400_naming_the_problem(client, shop, body, needle) -> No
 def test_malformed_bodies_and_limits(client, shop) -> None:
     r = client.post("/recommend", content=b"{not json", headers=h(shop, "shop"))
     assert r.status_code == 400 and "Invalid JSON" in r.text
-    r = client.post("/recommend", content=b"a=1", headers={**h(shop, "shop"),
-                                                          "Content-Type": "text/plain"})
+    r = client.post(
+        "/recommend", content=b"a=1", headers={**h(shop, "shop"), "Content-Type": "text/plain"}
+    )
     assert r.status_code == 415
     r = client.post("/score", json={"customer_ids": []}, headers=h(shop, "campaign"))
     assert r.status_code == 400
-    r = client.post("/score", json={"customer_ids": [f"C{i}" for i in range(1001)]},
-                    headers=h(shop, "campaign"))
+    r = client.post(
+        "/score", json={"customer_ids": [f"C{i}" for i in range(1001)]}, headers=h(shop, "campaign")
+    )
     assert r.status_code == 400 and "at most 1000" in r.text
-    r = client.post("/segment_members", json={"segment": "at_risk", "cursor": "%%%"},
-                    headers=h(shop, "campaign"))
+    r = client.post(
+        "/segment_members",
+        json={"segment": "at_risk", "cursor": "%%%"},
+        headers=h(shop, "campaign"),
+    )
     assert r.status_code == 400 and "cursor" in r.json()["error"]
     big = {"events": [{"event_type": "x" * 200, "anonymous_id": "v" * 250}] * 1000}
     r = client.post("/events", json=big, headers=h(shop, "shop"))
@@ -95,12 +110,20 @@ def test_malformed_bodies_and_limits(client, shop) -> None:
 
 
 def test_events_then_session_recommendation_over_http(client, shop) -> None:
-    events = [{"event_type": "product_view", "anonymous_id": "anon-42", "item_id": i,
-               "ts": "2024-06-01T10:00:00Z"} for i in ("b1", "b2")]
+    events = [
+        {
+            "event_type": "product_view",
+            "anonymous_id": "anon-42",
+            "item_id": i,
+            "ts": "2024-06-01T10:00:00Z",
+        }
+        for i in ("b1", "b2")
+    ]
     r = client.post("/events", json={"events": events}, headers=h(shop, "shop"))
     assert r.json() == {"accepted": 2, "rejected": []}
-    r = client.post("/recommend", json={"anonymous_id": "anon-42", "n": 3},
-                    headers=h(shop, "shop")).json()
+    r = client.post(
+        "/recommend", json={"anonymous_id": "anon-42", "n": 3}, headers=h(shop, "shop")
+    ).json()
     assert r["strategy"] == "session"
     assert {i["item_id"] for i in r["items"]} == {"b3", "b4", "b5"}
 
@@ -123,8 +146,9 @@ def test_promote_while_requests_run_switches_versions_without_failures(client, s
     def load() -> None:
         deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
-            r = client.post("/recommend", json={"customer_id": "C01", "n": 3},
-                            headers=h(shop, "shop"))
+            r = client.post(
+                "/recommend", json={"customer_id": "C01", "n": 3}, headers=h(shop, "shop")
+            )
             statuses.append(r.status_code)
             if r.status_code == 200:
                 versions.append(r.json()["model_version"])

@@ -1,0 +1,105 @@
+"""``cip demo``: simulate a shop and run every pipeline step on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipelines._cli_app import app, console, emit_json, out, state
+from pipelines.cmd_core import collect_status
+from pipelines.cmd_run import print_run
+from pipelines.cmd_simulate import register_sources
+from pipelines.run import run_pipeline
+from pipelines.simulate import simulate as run_simulation
+from pipelines.workspace import Workspace, resolve_workspace
+
+
+@app.command()
+def demo(
+    customers: Annotated[
+        int, typer.Option("--customers", "-n", min=50, help="Simulated people.")
+    ] = 3000,
+    days: Annotated[int, typer.Option("--days", "-d", min=120, help="Days of history.")] = 540,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh/--reuse", help="Start from an empty workspace (default) or reuse it."
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Simulate a shop, then run every pipeline step, and summarise what was built and where."""
+    root = resolve_workspace(state.workspace)
+    if fresh and (root / "cip.yaml").exists():
+        shutil.rmtree(root)
+    ws = Workspace.init(root)
+    if not ws.config.sources:
+        with console.status(f"simulating {customers:,} customers over {days} days"):
+            result = run_simulation(
+                ws.sources_dir,
+                customers=customers,
+                days=days,
+                seed=seed,
+                path_prefix=os.path.relpath(ws.sources_dir, ws.root),
+            )
+        register_sources(ws, result.sources)
+        ws.reload()
+    with console.status("running the pipeline", spinner="dots") as status:
+        run = run_pipeline(ws, on_step=lambda name, what: status.update(f"{name}: {what}"))
+    info = collect_status(ws)
+    if as_json:
+        emit_json(
+            {
+                "workspace": str(ws.root),
+                "run": run.steps,
+                "as_of": run.as_of,
+                "tables": info["tables"],
+            }
+        )
+        return
+    print_run(run)
+    t = Table("table", "rows", title="What was built")
+    for name, n in sorted(info["tables"].items()):
+        if not name.startswith("_"):
+            t.add_row(name, f"{n:,}")
+    out.print(t)
+    _print_segments(ws)
+    out.print(
+        f"Workspace: [bold]{ws.root}[/] (store {_rel(ws.store_path)}, MLflow "
+        f"{ws.mlflow_tracking_uri}, sources {_rel(ws.sources_dir)})."
+    )
+    out.print(
+        f"Next: [bold]cip -w {_rel(ws.root)} status[/], "
+        f"[bold]cip -w {_rel(ws.root)} segments list[/]."
+    )
+
+
+def _rel(p: Path) -> str:
+    rel = os.path.relpath(p)
+    return str(p) if rel.startswith("..") else rel
+
+
+def _print_segments(ws: Workspace) -> None:
+    from activation import segment_sizes
+
+    with ws.open_store() as store:
+        sizes = segment_sizes(store)
+    if sizes.empty:
+        return
+    t = Table(
+        "segment",
+        "kind",
+        "members",
+        "entered",
+        "exited",
+        title=f"Segments (as of {str(sizes['as_of'].max())[:10]})",
+    )
+    for r in sizes.itertuples():
+        t.add_row(r.segment, r.kind, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
+    out.print(t)

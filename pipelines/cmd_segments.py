@@ -1,0 +1,247 @@
+"""Segment commands: ``cip segments build | list | export | deliver``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from activation import (
+    BuildReport,
+    DeliveryReport,
+    build_segments,
+    deliver_webhooks,
+    export_segment,
+    segment_sizes,
+    select_definitions,
+)
+from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.workspace import Workspace
+from profiles.store import Store
+
+__all__ = ["run_segments", "run_deliveries", "segments_app"]
+
+segments_app = typer.Typer(
+    help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
+    no_args_is_help=True,
+)
+app.add_typer(segments_app, name="segments")
+
+
+@contextmanager
+def _open(ws: Workspace) -> Iterator[Store]:
+    """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
+    with ws.open_store() as store:
+        if store.backend == "duckdb":
+            store.execute("SET enable_progress_bar = false")
+        yield store
+
+
+def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> BuildReport:
+    """Build the workspace's segments (all, or ``names``) for ``as_of``."""
+    cfg = ws.config.segments
+    defs = select_definitions(cfg.effective(), names)
+    with _open(ws) as store:
+        return build_segments(store, defs, as_of, features_table=cfg.features_table)
+
+
+def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
+    """Send pending segment changes to the configured webhooks."""
+    cfg = ws.config.segments
+    with _open(ws) as store:
+        return deliver_webhooks(store, cfg.effective(), cfg.webhooks, as_of)
+
+
+def _deliveries_table(reports: list[DeliveryReport]) -> Table:
+    t = Table(
+        "destination",
+        "segment",
+        "as_of",
+        "batches",
+        "delivered",
+        "already",
+        "failed",
+        title="Webhooks",
+    )
+    for r in reports:
+        t.add_row(
+            r.destination,
+            r.segment,
+            str(r.as_of)[:19],
+            str(r.batches),
+            str(r.delivered),
+            str(r.already_delivered),
+            str(r.failed),
+        )
+    return t
+
+
+@segments_app.command("build")
+def build(
+    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date (features must exist).")],
+    segment: Annotated[
+        list[str] | None, typer.Option("--segment", "-s", help="Only these segments.")
+    ] = None,
+    deliver: Annotated[
+        bool | None,
+        typer.Option("--deliver/--no-deliver", help="Send changes to webhooks (default: config)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Build segments for a snapshot: members and entries/exits since the previous build.
+
+    Atomic and idempotent: re-running an as_of replaces its rows. Segments whose
+    inputs are missing (e.g. predictive segments before `cip score`) are skipped
+    and reported.
+    """
+    ws = workspace()
+    with console.status(f"building segments as of {as_of}", spinner="dots"):
+        rep = run_segments(ws, as_of, segment)
+    cfg = ws.config.segments
+    send = cfg.deliver_on_build if deliver is None else deliver
+    deliveries = run_deliveries(ws, as_of) if send and cfg.webhooks else []
+    if as_json:
+        emit_json({**rep.as_dict(), "deliveries": [d.as_dict() for d in deliveries]})
+        return
+    t = Table(
+        "segment",
+        "kind",
+        "members",
+        "entered",
+        "exited",
+        "previous build",
+        title=f"Segments as of {rep.as_of:%Y-%m-%d %H:%M}",
+    )
+    for s in rep.segments:
+        prev = f"{s.previous_as_of:%Y-%m-%d}" if s.previous_as_of else "-"
+        t.add_row(s.segment, s.kind, f"{s.members:,}", f"{s.entered:,}", f"{s.exited:,}", prev)
+    out.print(t)
+    for name, why in rep.skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    for note in rep.notes:
+        console.print(f"note: {note}")
+    if deliveries:
+        out.print(_deliveries_table(deliveries))
+    out.print(f"{len(rep.segments)} segments built in {rep.seconds:.1f}s")
+
+
+@segments_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the configured segments with their size at their latest build."""
+    ws = workspace()
+    with _open(ws) as store:
+        sizes = segment_sizes(store)
+    by = {r["segment"]: r for r in sizes.to_dict("records")}
+    rows: list[dict[str, Any]] = []
+    for d in ws.config.segments.effective():
+        b = by.get(d.name, {})
+        rows.append(
+            {
+                "segment": d.name,
+                "kind": d.kind,
+                "purpose": d.purpose,
+                "webhook": d.webhook,
+                "description": d.describe(),
+                "as_of": str(b["as_of"]) if b else None,
+                "members": int(b["members"]) if b else None,
+                "entered": int(b["entered"]) if b else None,
+                "exited": int(b["exited"]) if b else None,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table(
+        "segment",
+        "kind",
+        "purpose",
+        "members",
+        "entered",
+        "exited",
+        "as_of",
+        "definition",
+        title="Segments",
+    )
+    for r in rows:
+        fmt = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
+        t.add_row(
+            r["segment"],
+            r["kind"],
+            r["purpose"] or "-",
+            fmt(r["members"]),
+            fmt(r["entered"]),
+            fmt(r["exited"]),
+            (r["as_of"] or "never built")[:10],
+            r["description"],
+        )
+    out.print(t)
+
+
+@segments_app.command("export")
+def export(
+    name: Annotated[str, typer.Argument(help="Segment name (see `cip segments list`).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | parquet | jsonl")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write (atomically).")],
+    changes: Annotated[
+        str | None, typer.Option("--changes", help="Only entries or exits: entered | exited.")
+    ] = None,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", help="email | sms | push (default: the segment's).")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Build (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Export a segment's members (or entries/exits) with contact identifiers, score, reasons.
+
+    Only profiles that consented to the purpose (and have its contact
+    identifier) are written; erased profiles never are.
+    """
+    ws = workspace()
+    with _open(ws) as store:
+        rep = export_segment(store, name, out_path, fmt, changes, purpose, as_of)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(rep.as_dict())
+        return
+    what = f"{changes} changes" if changes else "members"
+    out.print(
+        f"Exported {rep.exported:,} {what} of [bold]{name}[/] (as of {rep.as_of:%Y-%m-%d}, "
+        f"purpose {rep.purpose}) to {rep.path}"
+    )
+    left = [
+        (rep.no_consent, f"without {rep.purpose} consent"),
+        (rep.no_contact, "without a contact identifier"),
+        (rep.erased, "erased"),
+    ]
+    left_out = ", ".join(f"{n:,} {why}" for n, why in left if n)
+    if left_out:
+        out.print(f"Left out: {left_out}")
+    for note in rep.notes:
+        console.print(f"[yellow]note[/]: {note}")
+
+
+@segments_app.command("deliver")
+def deliver(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Build (default: latest plus pending).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Send segment changes to the configured webhooks (only batches not yet delivered)."""
+    ws = workspace()
+    if not ws.config.segments.webhooks:
+        console.print("no webhooks configured (segments.webhooks in cip.yaml)")
+    reports = run_deliveries(ws, as_of)
+    if as_json:
+        emit_json([r.as_dict() for r in reports])
+        return
+    out.print(_deliveries_table(reports))
+    failed = sum(r.failed for r in reports)
+    if failed:
+        console.print(f"[red]{failed} batches not delivered[/]; run `cip segments deliver` again")
+        raise typer.Exit(1)
