@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.table import Table
 
 from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.config import load_config
+from pipelines.cmd_simulate import register_sources
 from pipelines.workspace import Workspace
 from profiles.errors import ConfigError
 
@@ -63,21 +62,7 @@ def ensure_events_source(ws: Workspace) -> bool:
     decl = source_declaration(EVENTS_DIR)
     if any(s.name == decl["name"] for s in ws.config.sources):
         return False
-    path = ws.config_path
-    before = path.read_text()
-    data = yaml.safe_load(before) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    data["sources"] = [*(data.get("sources") or []), decl]
-    header = "".join(f"{line}\n" for line in before.splitlines() if line.startswith("#"))
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
-    os.replace(tmp, path)
-    try:
-        ws.config = load_config(path)
-    except ConfigError:
-        path.write_text(before)
-        raise
+    register_sources(ws, [decl])
     return True
 
 

@@ -162,7 +162,11 @@ def test_segments_and_pages(svc) -> None:
         cursor = page.next_cursor
         if cursor is None:
             break
-    assert seen == sorted(seen) and len(seen) == len(set(seen)) and pages >= 2
+    # U05 gave no e-mail consent (the build's purpose): never released
+    assert seen == ["U01", "U02", "U03", "U04", "U06", "U07"] and pages == 2
+    first = svc.segment_members(SegmentMembersRequest(segment="at_risk", limit=1)).members[0]
+    assert first.email == "c01@example.com" and first.reasons == ["churn risk high"]
+    assert first.score == pytest.approx(0.9) and first.model_version == "3"
     missing = svc.segment_members(SegmentMembersRequest(segment="nope"))
     assert isinstance(missing, JSONResponse) and missing.status_code == 404
 
