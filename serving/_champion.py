@@ -65,7 +65,7 @@ def find_model_dir(root: Path) -> Path:
 
 
 def _default_loader(path: Path) -> Any:
-    from models import load_recommender
+    from models.recommender import load_recommender
 
     return load_recommender(path)
 
@@ -98,7 +98,14 @@ def load_champion(
     target = Path(cache_dir) / name / str(version)
     if not target.is_dir():
         _download(name, version, target)
-    model = (loader or _default_loader)(find_model_dir(target))
+    try:
+        model = (loader or _default_loader)(find_model_dir(target))
+    except CIPError:
+        raise
+    except Exception as exc:  # a model we cannot read must not stop the service
+        raise CIPError(
+            f"cannot load {name} version {version}: {type(exc).__name__}: {exc}"
+        ) from None
     log.info("loaded %s version %s", name, version)
     return Champion(name, str(version), model)
 

@@ -251,6 +251,7 @@ class AuthMiddleware:
         try:
             path = scope["path"].rstrip("/") or "/"
             if path in _OPEN or path.startswith(_OPEN_PREFIXES):
+                who = ""  # health and metrics: not worth an access-log line
                 await self.app(scope, receive, send_with_id)
                 return
             store = self.keys()
@@ -288,7 +289,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             on = self.access_log() if callable(self.access_log) else self.access_log
-            if on:
+            if on and who:
                 log.info(
                     "%s %s %d %.1fms key=%s rid=%s",
                     scope.get("method"),

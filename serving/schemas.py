@@ -224,6 +224,8 @@ class ReloadResponse(_Out):
     store_changed: bool = False
     model_changed: bool = False
     seconds: float
+    #: Problems met while reloading (the previous state keeps serving).
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ForgetRequest(_In):

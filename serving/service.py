@@ -290,6 +290,7 @@ class CIPService:
             store_changed=rep.store_changed,
             model_changed=rep.model_changed,
             seconds=time.perf_counter() - t0,
+            warnings=[w for w in (rep.error, self.holder.model_error) if w],
         )
 
     @bentoml.api(route="/admin/forget")

@@ -101,6 +101,9 @@ class StateHolder:
         self._stamp_mtime: float | None = _mtime(settings.reload_stamp)
         self._last_check = 0.0
         self.last_error: str | None = None
+        self.model_error: str | None = None
+        #: what to serve when the first champion cannot be loaded: no model (popular items)
+        self._fallback: Champion | None = Champion(settings.recommender_model, None)
 
     # -- reloading -------------------------------------------------------------
     def reload(self, force: bool = False) -> ReloadReport:
@@ -111,10 +114,15 @@ class StateHolder:
             try:
                 rep = self._reload(old, force)
                 self.last_error = None
-            except CIPError as exc:
-                self.last_error = str(exc)
-                log.warning("reload failed, still serving the previous state: %s", exc)
-                return ReloadReport(False, False, False, False, time.perf_counter() - t0, str(exc))
+            except Exception as exc:  # never let a reload take the service down
+                msg = str(exc) if isinstance(exc, CIPError) else f"{type(exc).__name__}: {exc}"
+                self.last_error = msg
+                log.warning(
+                    "reload failed, still serving the previous state: %s",
+                    msg,
+                    exc_info=not isinstance(exc, CIPError),
+                )
+                return ReloadReport(False, False, False, False, time.perf_counter() - t0, msg)
         rep.seconds = time.perf_counter() - t0
         if rep.reloaded:
             log.info(
@@ -128,13 +136,25 @@ class StateHolder:
 
     def _reload(self, old: ServingState | None, force: bool) -> ReloadReport:
         s = self.settings
-        champion = load_champion(
-            s.recommender_model,
-            s.mlflow_tracking_uri,
-            s.model_cache_dir,
-            old.champion if old else None,
-            self.model_loader,
-        )
+        current = old.champion if old else self._fallback
+        try:
+            champion = load_champion(
+                s.recommender_model,
+                s.mlflow_tracking_uri,
+                s.model_cache_dir,
+                current,
+                self.model_loader,
+            )
+            self.model_error = None
+        except CIPError as exc:
+            if current is None:
+                raise
+            # keep serving what we have (popular items if there was never a model)
+            self.model_error = str(exc)
+            log.error(
+                "cannot load the champion recommender, keeping version %s: %s", current.version, exc
+            )
+            champion = current
         model_changed = old is None or champion is not old.champion
         sig = store_signature(s)
         store_changed = old is None or force or sig != self._store_sig
