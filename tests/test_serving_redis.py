@@ -53,8 +53,10 @@ def test_two_workers_share_sessions(shop, redis_url, prefix) -> None:
     a = CIPService.inner(settings=settings, model_loader=LOADER, watch=False)
     b = CIPService.inner(settings=settings, model_loader=LOADER, watch=False)
     try:
-        ev = [EventIn(event_type="product_view", anonymous_id="shared-visitor", item_id=i)
-              for i in ("a1", "a2")]
+        ev = [
+            EventIn(event_type="product_view", anonymous_id="shared-visitor", item_id=i)
+            for i in ("a1", "a2")
+        ]
         assert a.events(EventsRequest(events=ev)).accepted == 2
         r = b.recommend(RecommendRequest(anonymous_id="shared-visitor", n=3))
         assert r.strategy == "session"
