@@ -85,7 +85,7 @@ class Snapshot:
         if key not in self._popular:
             cand = self.candidates(category, in_stock_only)
             pop = self.popular
-            self._popular[key] = pop if cand is None else pop[np.isin(pop, cand)]
+            self._popular[key] = pop if cand is None else pop[_isin(pop, cand)]
         return self._popular[key]
 
     def person(self, customer_id: str | None, anonymous_id: str | None) -> str | None:
@@ -117,6 +117,11 @@ class Snapshot:
 
     def close(self) -> None:
         """Nothing to release eagerly: requests may still hold this snapshot."""
+
+
+def _isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hash-based membership of string ids (``np.isin`` on objects is quadratic)."""
+    return pd.Series(a, dtype=object).isin(pd.Series(b, dtype=object)).to_numpy()
 
 
 def _table(mem: DuckDBStore, name: str) -> pd.DataFrame | None:
@@ -216,9 +221,9 @@ def build_snapshot(
         counts = counts.sort_index().sort_values(ascending=False, kind="stable")
         popular = counts.index.to_numpy(dtype=object)
         if len(ids):
-            popular = popular[np.isin(popular, ids)]
+            popular = popular[_isin(popular, ids)]
     if len(ids):  # catalog items nobody bought come last
-        popular = np.concatenate([popular, ids[~np.isin(ids, popular)]])
+        popular = np.concatenate([popular, ids[~_isin(ids, popular)]])
     p_no, p_yes = _consent(mem, "personalization")
     prof_no, _ = _consent(mem, "profiling")
     scores, as_of = _scores(mem)
