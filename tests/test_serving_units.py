@@ -150,7 +150,7 @@ def test_erasure_journal_holds_hashes_only(tmp_path) -> None:
     assert not ErasureIndex(b"other", read_journal(j)).is_erased("customer_id", "C9")
 
 
-def test_store_without_identity_resolution_and_opt_in_policy(tmp_path) -> None:
+def test_store_without_identity_resolution_and_opt_in_policy(shop, tmp_path) -> None:
     from serving.settings import ServingSettings
 
     st = open_store("duckdb", path=tmp_path / "cip.duckdb")
@@ -172,7 +172,9 @@ def test_store_without_identity_resolution_and_opt_in_policy(tmp_path) -> None:
         ),
     )
     st.close()
-    s = ServingSettings.for_folder(tmp_path, personalization_consent="opt_in")
+    s = ServingSettings.for_folder(tmp_path, personalization_consent="opt_in").model_copy(
+        update={"mlflow_tracking_uri": shop.tracking_uri, "recommender_model": "no-such-model"}
+    )
     h = StateHolder(s, model_loader=LOADER)
     try:
         assert h.reload().reloaded
