@@ -1,0 +1,81 @@
+"""Benchmark: ``cip score`` core on N profiles (default 1,000,000) with two champion models.
+
+Trains a churn and a propensity model on a small synthetic training frame,
+builds a synthetic feature frame of N profiles (the columns of
+``features.build_features``), then times what ``cip score`` does after the
+feature build: both models' calibrated probabilities, TreeSHAP reason codes,
+the JSON reasons column, and the atomic write into a DuckDB ``scores`` table.
+
+Run: ``python -m benchmarks.score_speed [--profiles N] [--threads T]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from datetime import date
+
+import numpy as np
+
+from models._run import feature_columns
+from models._synthetic import synthetic_training_frame
+from models.estimators import ChurnModel, PropensityModel
+from models.scoring import score_frame, write_scores
+from profiles.store import open_store
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--profiles", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+
+    train = synthetic_training_frame(20_000, seed=1)
+    feats = feature_columns(train)
+    X = train[feats].astype(np.float64)
+    t = time.perf_counter()
+    churn = train["active"] == 1
+    champions = {
+        "cip-churn": (
+            "1",
+            ChurnModel(random_state=0).fit(
+                X[churn], train.loc[churn, "churn"].astype(int), snapshot=train.loc[churn, "as_of"]
+            ),
+        ),
+        "cip-propensity": (
+            "1",
+            PropensityModel(random_state=0).fit(X, train["purchase"], snapshot=train["as_of"]),
+        ),
+    }
+    trees = {k: m.best_iteration_ for k, (_, m) in champions.items()}
+    print(
+        f"trained 2 models on {len(train):,} rows in {time.perf_counter() - t:.1f} s; trees {trees}"
+    )
+    for _, m in champions.values():
+        m.set_params(n_jobs=args.threads)
+
+    t = time.perf_counter()
+    frame = synthetic_training_frame(args.profiles, as_ofs=[date(2024, 6, 1)], seed=2, labels=False)
+    print(
+        f"synthetic feature frame: {len(frame):,} profiles x {len(feats)} features "
+        f"({time.perf_counter() - t:.1f} s, not part of the measurement)"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store("duckdb", path=f"{tmp}/bench.duckdb")
+        t0 = time.perf_counter()
+        scores = score_frame(frame, champions, date(2024, 6, 1), top=3)
+        t1 = time.perf_counter()
+        write_scores(store, scores, date(2024, 6, 1))
+        t2 = time.perf_counter()
+        n = store.count("scores")
+        store.close()
+    print(f"score (probabilities + reasons): {t1 - t0:.1f} s")
+    print(f"write scores table ({n:,} rows): {t2 - t1:.1f} s")
+    print(f"total: {t2 - t0:.1f} s for {args.profiles:,} profiles, {args.threads} threads")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Training runs on a synthetic frame: snapshot plan, MLflow logging, promotion gate, rollback."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from models import plan_snapshots, registry, train_on_frame
+from models._synthetic import synthetic_training_frame
+from models.tuning import sqlite_storage
+from profiles.errors import ConfigError, DataError
+from tests._models_support import mlflow_db
+
+D = date(2024, 6, 1)
+AS_OFS = [D - timedelta(days=30 * k) for k in range(7, -1, -1)]
+
+
+def test_plan_backtest_when_the_future_is_in_the_data() -> None:
+    plan = plan_snapshots(D, 90, every_days=30, n_snapshots=3, data_end=D + timedelta(days=90))
+    assert plan.mode == "as_of"
+    assert plan.holdout_as_of == D
+    assert plan.fit_as_ofs == [date(2024, 1, 3), date(2024, 2, 2), date(2024, 3, 3)]
+    assert plan.all_as_ofs[-1] == D
+
+
+def test_plan_latest_labelled_purges_overlapping_snapshots() -> None:
+    plan = plan_snapshots(D, 90, every_days=30, n_snapshots=6, data_end=D)
+    assert plan.mode == "latest_labelled"
+    assert plan.holdout_as_of == date(2024, 3, 3)  # D - 90
+    # snapshots within 90 days of the holdout overlap its label window: left out
+    assert plan.fit_as_ofs == [date(2023, 10, 5), date(2023, 11, 4), date(2023, 12, 4)]
+    assert all(s + timedelta(days=90) <= plan.holdout_as_of for s in plan.fit_as_ofs)
+    with pytest.raises(ConfigError, match="as_of"):
+        plan_snapshots(D, 90, data_end=D, holdout="as_of")
+    with pytest.raises(ConfigError, match="snapshots"):
+        plan_snapshots(D, 90, n_snapshots=3, data_end=D)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    df = synthetic_training_frame(1500, AS_OFS, seed=5)
+    df.attrs["horizon_days"] = 30
+    return df
+
+
+@pytest.fixture(scope="module")
+def mlflow_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+def _train(frame: pd.DataFrame, d: Path, kind: str = "churn", **kw):
+    db = d / "mlflow.db"
+    return train_on_frame(
+        frame,
+        kind,
+        AS_OFS[-1],
+        tracking_uri=f"sqlite:///{db}" if db.exists() else mlflow_db(db),
+        artifact_location=str(d / "artifacts"),
+        lineage={"feature_set_version": "synthetic-1", "data_fingerprint": "abc"},
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_gate_promotes_better_keeps_worse_out_and_rolls_back(frame, mlflow_dir) -> None:
+    first = _train(frame, mlflow_dir, seed=0)
+    assert first.promoted and first.decision.endswith("no champion yet")
+    assert first.metrics["roc_auc"] > max(b["roc_auc"] for b in first.baselines.values())
+    assert registry.champion_version("cip-churn") == first.version
+
+    # a deliberately worse model: one stump
+    worse = _train(frame, mlflow_dir, seed=0, model_params={"n_estimators": 1, "num_leaves": 2})
+    assert not worse.promoted
+    assert worse.champion_before == first.version
+    assert worse.champion_metrics["roc_auc"] == pytest.approx(first.metrics["roc_auc"])
+    assert registry.champion_version("cip-churn") == first.version
+    run = mlflow.get_run(worse.run_id)
+    assert run.data.tags["promotion.promoted"] == "false"
+    assert "does not beat" in run.data.tags["promotion.reason"]
+    assert run.data.metrics["champion.roc_auc"] == pytest.approx(first.metrics["roc_auc"])
+    assert run.data.metrics["promotion.promoted"] == 0.0
+
+    # same seed and data: the same metrics, and a tie is not a promotion
+    again = _train(frame, mlflow_dir, seed=0)
+    assert again.metrics == first.metrics and not again.promoted
+
+    registry.set_champion("cip-churn", worse.version)  # `cip models promote` by hand
+    assert registry.rollback("cip-churn") == first.version
+    assert registry.champion_version("cip-churn") == first.version
+
+
+@pytest.mark.slow
+def test_run_logs_plots_lineage_and_a_model_without_ids(frame, mlflow_dir) -> None:
+    res = _train(frame, mlflow_dir, kind="propensity", seed=1)
+    client = mlflow.MlflowClient()
+    run = client.get_run(res.run_id)
+    names = {a.path for a in client.list_artifacts(res.run_id, "plots")}
+    assert names == {
+        f"plots/{n}.png"
+        for n in ("roc", "pr", "calibration", "cumulative_gain", "feature_importance")
+    }
+    tags = run.data.tags
+    assert tags["lineage.feature_set_version"] == "synthetic-1"
+    assert tags["lineage.data_fingerprint"] == "abc"
+    assert tags["lineage.holdout_as_of"] == str(AS_OFS[-1])
+    assert tags["lineage.fit_as_ofs"].split(",")[0] == str(AS_OFS[0])
+    m = run.data.metrics
+    for k in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top10", "capture_top10", "ece"):
+        assert f"holdout.{k}" in m
+    assert m["gain_over.logreg_rfm.roc_auc"] == pytest.approx(
+        m["holdout.roc_auc"] - m["baseline.logreg_rfm.roc_auc"]
+    )
+    assert "baseline.recency_rule.roc_auc" in m
+    # the registered model: calibrated probabilities, the feature list, no identifiers
+    pm = mlflow.pyfunc.load_model(f"models:/cip-propensity/{res.version}")
+    est = pm.unwrap_python_model().model
+    hold = frame[frame.as_of == pd.Timestamp(AS_OFS[-1])]
+    out = pm.predict(hold[est.feature_names_].head(4))
+    assert list(out.columns) == ["probability"] and out["probability"].between(0, 1).all()
+    example = pm.metadata.load_input_example(pm.metadata.artifact_path or "")
+    assert example is None or "unified_id" not in example.columns
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/cip-propensity/{res.version}"))
+    text = " ".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
+    assert "u000" not in text  # synthetic unified ids look like u0000123
+    assert "unified_id" not in json.loads((local / "input_example.json").read_text())["columns"]
+
+
+def test_tuning_study_resumes_in_sqlite(frame, tmp_path) -> None:
+    from models.estimators import PropensityModel
+    from models.tuning import tune
+
+    fit = frame[frame.as_of < frame.as_of.max()]
+    X = fit.drop(columns=["unified_id", "as_of", "rfm_segment", "churn", "active", "purchase",
+                          "future_spend"]).astype(float)  # fmt: skip
+    storage = sqlite_storage(str(tmp_path / "optuna.db"))
+
+    def make(**p):
+        return PropensityModel(n_estimators=60, random_state=0, purge_days=30, **p)
+
+    r1 = tune(
+        make, X, fit.purchase.to_numpy(), fit.as_of, n_trials=3, storage=storage, study_name="s"
+    )
+    assert r1.n_new == 3
+    r2 = tune(
+        make, X, fit.purchase.to_numpy(), fit.as_of, n_trials=5, storage=storage, study_name="s"
+    )
+    assert r2.n_new == 2 and r2.n_complete + r2.n_pruned == 5
+    assert r2.best_value >= r1.best_value
+    fresh = tune(make, X, fit.purchase.to_numpy(), fit.as_of, n_trials=3, study_name="t")
+    assert fresh.best_params == r1.best_params  # same seed, same data, same proposals
+
+
+def test_holdout_without_both_outcomes_is_a_clear_error(frame, tmp_path) -> None:
+    bad = frame.copy()
+    bad.loc[bad.as_of == bad.as_of.max(), "purchase"] = 0
+    with pytest.raises(DataError, match="holdout"):
+        _train(bad, tmp_path, kind="propensity")
+    with pytest.raises(ConfigError, match="kind"):
+        _train(frame, tmp_path, kind="clv")
