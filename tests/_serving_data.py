@@ -3,15 +3,14 @@
 The shop has two tastes: customers C01-C06 buy garden items (a1-a5), C07-C12
 buy kitchen items (b1-b5); a6 and b6 are out of stock, z1 nobody bought.
 Identity resolution maps C<k> to U<k> (``identity_map`` + ``record_map``).
-``TinyItemKNN`` is an item-item cosine recommender in numpy implementing the
-recommender interface the service uses (the shared contract of ``models``).
+The champion is a real item-kNN recommender (``models.recommender``, cosine
+similarities), trained and registered by ``train_recommender_run``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,158 +36,11 @@ def purchases() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["customer_id", "item_id"])
 
 
-class TinyItemKNN:
-    """Item-item cosine recommender (binary interactions), numpy only.
-
-    score(u, i) = sum over the user's items j of cos(i, j); popular items
-    (share of users) backfill to ``n``.
-    """
-
-    def fit(self, interactions: pd.DataFrame) -> TinyItemKNN:
-        users = pd.Index(sorted(interactions["user_id"].astype(str).unique()))
-        items = pd.Index(sorted(interactions["item_id"].astype(str).unique()))
-        x = np.zeros((len(users), len(items)), np.float32)
-        x[
-            users.get_indexer(interactions["user_id"]), items.get_indexer(interactions["item_id"])
-        ] = 1
-        self._set(users.to_numpy(dtype=object), items.to_numpy(dtype=object), x)
-        return self
-
-    def _set(self, users: np.ndarray, items: np.ndarray, x: np.ndarray) -> None:
-        self.user_ids_, self.item_ids_, self.x_ = users, items, x
-        norm = np.sqrt((x * x).sum(0)) + 1e-9
-        s = (x.T @ x) / np.outer(norm, norm)
-        np.fill_diagonal(s, 0.0)
-        self.sim_ = s
-        self.pop_ = x.sum(0) / max(1, len(users))
-        self._uidx = pd.Index(users)
-        self._iidx = pd.Index(items)
-
-    def _reset_caches(self) -> None:
-        pass
-
-    # -- the interface --------------------------------------------------------
-    def known_users(self, ids: Any) -> np.ndarray:
-        return self._uidx.get_indexer(pd.Index([str(i) for i in np.atleast_1d(ids)])) >= 0
-
-    def _rank(self, scores: np.ndarray, seen: np.ndarray, n: int, items: Any) -> pd.DataFrame:
-        allowed = np.ones(len(self.item_ids_), bool)
-        cold: list[str] = []
-        if items is not None:
-            wanted = [str(i) for i in items]
-            pos = self._iidx.get_indexer(wanted)
-            allowed[:] = False
-            allowed[pos[pos >= 0]] = True
-            cold = [w for w, p in zip(wanted, pos, strict=True) if p < 0]
-        allowed &= ~seen
-        personal = np.flatnonzero(allowed & (scores > 0))
-        personal = personal[np.lexsort((personal, -scores[personal]))][:n]
-        rest = np.flatnonzero(allowed & ~np.isin(np.arange(len(allowed)), personal))
-        rest = rest[np.lexsort((rest, -self.pop_[rest]))][: n - len(personal)]
-        ids = list(self.item_ids_[personal]) + list(self.item_ids_[rest])
-        sc = list(scores[personal]) + list(self.pop_[rest])
-        filled = [False] * len(personal) + [True] * len(rest)
-        ids += cold[: n - len(ids)]
-        sc += [0.0] * (len(ids) - len(sc))
-        filled += [True] * (len(ids) - len(filled))
-        return pd.DataFrame(
-            {
-                "item_id": ids,
-                "score": np.asarray(sc, float),
-                "rank": np.arange(1, len(ids) + 1),
-                "backfilled": filled,
-            }
-        )
-
-    def recommend(
-        self, user_ids: Any, n: int = 10, exclude_seen: bool = True, items: Any = None
-    ) -> pd.DataFrame:
-        parts = []
-        for u in np.atleast_1d(user_ids):
-            r = self._uidx.get_indexer([str(u)])[0]
-            if r < 0:
-                df = self._rank(
-                    np.zeros(len(self.item_ids_)), np.zeros(len(self.item_ids_), bool), n, items
-                )
-            else:
-                row = self.x_[r]
-                df = self._rank(row @ self.sim_, row > 0 if exclude_seen else row < 0, n, items)
-            parts.append(df.assign(user_id=str(u)))
-        return pd.concat(parts, ignore_index=True)[
-            ["user_id", "item_id", "score", "rank", "backfilled"]
-        ]
-
-    def recommend_for_items(
-        self, item_ids: Any, n: int = 10, exclude_seen: bool = True, items: Any = None
-    ) -> pd.DataFrame:
-        pos = self._iidx.get_indexer([str(i) for i in item_ids])
-        row = np.bincount(pos[pos >= 0], minlength=len(self.item_ids_)).astype(np.float32)
-        return self._rank(row @ self.sim_, row > 0 if exclude_seen else row < 0, n, items)
-
-    def similar_items(self, item_ids: Any, n: int = 10, items: Any = None) -> pd.DataFrame:
-        parts = []
-        for i in np.atleast_1d(item_ids):
-            p = self._iidx.get_indexer([str(i)])[0]
-            seen = np.zeros(len(self.item_ids_), bool)
-            if p < 0:
-                df = self._rank(np.zeros(len(self.item_ids_)), seen, n, items)
-            else:
-                seen[p] = True
-                df = self._rank(self.sim_[p], seen, n, items)
-            parts.append(df.rename(columns={"item_id": "similar_item_id"}).assign(item_id=str(i)))
-        return pd.concat(parts, ignore_index=True)[
-            ["item_id", "similar_item_id", "score", "rank", "backfilled"]
-        ]
-
-    def popular_items(self, n: int = 10, items: Any = None) -> pd.DataFrame:
-        none = np.zeros(len(self.item_ids_), bool)
-        return self._rank(np.zeros(len(self.item_ids_)), none, n, items)[
-            ["item_id", "score", "rank"]
-        ]
-
-    def drop_users(self, user_ids: Any) -> int:
-        gone = self._uidx.get_indexer([str(u) for u in np.atleast_1d(user_ids)])
-        gone = gone[gone >= 0]
-        keep = np.ones(len(self.user_ids_), bool)
-        keep[gone] = False
-        self.user_ids_, self.x_ = self.user_ids_[keep], self.x_[keep]
-        self._uidx = pd.Index(self.user_ids_)
-        return int(len(gone))
-
-    # -- persistence ------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        d = Path(path)
-        d.mkdir(parents=True, exist_ok=True)
-        np.savez(d / "arrays.npz", x=self.x_)
-        meta = {
-            "format": "cip-recommender",
-            "format_version": 1,
-            "algorithm": "tiny-itemknn",
-            "user_ids": list(map(str, self.user_ids_)),
-            "item_ids": list(map(str, self.item_ids_)),
-        }
-        (d / "model.json").write_text(json.dumps(meta))
-        return d
-
-    @classmethod
-    def load(cls, path: str | Path) -> TinyItemKNN:
-        d = Path(path)
-        meta = json.loads((d / "model.json").read_text())
-        m = cls()
-        m._set(
-            np.asarray(meta["user_ids"], object),
-            np.asarray(meta["item_ids"], object),
-            np.load(d / "arrays.npz")["x"],
-        )
-        return m
-
-
-def train(exclude_customers: tuple[str, ...] = ("C12",)) -> TinyItemKNN:
+def interactions(exclude_customers: tuple[str, ...] = ("C12",)) -> pd.DataFrame:
+    """Training interactions (C12's purchases are left out: a customer the model never saw)."""
     p = purchases()
     p = p[~p["customer_id"].isin(exclude_customers)]
-    return TinyItemKNN().fit(
-        pd.DataFrame({"user_id": p["customer_id"].map(uid), "item_id": p["item_id"]})
-    )
+    return pd.DataFrame({"user_id": p["customer_id"].map(uid), "item_id": p["item_id"]})
 
 
 def build_store(path: Path) -> None:
@@ -307,29 +159,18 @@ def build_store(path: Path) -> None:
         st.close()
 
 
-def register(
-    model: Any, tracking_uri: str, name: str = "cip-recommender", promote: bool = True
-) -> str:
-    """Log ``model`` as an MLflow pyfunc (artifact ``model`` = its folder), register it."""
-    import tempfile
-
-    import mlflow
-
-    from models.registry import configure_mlflow, ensure_experiment, register_model, set_champion
+def register(tracking_uri: str, exclude_customers: tuple[str, ...] = ("C12",)) -> str:
+    """Train an item-kNN recommender as an MLflow run, register it and make it the champion."""
+    from models.recommender.tracking import train_recommender_run
+    from models.registry import set_champion
 
     artifacts = str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
-    configure_mlflow(tracking_uri, artifacts)
-    ensure_experiment("serving-tests", artifacts)
-    entry = Path(__file__).with_name("_serving_pyfunc_entry.py")
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
-        folder = model.save(Path(tmp) / "recommender")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(entry),
-            artifacts={"model": str(folder)},
-            pip_requirements=["mlflow"],
-        )
-    version = register_model(info.model_uri, name)
-    if promote:
-        set_champion(name, version)
-    return version
+    _, _, metrics = train_recommender_run(
+        interactions(exclude_customers),
+        "itemknn",
+        tracking_uri=tracking_uri,
+        artifact_location=artifacts,
+    )
+    if not metrics["promoted"]:
+        set_champion("cip-recommender", metrics["version"])
+    return str(metrics["version"])

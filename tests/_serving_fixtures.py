@@ -10,7 +10,7 @@ import pytest
 
 from serving.auth import KeyStore
 from serving.settings import ServingSettings
-from tests._serving_data import TinyItemKNN, build_store, register, train
+from tests._serving_data import build_store, register
 
 
 @dataclass
@@ -20,8 +20,9 @@ class Shop:
     keys: dict[str, str]
     tracking_uri: str
 
-    def register(self, model: object, promote: bool = True) -> str:
-        return register(model, self.tracking_uri, promote=promote)
+    def register(self, exclude_customers: tuple[str, ...] = ("C12",)) -> str:
+        """Train, register and promote a new champion version."""
+        return register(self.tracking_uri, exclude_customers)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,7 @@ def _shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Store, MLflow registry (champion v1) and keys, built once per test session."""
     root = tmp_path_factory.mktemp("shop")
     build_store(root / "cip.duckdb")
-    register(train(), f"sqlite:///{root / 'mlflow.db'}")
+    register(f"sqlite:///{root / 'mlflow.db'}")
     return root
 
 
@@ -42,9 +43,6 @@ def shop(_shop_template: Path, tmp_path: Path) -> Shop:
     ks = KeyStore(settings.keys_path)
     keys = {s: ks.create(s)[0] for s in ("shop", "campaign", "admin")}
     return Shop(root, settings, keys, f"sqlite:///{root / 'mlflow.db'}")
-
-
-LOADER = TinyItemKNN.load
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +64,7 @@ def client(shop: Shop, asgi_app):
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
-    service_module.configure(settings=shop.settings, model_loader=LOADER)
+    service_module.configure(settings=shop.settings)
     try:
         with TestClient(asgi_app) as c:
             yield c

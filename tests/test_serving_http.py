@@ -7,7 +7,6 @@ import time
 
 from serving import service as service_module
 from serving.auth import KeyStore
-from tests._serving_data import train
 
 pytest_plugins = ["tests._serving_fixtures"]
 
@@ -155,7 +154,7 @@ def test_promote_while_requests_run_switches_versions_without_failures(client, s
     t.start()
     try:
         time.sleep(0.3)
-        v2 = shop.register(train(exclude_customers=("C12", "C10")))
+        v2 = shop.register(("C12", "C10"))
         r = client.post("/admin/reload", json={"force": False}, headers=h(shop, "campaign"))
         assert r.status_code == 200 and r.json()["model_version"] == v2
         assert r.json()["model_changed"]

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,41 @@ class Served:
         return self.proc.returncode
 
 
+def _promote_under_load(served: Served, shop, key: dict[str, str]) -> None:
+    """A new champion while requests run: no failure, and the answers switch for good."""
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=served.url, headers=key, timeout=10) as c:
+            deadline = time.monotonic() + 120
+            while not stop.is_set() and time.monotonic() < deadline:
+                r = c.post("/recommend", json={"customer_id": "C02", "n": 3})
+                seen.append((r.status_code, r.json().get("model_version")))
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        v2 = shop.register()
+        r = httpx.post(
+            f"{served.url}/admin/reload",
+            json={"force": False},
+            headers={"X-API-Key": shop.keys["campaign"]},
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.json()["model_version"] == v2
+        n = len(seen)
+        while len(seen) < n + 20 and t.is_alive():
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join()
+    assert {code for code, _ in seen} == {200}
+    versions = [v for _, v in seen]
+    first = versions.index(v2)
+    assert first > 0 and set(versions[:first]) == {"1"} and set(versions[first:]) == {v2}
+
+
 @pytest.mark.slow
 def test_cip_serve_process_end_to_end(shop, tmp_path) -> None:
     ws = Workspace.init(shop.root)  # the shop folder has the workspace layout
@@ -85,9 +121,11 @@ def test_cip_serve_process_end_to_end(shop, tmp_path) -> None:
         served.wait_ready()
         key = {"X-API-Key": shop.keys["shop"]}
         assert httpx.post(f"{served.url}/recommend", json={"n": 3}).status_code == 401
-        r = httpx.post(f"{served.url}/recommend", json={"customer_id": "C01", "n": 3}, headers=key)
-        assert r.status_code == 200 and len(r.json()["items"]) == 3
-        assert r.headers["x-request-id"]
+        r = httpx.post(f"{served.url}/recommend", json={"customer_id": "C01", "n": 2}, headers=key)
+        assert r.status_code == 200 and r.headers["x-request-id"]
+        assert r.json()["strategy"] == "personalized" and r.json()["model_version"] == "1"
+        assert {i["item_id"] for i in r.json()["items"]} == {"a4", "a5"}
+        _promote_under_load(served, shop, key)
         events = [
             {
                 "event_type": "product_view",

@@ -9,7 +9,6 @@ import pytest
 from serving.schemas import EventIn, EventsRequest, RecommendRequest
 from serving.service import CIPService
 from serving.session_store import RedisSessionStore
-from tests._serving_fixtures import LOADER
 
 pytest_plugins = ["tests._serving_fixtures"]
 
@@ -50,8 +49,8 @@ def test_two_workers_share_sessions(shop, redis_url, prefix) -> None:
     settings = shop.settings.model_copy(
         update={"session_store": "redis", "redis_url": redis_url, "redis_prefix": prefix}
     )
-    a = CIPService.inner(settings=settings, model_loader=LOADER, watch=False)
-    b = CIPService.inner(settings=settings, model_loader=LOADER, watch=False)
+    a = CIPService.inner(settings=settings, watch=False)
+    b = CIPService.inner(settings=settings, watch=False)
     try:
         ev = [
             EventIn(event_type="product_view", anonymous_id="shared-visitor", item_id=i)

@@ -16,14 +16,13 @@ from serving.schemas import (
     SimilarItemsRequest,
 )
 from serving.service import CIPService
-from tests._serving_fixtures import LOADER
 
 pytest_plugins = ["tests._serving_fixtures"]
 
 
 @pytest.fixture
 def svc(shop):
-    s = CIPService.inner(settings=shop.settings, model_loader=LOADER, watch=False)
+    s = CIPService.inner(settings=shop.settings, watch=False)
     yield s
     s.holder.stop()
 

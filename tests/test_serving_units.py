@@ -20,7 +20,6 @@ from serving.events import EventSink, validate_events
 from serving.schemas import EventIn, RecommendRequest
 from serving.session_store import MemorySessionStore
 from serving.state import StateHolder
-from tests._serving_fixtures import LOADER
 
 pytest_plugins = ["tests._serving_fixtures"]
 
@@ -175,7 +174,7 @@ def test_store_without_identity_resolution_and_opt_in_policy(shop, tmp_path) -> 
     s = ServingSettings.for_folder(tmp_path, personalization_consent="opt_in").model_copy(
         update={"mlflow_tracking_uri": shop.tracking_uri, "recommender_model": "no-such-model"}
     )
-    h = StateHolder(s, model_loader=LOADER)
+    h = StateHolder(s)
     try:
         assert h.reload().reloaded
         snap = h.state.snapshot
@@ -193,7 +192,7 @@ def test_store_without_identity_resolution_and_opt_in_policy(shop, tmp_path) -> 
 
 
 def test_reload_keeps_serving_while_a_writer_holds_the_store(shop) -> None:
-    h = StateHolder(shop.settings, model_loader=LOADER)
+    h = StateHolder(shop.settings)
     try:
         assert h.reload().reloaded
         before = h.state
@@ -212,16 +211,15 @@ def test_reload_keeps_serving_while_a_writer_holds_the_store(shop) -> None:
 
 
 def test_watcher_picks_up_a_new_champion_and_the_reload_stamp(shop) -> None:
-    from tests._serving_data import train
 
     s = shop.settings.model_copy(update={"reload_interval_seconds": 0.01})
-    h = StateHolder(s, model_loader=LOADER)
-    other = StateHolder(s, model_loader=LOADER)  # a second worker
+    h = StateHolder(s)
+    other = StateHolder(s)  # a second worker
     try:
         h.tick()
         other.tick()
         assert h.state.model_version == "1" and other.state.model_version == "1"
-        v2 = shop.register(train())
+        v2 = shop.register()
         h.tick()  # the periodic check sees the new champion
         assert h.state.model_version == v2
         old_other = other.state
