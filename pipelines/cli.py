@@ -26,6 +26,7 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_recommender,
     cmd_run,
     cmd_segments,
+    cmd_serve,
     cmd_simulate,
 )
 from pipelines._cli_app import app, state

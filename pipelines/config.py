@@ -31,6 +31,7 @@ from profiles.sources import (
     PostgresSourceConfig,
     SourceConfig,
 )
+from serving.settings import ServingOptions
 
 __all__ = [
     "CIPConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "FuzzyMatchingConfig",
     "ForbiddenLink",
     "FeaturesConfig",
+    "ServingConfig",
     "PostgresSourceConfig",
     "ColumnValue",
     "ColumnExpr",
@@ -260,6 +262,10 @@ class RunConfig(_Model):
     recommender: bool = True  # train the recommender too
 
 
+class ServingConfig(ServingOptions):
+    """The ``serving:`` section: host, port, workers, session store, reload, consent policy."""
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -273,6 +279,7 @@ class CIPConfig(_Model):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:
