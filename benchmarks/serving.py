@@ -116,7 +116,6 @@ def build_workspace(root: Path, n_items: int, n_customers: int, seed: int = 0) -
 def train_champion(root: Path) -> tuple[str, float]:
     from models.recommender.interactions import interactions_from_store
     from models.recommender.tracking import train_recommender_run
-
     from models.registry import champion_version, set_champion
     from pipelines.workspace import Workspace
 
