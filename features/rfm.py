@@ -101,8 +101,8 @@ def order_features(
 
     Also returns the helper column ``_first_ts`` (first order of any status),
     used with the events to compute ``tenure_days``. With ``rfm_only`` only the
-    RFM core (:data:`features.RFM_COLUMNS` but tenure) is computed: one
-    aggregation pass, no window sort.
+    RFM core (:data:`features.RFM_COLUMNS` but tenure) and the scores are
+    computed: one aggregation pass, no sort of the orders.
     """
     o = orders.filter(orders.ts < ts_lit(as_of))
     spans = {p.lookback_days, 365}
@@ -207,8 +207,8 @@ def rfm_scores(t: Any) -> dict[str, Any]:
 
     ``score = 1 + floor(5 * rank / n)`` with the 0-based minimum rank among buyers,
     so ties share a score and the result does not depend on engine or row order
-    (see :mod:`features.segments`); NULL for persons who never bought. Window
-    functions partitioned by "is a buyer" keep it one pass (no self-join).
+    (see :mod:`features.segments`); NULL for persons who never bought. The
+    windows are partitioned by "is a buyer", so non-buyers never shift a rank.
     """
     buyer = t.recency_days.notnull()
     n = t.count().over(ibis.window(group_by=buyer))

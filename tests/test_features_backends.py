@@ -83,10 +83,18 @@ def test_spark_matches_duckdb(duck, spark) -> None:
     names = to_spark(spark, store)
     con = ibis.pyspark.connect(spark)
     inputs = inputs_from_ibis(con, tables=set(names))
-    old = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", "1")  # tiny data: one task per stage
+    # tiny data, wide plan: one task per stage, no re-planning per stage, no code generation
+    tiny = {
+        "spark.sql.shuffle.partitions": "1",
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.codegen.wholeStage": "false",
+    }
+    old = {k: spark.conf.get(k) for k in tiny}
+    for k, v in tiny.items():
+        spark.conf.set(k, v)
     try:
         _same(features_to_pandas(compute_features(inputs, AS_OF), inputs), feats)
         _same(labels_to_pandas(compute_labels(inputs, AS_OF, HORIZON)), labels)
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", old)
+        for k, v in old.items():
+            spark.conf.set(k, v)
