@@ -1,14 +1,19 @@
-"""Models: churn and purchase propensity (LightGBM), evaluation, tuning, MLflow, scoring.
+"""Models: churn and purchase propensity (LightGBM), recommenders (implicit, EASE), evaluation,
+tuning, MLflow tracking and registry, scoring.
 
 Typical use::
 
-    from models import ChurnModel, train_model, score
+    from models import ChurnModel, train_model, score, make_recommender
     result = train_model(store, "churn", date(2011, 9, 9), 90, tracking_uri, artifacts)
     score(store, date(2011, 12, 1), tracking_uri, out="scores.parquet")
+    rec = make_recommender("als", factors=64).fit(interactions)
 
 Heavy imports (MLflow, Optuna, features) happen inside the functions that need them.
 """
 
+from __future__ import annotations
+
+from models import evaluation
 from models.baselines import RecencyRule, RFMLogisticRegression
 from models.calibration import apply_calibrator, fit_calibrator
 from models.estimators import ChurnModel, PropensityModel, load_model
@@ -20,30 +25,55 @@ from models.metrics import (
     expected_calibration_error,
     lift_capture,
 )
+from models.recommender import (
+    ALGORITHMS,
+    ALSRecommender,
+    BPRRecommender,
+    EASERecommender,
+    ItemKNNRecommender,
+    PopularRecommender,
+    Recommender,
+    load_recommender,
+    make_recommender,
+)
+from models.recommender.interactions import interactions_from_store
+from models.recommender.tuning import tune_recommender
 from models.scoring import ScoreResult, score, score_frame, write_scores
 from models.training import SnapshotPlan, TrainResult, plan_snapshots, train_model, train_on_frame
 
 __all__ = [
+    "ALGORITHMS",
+    "ALSRecommender",
+    "BPRRecommender",
     "ChurnModel",
+    "EASERecommender",
+    "ItemKNNRecommender",
+    "PopularRecommender",
     "PropensityModel",
-    "load_model",
-    "RecencyRule",
     "RFMLogisticRegression",
-    "fit_calibrator",
-    "apply_calibrator",
-    "evaluate_scores",
-    "evaluate_probabilities",
-    "lift_capture",
-    "expected_calibration_error",
-    "calibration_table",
-    "cumulative_gain",
+    "RecencyRule",
+    "Recommender",
+    "ScoreResult",
     "SnapshotPlan",
     "TrainResult",
+    "apply_calibrator",
+    "calibration_table",
+    "cumulative_gain",
+    "evaluate_probabilities",
+    "evaluate_scores",
+    "evaluation",
+    "expected_calibration_error",
+    "fit_calibrator",
+    "interactions_from_store",
+    "lift_capture",
+    "load_model",
+    "load_recommender",
+    "make_recommender",
     "plan_snapshots",
-    "train_model",
-    "train_on_frame",
-    "ScoreResult",
     "score",
     "score_frame",
+    "train_model",
+    "train_on_frame",
+    "tune_recommender",
     "write_scores",
 ]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from pipelines._cli_app import app, emit_json, out, workspace, workspace_path
 from pipelines.workspace import Workspace
+from profiles.identity import identity_status
 
 
 @app.command()
@@ -44,6 +45,7 @@ def collect_status(ws: Workspace) -> dict[str, Any]:
         runs = store.sql("SELECT * FROM _ingest_runs ORDER BY finished_at DESC LIMIT 10").to_dict(
             "records"
         )
+        identity = identity_status(store)
     return {
         "workspace": str(ws.root),
         "store": ws.config.store.backend,
@@ -51,6 +53,7 @@ def collect_status(ws: Workspace) -> dict[str, Any]:
         "tables": tables,
         "quarantine": quarantine,
         "last_ingests": runs,
+        "identity": identity,
     }
 
 
@@ -73,6 +76,14 @@ def status(
         if not name.startswith("_"):
             t.add_row(name, f"{n:,}")
     out.print(t)
+    if info.get("identity"):
+        i = info["identity"]
+        out.print(
+            f"Identity: [bold]{i['persons']:,}[/] persons, {i['records_mapped']:,} records linked, "
+            f"{i['merges']:,} merges, {i['splits']:,} splits, "
+            f"{i['blocked_identifiers']:,} blocked identifiers "
+            f"(last unify {str(i['last_run'].get('finished_at'))[:19]})"
+        )
     if info["quarantine"]:
         q = Table("source", "reason", "rows", title="Quarantine")
         for r in info["quarantine"]:

@@ -22,6 +22,7 @@ from activation import (
     check_definitions,
     default_definitions,
 )
+from profiles.contracts import schema
 from profiles.errors import ConfigError
 from profiles.sources import (
     ColumnExpr,
@@ -30,6 +31,7 @@ from profiles.sources import (
     PostgresSourceConfig,
     SourceConfig,
 )
+from serving.settings import ServingOptions
 
 __all__ = [
     "CIPConfig",
@@ -37,6 +39,10 @@ __all__ = [
     "StoreConfig",
     "MlflowConfig",
     "IdentityConfig",
+    "FuzzyMatchingConfig",
+    "ForbiddenLink",
+    "FeaturesConfig",
+    "ServingConfig",
     "PostgresSourceConfig",
     "ColumnValue",
     "ColumnExpr",
@@ -71,18 +77,67 @@ class MlflowConfig(_Model):
     artifact_location: str | None = None  # default: <workspace>/mlartifacts
 
 
+_IDENTIFIER_REF = r"^(customer_id|email|phone|loyalty_id|anonymous_id):\S.*$"
+
+
 class ForbiddenLink(_Model):
     """An operator's exclusion: never link these identifiers (``type:value``)."""
 
-    a: str
-    b: str | None = None  # None: never use identifier ``a`` for linking at all
+    a: str = Field(pattern=_IDENTIFIER_REF)
+    b: str | None = Field(None, pattern=_IDENTIFIER_REF)  # None: never use ``a`` for linking
     reason: str | None = None
 
 
+class FuzzyMatchingConfig(_Model):
+    """Probabilistic matching of ``customers`` records (Splink), for records sharing no identifier.
+
+    ``fields`` maps a customers column to its kind: name, date, text, postcode,
+    email, phone or exact. Links need a match probability >= ``threshold``.
+    """
+
+    enabled: bool = False
+    fields: dict[str, Literal["name", "date", "text", "postcode", "email", "phone", "exact"]] = (
+        Field(
+            default_factory=lambda: {
+                "first_name": "name",
+                "last_name": "name",
+                "date_of_birth": "date",
+                "postcode": "postcode",
+                "email": "email",
+            }
+        )
+    )
+    threshold: float = Field(0.95, gt=0.0, lt=1.0)
+    max_pairs_u: float = Field(1e7, gt=0)
+    seed: int = 42
+
+    @field_validator("fields")
+    @classmethod
+    def _customer_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        known = schema("customers").names
+        bad = [c for c in v if c not in known]
+        if bad:
+            raise ValueError(f"{bad} are not customers columns (known: {', '.join(known)})")
+        return v
+
+
 class IdentityConfig(_Model):
+    """Identity resolution (``cip unify``): normalisation, guard, splits, survivorship.
+
+    ``max_persons_per_identifier``: an identifier value that would join more
+    than this many persons (formed by the more trusted identifier types) is not
+    used for linking and is reported (``cip identity blocked``).
+    ``survivorship``: per trait, sources in priority order (else the most
+    recent non-null value wins).
+    """
+
     default_region: str = "GB"
     email_strip_plus: bool = True
     email_dot_providers: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
+    email_domain_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"googlemail.com": "gmail.com"}
+    )
+    phone_validation: Literal["valid", "possible"] = "valid"
     max_persons_per_identifier: dict[str, int] = Field(
         default_factory=lambda: {
             "customer_id": 1,
@@ -93,6 +148,13 @@ class IdentityConfig(_Model):
         }
     )
     forbidden_links: list[ForbiddenLink] = Field(default_factory=list)
+    survivorship: dict[
+        Literal[
+            "first_name", "last_name", "date_of_birth", "address", "city", "postcode", "country"
+        ],
+        list[str],
+    ] = Field(default_factory=dict)
+    fuzzy: FuzzyMatchingConfig = Field(default_factory=FuzzyMatchingConfig)
 
     @field_validator("max_persons_per_identifier")
     @classmethod
@@ -100,6 +162,11 @@ class IdentityConfig(_Model):
         bad = {k: n for k, n in v.items() if n < 1}
         if bad:
             raise ValueError(f"limits must be >= 1: {bad}")
+        unknown = [
+            k for k in v if k not in ("customer_id", "email", "phone", "loyalty_id", "anonymous_id")
+        ]
+        if unknown:
+            raise ValueError(f"unknown identifier types {unknown}")
         return v
 
 
@@ -147,6 +214,58 @@ class SegmentsConfig(_Model):
         return [d for d in default_definitions() if d.name not in mine] + list(self.definitions)
 
 
+class FeaturesConfig(_Model):
+    """Feature-set parameters (see ``features.FeatureParams``) and label defaults."""
+
+    windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 365])
+    lookback_days: int = Field(365, gt=0)
+    horizon_days: int = Field(90, gt=0)
+    channels: list[str] = Field(default_factory=lambda: ["web", "app", "store"])
+    event_types: list[str] | None = None  # None: features.FeatureParams' default types
+    low_review_max: float = 2.0
+    trend_windows: list[int] = Field(default_factory=lambda: [30, 90])
+    table: str = Field("features_default", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("windows", "trend_windows")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct positive day counts, got {v}")
+        return v
+
+
+class RecommenderConfig(_Model):
+    """``recommender:`` section: how interactions are read and which algorithm trains."""
+
+    algorithm: Literal["als", "bpr", "itemknn", "ease", "popular", "auto"] = "als"
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"purchase": 5.0, "add_to_cart": 3.0, "product_view": 1.0}
+    )
+    half_life_days: float | None = Field(None, gt=0)
+    validation: Literal["auto", "temporal", "random"] = "auto"
+    k: int = Field(10, ge=1)
+
+    @field_validator("event_weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if w < 0}
+        if bad:
+            raise ValueError(f"event weights must be >= 0: {bad}")
+        return v
+
+
+class RunConfig(_Model):
+    """``run:`` section: what ``cip run`` does besides ingest, unify, features, score, segments."""
+
+    train: Literal["always", "if_missing", "never"] = "if_missing"  # retrain the models?
+    tune_trials: int | None = Field(None, ge=1)  # Optuna trials per model when training
+    recommender: bool = True  # train the recommender too
+
+
+class ServingConfig(ServingOptions):
+    """The ``serving:`` section: host, port, workers, session store, reload, consent policy."""
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -157,6 +276,10 @@ class CIPConfig(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:

@@ -52,7 +52,79 @@ def _segments(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     }
 
 
+def _unify(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_identity import unify_workspace
+
+    summary = unify_workspace(ws, show_progress=False)
+    return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+
+
+def _features(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_features import run_features
+
+    summary = run_features(ws, as_of)
+    return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+
+
+def _needs_training(ws: Workspace, name: str) -> bool:
+    policy = ws.config.run.train
+    if policy != "if_missing":
+        return policy == "always"
+    from models import registry
+
+    registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
+    try:
+        return registry.champion_version(name) is None
+    except Exception:  # no registered model of that name yet
+        return True
+
+
+def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_models import run_train
+
+    # labels must be fully observed: train as of the last day the data covers
+    with ws.open_store() as store:
+        from features import data_end
+
+        end = data_end(store).date()
+    if as_of is not None:
+        as_of = min(as_of, end)
+
+    out: dict[str, Any] = {}
+    for kind in ("churn", "propensity"):
+        if not _needs_training(ws, f"cip-{kind}"):
+            out[kind] = "champion kept"
+            continue
+        r = run_train(ws, kind, as_of, tune_trials=ws.config.run.tune_trials)
+        out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
+            " (champion)" if r.promoted else " (not promoted)"
+        )
+    if ws.config.run.recommender:
+        if _needs_training(ws, "cip-recommender"):
+            from pipelines.cmd_recommender import run_train_recommender
+
+            r = run_train_recommender(ws, as_of=str(as_of) if as_of else None)
+            out["recommender"] = f"v{r['version']} {r['algorithm']}" + (
+                " (champion)" if r["promoted"] else " (not promoted)"
+            )
+        else:
+            out["recommender"] = "champion kept"
+    return out
+
+
+def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_models import run_score
+
+    assert as_of is not None
+    r = run_score(ws, as_of)
+    return {k: v for k, v in vars(r).items() if isinstance(v, int | float | str)}
+
+
 DEFAULT_STEPS: list[Step] = [
     Step("ingest", _ingest, "ingest every source declared in cip.yaml"),
+    Step("unify", _unify, "identity resolution -> profiles"),
+    Step("features", _features, "point-in-time features as of the run date"),
+    Step("train", _train, "train churn, propensity and recommender models (per run.train)"),
+    Step("score", _score, "score every profile with the champion models"),
+    Step("segments", _segments, "build segments and their transitions"),
 ]
-# appended as their layers land: unify, features, train, score, segments

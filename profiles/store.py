@@ -208,8 +208,8 @@ class DuckDBStore(Store):
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self._lock:
-            cur = self.con.execute(sql, params) if params is not None else self.con.execute(sql)
-            return cur.to_arrow_table()
+            rel = self.con.sql(sql, params=params) if params is not None else self.con.sql(sql)
+            return rel.to_arrow_table()
 
     def table_names(self) -> list[str]:
         rows = self.con.execute(

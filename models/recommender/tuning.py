@@ -1,0 +1,271 @@
+"""Hyperparameter tuning with Optuna (TPE) on a validation split of the given interactions.
+
+The tuner never sees test data: it carves its own train/validation parts out
+of the interactions it is given, fits every trial on the train part, scores
+NDCG@k on the validation part (protocol of :mod:`models.evaluation`), then refits
+the best configuration on all the given interactions.
+
+``algorithm="auto"`` searches algorithms and their parameters jointly: every
+candidate algorithm first runs once with its defaults (enqueued trials, so no
+algorithm is starved on a small budget), then TPE (Bergstra et al. 2011) takes
+over with a conditional search space.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import evaluation
+from models.recommender import ALGORITHMS, Recommender, make_recommender
+from profiles.errors import ConfigError, DataError
+
+__all__ = ["SEARCH_SPACES", "split_validation", "tune_recommender"]
+
+log = logging.getLogger(__name__)
+
+#: Algorithms ``auto`` chooses from (``popular`` is the baseline, not a candidate).
+AUTO_ALGORITHMS: tuple[str, ...] = ("als", "ease", "itemknn", "bpr")
+DEFAULT_TRIALS = 20
+#: EASE inverts a dense item x item matrix: ``auto`` skips it above this many items.
+EASE_MAX_ITEMS = 10_000
+
+
+def _als(t: Any) -> dict[str, Any]:
+    return {
+        "factors": t.suggest_int("als.factors", 8, 256, log=True),
+        "regularization": t.suggest_float("als.regularization", 1e-3, 100.0, log=True),
+        "alpha": t.suggest_float("als.alpha", 0.1, 100.0, log=True),
+        "iterations": t.suggest_int("als.iterations", 5, 30),
+        "weighting": t.suggest_categorical("als.weighting", ["binary", "log", "raw"]),
+    }
+
+
+def _bpr(t: Any) -> dict[str, Any]:
+    return {
+        "factors": t.suggest_int("bpr.factors", 8, 256, log=True),
+        "learning_rate": t.suggest_float("bpr.learning_rate", 1e-3, 0.3, log=True),
+        "regularization": t.suggest_float("bpr.regularization", 1e-5, 0.1, log=True),
+        "iterations": t.suggest_int("bpr.iterations", 20, 400, log=True),
+    }
+
+
+def _itemknn(t: Any) -> dict[str, Any]:
+    sim = t.suggest_categorical("itemknn.similarity", ["cosine", "bm25"])
+    p: dict[str, Any] = {
+        "similarity": sim,
+        "K": t.suggest_int("itemknn.K", 5, 1000, log=True),
+        "weighting": t.suggest_categorical("itemknn.weighting", ["binary", "log", "raw"]),
+    }
+    if sim == "cosine":
+        p["shrinkage"] = t.suggest_float("itemknn.shrinkage", 0.0, 100.0)
+    else:
+        p["bm25_k1"] = t.suggest_float("itemknn.bm25_k1", 0.1, 10.0, log=True)
+        p["bm25_b"] = t.suggest_float("itemknn.bm25_b", 0.0, 1.0)
+    return p
+
+
+def _ease(t: Any) -> dict[str, Any]:
+    return {
+        "l2": t.suggest_float("ease.l2", 1.0, 1e4, log=True),
+        "weighting": t.suggest_categorical("ease.weighting", ["binary", "log"]),
+    }
+
+
+#: Search space per algorithm: a function of an Optuna trial returning parameters.
+SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "als": _als,
+    "bpr": _bpr,
+    "itemknn": _itemknn,
+    "ease": _ease,
+    "popular": lambda t: {},
+}
+
+
+def split_validation(
+    interactions: pd.DataFrame,
+    validation: str = "auto",
+    size: float = 0.2,
+    random_state: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carve (train, validation) out of ``interactions``.
+
+    ``temporal``: the latest ``size`` share of interactions (by ``ts``) is the
+    validation, for users with earlier history; ``random``: a per-user random
+    split; ``auto``: temporal when ``ts`` has more than one distinct value.
+    """
+    if validation == "auto":
+        has_ts = "ts" in interactions.columns and interactions["ts"].nunique() > 1
+        validation = "temporal" if has_ts else "random"
+    if validation == "random":
+        return evaluation.random_split_per_user(interactions, size, random_state)
+    if validation == "temporal":
+        ts = pd.to_datetime(interactions["ts"])
+        cut = ts.quantile(1.0 - size)
+        return evaluation.temporal_split(interactions.assign(ts=ts), cut)
+    raise ConfigError(f"validation must be auto, temporal or random, not {validation!r}")
+
+
+def tune_recommender(
+    interactions: pd.DataFrame,
+    algorithm: str = "auto",
+    trials: int | None = None,
+    minutes: float | None = None,
+    random_state: int = 0,
+    k: int = 10,
+    validation: str = "auto",
+    validation_size: float = 0.2,
+    exclude_seen: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> Recommender:
+    """Tune, select and fit a recommender; returns it fitted on all ``interactions``.
+
+    Args:
+        interactions: ``user_id, item_id[, weight, ts]``; the tuner splits them itself.
+        algorithm: ``auto`` (search ALS, EASE, item-kNN and BPR) or one algorithm name.
+        trials: number of Optuna trials (default 20 when ``minutes`` is not given).
+        minutes: time budget for the search (stops starting trials after it).
+        random_state: seed of the split, the sampler and the models.
+        k: cut-off of the NDCG@k objective.
+        validation: ``auto``, ``temporal`` or ``random`` (see :func:`split_validation`).
+        validation_size: share of interactions held out for validation.
+        exclude_seen: protocol of the objective (see :mod:`models.evaluation`).
+        callback: called after each trial with (trial number, best NDCG so far).
+
+    The result carries ``extra_["tuning"]``: best parameters, validation NDCG of
+    the best trial and of the popularity baseline, and the number of trials.
+    """
+    import optuna
+
+    if algorithm != "auto" and algorithm not in ALGORITHMS:
+        raise ConfigError(
+            f"unknown algorithm {algorithm!r}; expected auto or {', '.join(ALGORITHMS)}"
+        )
+    if trials is None and minutes is None:
+        trials = DEFAULT_TRIALS
+    if trials is not None and trials < 1:
+        raise ConfigError("trials must be >= 1")
+    train, valid = split_validation(interactions, validation, validation_size, random_state)
+    n_items = train["item_id"].nunique()
+    candidates = (
+        [algorithm]
+        if algorithm != "auto"
+        else [a for a in AUTO_ALGORITHMS if a != "ease" or n_items <= EASE_MAX_ITEMS]
+    )
+    if "ease" in candidates and n_items > EASE_MAX_ITEMS and algorithm == "ease":
+        log.warning("EASE on %d items keeps only the %d most popular", n_items, EASE_MAX_ITEMS)
+
+    def score(alg: str, params: dict[str, Any]) -> float:
+        model = make_recommender(alg, random_state=random_state, **params).fit(train)
+        return evaluation.evaluate(model, train, valid, k=k, exclude_seen=exclude_seen)["ndcg"]
+
+    popular_ndcg = score("popular", {})
+
+    def objective(trial: Any) -> float:
+        alg = trial.suggest_categorical("algorithm", candidates)
+        params = SEARCH_SPACES[alg](trial)
+        started = time.perf_counter()
+        value = score(alg, params)
+        log.info(
+            "trial %d %s %s ndcg@%d=%.4f (%.1fs)",
+            trial.number,
+            alg,
+            params,
+            k,
+            value,
+            time.perf_counter() - started,
+        )
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # multivariate/group are "experimental" since Optuna 2.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=random_state, multivariate=True, group=True, n_startup_trials=5
+        )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for alg in candidates:  # every algorithm gets a run with its defaults first
+        study.enqueue_trial({"algorithm": alg, **_defaults(alg)}, skip_if_exists=True)
+
+    def _cb(study: Any, trial: Any) -> None:
+        if callback is not None:
+            callback(trial.number + 1, study.best_value)
+
+    study.optimize(
+        objective,
+        n_trials=trials,
+        timeout=None if minutes is None else minutes * 60,
+        callbacks=[_cb],
+    )
+    best = study.best_trial
+    alg = best.params["algorithm"]
+    params = {
+        key.split(".", 1)[1]: v for key, v in best.params.items() if key.startswith(alg + ".")
+    }
+    model = make_recommender(alg, random_state=random_state, **params).fit(interactions)
+    model.extra_ = {
+        "tuning": {
+            "algorithm": alg,
+            "params": params,
+            "validation_ndcg": float(best.value),
+            "popular_validation_ndcg": float(popular_ndcg),
+            "trials": len(study.trials),
+            "k": k,
+            "validation": validation,
+        }
+    }
+    log.info(
+        "tuning chose %s %s (validation ndcg@%d %.4f vs popular %.4f, %d trials)",
+        alg,
+        params,
+        k,
+        best.value,
+        popular_ndcg,
+        len(study.trials),
+    )
+    if not np.isfinite(best.value):
+        raise DataError("tuning produced no finite validation score")
+    return model
+
+
+def _defaults(alg: str) -> dict[str, Any]:
+    """The enqueued first trial of ``alg``: its defaults, in the search-space names."""
+    cls = ALGORITHMS[alg]
+    defaults = {p: v.default for p, v in _signature(cls).items()}
+    trial = _Recorder(defaults)
+    SEARCH_SPACES[alg](trial)
+    return trial.values
+
+
+def _signature(cls: type) -> dict[str, Any]:
+    import inspect
+
+    return dict(inspect.signature(cls.__init__).parameters)
+
+
+class _Recorder:
+    """A fake trial that answers every suggestion with the algorithm's default."""
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.values: dict[str, Any] = {}
+
+    def _get(self, name: str) -> Any:
+        v = self.defaults[name.split(".", 1)[1]]
+        self.values[name] = v
+        return v
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._get(name)
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._get(name)
+
+    def suggest_categorical(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._get(name)

@@ -1,0 +1,178 @@
+"""``cip features``: build a point-in-time feature snapshot; ``cip features describe``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import typer
+from rich.table import Table
+
+from features import (
+    FEATURE_SET_VERSION,
+    FeatureParams,
+    build_features,
+    catalog,
+    catalog_markdown,
+    write_features,
+)
+from features.spec import to_as_of
+from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.config import FeaturesConfig
+from pipelines.workspace import Workspace
+from profiles.errors import ConfigError, NotFoundError
+
+__all__ = ["feature_params", "run_features"]
+
+features_app = typer.Typer(
+    help="Point-in-time features: build a snapshot (--as-of) or describe the catalog.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(features_app, name="features")
+
+
+def feature_params(cfg: FeaturesConfig) -> FeatureParams:
+    """The :class:`features.FeatureParams` of a workspace's ``features:`` config section."""
+    kw: dict[str, Any] = {
+        "windows": tuple(cfg.windows),
+        "lookback_days": cfg.lookback_days,
+        "channels": tuple(cfg.channels),
+        "low_review_max": cfg.low_review_max,
+        "trend_windows": tuple(cfg.trend_windows),
+    }
+    if cfg.event_types is not None:
+        kw["event_types"] = tuple(cfg.event_types)
+    return FeatureParams(**kw)
+
+
+def run_features(ws: Workspace, as_of: Any, out_path: Path | None = None) -> dict[str, Any]:
+    """Build the snapshot of ``as_of``, write it to the store (and Parquet); returns a summary.
+
+    Used by ``cip features`` and by the pipeline commands (``cip demo``, ``cip run``).
+    """
+    cfg = ws.config.features
+    params = feature_params(cfg)
+    ts = to_as_of(as_of)
+    t0 = time.perf_counter()
+    with ws.open_store() as store:
+        df = build_features(store, ts, params)
+        written = write_features(store, df, cfg.table)
+    if out_path is not None:
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tbl = pa.Table.from_pandas(df, preserve_index=False)
+        meta = dict(tbl.schema.metadata or {})
+        meta.update(
+            {
+                b"cip.feature_set_version": FEATURE_SET_VERSION.encode(),
+                b"cip.as_of": df.attrs["as_of"].encode(),
+            }
+        )
+        pq.write_table(tbl.replace_schema_metadata(meta), out_path)
+    return {
+        "as_of": df.attrs["as_of"],
+        "feature_set_version": FEATURE_SET_VERSION,
+        "rows": written,
+        "columns": df.shape[1],
+        "features": [c for c in df.columns if c not in ("unified_id", "as_of")],
+        "event_features": any(c.startswith("events_") for c in df.columns),
+        "table": cfg.table,
+        "out": str(out_path) if out_path else None,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+@features_app.callback()
+def features(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Snapshot date (YYYY-MM-DD, midnight UTC) or timestamp."),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Also write the snapshot to this Parquet file."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    """Build the feature snapshot as of a date: every person with an order or event before it.
+
+    Features only read records strictly before --as-of. The snapshot is written to the
+    store table `features_default` (re-running the same --as-of replaces that snapshot
+    atomically) and, with --out, to a Parquet file. `cip features describe` lists the catalog.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if as_of is None:
+        raise ConfigError("give --as-of DATE (or run `cip features describe`)")
+    ws = workspace()
+    with console.status(f"Computing features as of {as_of} ..."):
+        summary = run_features(ws, as_of, out_file)
+    if as_json:
+        emit_json({k: v for k, v in summary.items() if k != "features"})
+        return
+    extra = f", Parquet {summary['out']}" if summary["out"] else ""
+    out.print(
+        f"Features as of [bold]{summary['as_of']}[/] ({summary['feature_set_version']}): "
+        f"{summary['rows']:,} persons x {len(summary['features'])} features "
+        f"-> table {summary['table']}{extra} in {summary['seconds']} s"
+    )
+    if not summary["event_features"]:
+        out.print("No events in the store: event-based features are absent (orders only).")
+
+
+@features_app.command()
+def describe(
+    as_json: Annotated[bool, typer.Option("--json", help="The catalog as JSON.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="A README-ready markdown table.")
+    ] = False,
+) -> None:
+    """List every feature: name, description, dtype, window and source table."""
+    params = _params_or_default()
+    specs = catalog(params)
+    if as_json:
+        emit_json(
+            {
+                "feature_set_version": FEATURE_SET_VERSION,
+                "params": params.as_dict(),
+                "features": [
+                    {
+                        "name": s.name,
+                        "description": s.description,
+                        "dtype": s.dtype,
+                        "window": s.window,
+                        "source_table": s.source_table,
+                        "group": s.group,
+                    }
+                    for s in specs
+                ],
+            }
+        )
+        return
+    if markdown:
+        typer.echo(catalog_markdown(params), nl=False)
+        return
+    t = Table(
+        "feature",
+        "dtype",
+        "window",
+        "source",
+        "description",
+        title=f"Features ({FEATURE_SET_VERSION})",
+    )
+    for s in specs:
+        t.add_row(s.name, s.dtype, str(s.window or "all"), s.source_table, s.description)
+    out.print(t)
+
+
+def _params_or_default() -> FeatureParams:
+    """The workspace's feature params when a workspace exists, else the defaults."""
+    try:
+        return feature_params(workspace().config.features)
+    except NotFoundError:  # no workspace: describe the default feature set
+        return FeatureParams()

@@ -1,0 +1,215 @@
+"""``cip serve`` and ``cip keys``: the HTTP service and its API keys."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.cmd_simulate import register_sources
+from pipelines.workspace import Workspace
+from profiles.errors import ConfigError
+
+__all__ = ["serving_settings", "ensure_events_source", "salt_path"]
+
+keys_app = typer.Typer(
+    help="API keys of the HTTP service (scopes shop, campaign, admin).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+EVENTS_DIR = "sources/_http_events"
+
+
+def salt_path(ws: Workspace) -> Path:
+    """The workspace's secret salt for identifier hashes."""
+    return ws.root / "secrets" / "salt"
+
+
+def serving_settings(ws: Workspace, **overrides: Any) -> Any:
+    """The service settings of a workspace (``serving:`` section plus resolved paths)."""
+    from serving.settings import ServingSettings
+
+    st = ws.config.store
+    opts = ws.config.serving.model_dump()
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    return ServingSettings(
+        **opts,
+        store_backend=st.backend,
+        store_path=str(ws.store_path),
+        store_url=st.url,
+        store_schema=st.db_schema,
+        mlflow_tracking_uri=ws.mlflow_tracking_uri,
+        model_cache_dir=str(ws.root / "serving" / "models"),
+        events_dir=str(ws.root / EVENTS_DIR),
+        keys_path=str(ws.root / "keys.json"),
+        salt_path=str(salt_path(ws)),
+        erasure_journal=str(ws.root / "serving" / "erasures.jsonl"),
+        reload_stamp=str(ws.root / "serving" / "reload.stamp"),
+        log_path=str(ws.logs_dir / "serving.log"),
+    )
+
+
+def ensure_events_source(ws: Workspace) -> bool:
+    """Declare the ``http_events`` source in ``cip.yaml`` if missing; returns True if added."""
+    from serving.events import EventSink, source_declaration
+
+    EventSink.ensure_schema_file(ws.root / EVENTS_DIR)
+    decl = source_declaration(EVENTS_DIR)
+    if any(s.name == decl["name"] for s in ws.config.sources):
+        return False
+    register_sources(ws, [decl])
+    return True
+
+
+@app.command()
+def serve(
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Port (default serving.port).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default serving.workers).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Load the model and data once, report, and exit.")
+    ] = False,
+    print_settings: Annotated[
+        bool, typer.Option("--print-settings", help="Print the service settings JSON and exit.")
+    ] = False,
+) -> None:
+    """Serve recommendations, scores, segments and events over HTTP (BentoML).
+
+    Loads the champion recommender from the MLflow registry and a snapshot of the
+    store, then picks up new champions and store changes without a restart
+    (``POST /admin/reload`` or every serving.reload_interval_seconds). Calls need
+    an API key (``cip keys create``); /livez, /readyz and /metrics are open.
+    Accepted /events are written to sources/_http_events and loaded by the next
+    ``cip ingest`` (source ``http_events``).
+    """
+    ws = workspace()
+    settings = serving_settings(ws, port=port, workers=workers, host=host)
+    if print_settings:
+        typer.echo(settings.to_env())
+        return
+    if ensure_events_source(ws):
+        console.print("registered source [bold]http_events[/] (HTTP events -> events) in cip.yaml")
+    if check:
+        _check(settings)
+        return
+    from serving.auth import KeyStore
+
+    if not KeyStore(settings.keys_path).list_keys():
+        console.print("[yellow]no API keys yet: every call will get 401; run `cip keys create`[/]")
+    if settings.workers > 1 and settings.session_store == "memory":
+        console.print(
+            "[yellow]several workers with the in-process session store: a visitor's /events "
+            "may land on another worker; set serving.session_store: redis[/]"
+        )
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["CIP_SERVING_SETTINGS"] = settings.to_env()
+    env["CIP_SERVE_WORKERS"] = str(settings.workers)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("BENTOML_HOME", str(ws.root / "serving" / "bentoml"))
+    console.print(
+        f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:CIPService",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--working-dir",
+        str(root),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def _check(settings: Any) -> None:
+    from serving.state import StateHolder
+
+    holder = StateHolder(settings)
+    rep = holder.reload()
+    try:
+        if holder.state is None:
+            raise ConfigError(f"cannot load the serving state: {rep.error}")
+        snap = holder.state.snapshot
+        emit_json(
+            {
+                "model": settings.recommender_model,
+                "model_version": holder.state.model_version,
+                "products": int(len(snap.item_ids)),
+                "people_with_purchases": len(snap.purchases),
+                "scores": 0 if snap.scores is None else int(len(snap.scores)),
+                "scores_as_of": snap.scores_as_of,
+                "erased_identifiers": len(holder.state.erasure),
+                "api_keys": len([k for k in holder.keys.list_keys() if k.revoked_at is None]),
+                "seconds": round(rep.seconds, 3),
+            }
+        )
+    finally:
+        holder.stop()
+
+
+def _keystore(ws: Workspace) -> Any:
+    from serving.auth import KeyStore
+
+    return KeyStore(ws.root / "keys.json")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option("--scope", help="shop | campaign | admin")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create an API key and print it ONCE (only its salted hash is stored)."""
+    key, rec = _keystore(workspace()).create(scope, name)
+    if as_json:
+        emit_json({**rec.public(), "key": key})
+        return
+    out.print(f"API key [bold]{rec.name}[/] (id {rec.id}, scope {rec.scope}):")
+    typer.echo(key)
+    console.print("Store it now: it cannot be shown again. Send it as the X-API-Key header.")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List API keys (ids, names, scopes, dates; never the keys)."""
+    keys = _keystore(workspace()).list_keys()
+    if as_json:
+        emit_json([k.public() for k in keys])
+        return
+    t = Table("id", "name", "scope", "created", "revoked", title="API keys")
+    for k in keys:
+        t.add_row(k.id, k.name, k.scope, k.created_at, k.revoked_at or "")
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (or unique name).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Revoke an API key; running services refuse it within a second."""
+    rec = _keystore(workspace()).revoke(key_id)
+    if as_json:
+        emit_json(rec.public())
+        return
+    out.print(f"revoked key {rec.id} ({rec.name})")

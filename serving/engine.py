@@ -1,0 +1,277 @@
+"""The service's decisions, independent of HTTP: recommend, similar items, scores, events.
+
+Strategy of ``recommend`` (the first that applies):
+
+1. erased visitor, or no consent to personalisation -> ``popular``;
+2. a person the champion was trained on -> ``personalized`` (the model's
+   ``recommend``);
+3. a visitor with recent items (from the request, from ``/events`` in the
+   session store, or purchases made after training) -> ``session`` (fold-in
+   with ``recommend_for_items``; ``personalized`` when the items are only the
+   person's own purchases);
+4. nothing known -> ``popular`` (per category when one is given).
+
+If the model could only backfill popular items, the answer says ``popular``.
+Filters (catalog, category, in stock, already purchased) never cost ``n``:
+the model is asked for more than ``n`` and, if filtering still leaves fewer,
+asked again with the exact allow-list, so ``n`` items come back whenever the
+catalog has them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.catalog import Snapshot
+from serving.events import SESSION_EVENTS, ValidEvent
+from serving.schemas import (
+    CustomerScore,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    ScoreRequest,
+    ScoreResponse,
+    SimilarItemsRequest,
+    SimilarItemsResponse,
+)
+from serving.session_store import SessionStore
+from serving.state import ServingState
+
+__all__ = ["recommend", "similar_items", "score", "session_updates"]
+
+log = logging.getLogger(__name__)
+
+_SCORE_FIELDS = ("churn_probability", "purchase_probability", "rfm_segment", "model")
+
+
+def _keep(ids: np.ndarray, snap: Snapshot, in_stock: bool, exclude: set[str]) -> np.ndarray:
+    """Mask of result ids passing catalog, stock and exclusion filters (a few dozen ids)."""
+    cat = snap.catalog_set if snap.has_catalog else None
+    oos = snap.out_of_stock if in_stock else frozenset()
+    return np.fromiter(
+        ((cat is None or i in cat) and i not in oos and i not in exclude for i in ids),
+        dtype=bool,
+        count=len(ids),
+    )
+
+
+def _take(
+    df: pd.DataFrame, col: str, keep: np.ndarray, n: int
+) -> tuple[list[str], list[float], bool, int]:
+    pos = np.flatnonzero(keep)[:n]
+    ids = df[col].to_numpy(dtype=object)[pos]
+    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.zeros(len(pos), bool)
+    scores = df["score"].to_numpy(dtype=float)[pos]
+    return [str(i) for i in ids], scores.tolist(), bool(len(pos) == 0 or filled.all()), len(pos)
+
+
+def _top(
+    call: Callable[[int, Any], pd.DataFrame],
+    col: str,
+    n: int,
+    snap: Snapshot,
+    category: str | None,
+    in_stock: bool,
+    exclude: set[str],
+) -> tuple[list[str], list[float], bool]:
+    """``(item ids, scores, all backfilled)`` after filters, ``n`` when the catalog allows."""
+    if category is None:  # fast path: no allow-list, over-fetch and filter
+        slack = n + len(exclude) + (min(len(snap.out_of_stock), 4 * n) if in_stock else 0)
+        df = call(n + slack, None)
+        ids = df[col].astype(str).to_numpy(dtype=object)
+        ids_, scores, filled, got = _take(df, col, _keep(ids, snap, in_stock, exclude), n)
+        if got == n:
+            return ids_, scores, filled
+    items = snap.candidates(category, in_stock)
+    if items is not None and exclude:
+        items = items[np.fromiter((x not in exclude for x in items), bool, len(items))]
+    if items is not None and len(items) == 0:
+        return [], [], True
+    df = call(n + len(exclude), items)
+    ids = df[col].astype(str).to_numpy(dtype=object)
+    keep = np.fromiter((i not in exclude for i in ids), bool, len(ids))
+    ids_, scores, filled, _ = _take(df, col, keep, n)
+    return ids_, scores, filled
+
+
+def _popular(
+    state: ServingState, n: int, category: str | None, in_stock: bool, exclude: set[str]
+) -> tuple[list[str], list[float]]:
+    snap, model = state.snapshot, state.champion.model
+    if model is not None:
+        ids, scores, _ = _top(
+            lambda k, items: model.popular_items(k, items=items).assign(backfilled=True),
+            "item_id",
+            n,
+            snap,
+            category,
+            in_stock,
+            exclude,
+        )
+        return ids, scores
+    pop = snap.popular_for(category, in_stock)
+    if exclude:
+        pop = [i for i in pop[: n + len(exclude)] if i not in exclude]
+    pop = list(pop[:n])
+    # without a model, a rank-based score in (0, 1]: 1 for the most popular item
+    return [str(i) for i in pop], (1.0 / np.arange(1, len(pop) + 1)).tolist()
+
+
+def _response(
+    ids: list[str], scores: list[float], strategy: str, state: ServingState
+) -> RecommendResponse:
+    return RecommendResponse(
+        items=[ScoredItem(item_id=i, score=float(s)) for i, s in zip(ids, scores, strict=True)],
+        strategy=strategy,  # type: ignore[arg-type]
+        model_version=state.model_version,
+    )
+
+
+def recommend(
+    state: ServingState, sessions: SessionStore, req: RecommendRequest, max_history: int = 50
+) -> RecommendResponse:
+    """Recommendations for one visitor (see the module docstring for the strategy)."""
+    snap, er, model = state.snapshot, state.erasure, state.champion.model
+    n, cat, stock = req.n, req.category, req.in_stock_only
+    snap.candidates(cat, stock)  # a bad category is a 400 whatever the strategy
+    erased = er.is_erased("customer_id", req.customer_id) or er.is_erased(
+        "anonymous_id", req.anonymous_id
+    )
+    uid = None if erased else snap.person(req.customer_id, req.anonymous_id)
+    if uid is not None and er.is_erased("unified_id", uid):
+        erased, uid = True, None
+    visitors = [
+        (k, v)
+        for k, v in (("anonymous_id", req.anonymous_id), ("customer_id", req.customer_id))
+        if v
+    ]
+    allowed = not erased
+    if allowed:
+        said = sessions.consent(visitors, "personalization") if visitors else None
+        allowed = said if said is not None else snap.personalization_allowed(uid)
+    if not allowed:
+        ids, scores = _popular(state, n, cat, stock, set())
+        return _response(ids, scores, "popular", state)
+    bought = snap.purchases.get(uid, ()) if uid is not None else ()
+    exclude = {str(x) for x in bought} if req.exclude_purchased else set()
+    if model is not None and uid is not None and bool(model.known_users([uid])[0]):
+        ids, scores, filled = _top(
+            lambda k, items: model.recommend(
+                [uid], n=k, exclude_seen=req.exclude_purchased, items=items
+            ),
+            "item_id",
+            n,
+            snap,
+            cat,
+            stock,
+            exclude,
+        )
+        return _response(ids, scores, "popular" if filled else "personalized", state)
+    session = sessions.recent_items(visitors, max_history) if visitors else []
+    history = [*req.recent_items[:max_history], *session, *[str(x) for x in bought]]
+    if model is not None and history:
+        ids, scores, filled = _top(
+            lambda k, items: model.recommend_for_items(
+                history, n=k, exclude_seen=True, items=items
+            ),
+            "item_id",
+            n,
+            snap,
+            cat,
+            stock,
+            exclude,
+        )
+        kind = "session" if (session or req.recent_items) else "personalized"
+        return _response(ids, scores, "popular" if filled else kind, state)
+    ids, scores = _popular(state, n, cat, stock, exclude)
+    return _response(ids, scores, "popular", state)
+
+
+def similar_items(state: ServingState, req: SimilarItemsRequest) -> SimilarItemsResponse:
+    """Items like ``item_id`` (product pages); popular items when the model does not know it."""
+    snap, model = state.snapshot, state.champion.model
+    if model is None:
+        ids, scores = _popular(state, req.n, None, req.in_stock_only, {req.item_id})
+        filled = True
+    else:
+        ids, scores, filled = _top(
+            lambda k, items: model.similar_items([req.item_id], n=k, items=items),
+            "similar_item_id",
+            req.n,
+            snap,
+            None,
+            req.in_stock_only,
+            {req.item_id},
+        )
+    return SimilarItemsResponse(
+        item_id=req.item_id,
+        items=[ScoredItem(item_id=i, score=float(s)) for i, s in zip(ids, scores, strict=True)],
+        strategy="popular" if filled else "similar",
+        model_version=state.model_version,
+    )
+
+
+def score(state: ServingState, req: ScoreRequest) -> ScoreResponse:
+    """Latest scores of the customers; unknown, erased and not-scored ids are listed."""
+    snap, er = state.snapshot, state.erasure
+    ids = list(dict.fromkeys(req.customer_ids))
+    gone = set(er.erased_values("customer_id", ids))
+    uids = [None if c in gone else snap.person(c, None) for c in ids]
+    uids = [None if u is None or er.is_erased("unified_id", u) else u for u in uids]
+    no_consent = [
+        c for c, u in zip(ids, uids, strict=True) if u is not None and u in snap.profiling_denied
+    ]
+    refused = set(no_consent)
+    out: list[CustomerScore] = []
+    unknown: list[str] = []
+    if snap.scores is None:
+        unknown = [c for c in ids if c not in refused]
+    else:
+        lookup = [u if u is not None else "" for u in uids]
+        rows = snap.scores.reindex(lookup)
+        present = rows["as_of"].notna().to_numpy()
+        recs = rows.astype(object).where(rows.notna(), None).to_dict("records")
+        for c, u, ok, r in zip(ids, uids, present, recs, strict=True):
+            if c in refused:
+                continue
+            if not ok:
+                unknown.append(c)
+                continue
+            out.append(
+                CustomerScore(
+                    customer_id=c,
+                    unified_id=str(u),
+                    reasons=r.get("reasons") or {},
+                    model_version=None
+                    if r.get("model_version") is None
+                    else str(r["model_version"]),
+                    as_of=snap.scores_as_of,
+                    **{k: r.get(k) for k in _SCORE_FIELDS},
+                )
+            )
+    return ScoreResponse(
+        scores=out, unknown=unknown, no_consent=no_consent, as_of=snap.scores_as_of
+    )
+
+
+def session_updates(sessions: SessionStore, events: list[ValidEvent]) -> tuple[int, int]:
+    """Apply accepted events to the session store; returns (items added, consent statements)."""
+    pairs = [
+        (v, e.record["item_id"])
+        for e in events
+        if e.record["event_type"] in SESSION_EVENTS and e.record.get("item_id")
+        for v in e.visitors
+    ]
+    if pairs:
+        sessions.add_items(pairs)
+    consents = [e for e in events if e.record["event_type"] == "consent"]
+    for e in consents:
+        p = json.loads(e.record["properties"])
+        sessions.set_consent(e.visitors, p["purpose"], bool(p["granted"]))
+    return len(pairs), len(consents)

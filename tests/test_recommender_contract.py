@@ -1,0 +1,249 @@
+"""One contract, every algorithm: known answers, business rules, fold-in, persistence, erasure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import models
+from profiles.errors import ConfigError, DataError, NotFoundError
+
+ALGOS = ["als", "bpr", "itemknn", "ease", "popular"]
+PERSONAL = [a for a in ALGOS if a != "popular"]
+SMALL = {"als": {"factors": 8}, "bpr": {"factors": 8}}
+HALF = 10  # items 0..9 belong to group A, 10..19 to group B
+
+
+def _checkerboard() -> pd.DataFrame:
+    """Two disjoint groups of 15 users; each user has 6 of the 10 items of the group's half."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for u in range(30):
+        offset = 0 if u < 15 else HALF
+        for it in rng.choice(HALF, size=6, replace=False):
+            rows.append((f"u{u}", int(it) + offset))
+    return pd.DataFrame(rows, columns=["user_id", "item_id"])
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return _checkerboard()
+
+
+@pytest.fixture(scope="module", params=ALGOS)
+def fitted(request, data):
+    return models.make_recommender(request.param, **SMALL.get(request.param, {})).fit(data)
+
+
+def _half(item: int) -> int:
+    return 0 if item < HALF else 1
+
+
+def _seen(data: pd.DataFrame, user: str) -> set[int]:
+    return set(data.loc[data.user_id == user, "item_id"])
+
+
+@pytest.mark.parametrize("algo", PERSONAL)
+def test_checkerboard_recommends_from_the_users_half(algo, data):
+    rec = models.make_recommender(algo, **SMALL.get(algo, {})).fit(data)
+    users = [f"u{u}" for u in range(30)]
+    out = rec.recommend(users, n=3)
+    assert len(out) == 90 and not out["backfilled"].any()
+    group = out["user_id"].str[1:].astype(int) >= 15
+    assert (out["item_id"].map(_half) == group.astype(int)).all()
+    for user, grp in out.groupby("user_id"):
+        assert not set(grp["item_id"]) & _seen(data, user)
+        assert list(grp["rank"]) == [1, 2, 3]
+        assert grp["score"].is_monotonic_decreasing
+
+
+def test_popular_known_answer():
+    df = pd.DataFrame(
+        {"user_id": [1, 2, 3, 1, 2, 1, 4], "item_id": ["c", "c", "c", "b", "b", "a", "d"]}
+    )
+    rec = models.make_recommender("popular").fit(df)
+    assert list(rec.popular_items(3)["item_id"]) == ["c", "b", "a"]
+    assert rec.popular_items(1)["score"].iloc[0] == pytest.approx(3 / 4)
+    out = rec.recommend([1, 3], n=2)
+    assert list(out.loc[out.user_id == 1, "item_id"]) == ["d"]  # only d unseen for user 1
+    assert list(out.loc[out.user_id == 3, "item_id"]) == ["b", "a"]
+    assert not out["backfilled"].any()
+
+
+def test_unknown_users_get_popular_items_flagged(fitted):
+    out = fitted.recommend(["nobody", "u0"], n=4)
+    unknown = out[out.user_id == "nobody"]
+    assert list(unknown["item_id"]) == list(fitted.popular_items(4)["item_id"])
+    assert unknown["backfilled"].all() == (fitted.algorithm != "popular")
+    assert list(out["user_id"]) == ["nobody"] * 4 + ["u0"] * 4  # input order kept
+    assert list(fitted.known_users(["u0", "nobody", "u29"])) == [True, False, True]
+
+
+def test_backfill_reaches_n_without_seen_or_duplicates(fitted, data):
+    for n in (5, 14, 40):
+        out = fitted.recommend("u3", n=n)
+        assert len(out) == min(n, 20 - 6)  # the catalog allows 14 unseen items
+        assert out["item_id"].is_unique
+        assert not set(out["item_id"]) & _seen(data, "u3")
+        assert list(out["rank"]) == list(range(1, len(out) + 1))
+        personal = out[~out["backfilled"]]
+        assert list(personal.index) == list(range(len(personal)))  # backfill comes last
+
+
+def test_exclude_seen_false_can_return_seen_items(fitted, data):
+    out = fitted.recommend("u3", n=20, exclude_seen=False)
+    assert len(out) == 20 and set(out["item_id"]) == set(range(20))
+    if fitted.algorithm != "popular":  # a personal model ranks the user's own items high
+        top = set(out["item_id"].head(8))
+        assert len(top & _seen(data, "u3")) >= 4
+
+
+def test_items_allow_list_is_respected(fitted, data):
+    allowed = [0, 1, 2, 12, 13, "new-sku"]
+    out = fitted.recommend(["u3", "u20"], n=6, items=allowed)
+    assert set(out["item_id"]) <= {0, 1, 2, 12, 13, "new-sku"}
+    for user, grp in out.groupby("user_id"):
+        expected = len([i for i in allowed if i not in _seen(data, user)])
+        assert len(grp) == min(6, expected)
+        if "new-sku" in set(grp["item_id"]):  # a cold item is only ever a last resort
+            assert grp["item_id"].iloc[-1] == "new-sku"
+            assert grp["backfilled"].iloc[-1] == (fitted.algorithm != "popular")
+    pop = fitted.popular_items(10, items=[3, 4, 99])
+    assert set(pop["item_id"]) == {3, 4, 99} and pop["item_id"].iloc[-1] == 99
+
+
+def test_fold_in_for_an_item_list(fitted):
+    out = fitted.recommend_for_items([1, 2, 3], n=4)
+    assert len(out) == 4 and list(out.columns) == ["item_id", "score", "rank", "backfilled"]
+    assert not {1, 2, 3} & set(out["item_id"])
+    if fitted.algorithm != "popular":
+        assert (out.loc[~out["backfilled"], "item_id"] < HALF).all()
+        assert (out["item_id"].head(2) < HALF).all()
+    again = fitted.recommend_for_items([1, 2, 3], n=20, exclude_seen=False)
+    assert len(again) == 20
+    cold = fitted.recommend_for_items(["never-seen"], n=3)
+    assert list(cold["item_id"]) == list(fitted.popular_items(3)["item_id"])
+
+
+def test_similar_items(fitted):
+    out = fitted.similar_items([0, 15, "unknown"], n=3)
+    assert list(out.columns) == ["item_id", "similar_item_id", "score", "rank", "backfilled"]
+    assert len(out) == 9
+    assert not (out["item_id"] == out["similar_item_id"]).any()
+    if fitted.algorithm != "popular":
+        first = out[(out["rank"] == 1) & (out["item_id"] != "unknown")]
+        assert [_half(i) for i in first["similar_item_id"]] == [0, 1]
+    assert out[out["item_id"] == "unknown"]["backfilled"].all() == (fitted.algorithm != "popular")
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "model.json"]
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:  # no object arrays inside
+        assert all(z[k].dtype != object for k in z.files)
+    loaded = models.load_recommender(path)
+    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params()
+    users = ["u0", "u17", "ghost"]
+    pd.testing.assert_frame_equal(loaded.recommend(users, n=5), fitted.recommend(users, n=5))
+    pd.testing.assert_frame_equal(
+        loaded.recommend_for_items([4, 5], n=5), fitted.recommend_for_items([4, 5], n=5)
+    )
+    pd.testing.assert_frame_equal(loaded.similar_items([4], n=5), fitted.similar_items([4], n=5))
+
+
+def test_drop_users_erases_personal_data(data, tmp_path):
+    for algo in ALGOS:
+        rec = models.make_recommender(algo, **SMALL.get(algo, {})).fit(data)
+        before_other = rec.recommend("u20", n=5)
+        assert rec.drop_users(["u1", "u2", "not-there"]) == 2
+        assert list(rec.known_users(["u1", "u2", "u3"])) == [False, False, True]
+        gone = rec.recommend("u1", n=3)
+        assert gone["backfilled"].all() == (algo != "popular")
+        assert len(rec.user_ids_) == rec.user_items_.shape[0] == 28
+        if algo in ("als", "bpr"):
+            assert rec.user_factors_.shape[0] == 28
+        if algo != "popular":  # personal picks of others stay (backfill follows new popularity)
+            after = rec.recommend("u20", n=5)
+            pd.testing.assert_frame_equal(
+                after[~after.backfilled], before_other[~before_other.backfilled]
+            )
+        saved = json.loads((rec.save(tmp_path / algo) / "model.json").read_text())
+        assert "u1" not in saved["user_ids"] and "u2" not in saved["user_ids"]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_ids_of_any_type_and_weights(algo):
+    df = pd.DataFrame(
+        {
+            "user_id": [17850.0, 17850.0, 13047.0, 13047.0, 12583.0],
+            "item_id": ["85123A", "71053", "85123A", "84406B", "71053"],
+            "weight": [5.0, 1.0, 3.0, 0.0, 2.0],
+        }
+    )
+    rec = models.make_recommender(algo, **SMALL.get(algo, {})).fit(df)
+    assert rec.user_kind_ == "int" and rec.item_kind_ == "str"
+    assert "84406B" not in set(rec.item_ids_)  # weight 0 is no interaction
+    out = rec.recommend(["17850", 13047], n=2, exclude_seen=False)
+    assert list(out["user_id"]) == ["17850", "17850", 13047, 13047]
+    assert set(out["item_id"]) == {"85123A", "71053"}
+    assert rec.known_users(["17850", 17850, "x"]).tolist() == [True, True, False]
+
+
+def test_validation_errors(data):
+    with pytest.raises(ConfigError, match="unknown recommender algorithm"):
+        models.make_recommender("svd")
+    with pytest.raises(ConfigError, match="no parameter"):
+        models.make_recommender("als", factor=3)
+    with pytest.raises(ConfigError, match="factors"):
+        models.make_recommender("als", factors=0).fit(data)
+    with pytest.raises(ConfigError, match="weighting"):
+        models.make_recommender("ease", weighting="tfidf").fit(data)
+    with pytest.raises(DataError, match="item_id"):
+        models.make_recommender("als").fit(data.drop(columns="item_id"))
+    with pytest.raises(DataError, match="weight"):
+        models.make_recommender("als").fit(data.assign(weight=-1.0))
+    with pytest.raises(DataError, match="null"):
+        models.make_recommender("als").fit(data.assign(user_id=None))
+    with pytest.raises(NotFoundError, match="not fitted"):
+        models.make_recommender("als").recommend("u1")
+    rec = models.make_recommender("popular").fit(data)
+    with pytest.raises(ConfigError, match="positive integer"):
+        rec.recommend("u1", n=0)
+    with pytest.raises(NotFoundError):
+        models.load_recommender("/nonexistent/model")
+
+
+def test_sklearn_style_params():
+    rec = models.make_recommender("als", factors=16, random_state=3)
+    assert rec.get_params()["factors"] == 16 and rec.get_params()["random_state"] == 3
+    rec.set_params(factors=4)
+    assert rec.factors == 4 and not hasattr(rec, "user_factors_")
+    assert "ALSRecommender(factors=4" in repr(rec)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 11)), min_size=1, max_size=60),
+    algo=st.sampled_from(["als", "itemknn", "ease", "popular"]),
+    n=st.integers(1, 15),
+    allowed=st.one_of(st.none(), st.sets(st.integers(0, 14), max_size=10)),
+    exclude_seen=st.booleans(),
+)
+def test_recommend_invariants(pairs, algo, n, allowed, exclude_seen):
+    df = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    rec = models.make_recommender(algo, **SMALL.get(algo, {})).fit(df)
+    items = None if allowed is None else sorted(allowed)
+    out = rec.recommend([0, 3, 99], n=n, exclude_seen=exclude_seen, items=items)
+    catalog = set(rec.item_ids_.tolist()) if items is None else set(items)
+    for user in (0, 3, 99):
+        got = out[out["user_id"] == user]
+        seen = set(df.loc[df.user_id == user, "item_id"]) if exclude_seen else set()
+        assert len(got) == min(n, len(catalog - seen))
+        assert got["item_id"].is_unique and set(got["item_id"]) <= catalog - seen
+        assert list(got["rank"]) == list(range(1, len(got) + 1))
+        assert not got["backfilled"].iloc[: (~got["backfilled"]).sum()].any()
