@@ -116,7 +116,6 @@ def build_workspace(root: Path, n_items: int, n_customers: int, seed: int = 0) -
 def train_champion(root: Path) -> tuple[str, float]:
     from models.recommender.interactions import interactions_from_store
     from models.recommender.tracking import train_recommender_run
-
     from models.registry import champion_version, set_champion
     from pipelines.workspace import Workspace
 
@@ -223,12 +222,15 @@ def load(
 
 def in_process(root: Path, customers: list[str], calls: int = 2000) -> dict:
     """The service's decision function and the bare model call, without HTTP."""
+    from threadpoolctl import threadpool_limits
+
     from pipelines.cmd_serve import serving_settings
     from pipelines.workspace import Workspace
     from serving import engine
     from serving.schemas import RecommendRequest, ScoreRequest
     from serving.state import StateHolder
 
+    threadpool_limits(1)  # as in the service's workers
     holder = StateHolder(serving_settings(Workspace.open(root)))
     holder.reload()
     state = holder.state

@@ -28,6 +28,7 @@ from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 from profiles.errors import CIPError, NotFoundError, PrivacyError
 from profiles.privacy import RedactingFilter
@@ -165,6 +166,10 @@ class CIPService:
         watch: bool = True,
     ) -> None:
         global _HOLDER
+        # one BLAS/OpenMP thread per worker: a single-user scoring call is tiny, and
+        # multi-threaded BLAS waits for a second core that other requests need (latency
+        # spikes of a scheduler time slice); scale with workers instead
+        threadpool_limits(1)
         settings = settings or _OVERRIDES.get("settings") or _settings_from_env()
         _setup_logging(settings.log_path)
         self.holder = StateHolder(
