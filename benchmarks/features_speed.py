@@ -92,33 +92,65 @@ def generate(path: Path, *, customers: int, orders: int, events: int) -> float:
 
 
 # -- children (fresh processes) ---------------------------------------------------------------
-def _child_full(db: str) -> dict:
-    from features import build_features, write_features
+def _child_full(db: str, memory_limit: str | None) -> dict:
+    import ibis
+
+    from features import build_features, compute_features, load_inputs, write_features
     from profiles.store import open_store
 
-    with open_store("duckdb", path=db) as store:
+    prof = Path(db).with_suffix(".profile.json")
+    with open_store("duckdb", path=db, memory_limit=memory_limit) as store:
         t0 = time.perf_counter()
+        sql = ibis.to_sql(compute_features(load_inputs(store), AS_OF).order_by("unified_id"))
+        compile_s = time.perf_counter() - t0
+        store.execute("PRAGMA enable_profiling = 'json'")
+        store.execute(f"PRAGMA profiling_output = '{prof}'")
+        t0, c0 = time.perf_counter(), time.process_time()
         df = build_features(store, AS_OF)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
+        store.execute("PRAGMA disable_profiling")
         write_features(store, df)
         t2 = time.perf_counter()
-    return {"rows": len(df), "columns": df.shape[1], "build_s": t1 - t0, "write_s": t2 - t1}
+    return {"rows": len(df), "columns": df.shape[1], "build_s": t1 - t0, "build_cpu_s": c1 - c0,
+            "compile_s": compile_s, "sql_chars": len(sql), "write_s": t2 - t1,
+            "top_operators": _top_operators(prof)}  # fmt: skip
 
 
-def _child_rfm(db: str) -> dict:
+def _top_operators(path: Path, n: int = 8) -> list[str]:
+    """The most expensive operators of the last profiled query (DuckDB JSON profile)."""
+    if not path.exists():
+        return []
+    prof = json.loads(path.read_text())
+    rows: list[tuple[float, str]] = []
+
+    def walk(node: dict) -> None:
+        info = node.get("extra_info") or {}
+        what = info.get("Table") or info.get("Join Type") or info.get("Groups") or ""
+        rows.append((node.get("timing", 0.0), f"{node.get('type')} {what}".strip()))
+        for child in node.get("children", []):
+            walk(child)
+
+    for op in prof.get("operator", []):
+        walk(op)
+    total = sum(t for t, _ in rows) or 1.0
+    return [f"{name}: {100 * t / total:.0f}%" for t, name in sorted(rows, reverse=True)[:n]]
+
+
+def _child_rfm(db: str, memory_limit: str | None) -> dict:
     from features import compute_rfm, load_inputs
     from features.build import features_to_pandas
     from profiles.store import open_store
 
-    with open_store("duckdb", path=db, read_only=True) as store:
-        t0 = time.perf_counter()
+    with open_store("duckdb", path=db, read_only=True, memory_limit=memory_limit) as store:
+        t0, c0 = time.perf_counter(), time.process_time()
         inputs = load_inputs(store)
         df = features_to_pandas(compute_rfm(inputs, AS_OF), inputs)
+        t1, c1 = time.perf_counter(), time.process_time()
         n_orders = int(store.sql("SELECT count(*) AS n FROM _orders_src")["n"].iloc[0])
-    return {"rows": len(df), "order_rows": n_orders, "rfm_s": time.perf_counter() - t0}
+    return {"rows": len(df), "order_rows": n_orders, "rfm_s": t1 - t0, "rfm_cpu_s": c1 - c0}
 
 
-def _child_pandas(db: str, n: int) -> dict:
+def _child_pandas(db: str, n: int, memory_limit: str | None) -> dict:
     import pandas as pd
 
     from benchmarks.features_pandas_rfm import pandas_rfm
@@ -126,7 +158,7 @@ def _child_pandas(db: str, n: int) -> dict:
     from features.build import features_to_pandas
     from profiles.store import open_store
 
-    with open_store("duckdb", path=db) as store:
+    with open_store("duckdb", path=db, memory_limit=memory_limit) as store:
         store.execute(
             "CREATE OR REPLACE TABLE _bench_orders AS SELECT * FROM _orders_src "
             f"WHERE CAST(substr(order_id, 2) AS BIGINT) < {n}"
@@ -153,13 +185,13 @@ def _child_pandas(db: str, n: int) -> dict:
 
 
 def _child(argv: list[str]) -> None:
-    mode, db = argv[0], argv[1]
+    mode, db, limit = argv[0], argv[1], (argv[2] or None)
     if mode == "full":
-        out = _child_full(db)
+        out = _child_full(db, limit)
     elif mode == "rfm":
-        out = _child_rfm(db)
+        out = _child_rfm(db, limit)
     else:
-        out = _child_pandas(db, int(argv[2]))
+        out = _child_pandas(db, int(argv[3]), limit)
     out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(out))
 
@@ -190,10 +222,16 @@ def main() -> None:
         "--dir", default=None, help="folder for the generated data (default: a temp dir)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    ap.add_argument(
+        "--memory-limit",
+        default="",
+        help="DuckDB memory_limit of the store (cip.yaml store.memory_limit)",
+    )
     args = ap.parse_args()
     steps = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="cip_feat_bench_", dir=args.dir))
-    print(f"machine: {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}; data in {work}")
+    print(f"machine: {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}; data in {work}; "
+          f"memory_limit {args.memory_limit or 'DuckDB default'}")  # fmt: skip
     try:
         if steps & {"full", "pandas"}:
             full_db = work / "full.duckdb"
@@ -202,11 +240,13 @@ def main() -> None:
             )
             print(f"generated {args.orders:,} orders, {args.events:,} events in {gen:.1f} s")
         if "full" in steps:
-            r = _run_child("full", str(full_db))
-            print(f"full: {r['rows']:,} persons x {r['columns']} columns: build {r['build_s']:.1f} s, "
+            r = _run_child("full", str(full_db), args.memory_limit)
+            print(f"full: {r['rows']:,} persons x {r['columns']} columns: build {r['build_s']:.1f} s "
+                  f"(CPU {r['build_cpu_s']:.1f} s; Ibis compile {r['compile_s']:.1f} s), "
                   f"write {r['write_s']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
+            print("  DuckDB operators by time: " + "; ".join(r["top_operators"]))
         if "pandas" in steps:
-            r = _run_child("pandas", str(full_db), str(args.pandas_orders))
+            r = _run_child("pandas", str(full_db), args.memory_limit, str(args.pandas_orders))
             print(f"pandas vs duckdb RFM on {r['order_rows']:,} orders: pandas {r['pandas_s']:.1f} s "
                   f"(+{r['pandas_load_s']:.1f} s load), duckdb {r['duckdb_s']:.1f} s, "
                   f"ratio {r['ratio']:.1f}x, identical results; peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
@@ -216,9 +256,10 @@ def main() -> None:
             rfm_db = work / "rfm.duckdb"
             gen = generate(rfm_db, customers=args.customers, orders=args.rfm_orders, events=0)
             print(f"generated {args.rfm_orders:,} orders in {gen:.1f} s")
-            r = _run_child("rfm", str(rfm_db))
+            r = _run_child("rfm", str(rfm_db), args.memory_limit)
             print(f"rfm: {r['order_rows']:,} order rows -> {r['rows']:,} persons in "
-                  f"{r['rfm_s']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
+                  f"{r['rfm_s']:.1f} s (CPU {r['rfm_cpu_s']:.1f} s), "
+                  f"peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -94,7 +94,7 @@ def category_specs(p: FeatureParams) -> list[FeatureSpec]:
     lb, src = p.lookback_days, "order_lines+products"
     return [
         FeatureSpec("distinct_categories", "Distinct product categories bought (completed lines) in the lookback.", "int64", lb, src, "categories"),
-        FeatureSpec("top_category_share", "Share of gross line revenue in the lookback spent in the top category (NaN: none).", "float64", lb, src, "categories"),
+        FeatureSpec("top_category_share", "Share of gross line revenue (products with a category) in the lookback spent in the top category (NaN: none).", "float64", lb, src, "categories"),
     ]  # fmt: skip
 
 
@@ -114,43 +114,34 @@ def event_features(events: Any, as_of: pd.Timestamp, p: FeatureParams, products:
         _last_open=e.ts.max(where=et == "email_open"),
         _last_visit=e.ts.max(where=visit),
     )
-    # windowed counts only read the longest window. Integer codes computed once per
-    # row (the type; the smallest window holding the event) keep ~50 filtered counts
-    # cheap: each filters on two integers instead of strings and timestamps.
+    # Windowed counts: one aggregation per window over that window's rows only (the
+    # event type coded once as an integer). Cheaper than ~50 filtered counts over
+    # every row: the short windows hold few rows (about 2x less CPU on DuckDB).
     spans = sorted({*p.windows, p.lookback_days})
     r = e.filter(e.ts >= window_start(as_of, spans[-1]))
     codes = {t: i for i, t in enumerate(dict.fromkeys([*p.event_types, *_FUNNEL_TYPES]))}
-    r = r.mutate(
-        _c=ibis.cases(*[(r.event_type == t, i) for t, i in codes.items()], else_=-1),
-        _age=ibis.cases(
-            *[(r.ts >= window_start(as_of, d), d) for d in spans[:-1]], else_=spans[-1]
-        ),
-    )
-    aggs: dict[str, Any] = {}
-
-    def count(days: int, event_type: str | None = None) -> str:
-        name = f"_n_{event_type or 'all'}_{days}"
-        if name not in aggs:
-            cond = r._age <= days
-            if event_type is not None:
-                cond = cond & (r._c == codes[event_type])
-            aggs[name] = r.count(where=cond)
-        return name
-
+    lb = p.lookback_days
+    a = hist
+    for d in spans:
+        rw = r.filter(r.ts >= window_start(as_of, d))
+        rw = rw.mutate(
+            _c=ibis.cases(*[(rw.event_type == t, i) for t, i in codes.items()], else_=-1)
+        )
+        types = [t for t in codes if (d in p.windows and t in p.event_types) or d == lb]
+        aggs = {f"_n_all_{d}": rw.count()}
+        aggs.update({f"_n_{t}_{d}": rw.count(where=rw._c == codes[t]) for t in types})
+        if d == lb:
+            review = rw._c == codes["review"]
+            aggs["avg_review_score"] = rw.rating.mean(where=review)
+            aggs["low_reviews"] = rw.count(where=review & (rw.rating <= p.low_review_max))
+        a = a.left_join(rw.group_by("unified_id").aggregate(**aggs), "unified_id")
+        a = a.drop("unified_id_right")
     windowed = {}
     for w in p.windows:
-        windowed[f"events_{w}d"] = count(w)
+        windowed[f"events_{w}d"] = f"_n_all_{w}"
         for t in p.event_types:
-            windowed[f"{t}_{w}d"] = count(w, t)
-    lb = p.lookback_days
-    funnel = {t: count(lb, t) for t in _FUNNEL_TYPES}
-    review = (r._c == codes["review"]) & (r._age <= lb)
-    aggs.update(
-        avg_review_score=r.rating.mean(where=review),
-        low_reviews=r.count(where=review & (r.rating <= p.low_review_max)),
-    )
-    a = hist.left_join(r.group_by("unified_id").aggregate(**aggs), "unified_id")
-    a = a.drop("unified_id_right")
+            windowed[f"{t}_{w}d"] = f"_n_{t}_{w}"
+    funnel = {t: f"_n_{t}_{lb}" for t in _FUNNEL_TYPES}
     a = a.left_join(_sessions(r.filter(visit), as_of, p), "unified_id").drop("unified_id_right")
     cols: dict[str, Any] = {}
     for w in p.windows:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from features._expr import days_before, least_of, ts_lit, zero
+from features._expr import days_before, least_of, to_frame, ts_lit, zero
 from features.behaviour import category_features, event_features
 from features.catalog import feature_specs
 from features.inputs import FeatureInputs, load_inputs
@@ -131,10 +131,9 @@ def features_to_pandas(
 ) -> pd.DataFrame:
     """Execute a feature expression; dtypes follow the catalog, rows sorted by ``unified_id``."""
     p = params or FeatureParams()
-    df = expr.order_by("unified_id").to_pandas()
     dtypes = {"unified_id": "str", "as_of": "datetime64[us]"}
-    dtypes.update({s.name: s.dtype for s in output_specs(inputs, p) if s.name in df.columns})
-    return df.astype(dtypes).reset_index(drop=True)
+    dtypes.update({s.name: s.dtype for s in output_specs(inputs, p)})
+    return to_frame(expr, dtypes)
 
 
 def build_features(store: Any, as_of: Any, params: FeatureParams | None = None) -> pd.DataFrame:

@@ -62,6 +62,22 @@ def catalog_markdown(params: FeatureParams | None = None) -> str:
         window = str(s.window) if s.window is not None else "all history"
         desc = s.description.replace("|", "\\|")
         lines.append(f"| `{s.name}` | {desc} | {s.dtype} | {window} | {s.source_table} |")
+    lines += [
+        "",
+        "### Labels (`build_labels`, `build_training_set`)",
+        "",
+        "Horizon `[as_of, as_of + horizon)` (the half-open twin of the features' `ts < as_of`:"
+        " nothing is counted twice). A label whose horizon ends after the last order/event"
+        " raises `DataError`.",
+        "",
+        "| label | definition |",
+        "|---|---|",
+        "| `active` | 1 if at least one completed purchase in `[as_of - lookback, as_of)` |",
+        "| `churn` | active persons only: 1 if no completed purchase in the horizon, else 0;"
+        " NaN when not active |",
+        "| `purchase` | 1 if any completed purchase in the horizon (everyone) |",
+        "| `future_spend` | net revenue (completed - returned) in the horizon |",
+    ]
     lines += ["", "### RFM segments (rows: R score, columns: FM = ceil((F + M) / 2))", ""]
     lines += ["| R \\ FM | 1 | 2 | 3 | 4 | 5 |", "|---|---|---|---|---|---|"]
     for r in sorted(SEGMENT_GRID, reverse=True):

@@ -100,14 +100,7 @@ def inputs_from_ibis(
     if "orders" not in names:
         raise DataError("the store has no 'orders' table: ingest orders or order lines first")
     raw = {n: con.table(n) for n in ("orders", "order_lines", "events", "products") if n in names}
-    if has_rows is None:
-
-        def has_rows(table: str, where: str | None) -> bool:
-            t = raw[table]
-            if where:
-                t = t.filter(t.category.notnull() & t.item_id.notnull())
-            return len(t.select(ibis.literal(1).name("one")).limit(1).to_pyarrow()) > 0
-
+    has_rows = has_rows or _ibis_has_rows(raw)
     present = {n: t for n, t in raw.items() if n == "orders" or has_rows(n, None)}
     use_map = RECORD_MAP in names
     if use_map:
@@ -145,6 +138,18 @@ def inputs_from_ibis(
         p = p.filter(p.category.notnull() & p.item_id.notnull())
         products = p.group_by("item_id").aggregate(category=p.category.max())
     return FeatureInputs(orders=orders, order_lines=lines, events=events, products=products)
+
+
+def _ibis_has_rows(raw: dict[str, Any]) -> Callable[[str, str | None], bool]:
+    """``has_rows`` through Ibis (the only condition used is "has a category")."""
+
+    def has_rows(table: str, where: str | None) -> bool:
+        t = raw[table]
+        if where:
+            t = t.filter(t.category.notnull() & t.item_id.notnull())
+        return len(t.select(ibis.literal(1).name("one")).limit(1).to_pyarrow()) > 0
+
+    return has_rows
 
 
 def _person(t: Any, table: str, rm: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from features._expr import ts_lit, window_start, zero
+from features._expr import to_frame, ts_lit, window_start, zero
 from features.inputs import FeatureInputs, load_inputs
 from features.spec import to_as_of
 from profiles.errors import DataError
@@ -129,8 +129,8 @@ def build_labels(
 
 def labels_to_pandas(expr: Any) -> pd.DataFrame:
     """Execute a label expression and give it stable dtypes."""
-    df = expr.order_by("unified_id").to_pandas()
-    return df.astype(
+    return to_frame(
+        expr,
         {
             "unified_id": "str",
             "as_of": "datetime64[us]",
@@ -138,5 +138,5 @@ def labels_to_pandas(expr: Any) -> pd.DataFrame:
             "purchase": "int64",
             "future_spend": "float64",
             "active": "int64",
-        }
-    ).reset_index(drop=True)
+        },
+    )

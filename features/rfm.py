@@ -153,18 +153,32 @@ def order_features(
             for w in p.trend_windows
         }
     a = o.group_by("unified_id").aggregate(**aggs)
+    a = a.mutate(
+        recency_days=days_before(as_of, a._last_c),
+        frequency=a[freq],
+        monetary=zero(a[gross_lb]) - zero(a[ret_lb]),
+    )
+    # Scores on a narrow projection joined back (window operators carry every column
+    # of their input); the aggregate is shared, so it is computed once (a CTE).
+    narrow = a.select("unified_id", "recency_days", "frequency", "monetary")
+    a = a.left_join(narrow.select("unified_id", **rfm_scores(narrow)), "unified_id")
+    a = a.drop("unified_id_right")
     cols: dict[str, Any] = {
-        "recency_days": days_before(as_of, a._last_c),
-        "frequency": a[freq],
-        "monetary": zero(a[gross_lb]) - zero(a[ret_lb]),
+        "recency_days": a.recency_days,
+        "frequency": a.frequency,
+        "monetary": a.monetary,
         "avg_order_value": ratio(a[gross_lb], a[freq]),
         "days_since_first": days_before(as_of, a._first_c),
         "monetary_365d": zero(a[gross_365]) - zero(a[ret_365]),
     }
+    scores = ("r_score", "f_score", "m_score")
     if rfm_only:
-        return _with_scores(a.select("unified_id", "_first_ts", **cols))
+        return a.select("unified_id", "_first_ts", *scores, **cols)
 
-    a = a.left_join(_ipi_std(o.filter(done)), "unified_id").drop("unified_id_right")
+    # a separate scan of the orders (not the coded relation above): sharing it would make
+    # the engine materialise every order row (DuckDB turns a shared subquery into a CTE)
+    completed = orders.filter((orders.status == "completed") & (orders.ts < ts_lit(as_of)))
+    a = a.left_join(_ipi_std(completed), "unified_id").drop("unified_id_right")
     cols["ipi_mean_days"] = ratio(epoch(a._last_c) - epoch(a._first_c), a[n_c] - 1) / 86400.0
     cols["ipi_std_days"] = a._ipi_std
     for w, (n_w, rev_w) in win.items():
@@ -177,13 +191,7 @@ def order_features(
     cols["return_rate"] = ratio(a[n_ret], a[freq])
     for c, name in chans.items():
         cols[f"channel_share_{c}"] = ratio(a[name], a[n_chan])
-    return _with_scores(a.select("unified_id", "_first_ts", **cols))
-
-
-def _with_scores(t: Any) -> Any:
-    # scored here, on the narrow order table: every buyer has orders, and window
-    # operators carry all columns, so this is much cheaper than on the wide table
-    return t.mutate(**rfm_scores(t))
+    return a.select("unified_id", "_first_ts", *scores, **cols)
 
 
 def _ipi_std(c: Any) -> Any:

@@ -91,15 +91,21 @@ def path_contributions(
     out = np.empty((n, f + 1))
     out[:, -1] = tables.bias
     n_trees = len(tables.offsets)
+    total_leaves = tables.matrix.shape[0]
+    index_type = np.int32 if total_leaves < 2**31 else np.int64
+    offsets = tables.offsets.astype(index_type)[None, :]
+    ones = np.ones(min(n, chunk_rows) * n_trees)
     for start in range(0, n, chunk_rows):  # bounded memory: chunks of rows, vectorised inside
         part = X[start : start + chunk_rows]
         leaves = booster.predict(
             part, pred_leaf=True, num_iteration=num_iteration, num_threads=num_threads
         ).reshape(len(part), -1)[:, :n_trees]
-        cols = (leaves + tables.offsets[None, :]).ravel()
-        ind = sp.csr_matrix(
-            (np.ones(cols.size), cols, np.arange(0, cols.size + 1, n_trees)),
-            shape=(len(part), tables.matrix.shape[0]),
+        cols = (leaves.astype(index_type, copy=False) + offsets).ravel()
+        nnz = cols.size
+        indptr = np.arange(0, nnz + 1, n_trees, dtype=np.int64 if nnz >= 2**31 else np.int32)
+        # one 1 per (row, tree) at the row's leaf: rows x (all leaves of all trees)
+        hits = sp.csr_matrix(
+            (ones[:nnz], cols, indptr), shape=(len(part), total_leaves), copy=False
         )
-        out[start : start + len(part), :-1] = ind @ tables.matrix
+        out[start : start + len(part), :-1] = hits @ tables.matrix
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,9 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
 )
 from pipelines._cli_app import app, state
 from profiles.errors import CIPError
+
+# `cip train recommender` joins `cip train churn|propensity` (same function as `train-recommender`)
+cmd_models.train_app.command("recommender")(cmd_recommender.train_recommender)
 
 __all__ = ["app", "main"]
 
@@ -55,6 +59,8 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cip`` script."""
+    # third-party deprecation chatter is not for the operator's terminal (it stays in tests)
+    warnings.filterwarnings("ignore", module=r"(mlflow|sklearn|lightgbm|pandas|pydantic)(\..*)?$")
     try:
         app(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:

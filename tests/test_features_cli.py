@@ -74,3 +74,36 @@ def test_describe_json_and_markdown(tmp_workspace, capsys) -> None:
     assert code == 0
     assert "| feature | description | dtype | window (days) | source table |" in stdout
     assert "| `recency_days` |" in stdout and "Cannot Lose Them" in stdout
+
+
+def test_write_features_replaces_a_snapshot_and_survives_new_columns() -> None:
+    from features import write_features
+    from profiles.store import open_store
+
+    def snap(day: str, values: list[float], **extra) -> pd.DataFrame:
+        df = pd.DataFrame({"unified_id": ["a", "b"], "as_of": pd.Timestamp(day), "x": values})
+        return df.assign(**extra)
+
+    with open_store("duckdb") as st:
+        write_features(st, snap("2024-01-01", [1.0, 2.0]))
+        write_features(st, snap("2024-01-01", [3.0, 4.0]))  # same as_of: replaced
+        write_features(st, snap("2024-02-01", [5.0, 6.0]))
+        assert st.sql("SELECT x FROM features_default ORDER BY as_of, unified_id")["x"].tolist() == [
+            3.0, 4.0, 5.0, 6.0
+        ]  # fmt: skip
+        # a snapshot with a new column rebuilds the table; older snapshots get NULL there
+        write_features(st, snap("2024-03-01", [7.0, 8.0], y=[1, 2]))
+        got = st.sql("SELECT * FROM features_default ORDER BY as_of, unified_id")
+    assert got.columns.tolist() == ["unified_id", "as_of", "x", "y"]
+    assert got["x"].tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert got["y"].isna().sum() == 4 and got["y"].dropna().tolist() == [1, 2]
+
+
+def test_checked_in_catalog_is_current() -> None:
+    """features/CATALOG.md (linked from the README) is `cip features describe --markdown`."""
+    from pathlib import Path
+
+    from features import catalog_markdown
+
+    path = Path(__file__).resolve().parents[1] / "features" / "CATALOG.md"
+    assert path.read_text() == catalog_markdown(), "regenerate: cip features describe --markdown"

@@ -58,6 +58,9 @@ def test_train_recommender_cli_registers_and_promotes(tmp_workspace, capsys):
     run = client.get_run(first["run_id"])
     assert run.data.params["algorithm"] == "itemknn"
     assert float(run.data.metrics["ndcg_lift_vs_popular"]) > 1.0
+    assert run.data.tags["promotion.promoted"] == "true"
+    second_run = client.get_run(second["run_id"]).data.tags
+    assert "does not beat" in second_run["promotion.reason"]
 
     model = mlflow.pyfunc.load_model("models:/cip-recommender@champion")
     recs = model.predict(pd.DataFrame({"user_id": ["u0", "nobody"], "n": [3, 3]}))

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from models import evaluation
+from models import evaluation, registry
 from models.recommender import Recommender, make_recommender
 from models.recommender.tuning import split_validation, tune_recommender
 from profiles.errors import CIPError
@@ -36,7 +36,6 @@ __all__ = ["REGISTRY_NAME", "train_recommender_run"]
 log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "cip-recommender"
-CHAMPION = "champion"
 _MODEL_CODE = Path(__file__).with_name("_pyfunc_model.py")
 
 
@@ -79,13 +78,9 @@ def train_recommender_run(
     import mlflow
     from mlflow import MlflowClient
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(mlflow.get_tracking_uri())
+    registry.configure_mlflow(tracking_uri or mlflow.get_tracking_uri())
+    registry.ensure_experiment(experiment, artifact_location)
     client = MlflowClient()
-    if client.get_experiment_by_name(experiment) is None:
-        client.create_experiment(experiment, artifact_location=artifact_location)
-    mlflow.set_experiment(experiment)
 
     train, valid = split_validation(interactions, validation, 0.2, random_state)
     tuning: dict[str, Any] = {}
@@ -119,9 +114,17 @@ def train_recommender_run(
         metrics.update({f"champion_{m}_at_{k}": v for m, v in champ.items() if m != "users"})
     metrics["validation_users"] = cand["users"]
     metrics["ndcg_lift_vs_popular"] = cand["ndcg"] / popular["ndcg"] if popular["ndcg"] else 0.0
-    beats_popular = cand["ndcg"] > popular["ndcg"]
-    # no champion yet: popularity is the bar; a champion we cannot refit is never displaced
-    beats_champion = champ_version is None or (champ is not None and cand["ndcg"] > champ["ndcg"])
+    decision = registry.decide_promotion(
+        cand["ndcg"], None if champ is None else champ["ndcg"], {"popular": popular["ndcg"]}
+    )
+    if champ_version is not None and champ is None:  # a champion we cannot refit stays
+        decision = registry.PromotionDecision(
+            False,
+            f"champion v{champ_version} cannot be refit for comparison",
+            cand["ndcg"],
+            None,
+            popular["ndcg"],
+        )
 
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(_flat({"algorithm": algo, **params}))
@@ -150,10 +153,10 @@ def train_recommender_run(
         version = str(info.registered_model_version)
         client.set_model_version_tag(registry_name, version, "algorithm", algo)
         client.set_model_version_tag(registry_name, version, "params", json.dumps(params))
-        promoted = beats_popular and beats_champion
+        promoted = decision.promote
         if promoted:
-            _set_champion(client, registry_name, version)
-        mlflow.set_tags({"promoted": str(promoted), "model_version": version})
+            registry.set_champion(registry_name, version)  # keeps the history for rollback
+        mlflow.set_tags({"promoted": str(promoted), "model_version": version, **decision.as_tags()})
         run_id = run.info.run_id
     metrics.update({"version": version, "promoted": promoted, "algorithm": algo})
     log.info(
@@ -169,23 +172,15 @@ def train_recommender_run(
     return model, run_id, metrics
 
 
-# -- registry access, kept in two small functions (to switch to models.registry) --------
 def _champion(client: Any, name: str) -> tuple[str | None, tuple[str, dict[str, Any]] | None]:
     """The champion's version and recipe (algorithm, params), if there is one."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    version = registry.champion_version(name)
+    if version is None:
         return None, None
-    tags = mv.tags or {}
+    tags = client.get_model_version(name, version).tags or {}
     if "algorithm" not in tags:
-        return str(mv.version), None
-    return str(mv.version), (tags["algorithm"], json.loads(tags.get("params", "{}")))
-
-
-def _set_champion(client: Any, name: str, version: str) -> None:
-    client.set_registered_model_alias(name, CHAMPION, version)
+        return version, None
+    return version, (tags["algorithm"], json.loads(tags.get("params", "{}")))
 
 
 def _requirements() -> list[str]:
