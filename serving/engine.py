@@ -160,10 +160,12 @@ def recommend(
         return _response(ids, scores, "popular", state)
     bought = snap.purchases.get(uid, ()) if uid is not None else ()
     exclude = {str(x) for x in bought} if req.exclude_purchased else set()
-    if model is not None and uid is not None and bool(model.known_users([uid])[0]):
+    if model is not None and uid is not None:
+        # one scalar id: the model's single-user fast path; a person the model does not
+        # know (or has nothing personal for) comes back all backfilled and falls through
         ids, scores, filled = _top(
             lambda k, items: model.recommend(
-                [uid], n=k, exclude_seen=req.exclude_purchased, items=items
+                uid, n=k, exclude_seen=req.exclude_purchased, items=items
             ),
             "item_id",
             n,
@@ -172,7 +174,8 @@ def recommend(
             stock,
             exclude,
         )
-        return _response(ids, scores, "popular" if filled else "personalized", state)
+        if not filled:
+            return _response(ids, scores, "personalized", state)
     session = sessions.recent_items(visitors, max_history) if visitors else []
     history = [*req.recent_items[:max_history], *session, *[str(x) for x in bought]]
     if model is not None and history:
@@ -201,7 +204,7 @@ def similar_items(state: ServingState, req: SimilarItemsRequest) -> SimilarItems
         filled = True
     else:
         ids, scores, filled = _top(
-            lambda k, items: model.similar_items([req.item_id], n=k, items=items),
+            lambda k, items: model.similar_items(req.item_id, n=k, items=items),
             "similar_item_id",
             req.n,
             snap,
