@@ -66,7 +66,7 @@ def _take(
 ) -> tuple[list[str], list[float], bool, int]:
     pos = np.flatnonzero(keep)[:n]
     ids = df[col].to_numpy(dtype=object)[pos]
-    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.zeros(len(pos), bool)
+    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.ones(len(pos), bool)
     scores = df["score"].to_numpy(dtype=float)[pos]
     return [str(i) for i in ids], scores.tolist(), bool(len(pos) == 0 or filled.all()), len(pos)
 
@@ -84,7 +84,7 @@ def _top(
     if category is None:  # fast path: no allow-list, over-fetch and filter
         slack = n + len(exclude) + (min(len(snap.out_of_stock), 4 * n) if in_stock else 0)
         df = call(n + slack, None)
-        ids = df[col].astype(str).to_numpy(dtype=object)
+        ids = df[col].to_numpy(dtype=object)
         ids_, scores, filled, got = _take(df, col, _keep(ids, snap, in_stock, exclude), n)
         if got == n:
             return ids_, scores, filled
@@ -94,7 +94,7 @@ def _top(
     if items is not None and len(items) == 0:
         return [], [], True
     df = call(n + len(exclude), items)
-    ids = df[col].astype(str).to_numpy(dtype=object)
+    ids = df[col].to_numpy(dtype=object)
     keep = np.fromiter((i not in exclude for i in ids), bool, len(ids))
     ids_, scores, filled, _ = _take(df, col, keep, n)
     return ids_, scores, filled
@@ -106,7 +106,7 @@ def _popular(
     snap, model = state.snapshot, state.champion.model
     if model is not None:
         ids, scores, _ = _top(
-            lambda k, items: model.popular_items(k, items=items).assign(backfilled=True),
+            lambda k, items: model.popular_items(k, items=items),
             "item_id",
             n,
             snap,

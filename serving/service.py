@@ -153,7 +153,8 @@ _WORKERS = int(os.environ.get("CIP_SERVE_WORKERS", "1"))
     name="cip",
     workers=_WORKERS,
     traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
+    logging={"access": {"enabled": False}},  # our own access log: ids hashed, request ids
+    tracing={"excluded_urls": ".*"},  # no span per request: X-Request-ID identifies requests
 )
 class CIPService:
     """Recommendations, scores, segments and events of one CIP workspace."""
@@ -205,8 +206,11 @@ class CIPService:
             return _error(500, f"internal error; request id {request_id()} in the service log")
 
     # -- shop scope ------------------------------------------------------------
+    # The hot read endpoints are coroutines: their work is a millisecond of CPU under
+    # the GIL, so running them on the event loop avoids a thread hop per request and
+    # the GIL contention of many threads; /events (fsync) and admin calls use threads.
     @bentoml.api
-    def recommend(self, req: RecommendRequest, /) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest, /) -> RecommendResponse:
         """Recommendations for a customer or visitor: personalized, session or popular."""
         return self._run(
             lambda s: engine.recommend(
@@ -215,7 +219,7 @@ class CIPService:
         )
 
     @bentoml.api
-    def similar_items(self, req: SimilarItemsRequest, /) -> SimilarItemsResponse:
+    async def similar_items(self, req: SimilarItemsRequest, /) -> SimilarItemsResponse:
         """Items similar to one item (product pages)."""
         return self._run(lambda s: engine.similar_items(s, req))
 
@@ -251,7 +255,7 @@ class CIPService:
 
     # -- campaign scope ----------------------------------------------------------
     @bentoml.api
-    def score(self, req: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, req: ScoreRequest, /) -> ScoreResponse:
         """Churn and purchase probabilities, RFM segment and reasons for up to 1,000 customers."""
         return self._run(lambda s: engine.score(s, req))
 
