@@ -118,6 +118,8 @@ def serve(
     env["CIP_SERVE_WORKERS"] = str(settings.workers)
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("BENTOML_HOME", str(ws.root / "serving" / "bentoml"))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")  # one thread per worker: see serving.service
     console.print(
         f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"
     )

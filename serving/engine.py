@@ -66,7 +66,7 @@ def _take(
 ) -> tuple[list[str], list[float], bool, int]:
     pos = np.flatnonzero(keep)[:n]
     ids = df[col].to_numpy(dtype=object)[pos]
-    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.zeros(len(pos), bool)
+    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.ones(len(pos), bool)
     scores = df["score"].to_numpy(dtype=float)[pos]
     return [str(i) for i in ids], scores.tolist(), bool(len(pos) == 0 or filled.all()), len(pos)
 
@@ -84,7 +84,7 @@ def _top(
     if category is None:  # fast path: no allow-list, over-fetch and filter
         slack = n + len(exclude) + (min(len(snap.out_of_stock), 4 * n) if in_stock else 0)
         df = call(n + slack, None)
-        ids = df[col].astype(str).to_numpy(dtype=object)
+        ids = df[col].to_numpy(dtype=object)
         ids_, scores, filled, got = _take(df, col, _keep(ids, snap, in_stock, exclude), n)
         if got == n:
             return ids_, scores, filled
@@ -94,7 +94,7 @@ def _top(
     if items is not None and len(items) == 0:
         return [], [], True
     df = call(n + len(exclude), items)
-    ids = df[col].astype(str).to_numpy(dtype=object)
+    ids = df[col].to_numpy(dtype=object)
     keep = np.fromiter((i not in exclude for i in ids), bool, len(ids))
     ids_, scores, filled, _ = _take(df, col, keep, n)
     return ids_, scores, filled
@@ -106,7 +106,7 @@ def _popular(
     snap, model = state.snapshot, state.champion.model
     if model is not None:
         ids, scores, _ = _top(
-            lambda k, items: model.popular_items(k, items=items).assign(backfilled=True),
+            lambda k, items: model.popular_items(k, items=items),
             "item_id",
             n,
             snap,
@@ -160,10 +160,12 @@ def recommend(
         return _response(ids, scores, "popular", state)
     bought = snap.purchases.get(uid, ()) if uid is not None else ()
     exclude = {str(x) for x in bought} if req.exclude_purchased else set()
-    if model is not None and uid is not None and bool(model.known_users([uid])[0]):
+    if model is not None and uid is not None:
+        # one scalar id: the model's single-user fast path; a person the model does not
+        # know (or has nothing personal for) comes back all backfilled and falls through
         ids, scores, filled = _top(
             lambda k, items: model.recommend(
-                [uid], n=k, exclude_seen=req.exclude_purchased, items=items
+                uid, n=k, exclude_seen=req.exclude_purchased, items=items
             ),
             "item_id",
             n,
@@ -172,7 +174,8 @@ def recommend(
             stock,
             exclude,
         )
-        return _response(ids, scores, "popular" if filled else "personalized", state)
+        if not filled:
+            return _response(ids, scores, "personalized", state)
     session = sessions.recent_items(visitors, max_history) if visitors else []
     history = [*req.recent_items[:max_history], *session, *[str(x) for x in bought]]
     if model is not None and history:
@@ -201,7 +204,7 @@ def similar_items(state: ServingState, req: SimilarItemsRequest) -> SimilarItems
         filled = True
     else:
         ids, scores, filled = _top(
-            lambda k, items: model.similar_items([req.item_id], n=k, items=items),
+            lambda k, items: model.similar_items(req.item_id, n=k, items=items),
             "similar_item_id",
             req.n,
             snap,

@@ -28,6 +28,7 @@ from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 from profiles.errors import CIPError, NotFoundError, PrivacyError
 from profiles.privacy import RedactingFilter
@@ -152,7 +153,8 @@ _WORKERS = int(os.environ.get("CIP_SERVE_WORKERS", "1"))
     name="cip",
     workers=_WORKERS,
     traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
+    logging={"access": {"enabled": False}},  # our own access log: ids hashed, request ids
+    tracing={"excluded_urls": ".*"},  # no span per request: X-Request-ID identifies requests
 )
 class CIPService:
     """Recommendations, scores, segments and events of one CIP workspace."""
@@ -165,6 +167,10 @@ class CIPService:
         watch: bool = True,
     ) -> None:
         global _HOLDER
+        # one BLAS/OpenMP thread per worker: a single-user scoring call is tiny, and
+        # multi-threaded BLAS waits for a second core that other requests need (latency
+        # spikes of a scheduler time slice); scale with workers instead
+        threadpool_limits(1)
         settings = settings or _OVERRIDES.get("settings") or _settings_from_env()
         _setup_logging(settings.log_path)
         self.holder = StateHolder(
@@ -200,8 +206,11 @@ class CIPService:
             return _error(500, f"internal error; request id {request_id()} in the service log")
 
     # -- shop scope ------------------------------------------------------------
+    # The hot read endpoints are coroutines: their work is a millisecond of CPU under
+    # the GIL, so running them on the event loop avoids a thread hop per request and
+    # the GIL contention of many threads; /events (fsync) and admin calls use threads.
     @bentoml.api
-    def recommend(self, req: RecommendRequest, /) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest, /) -> RecommendResponse:
         """Recommendations for a customer or visitor: personalized, session or popular."""
         return self._run(
             lambda s: engine.recommend(
@@ -210,7 +219,7 @@ class CIPService:
         )
 
     @bentoml.api
-    def similar_items(self, req: SimilarItemsRequest, /) -> SimilarItemsResponse:
+    async def similar_items(self, req: SimilarItemsRequest, /) -> SimilarItemsResponse:
         """Items similar to one item (product pages)."""
         return self._run(lambda s: engine.similar_items(s, req))
 
@@ -246,7 +255,7 @@ class CIPService:
 
     # -- campaign scope ----------------------------------------------------------
     @bentoml.api
-    def score(self, req: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, req: ScoreRequest, /) -> ScoreResponse:
         """Churn and purchase probabilities, RFM segment and reasons for up to 1,000 customers."""
         return self._run(lambda s: engine.score(s, req))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -57,7 +58,7 @@ def test_two_workers_share_sessions(shop, redis_url, prefix) -> None:
             for i in ("a1", "a2")
         ]
         assert a.events(EventsRequest(events=ev)).accepted == 2
-        r = b.recommend(RecommendRequest(anonymous_id="shared-visitor", n=3))
+        r = asyncio.run(b.recommend(RecommendRequest(anonymous_id="shared-visitor", n=3)))
         assert r.strategy == "session"
         assert {i.item_id for i in r.items} == {"a3", "a4", "a5"}
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from starlette.responses import JSONResponse
 
@@ -28,7 +30,7 @@ def svc(shop):
 
 
 def rec(svc, **kw):
-    return svc.recommend(RecommendRequest(**kw))
+    return asyncio.run(svc.recommend(RecommendRequest(**kw)))  # the hot endpoints are coroutines
 
 
 def ids(resp) -> list[str]:
@@ -132,15 +134,17 @@ def test_events_are_validated_one_by_one(svc) -> None:
 
 
 def test_similar_items(svc) -> None:
-    r = svc.similar_items(SimilarItemsRequest(item_id="b1", n=3))
+    r = asyncio.run(svc.similar_items(SimilarItemsRequest(item_id="b1", n=3)))
     assert r.strategy == "similar" and set(ids(r)) <= {"b2", "b3", "b4", "b5"}
     assert "b1" not in ids(r)
-    r = svc.similar_items(SimilarItemsRequest(item_id="unknown-item", n=3))
+    r = asyncio.run(svc.similar_items(SimilarItemsRequest(item_id="unknown-item", n=3)))
     assert r.strategy == "popular" and len(r.items) == 3
 
 
 def test_scores_latest_snapshot_unknown_consent_and_erasure(svc) -> None:
-    r = svc.score(ScoreRequest(customer_ids=["C01", "C04", "C11", "nobody", "C01", "C12"]))
+    r = asyncio.run(
+        svc.score(ScoreRequest(customer_ids=["C01", "C04", "C11", "nobody", "C01", "C12"]))
+    )
     assert [s.customer_id for s in r.scores] == ["C01"]
     s = r.scores[0]
     assert s.unified_id == "U01" and s.churn_probability == pytest.approx(0.1)
@@ -178,6 +182,6 @@ def test_forget_stops_serving_a_person_at_once(svc) -> None:
     out = svc.admin_forget(ForgetRequest(unified_ids=["U02"], customer_ids=["C02"]))
     assert out.identifiers == 2 and out.sessions_deleted == 1
     assert rec(svc, customer_id="C02", n=2).strategy == "popular"
-    assert svc.score(ScoreRequest(customer_ids=["C02"])).unknown == ["C02"]
+    assert asyncio.run(svc.score(ScoreRequest(customer_ids=["C02"]))).unknown == ["C02"]
     model = svc.holder.state.champion.model
     assert not model.known_users(["U02"])[0] and model.known_users(["U01"])[0]
