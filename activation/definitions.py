@@ -24,6 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from features.segments import SEGMENTS
+
 __all__ = [
     "RFM_SEGMENT_NAMES",
     "OPS",
@@ -35,19 +37,7 @@ __all__ = [
 ]
 
 #: The 11 named RFM segments of the feature layer (``features_default.rfm_segment``).
-RFM_SEGMENT_NAMES: tuple[str, ...] = (
-    "Champions",
-    "Loyal",
-    "Potential Loyalist",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Cannot Lose Them",
-    "Hibernating",
-    "Lost",
-)
+RFM_SEGMENT_NAMES: tuple[str, ...] = SEGMENTS
 
 #: Comparison operators of the condition language.
 OPS: tuple[str, ...] = (
