@@ -158,7 +158,10 @@ def serve(root: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
     )
     import httpx
 
@@ -248,7 +251,7 @@ def in_process(root: Path, customers: list[str], calls: int = 2000) -> dict:
 
     model = state.champion.model
     res = {
-        "model_recommend_ms": timed(lambda c: model.recommend([c], n=10)),
+        "model_recommend_ms": timed(lambda c: model.recommend(c, n=10)),
         "service_recommend_ms": timed(
             lambda c: engine.recommend(state, holder.sessions, RecommendRequest(customer_id=c))
         ),

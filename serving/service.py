@@ -144,6 +144,12 @@ def _setup_logging(path: str | None) -> None:
     h.addFilter(RedactingFilter())
     root.addHandler(h)
     root.setLevel(logging.INFO)
+    # one access line per request goes to the service log only, not also to the console
+    access = logging.getLogger("serving.access")
+    for old in [x for x in access.handlers if getattr(x, "_cip_serving", False)]:
+        access.removeHandler(old)
+    access.addHandler(h)
+    access.propagate = False
 
 
 _WORKERS = int(os.environ.get("CIP_SERVE_WORKERS", "1"))
