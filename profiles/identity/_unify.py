@@ -239,7 +239,9 @@ def unify(
         )
         row = {k: v for k, v in result.to_dict().items() if k != "invalid"}
         row.update({f"invalid_{t}": int(result.invalid.get(t, 0)) for t in ID_TYPES})
-        row["finished_at"] = pd.Timestamp(now)
+        # the wall-clock end with microseconds (``now`` is whole seconds and may be
+        # given by the caller): two runs within one second still order correctly
+        row["finished_at"] = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
         store.load_arrow(
             "_identity_runs",
             pd.DataFrame([row]),
