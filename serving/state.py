@@ -16,6 +16,7 @@ champion's version and compares the store's signature.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import threading
 import time
@@ -175,6 +176,7 @@ class StateHolder:
         self._journal_mtime = _mtime(s.erasure_journal)
         if old is not None and old.snapshot is not snapshot:
             old.snapshot.close()
+        _freeze_heap(collect=model_changed or store_changed)
         return ReloadReport(True, model_changed, store_changed, erasures_changed, 0.0)
 
     def apply_erasures(self) -> bool:
@@ -191,6 +193,7 @@ class StateHolder:
             erasure = ErasureIndex(self.salt, hashes)
             champion = _without_erased(old.champion, erasure, old.snapshot)
             self.state = ServingState(champion, old.snapshot, erasure)
+            _freeze_heap(collect=False)
         log.info("erasures applied: %d erased identifiers", len(erasure))
         return True
 
@@ -264,6 +267,23 @@ def _without_erased(champion: Champion, erasure: ErasureIndex, snap: Snapshot) -
     n = clone.drop_users(gone)
     log.info("dropped %d erased user(s) from the served recommender", n)
     return champion.replaced(clone, champion.dropped | frozenset(gone))
+
+
+def _freeze_heap(collect: bool) -> None:
+    """Move the long-lived state out of the cyclic GC's reach (``gc.freeze``).
+
+    A snapshot and a model are hundreds of thousands of objects; a full (gen-2)
+    collection over them took 325 ms on a 50 k-item shop, and the interpreter
+    starts one every so often as requests allocate: a stall of every request in
+    flight (the p99.9 of the serving benchmark). Frozen objects are still freed
+    by reference counting when a later state replaces them; ``collect`` first
+    unfreezes and collects once, so cyclic garbage of an old state does not
+    accumulate across model or store reloads (rare, and already seconds long).
+    """
+    if collect:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 def _mtime(path: str) -> float | None:
