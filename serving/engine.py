@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.recommender import Ranked
 from serving.catalog import Snapshot
 from serving.events import SESSION_EVENTS, ValidEvent
 from serving.schemas import (
@@ -61,19 +62,22 @@ def _keep(ids: np.ndarray, snap: Snapshot, in_stock: bool, exclude: set[str]) ->
     )
 
 
-def _take(
-    df: pd.DataFrame, col: str, keep: np.ndarray, n: int
-) -> tuple[list[str], list[float], bool, int]:
+def _take(r: Ranked, keep: np.ndarray, n: int) -> tuple[list[str], list[float], bool, int]:
     pos = np.flatnonzero(keep)[:n]
-    ids = df[col].to_numpy(dtype=object)[pos]
-    filled = df["backfilled"].to_numpy()[pos] if "backfilled" in df else np.ones(len(pos), bool)
-    scores = df["score"].to_numpy(dtype=float)[pos]
+    filled = np.asarray(r.backfilled)[pos]
+    scores = np.asarray(r.scores, dtype=float)[pos]
+    ids = np.asarray(r.item_ids, dtype=object)[pos]
     return [str(i) for i in ids], scores.tolist(), bool(len(pos) == 0 or filled.all()), len(pos)
 
 
+def _ranked(df: pd.DataFrame, col: str) -> Ranked:
+    """A model's DataFrame answer as :class:`Ranked` arrays."""
+    filled = df["backfilled"].to_numpy() if "backfilled" in df else np.ones(len(df), bool)
+    return Ranked(df[col].to_numpy(dtype=object), df["score"].to_numpy(dtype=float), filled)
+
+
 def _top(
-    call: Callable[[int, Any], pd.DataFrame],
-    col: str,
+    call: Callable[[int, Any], Ranked],
     n: int,
     snap: Snapshot,
     category: str | None,
@@ -83,9 +87,8 @@ def _top(
     """``(item ids, scores, all backfilled)`` after filters, ``n`` when the catalog allows."""
     if category is None:  # fast path: no allow-list, over-fetch and filter
         slack = n + len(exclude) + (min(len(snap.out_of_stock), 4 * n) if in_stock else 0)
-        df = call(n + slack, None)
-        ids = df[col].to_numpy(dtype=object)
-        ids_, scores, filled, got = _take(df, col, _keep(ids, snap, in_stock, exclude), n)
+        r = call(n + slack, None)
+        ids_, scores, filled, got = _take(r, _keep(r.item_ids, snap, in_stock, exclude), n)
         if got == n:
             return ids_, scores, filled
     items = snap.candidates(category, in_stock)
@@ -93,10 +96,9 @@ def _top(
         items = items[np.fromiter((x not in exclude for x in items), bool, len(items))]
     if items is not None and len(items) == 0:
         return [], [], True
-    df = call(n + len(exclude), items)
-    ids = df[col].to_numpy(dtype=object)
-    keep = np.fromiter((i not in exclude for i in ids), bool, len(ids))
-    ids_, scores, filled, _ = _take(df, col, keep, n)
+    r = call(n + len(exclude), items)
+    keep = np.fromiter((i not in exclude for i in r.item_ids), bool, len(r.item_ids))
+    ids_, scores, filled, _ = _take(r, keep, n)
     return ids_, scores, filled
 
 
@@ -106,8 +108,7 @@ def _popular(
     snap, model = state.snapshot, state.champion.model
     if model is not None:
         ids, scores, _ = _top(
-            lambda k, items: model.popular_items(k, items=items),
-            "item_id",
+            lambda k, items: _ranked(model.popular_items(k, items=items), "item_id"),
             n,
             snap,
             category,
@@ -164,10 +165,9 @@ def recommend(
         # one scalar id: the model's single-user fast path; a person the model does not
         # know (or has nothing personal for) comes back all backfilled and falls through
         ids, scores, filled = _top(
-            lambda k, items: model.recommend(
+            lambda k, items: model.recommend_one(
                 uid, n=k, exclude_seen=req.exclude_purchased, items=items
             ),
-            "item_id",
             n,
             snap,
             cat,
@@ -180,10 +180,9 @@ def recommend(
     history = [*req.recent_items[:max_history], *session, *[str(x) for x in bought]]
     if model is not None and history:
         ids, scores, filled = _top(
-            lambda k, items: model.recommend_for_items(
-                history, n=k, exclude_seen=True, items=items
+            lambda k, items: _ranked(
+                model.recommend_for_items(history, n=k, exclude_seen=True, items=items), "item_id"
             ),
-            "item_id",
             n,
             snap,
             cat,
@@ -204,8 +203,9 @@ def similar_items(state: ServingState, req: SimilarItemsRequest) -> SimilarItems
         filled = True
     else:
         ids, scores, filled = _top(
-            lambda k, items: model.similar_items(req.item_id, n=k, items=items),
-            "similar_item_id",
+            lambda k, items: _ranked(
+                model.similar_items(req.item_id, n=k, items=items), "similar_item_id"
+            ),
             req.n,
             snap,
             None,

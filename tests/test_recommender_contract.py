@@ -95,6 +95,19 @@ def test_backfill_reaches_n_without_seen_or_duplicates(fitted, data):
         assert list(personal.index) == list(range(len(personal)))  # backfill comes last
 
 
+def test_recommend_one_matches_the_batch_answer(fitted):
+    """The serving hot path (arrays) gives exactly the rows of ``recommend`` for each user."""
+    users = ["u3", "u20", "nobody"]
+    for kw in ({"n": 5}, {"n": 9, "exclude_seen": False}, {"n": 4, "items": [0, 1, 2, 12, 13]}):
+        batch = fitted.recommend(users, **kw)
+        for user in users:
+            one = fitted.recommend_one(user, **kw)
+            rows = batch[batch.user_id == user]
+            assert list(one.item_ids) == list(rows["item_id"])
+            np.testing.assert_allclose(one.scores, rows["score"].to_numpy(), rtol=1e-5)  # float32
+            assert list(one.backfilled) == list(rows["backfilled"])
+
+
 def test_exclude_seen_false_can_return_seen_items(fitted, data):
     out = fitted.recommend("u3", n=20, exclude_seen=False)
     assert len(out) == 20 and set(out["item_id"]) == set(range(20))

@@ -19,6 +19,7 @@ from models.recommender._base import Recommender
 from models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
 from models.recommender._mf import ALSRecommender, BPRRecommender
 from models.recommender._persist import FORMAT_VERSION
+from models.recommender._rank import Ranked
 from profiles.errors import ConfigError, NotFoundError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "EASERecommender",
     "ItemKNNRecommender",
     "PopularRecommender",
+    "Ranked",
     "Recommender",
     "load_recommender",
     "make_recommender",

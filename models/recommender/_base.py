@@ -213,18 +213,17 @@ class Recommender:
         self._check_fitted()
         n = _rank.check_n(n)
         cand = self._candidates(items)
-        if is_scalar_id(user_ids):  # the serving fast path: one user, no id-array round trips
-            row = lookup_one(self._user_index(), self.user_kind_, user_ids)
-            zero = np.zeros(1, dtype=np.int64)
-            part = (
-                self._rank_block("users", np.array([row]), zero, n, exclude_seen, cand)
-                if row >= 0
-                else self._fill_only(zero, n, cand)
-            )
-            _, item_ids, score, rank, filled = part
+        if is_scalar_id(user_ids):  # one user: no id-array round trips
+            item_ids, score, filled = self._recommend_one(user_ids, n, exclude_seen, cand)
             return _rank.frame(
                 ("user_id", "item_id", "score", "rank", "backfilled"),
-                (np.array([user_ids] * len(item_ids)), item_ids, score, rank, filled),
+                (
+                    np.array([user_ids] * len(item_ids)),
+                    item_ids,
+                    score,
+                    np.arange(1, len(item_ids) + 1, dtype=np.int64),
+                    filled,
+                ),
             )
         queries = as_list(user_ids)
         rows = lookup(self._user_index(), self.user_kind_, queries)
@@ -248,6 +247,31 @@ class Recommender:
                 filled[order],
             ),
         )
+
+    @_single_blas
+    def recommend_one(
+        self, user_id: Any, n: int = 10, exclude_seen: bool = True, items: Any = None
+    ) -> _rank.Ranked:
+        """:meth:`recommend` for one user as arrays (the serving hot path, no DataFrame).
+
+        Returns :class:`Ranked` ``(item_ids, scores, backfilled)`` in rank order,
+        the same rows :meth:`recommend` gives for ``user_id``.
+        """
+        self._check_fitted()
+        return self._recommend_one(user_id, _rank.check_n(n), exclude_seen, self._candidates(items))
+
+    def _recommend_one(
+        self, user_id: Any, n: int, exclude_seen: bool, cand: _rank.Candidates
+    ) -> _rank.Ranked:
+        row = lookup_one(self._user_index(), self.user_kind_, user_id)
+        zero = np.zeros(1, dtype=np.int64)
+        part = (
+            self._rank_block("users", np.array([row]), zero, n, exclude_seen, cand)
+            if row >= 0
+            else self._fill_only(zero, n, cand)
+        )
+        _, item_ids, score, _, filled = part
+        return _rank.Ranked(item_ids, score, filled)
 
     @_single_blas
     def recommend_for_items(

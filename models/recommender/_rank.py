@@ -15,7 +15,7 @@ skipping excluded (seen) and already chosen items, and flagged ``backfilled``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -171,6 +171,14 @@ def merge(
     starts = np.searchsorted(rows, rows, side="left")
     rank = np.arange(len(rows), dtype=np.int64) - starts + 1
     return rows, cand.ids[pos], score, rank, filled
+
+
+class Ranked(NamedTuple):
+    """One query's ranked items as arrays: what the serving hot path reads."""
+
+    item_ids: np.ndarray
+    scores: np.ndarray
+    backfilled: np.ndarray
 
 
 def frame(names: tuple[str, ...], arrays: tuple[np.ndarray, ...]) -> pd.DataFrame:
