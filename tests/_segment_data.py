@@ -11,6 +11,7 @@ import json
 
 import pandas as pd
 
+from activation import SegmentDefinition
 from profiles.store import Store, open_store
 
 A1 = pd.Timestamp("2024-03-01")
@@ -178,3 +179,13 @@ def load(store: Store, *, identity: bool = True, with_scores: bool = True) -> St
 
 def new_store(**kw) -> Store:
     return load(open_store("duckdb"), **kw)
+
+
+#: Every RFM segment of the fixtures: u1..u6 at A1 (purpose email).
+EVERYONE = SegmentDefinition(
+    name="everyone",
+    kind="rfm",
+    purpose="email",
+    score="monetary",
+    rfm_segments=["Champions", "Loyal", "At Risk", "Lost", "New Customers"],
+)

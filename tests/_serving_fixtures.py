@@ -45,6 +45,16 @@ def shop(_shop_template: Path, tmp_path: Path) -> Shop:
     return Shop(root, settings, keys, f"sqlite:///{root / 'mlflow.db'}")
 
 
+@pytest.fixture
+def svc(shop: Shop):
+    """The service class called directly (no HTTP), over the ``shop`` copy."""
+    from serving.service import CIPService
+
+    s = CIPService.inner(settings=shop.settings, watch=False)
+    yield s
+    s.holder.stop()
+
+
 @pytest.fixture(scope="session")
 def asgi_app():
     """The service's ASGI app, built once per process (BentoML registers its metrics once)."""

@@ -13,21 +13,13 @@ import asyncio
 
 import pandas as pd
 import pytest
-from _segment_data import A1, new_store
+from _segment_data import A1, EVERYONE, new_store
 
-from activation import SegmentDefinition, build_segments, export_segment, segment_page
+from activation import build_segments, export_segment, segment_page
 from serving.schemas import EventIn, EventsRequest, RecommendRequest, ScoreRequest
-from serving.service import CIPService
 
 pytest_plugins = ["tests._serving_fixtures"]
 
-EVERYONE = SegmentDefinition(
-    name="everyone",
-    kind="rfm",
-    purpose="email",
-    score="monetary",
-    rfm_segments=["Champions", "Loyal", "At Risk", "Lost", "New Customers"],
-)
 
 # Members of "everyone" at A1: u1..u6 (see _segment_data). Per purpose, who may be
 # released, worked out by hand from _segment_data.profiles() plus the push column below:
@@ -71,13 +63,6 @@ def test_withdrawn_consent_disappears_from_the_next_export(store, tmp_path) -> N
     assert list(pd.read_csv(tmp_path / "e.csv")["unified_id"]) == ["u1", "u6"]
     rows, _ = segment_page(store, "everyone", limit=10)
     assert [r["unified_id"] for r in rows] == ["u1", "u6"]
-
-
-@pytest.fixture
-def svc(shop):
-    s = CIPService.inner(settings=shop.settings, watch=False)
-    yield s
-    s.holder.stop()
 
 
 def _rec(svc, **kw):

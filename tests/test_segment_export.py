@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from _segment_data import A1, A2, new_store
+from _segment_data import A1, A2, EVERYONE, new_store
 
 import activation.export as export_mod
 from activation import (
@@ -18,13 +18,6 @@ from activation import (
 from profiles.errors import DataError, NotFoundError, PrivacyError
 
 # email consent: u1 yes, u2 yes, u3 NULL, u4 no, u5 yes without e-mail, u6 yes, u8 yes
-EVERYONE = SegmentDefinition(
-    name="everyone",
-    kind="rfm",
-    purpose="email",
-    score="monetary",
-    rfm_segments=["Champions", "Loyal", "At Risk", "Lost", "New Customers"],
-)
 
 
 def built(**kw):

@@ -17,16 +17,8 @@ from serving.schemas import (
     SegmentsRequest,
     SimilarItemsRequest,
 )
-from serving.service import CIPService
 
 pytest_plugins = ["tests._serving_fixtures"]
-
-
-@pytest.fixture
-def svc(shop):
-    s = CIPService.inner(settings=shop.settings, watch=False)
-    yield s
-    s.holder.stop()
 
 
 def rec(svc, **kw):
