@@ -38,6 +38,7 @@ __all__ = [
     "drop",
     "base_tables",
     "columns_of",
+    "text_columns",
     "in_list",
     "work_connection",
     "to_work",
@@ -188,6 +189,28 @@ def columns_of(store: Store, table: str) -> list[str]:
             "AND table_name = ? ORDER BY ordinal_position",
             [getattr(store, "schema", "public"), table],
         )["column_name"]
+    ]
+
+
+def text_columns(store: Store, table: str) -> list[str]:
+    """Columns of ``table`` holding text (strings, lists of strings, JSON)."""
+    if store.dialect == "duckdb":
+        sql = (
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
+            "current_database() AND table_schema = 'main' AND table_name = ?"
+        )
+        df = store.sql(sql, [table])
+    else:
+        df = store.sql(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = ?",
+            [getattr(store, "schema", "public"), table],
+        )
+    keep = ("CHAR", "TEXT", "JSON", "[]", "ARRAY", "STRING")
+    return [
+        str(c)
+        for c, t in zip(df["column_name"], df["data_type"], strict=True)
+        if any(k in str(t).upper() for k in keep)
     ]
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from profiles._compact import rewrite_duckdb, vacuum_postgres
 from profiles._person import TEMP_TABLES, PersonPlan, carries, plan_persons
-from profiles._person_sql import ID_KINDS, base_tables, columns_of, drop
+from profiles._person_sql import ID_KINDS, base_tables, columns_of, drop, text_columns
 from profiles.identity._normalise import phone_clean_sql, phone_digits_sql
 from profiles.identity._options import IdentityOptions
 from profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
@@ -257,23 +257,30 @@ def _tombstones(store: Store, salt: bytes, region: str) -> list[tuple[str, str]]
 
 
 def leftovers(store: Store) -> dict[str, int]:
-    """Rows of any table whose text columns still hold an erased value (uses ``_er_*``)."""
+    """Rows of any table whose text columns still hold an erased value (uses ``_er_*``).
+
+    A value counts as a whole token (not inside a longer id), case-insensitively.
+    """
     vals = store.sql(
         "SELECT value AS v FROM _er_ids UNION SELECT raw FROM _er_raw "
         "UNION SELECT unified_id FROM _er_uids"
     )["v"].astype(str)
-    needles = sorted({v for v in vals if len(v) >= 5})
+    needles = sorted({v.strip() for v in vals if len(v.strip()) >= 5})
     if not needles:
         return {}
-    pattern = "|".join(re.escape(v) for v in needles).replace("'", "''")
+    alts = "|".join(re.escape(v) for v in needles).replace("'", "''")
+    rx = f"(^|[^A-Za-z0-9])({alts})($|[^A-Za-z0-9])"
     out: dict[str, int] = {}
     for t in base_tables(store):
-        if t in _OWN:
+        cols = text_columns(store, t)
+        if t in _OWN or not cols:
             continue
-        cols = columns_of(store, t)
-        cond = " OR ".join(f"regexp_matches(CAST(\"{c}\" AS VARCHAR), '{pattern}')" for c in cols)
         if store.dialect == "postgres":
-            cond = " OR ".join(f"CAST(\"{c}\" AS TEXT) ~ '{pattern}'" for c in cols)
+            cond = " OR ".join(f"CAST(\"{c}\" AS TEXT) ~* '{rx}'" for c in cols)
+        else:
+            cond = " OR ".join(
+                f"regexp_matches(CAST(\"{c}\" AS VARCHAR), '{rx}', 'i')" for c in cols
+            )
         n = int(store.sql(f'SELECT count(*) AS n FROM "{t}" WHERE {cond}')["n"].iloc[0])
         if n:
             out[t] = n

@@ -194,3 +194,27 @@ def test_exports_lose_the_persons_rows_only(tmp_path: Path) -> None:
     assert "ann" not in (tmp_path / "a.csv").read_text()
     assert "bob@example.com" in (tmp_path / "a.csv").read_text()
     assert (tmp_path / "c.csv").read_text() == "nothing,here\n1,2\n"
+
+
+@pytest.mark.postgres
+def test_erasure_and_suppression_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    _crm(
+        tmp_path,
+        [
+            "A1,Ann@Example.com,,2024-01-01,Leeds",
+            "A1,,07911 123456,2024-01-02,Leeds",
+            "B1,bob@example.com,,2024-01-03,York",
+            ",ann@example.com,,not a date,Leeds",
+        ],
+    )
+    with open_store("postgres", url=pg_url, schema=pg_schema) as store:
+        ingest_source(store, CUSTOMERS, base_dir=tmp_path)
+        unify(store, OPTS)
+        rep = erase_persons(store, ["phone:+44 7911 123456"], salt=SALT, options=OPTS)
+        assert rep.persons == 1 and rep.leftovers == {}
+        assert rep.rows_deleted["customers"] == 2 and rep.rows_deleted["quarantine"] == 1
+        assert store.count("customers") == 1 and store.count("profiles") == 1
+        sup = Suppressor.from_store(store, SALT, OPTS.normaliser_kwargs())
+        again = ingest_source(store, CUSTOMERS, base_dir=tmp_path, suppressor=sup)
+        assert (again.rows_suppressed, again.rows_already_present) == (3, 1)
+        assert store.count("customers") == 1 and store.count("quarantine") == 0
