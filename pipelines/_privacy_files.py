@@ -159,8 +159,6 @@ def _model_dirs(roots: Iterable[Path]) -> list[Path]:
 
 def scrub_recommenders(roots: Iterable[Path], user_ids: list[str]) -> dict[str, int]:
     """Users dropped per saved recommender folder under ``roots`` (rewritten atomically)."""
-    from models import load_recommender
-
     out: dict[str, int] = {}
     wanted = set(user_ids)
     if not wanted:
@@ -170,6 +168,8 @@ def scrub_recommenders(roots: Iterable[Path], user_ids: list[str]) -> dict[str, 
         present = [u for u in meta.get("user_ids", []) if str(u) in wanted]
         if not present:
             continue
+        from models.recommender import load_recommender  # heavy: only when a model holds them
+
         model = load_recommender(d)
         n = model.drop_users(present)
         new = d.with_name(f".{d.name}.{uuid.uuid4().hex[:8]}.new")

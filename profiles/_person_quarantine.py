@@ -13,22 +13,20 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from profiles._person_sql import ID_KINDS
+from profiles._person_sql import DELIMS, EMAIL_LIKE, ID_KINDS
 from profiles.identity._normalise import normalise_identifier
 from profiles.identity._options import IdentityOptions
 from profiles.store import Store
 
 __all__ = ["quarantine_hits", "TOKEN_SQL"]
 
-_EMAIL_LIKE = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
-_DELIMS = r'[,;\t|"{}\[\]\n\r]+'
 
 #: DuckDB SELECT of ``record_id, tok`` over a relation ``q(record_id, raw_record)``.
 TOKEN_SQL = (
     "SELECT DISTINCT record_id, tok FROM ("
-    f"SELECT record_id, unnest(regexp_extract_all(raw_record, '{_EMAIL_LIKE}')) AS tok FROM q "
+    f"SELECT record_id, unnest(regexp_extract_all(raw_record, '{EMAIL_LIKE}')) AS tok FROM q "
     "UNION ALL SELECT record_id, trim(unnest(string_split_regex(raw_record, "
-    f"'{_DELIMS}'))) AS tok FROM q) t WHERE length(tok) BETWEEN 1 AND 320"
+    f"'{DELIMS}'))) AS tok FROM q) t WHERE length(tok) BETWEEN 1 AND 320"
 )
 
 

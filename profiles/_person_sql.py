@@ -12,11 +12,14 @@ person's identifiers in millions of rows stays a few vectorised statements:
 * :func:`install_key` / :func:`hmac_sql` — the workspace's keyed hash
   (:func:`profiles.privacy.hash_identifier`, HMAC-SHA256) computed in SQL, so
   tombstones are compared without a Python loop. The key lives in a one-row
-  temporary table filled through parameters: it never appears in SQL text.
+  temporary table filled through parameters: it never appears in SQL text;
+* portable helpers (DuckDB and PostgreSQL stores): :func:`stage` (a temporary
+  table from Arrow), :func:`base_tables`, :func:`columns_of`, :func:`text_columns`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +33,8 @@ from profiles.store import DuckDBStore, Store
 
 __all__ = [
     "ID_KINDS",
+    "EMAIL_LIKE",
+    "DELIMS",
     "forms_sql",
     "tokens_sql",
     "install_key",
@@ -40,16 +45,13 @@ __all__ = [
     "columns_of",
     "text_columns",
     "in_list",
-    "work_connection",
-    "to_work",
-    "to_store",
     "value_forms_sql",
 ]
 
 #: Identifier kinds, as column names of the raw tables and tombstone types.
 ID_KINDS: tuple[str, ...] = IDENTIFIER_COLUMNS
-_EMAIL_LIKE = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
-_DELIMS = r'[,;\t|"{}\[\]\n\r]+'
+EMAIL_LIKE = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
+DELIMS = r'[,;\t|"{}\[\]\n\r]+'
 _MAX_TOKEN = 320
 
 
@@ -98,11 +100,11 @@ def tokens_sql(relation: str, key: str, text: str, kw: Mapping[str, Any]) -> str
     """
     emails = (
         f"SELECT {key} AS k, unnest(regexp_extract_all(CAST({text} AS VARCHAR), "
-        f"'{_EMAIL_LIKE}')) AS tok FROM {relation}"
+        f"'{EMAIL_LIKE}')) AS tok FROM {relation}"
     )
     fields = (
         f"SELECT k, trim(tok) AS tok FROM (SELECT {key} AS k, unnest(string_split_regex("
-        f"CAST({text} AS VARCHAR), '{_DELIMS}')) AS tok FROM {relation}) s "
+        f"CAST({text} AS VARCHAR), '{DELIMS}')) AS tok FROM {relation}) s "
         f"WHERE length(trim(tok)) BETWEEN 1 AND {_MAX_TOKEN}"
     )
     toks = f"(SELECT DISTINCT k, tok FROM ({emails} UNION ALL {fields}) u)"
@@ -115,8 +117,7 @@ def tokens_sql(relation: str, key: str, text: str, kw: Mapping[str, Any]) -> str
 
 def install_key(con: duckdb.DuckDBPyConnection, salt: bytes) -> str:
     """A temporary one-row table ``(ipad, opad)`` of HMAC pads for ``salt``; returns its name."""
-    key = salt if len(salt) <= 64 else __import__("hashlib").sha256(salt).digest()
-    key = key.ljust(64, b"\0")
+    key = (salt if len(salt) <= 64 else hashlib.sha256(salt).digest()).ljust(64, b"\0")
     name = f"_cip_key_{uuid.uuid4().hex[:8]}"
     con.execute(
         f"CREATE TEMP TABLE {name} AS SELECT CAST(? AS BLOB) AS ipad, CAST(? AS BLOB) AS opad",
@@ -212,38 +213,6 @@ def text_columns(store: Store, table: str) -> list[str]:
         for c, t in zip(df["column_name"], df["data_type"], strict=True)
         if any(k in str(t).upper() for k in keep)
     ]
-
-
-def work_connection(store: Store) -> tuple[duckdb.DuckDBPyConnection, bool]:
-    """A DuckDB connection for the matching SQL: the store's own, or a private one (owned)."""
-    if isinstance(store, DuckDBStore):
-        return store.con, False
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    return con, True
-
-
-def to_work(store: Store, con: duckdb.DuckDBPyConnection, name: str, select: str) -> None:
-    """Materialise the store query ``select`` as the temporary table ``name`` of ``con``."""
-    con.execute(f"DROP TABLE IF EXISTS {name}")
-    if isinstance(store, DuckDBStore) and store.con is con:
-        con.execute(f"CREATE TEMP TABLE {name} AS {select}")
-        return
-    data = store.arrow(select)
-    con.register(f"{name}_arrow", data)
-    try:
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-    finally:
-        con.unregister(f"{name}_arrow")
-
-
-def to_store(store: Store, con: duckdb.DuckDBPyConnection, name: str, select: str) -> None:
-    """Materialise the work query ``select`` as the temporary table ``name`` of the store."""
-    if isinstance(store, DuckDBStore) and store.con is con:
-        drop(store, name)
-        con.execute(f"CREATE TEMP TABLE {name} AS {select}")
-        return
-    stage(store, name, con.sql(select).to_arrow_table())
 
 
 def in_list(values: Sequence[str]) -> str:
