@@ -239,6 +239,10 @@ def _tombstones(store: Store, salt: bytes, region: str) -> list[tuple[str, str]]
     """
     ids = store.sql("SELECT kind, value FROM _er_ids")
     pairs = set(zip(ids["kind"].astype(str), ids["value"].astype(str), strict=True))
+    # each e-mail spelling as written (lower-cased): still recognised if the e-mail
+    # normalisation options change later
+    emails = store.sql("SELECT DISTINCT lower(trim(raw)) AS v FROM _er_raw WHERE kind = 'email'")
+    pairs |= {("email", str(v)) for v in emails["v"] if isinstance(v, str) and v}
     phones = store.sql("SELECT raw FROM _er_raw WHERE kind = 'phone'")
     if len(phones):
         import duckdb
