@@ -280,6 +280,18 @@ def plan_persons(
     raw = pd.concat([graph_raw, matched[["kind", "raw"]]]).drop_duplicates()
     stage(store, "_er_raw", _frame(kind=list(raw["kind"]), raw=list(raw["raw"])))
     _records(store, graph)
+    if not graph:  # without identity resolution the records' customer ids are the persons
+        more = _record_customer_ids(store) - {v for k, v in given if k == "customer_id"}
+        if more:
+            extended = [*identifiers, *(f"customer_id:{c}" for c in sorted(more))]
+            return plan_persons(
+                store,
+                extended,
+                unified_ids,
+                options=opts,
+                tombstoned=tombstoned,
+                hashes=hashes,
+            )
     from profiles._person_quarantine import quarantine_hits
 
     q_ids, q_values = quarantine_hits(store, ids, raw, opts)
@@ -345,6 +357,19 @@ def _records(store: Store, graph: bool) -> None:
         "CREATE TEMP TABLE _er_orders AS SELECT DISTINCT o.source, o.order_id FROM orders o "
         "WHERE o.record_id IN (SELECT record_id FROM _er_rec WHERE source_table = 'orders')"
     )
+
+
+def _record_customer_ids(store: Store) -> set[str]:
+    parts = [
+        f"SELECT DISTINCT trim(CAST(x.customer_id AS VARCHAR)) AS c FROM "
+        f"{'orders' if st == 'orders' else table} x WHERE x.customer_id IS NOT NULL AND "
+        f"x.record_id IN (SELECT record_id FROM _er_rec WHERE source_table = '{st}')"
+        for table, st in RAW_SOURCES.items()
+        if store.has_table(table)
+    ]
+    if not parts:
+        return set()
+    return set(store.sql(" UNION ".join(parts))["c"].astype(str))
 
 
 def carries(alias: str) -> str:

@@ -218,3 +218,15 @@ def test_erasure_and_suppression_on_postgres(tmp_path: Path, pg_url: str, pg_sch
         again = ingest_source(store, CUSTOMERS, base_dir=tmp_path, suppressor=sup)
         assert (again.rows_suppressed, again.rows_already_present) == (3, 1)
         assert store.count("customers") == 1 and store.count("quarantine") == 0
+
+
+def test_without_identity_resolution_the_customer_id_is_the_person(tmp_path: Path) -> None:
+    _crm(tmp_path, ["A1,ann@example.com,,2024-01-01,Leeds", "B1,bob@example.com,,2024-01-02,York"])
+    with open_store("duckdb") as store:
+        ingest_source(store, CUSTOMERS, base_dir=tmp_path)
+        store.execute(
+            "CREATE TABLE scores AS SELECT * FROM (VALUES ('A1', 0.3), ('B1', 0.4)) s(unified_id, score)"
+        )
+        rep = erase_persons(store, ["email:Ann@Example.com"], salt=SALT, options=OPTS)
+        assert rep.persons == 1 and rep.rows_deleted == {"customers": 1, "scores": 1}
+        assert list(store.sql("SELECT unified_id FROM scores")["unified_id"]) == ["B1"]
