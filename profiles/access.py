@@ -77,19 +77,17 @@ def export_person(
         DataError: an identifier value is not valid for its type.
     """
     with store.transaction():
-        try:
-            plan = plan_persons(store, identifiers, unified_ids, options=options)
-            doc = _collect(store, plan.unified_ids, plan.former_ids)
-            counts = {
-                "persons": len(plan.unified_ids),
-                "records": {k: len(v) for k, v in doc["records"].items()},
-                "quarantine": len(doc["quarantine"]),
-                "features": sum(len(v) for v in doc["features"].values()),
-                "scores": len(doc["scores"]),
-            }
-            audit(store, "access", counts, actor=actor)
-        finally:
-            drop(store, *TEMP_TABLES)
+        plan = plan_persons(store, identifiers, unified_ids, options=options)
+        doc = _collect(store, plan.unified_ids, plan.former_ids)
+        counts = {
+            "persons": len(plan.unified_ids),
+            "records": {k: len(v) for k, v in doc["records"].items()},
+            "quarantine": len(doc["quarantine"]),
+            "features": sum(len(v) for v in doc["features"].values()),
+            "scores": len(doc["scores"]),
+        }
+        audit(store, "access", counts, actor=actor)
+        drop(store, *TEMP_TABLES)  # on an error the rollback removes them
     return doc
 
 

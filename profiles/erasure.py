@@ -328,42 +328,38 @@ def erase_persons(
         plan: PersonPlan = plan_persons(
             store, identifiers, unified_ids, options=options, tombstoned=tombstoned, hashes=hashes
         )
-        try:
-            if store.has_table("customers"):
-                _raw_tables(store, deleted, nulled)
-            if store.has_table("quarantine"):
-                _run(
-                    store,
-                    deleted,
-                    "quarantine",
-                    "DELETE FROM quarantine WHERE record_id IN (SELECT record_id FROM _er_quar)",
-                )
-            _identity(store, deleted)
-            done = set(_RAW) | {"quarantine", "_identity_records", "record_map", "identity_map"}
-            done |= {"identity_links", "identity_blocked", "identity_history", "identity_forbidden"}
-            _other_tables(store, deleted, done)
-            pairs = _tombstones(store, salt, (options or IdentityOptions()).default_region)
-            added = add_tombstones(store, pairs)
-            left = leftovers(store) if verify else {}
-            ids = store.sql("SELECT kind, value FROM _er_ids")
-            report = ErasureReport(
-                erasure_id=erasure_id,
-                persons=len(plan.unified_ids),
-                former_ids=len(plan.former_ids),
-                identifiers={k: v for k, v in plan.identifiers.items() if v},
-                rows_deleted=dict(sorted(deleted.items())),
-                values_removed=dict(sorted(nulled.items())),
-                tombstones_added=added,
-                already_erased=plan.already_erased,
-                leftovers=left,
-                _unified_ids=plan.unified_ids + plan.former_ids,
-                _identifiers=list(
-                    zip(ids["kind"].astype(str), ids["value"].astype(str), strict=True)
-                ),
+        if store.has_table("customers"):
+            _raw_tables(store, deleted, nulled)
+        if store.has_table("quarantine"):
+            _run(
+                store,
+                deleted,
+                "quarantine",
+                "DELETE FROM quarantine WHERE record_id IN (SELECT record_id FROM _er_quar)",
             )
-            audit(store, "forget", report.as_dict(), actor=actor)
-        finally:
-            drop(store, *TEMP_TABLES)
+        _identity(store, deleted)
+        done = set(_RAW) | {"quarantine", "_identity_records", "record_map", "identity_map"}
+        done |= {"identity_links", "identity_blocked", "identity_history", "identity_forbidden"}
+        _other_tables(store, deleted, done)
+        pairs = _tombstones(store, salt, (options or IdentityOptions()).default_region)
+        added = add_tombstones(store, pairs)
+        left = leftovers(store) if verify else {}
+        ids = store.sql("SELECT kind, value FROM _er_ids")
+        report = ErasureReport(
+            erasure_id=erasure_id,
+            persons=len(plan.unified_ids),
+            former_ids=len(plan.former_ids),
+            identifiers={k: v for k, v in plan.identifiers.items() if v},
+            rows_deleted=dict(sorted(deleted.items())),
+            values_removed=dict(sorted(nulled.items())),
+            tombstones_added=added,
+            already_erased=plan.already_erased,
+            leftovers=left,
+            _unified_ids=plan.unified_ids + plan.former_ids,
+            _identifiers=list(zip(ids["kind"].astype(str), ids["value"].astype(str), strict=True)),
+        )
+        audit(store, "forget", report.as_dict(), actor=actor)
+        drop(store, *TEMP_TABLES)  # on an error the rollback removes them
     log.info(
         "erasure %s: %d person(s), %d rows deleted, %d tombstones added, %d leftovers",
         erasure_id,
