@@ -46,6 +46,10 @@ _IDS = Annotated[
 _UIDS = Annotated[
     list[str] | None, typer.Option("--unified-id", "-u", help="A unified id (repeatable).")
 ]
+_ACTOR = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who asks, for the audit log (default $CIP_ACTOR, else $USER)."),
+]
 
 
 def _needs_unify(ws: Workspace) -> bool:
@@ -189,6 +193,7 @@ def forget(
             help="Skip rewriting the store file (deleted bytes stay in its free blocks).",
         ),
     ] = False,
+    actor: _ACTOR = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Erase a person everywhere: store, quarantine, identity graph, features, scores, segments,
@@ -198,7 +203,7 @@ def forget(
     theirs. Nothing identifying is logged; the audit log keeps counts only.
     """
     ws = workspace()
-    res = run_forget(ws, identifier or [], unified_id or [], rewrite=not no_rewrite)
+    res = run_forget(ws, identifier or [], unified_id or [], rewrite=not no_rewrite, actor=actor)
     if as_json:
         emit_json(res)
     else:
@@ -239,12 +244,13 @@ def export_person(
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the JSON here (atomically).")
     ] = None,
+    actor: _ACTOR = None,
 ) -> None:
     """Access request: everything held on a person (profile, identifiers, source records,
     quarantine hits, features, scores, segments, identity history) as one JSON document.
     """
     ws = workspace()
-    doc = run_export_person(ws, identifier or [], unified_id or [])
+    doc = run_export_person(ws, identifier or [], unified_id or [], actor=actor)
     text = json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n"
     if out_path is None:
         typer.echo(text, nl=False)

@@ -225,7 +225,9 @@ def erased(privacy_world: Workspace) -> Any:
     svcs = _services(ws, p, prefix)
     before_tables = table_hits(ws, needles)
     before_files = file_hits(ws.root, needles)
-    code, text = cli("-w", str(ws.root), "forget", "-i", f"email:{p.raw['email'][0]}", "--json")
+    code, text = cli(
+        "-w", str(ws.root), "forget", "-i", f"email:{p.raw['email'][0]}", "--actor", "dpo", "--json"
+    )
     assert code == 0, text
     for svc in svcs.values():
         svc.holder.tick()  # the watcher's step: journal -> erasures, reload stamp -> new snapshot
@@ -342,8 +344,9 @@ def test_the_service_no_longer_serves_the_person(erased: Erased) -> None:
 
 def test_audit_log_holds_counts_only(erased: Erased) -> None:
     with erased.ws.open_store(read_only=True) as store:
-        rows = store.sql("SELECT action, detail FROM _audit_log ORDER BY ts")
+        rows = store.sql("SELECT actor, action, detail FROM _audit_log ORDER BY ts")
     assert list(rows["action"]) == ["forget", "forget.cleanup"]
+    assert set(rows["actor"]) == {"dpo"}
     detail = json.loads(rows["detail"].iloc[0])
     assert detail["persons"] == 1 and detail["rows_deleted"]["customers"] >= 1
     assert not pattern(erased.needles).search(" ".join(rows["detail"]).lower().encode())
