@@ -17,7 +17,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from profiles._person_sql import ID_KINDS, hmac_sql, install_key, tokens_sql, value_forms_sql
+from profiles._person_sql import (
+    ID_KINDS,
+    forms_sql,
+    hmac_sql,
+    install_key,
+    tokens_sql,
+    value_forms_sql,
+)
 from profiles.store import Store
 
 __all__ = ["Suppressor"]
@@ -102,6 +109,8 @@ class Suppressor:
         finally:
             con.execute(f"DROP TABLE IF EXISTS {key}")
             con.execute(f"DROP TABLE IF EXISTS {tomb}")
+        if "phone" in kinds:
+            self._odd_phones(con, relation, target)
         # a NULL identifier is "not erased", never unknown: the row must load
         return (
             "coalesce("
@@ -111,6 +120,41 @@ class Suppressor:
             )
             + ", FALSE)"
         )
+
+    def _odd_phones(self, con: duckdb.DuckDBPyConnection, relation: str, target: str) -> None:
+        """Phones SQL cannot put in international form (no ``+``): ``phonenumbers`` decides.
+
+        Usually a handful of distinct values (numbers written without trunk or
+        international prefix), so the exact E.164 form is computed for them only.
+        """
+        phones = {h for t, h in self.hashes if t == "phone"}
+        if not phones:
+            return
+        clean = forms_sql("phone", "raw", self.kw)
+        odd = con.sql(
+            f"SELECT DISTINCT raw, cleaned FROM (SELECT raw, {clean} AS cleaned FROM (SELECT "
+            f"DISTINCT CAST(phone AS VARCHAR) AS raw FROM {relation} WHERE phone IS NOT NULL)) "
+            "WHERE cleaned IS NOT NULL AND NOT starts_with(cleaned, '+')"
+        ).df()
+        if odd.empty:
+            return
+        from profiles.identity._normalise import e164
+        from profiles.privacy import hash_identifier
+
+        forms = e164(
+            odd["cleaned"].astype("string"),
+            region=self.kw.get("region", "GB"),
+            validation=self.kw.get("phone_validation", "valid"),
+        )
+        hit = [
+            isinstance(v, str) and hash_identifier("phone", v, self.salt) in phones
+            for v in forms.astype(object).where(forms.notna(), None)
+        ]
+        raws = odd.loc[hit, "raw"].astype(str).tolist()
+        if raws:
+            con.register(f"{target}_odd", pa.table({"raw": pa.array(raws, pa.string())}))
+            con.execute(f"INSERT INTO {target} SELECT 'phone', raw FROM {target}_odd")
+            con.unregister(f"{target}_odd")
 
     def mark_records(
         self, con: duckdb.DuckDBPyConnection, relation: str, key_col: str, text_col: str

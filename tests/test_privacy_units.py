@@ -134,6 +134,7 @@ def test_reingest_suppresses_erased_rows_and_loads_the_rest(shop) -> None:
         [
             "A1,Ann@Example.com,,2024-01-01,Leeds",  # loaded before, erased since
             ",,+44 7911 123456,2024-02-01,Leeds",  # her phone written another way
+            ",,7911 123456,2024-02-03,Leeds",  # and without any prefix (phonenumbers decides)
             "X9,,,2024-02-02,",  # nobody's: NULL e-mail and phone must not matter
             ",ANN@example.com,,not a date,Leeds",  # bad row of hers: not quarantined again
             ",zoe@example.com,,not a date,Hull",  # bad row of someone else: quarantined
@@ -141,7 +142,7 @@ def test_reingest_suppresses_erased_rows_and_loads_the_rest(shop) -> None:
     )
     sup = Suppressor.from_store(store, SALT, OPTS.normaliser_kwargs())
     rep = ingest_source(store, CUSTOMERS, base_dir=folder, suppressor=sup)
-    assert (rep.rows_loaded, rep.rows_suppressed, rep.rows_quarantined) == (1, 3, 1)
+    assert (rep.rows_loaded, rep.rows_suppressed, rep.rows_quarantined) == (1, 4, 1)
     assert _count(store, "SELECT count(*) FROM customers WHERE customer_id = 'X9'") == 1
     assert _count(store, "SELECT count(*) FROM quarantine WHERE raw_record ILIKE '%ann@%'") == 0
     assert _count(store, "SELECT count(*) FROM quarantine WHERE raw_record LIKE '%zoe@%'") == 1
