@@ -20,14 +20,17 @@ person's identifiers in millions of rows stays a few vectorised statements:
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from profiles.contracts import IDENTIFIER_COLUMNS
+from profiles.errors import CIPError
 from profiles.identity._normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
 from profiles.store import DuckDBStore, Store
 
@@ -45,8 +48,11 @@ __all__ = [
     "columns_of",
     "text_columns",
     "in_list",
+    "values_withheld",
     "value_forms_sql",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Identifier kinds, as column names of the raw tables and tombstone types.
 ID_KINDS: tuple[str, ...] = IDENTIFIER_COLUMNS
@@ -213,6 +219,25 @@ def text_columns(store: Store, table: str) -> list[str]:
         for c, t in zip(df["column_name"], df["data_type"], strict=True)
         if any(k in str(t).upper() for k in keep)
     ]
+
+
+@contextmanager
+def values_withheld(what: str) -> Iterator[None]:
+    """Turn unexpected database errors into a :class:`CIPError` that quotes no data.
+
+    Engine messages can echo SQL text or values (``LINE 1: ...``, "could not
+    convert 'ann@...'"); erasure and access requests handle personal data, so
+    only the error's type reaches the terminal and the log.
+    """
+    try:
+        yield
+    except CIPError:
+        raise
+    except Exception as exc:
+        log.error(
+            "%s failed: %s (message withheld: it may quote personal data)", what, type(exc).__name__
+        )
+        raise CIPError(f"{what} failed ({type(exc).__name__}); nothing was changed") from None
 
 
 def in_list(values: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from profiles._person import TEMP_TABLES, plan_persons
-from profiles._person_sql import base_tables, columns_of, drop
+from profiles._person_sql import base_tables, columns_of, drop, values_withheld
 from profiles.identity._options import IdentityOptions
 from profiles.privacy import audit
 from profiles.store import Store
@@ -76,7 +76,7 @@ def export_person(
         NotFoundError: an input is not known in the store.
         DataError: an identifier value is not valid for its type.
     """
-    with store.transaction():
+    with values_withheld("the access request"), store.transaction():
         plan = plan_persons(store, identifiers, unified_ids, options=options)
         doc = _collect(store, plan.unified_ids, plan.former_ids)
         counts = {

@@ -35,7 +35,14 @@ from typing import Any
 
 from profiles._compact import rewrite_duckdb, vacuum_postgres
 from profiles._person import TEMP_TABLES, PersonPlan, carries, plan_persons
-from profiles._person_sql import ID_KINDS, base_tables, columns_of, drop, text_columns
+from profiles._person_sql import (
+    ID_KINDS,
+    base_tables,
+    columns_of,
+    drop,
+    text_columns,
+    values_withheld,
+)
 from profiles.identity._normalise import phone_clean_sql, phone_digits_sql
 from profiles.identity._options import IdentityOptions
 from profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
@@ -324,7 +331,7 @@ def erase_persons(
     erasure_id = uuid.uuid4().hex[:12]
     deleted: dict[str, int] = {}
     nulled: dict[str, int] = {}
-    with store.transaction():
+    with values_withheld("the erasure"), store.transaction():
         plan: PersonPlan = plan_persons(
             store, identifiers, unified_ids, options=options, tombstoned=tombstoned, hashes=hashes
         )
