@@ -8,12 +8,14 @@
    (:func:`profiles.erasure.erase_persons`: raw records, quarantine, identity
    graph, profiles, features, scores, segments, webhook batches; tombstones;
    an audit row of counts);
-3. tells running services: the erasure journal (hashes, watched by every
-   worker, which then also drop in-process sessions), the reload stamp (a new
-   store snapshot), and deletes the Redis session keys when Redis is configured;
-4. removes the person from workspace files: ``exports/``, rotated HTTP events
-   files, saved recommenders in the MLflow artifacts and the model cache;
-5. rewrites the DuckDB file so deleted bytes do not survive in free blocks
+3. before that transaction commits (so a failure leaves everything to redo):
+   tells running services through the erasure journal (hashes, watched by
+   every worker, which then also drop in-process sessions) and the reload
+   stamp (a new store snapshot), deletes the Redis session keys when Redis is
+   configured, and removes the person from workspace files: ``exports/``,
+   rotated HTTP events files, saved recommenders in the MLflow artifacts and
+   the model cache;
+4. rewrites the DuckDB file so deleted bytes do not survive in free blocks
    (``VACUUM FULL`` of the touched tables on PostgreSQL).
 """
 
@@ -35,7 +37,7 @@ from pipelines.cmd_serve import EVENTS_DIR, salt_path, serving_settings
 from pipelines.run import workspace_lock
 from pipelines.workspace import Workspace
 from profiles.errors import ConfigError, PrivacyError
-from profiles.privacy import audit, load_salt
+from profiles.privacy import load_salt
 
 __all__ = ["run_forget", "run_export_person"]
 
@@ -124,29 +126,32 @@ def run_forget(
     with workspace_lock(ws, "cip forget"):
         unify = unify_workspace(ws, show_progress=False) if _needs_unify(ws) else None
         salt = load_salt(salt_path(ws))
+
+        def outside_the_store(report: Any) -> dict[str, Any]:
+            # before the commit: if this fails nothing is committed and a re-run redoes it all
+            return {"online": _online(ws, salt, report), "files": _files(ws, report)}
+
         with ws.open_store() as store:
             report = erase_persons(
-                store, identifiers, unified_ids, salt=salt, options=options(ws), actor=actor
+                store,
+                identifiers,
+                unified_ids,
+                salt=salt,
+                options=options(ws),
+                actor=actor,
+                on_erased=outside_the_store,
             )
+            touched = [t for t in report.rows_deleted if store.has_table(t)]
+            backend = store.backend
         result: dict[str, Any] = report.as_dict()
+        result.update(result.pop("cleanup"))
         result["unify_before"] = unify["mode"] if unify else None
-        result["online"] = _online(ws, salt, report)
-        result["files"] = _files(ws, report)
         warnings = [result["online"].pop("warning")] if "warning" in result["online"] else []
         if report.leftovers:
             where = ", ".join(f"{t} ({n})" for t, n in report.leftovers.items())
             warnings.append(f"erased values still found in: {where}")
         if _config_mentions(ws, report):
             warnings.append(f"{ws.config_path.name} mentions an erased identifier: remove it")
-        with ws.open_store() as store:
-            audit(
-                store,
-                "forget.cleanup",
-                {"erasure_id": report.erasure_id, **result["online"], **result["files"]},
-                actor=actor,
-            )
-            touched = [t for t in report.rows_deleted if store.has_table(t)]
-            backend = store.backend
         if rewrite and backend == "duckdb":
             result["store_rewrite"] = rewrite_duckdb(ws.store_path)
         elif rewrite:

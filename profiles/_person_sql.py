@@ -237,7 +237,7 @@ def values_withheld(what: str) -> Iterator[None]:
         log.error(
             "%s failed: %s (message withheld: it may quote personal data)", what, type(exc).__name__
         )
-        raise CIPError(f"{what} failed ({type(exc).__name__}); nothing was changed") from None
+        raise CIPError(f"{what} failed ({type(exc).__name__}); the store is unchanged") from None
 
 
 def in_list(values: Sequence[str]) -> str:

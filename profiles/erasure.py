@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class ErasureReport:
     tombstones_added: int
     already_erased: int
     leftovers: dict[str, int] = field(default_factory=dict)
+    #: counts returned by the ``on_erased`` hook (online store, files), no identifiers
+    cleanup: dict[str, Any] = field(default_factory=dict)
     #: in memory only, for the online store and the serving journal (never logged)
     _unified_ids: list[str] = field(default_factory=list, repr=False)
     _identifiers: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -307,6 +309,7 @@ def erase_persons(
     options: IdentityOptions | None = None,
     actor: str | None = None,
     verify: bool = True,
+    on_erased: Callable[[ErasureReport], dict[str, Any]] | None = None,
 ) -> ErasureReport:
     """Erase the persons named by ``identifiers`` (``TYPE:VALUE``) and ``unified_ids``.
 
@@ -323,6 +326,10 @@ def erase_persons(
         options: the identity normalisation options ``cip unify`` uses.
         actor: who asked (audit log); default ``$CIP_ACTOR`` or ``$USER``.
         verify: scan every text column afterwards and report leftovers.
+        on_erased: called with the report after the deletions, before the commit,
+            to erase what lives outside the store (online sessions, files); it
+            returns counts for the audit row. If it raises, nothing is committed,
+            so running the erasure again redoes everything.
     """
     ensure_privacy_tables(store)
     stones = store.sql("SELECT identifier_type, identifier_hash FROM _tombstones")
@@ -365,6 +372,8 @@ def erase_persons(
             _unified_ids=plan.unified_ids + plan.former_ids,
             _identifiers=list(zip(ids["kind"].astype(str), ids["value"].astype(str), strict=True)),
         )
+        if on_erased is not None:
+            report.cleanup = on_erased(report)
         audit(store, "forget", report.as_dict(), actor=actor)
         drop(store, *TEMP_TABLES)  # on an error the rollback removes them
     log.info(

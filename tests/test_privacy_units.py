@@ -103,12 +103,28 @@ def test_erasure_is_all_or_nothing(shop, monkeypatch) -> None:
         store.execute("SELECT * FROM no_such_table")
 
     monkeypatch.setattr("profiles.erasure._other_tables", boom)
-    with pytest.raises(CIPError, match=r"erasure failed \(CatalogException\); nothing was changed"):
+    with pytest.raises(
+        CIPError, match=r"erasure failed \(CatalogException\); the store is unchanged"
+    ):
         erase_persons(store, ["customer_id:A1"], salt=SALT, options=OPTS)
     assert {t: store.count(t) for t in before} == before
     assert store.count("_tombstones") == 0 and store.count("_audit_log") == 0
     monkeypatch.undo()  # and the store is usable: the same erasure now succeeds
     assert erase_persons(store, ["customer_id:A1"], salt=SALT, options=OPTS).persons == 1
+
+
+def test_a_failure_outside_the_store_commits_nothing(shop) -> None:
+    store, _ = shop
+    seen = {}
+
+    def files(report):  # e.g. an export that cannot be rewritten
+        seen["ids"] = sorted(k for k, _ in report.identifiers_erased)
+        raise CIPError("cannot rewrite an export")
+
+    with pytest.raises(CIPError, match="cannot rewrite an export"):
+        erase_persons(store, ["customer_id:A1"], salt=SALT, options=OPTS, on_erased=files)
+    assert seen["ids"] == ["customer_id", "email", "phone"]  # the hook sees every identifier
+    assert store.count("customers") == 5 and store.count("_tombstones") == 0
 
 
 def test_unknown_inputs_change_nothing(shop) -> None:
