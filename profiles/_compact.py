@@ -82,7 +82,10 @@ def rewrite_duckdb(path: str | os.PathLike[str], *, retries: int = 20) -> dict[s
     try:
         con = duckdb.connect(str(p))
     except duckdb.IOException as exc:
-        raise ConflictError(f"cannot rewrite the store now: {str(exc).splitlines()[0]}") from None
+        raise ConflictError(
+            f"cannot rewrite the store now ({str(exc).splitlines()[0]}); run the same "
+            "`cip forget` again to finish (it reports the person as already erased)"
+        ) from None
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("FORCE CHECKPOINT")
@@ -112,7 +115,7 @@ def rewrite_duckdb(path: str | os.PathLike[str], *, retries: int = 20) -> dict[s
                     tmp.unlink(missing_ok=True)
                     raise ConflictError(
                         f"{p.name} was opened by another process during the rewrite; the erasure "
-                        "is committed, run the rewrite again when it is free"
+                        "is committed: run the same `cip forget` again to rewrite the file"
                     ) from None
                 time.sleep(0.25)
         with open(tmp, "rb+") as fh:
