@@ -23,6 +23,7 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_features,
     cmd_identity,
     cmd_models,
+    cmd_privacy,
     cmd_recommender,
     cmd_run,
     cmd_segments,

@@ -9,9 +9,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.cmd_identity import options
+from pipelines.cmd_serve import salt_path
 from pipelines.workspace import Workspace
+from profiles import Suppressor
 from profiles.errors import ConfigError
 from profiles.ingest import IngestReport, ingest_source
+from profiles.privacy import load_salt
 
 __all__ = ["run_ingest"]
 
@@ -26,6 +30,8 @@ def run_ingest(
             f"{ws.config_path}: no sources declared; add some under 'sources:' or run `cip simulate`"
         )
     reports: list[IngestReport] = []
+    salt = load_salt(salt_path(ws))
+    normaliser = options(ws).normaliser_kwargs()
     with (
         ws.open_store() as store,
         Progress(
@@ -40,9 +46,11 @@ def run_ingest(
         ) as progress,
     ):
         task = progress.add_task("ingesting", total=len(sources))
+        # rows of erased persons (tombstones) are not loaded again
+        suppressor = Suppressor.from_store(store, salt, normaliser)
         for src in sources:
             progress.update(task, description=f"ingesting {src.name} -> {src.table}")
-            reports.append(ingest_source(store, src, base_dir=ws.root))
+            reports.append(ingest_source(store, src, base_dir=ws.root, suppressor=suppressor))
             progress.advance(task)
     return reports
 
@@ -55,7 +63,8 @@ def ingest(
     """Ingest all (or one) sources declared in cip.yaml into the store.
 
     Bad rows go to the quarantine table with the reason; rows loaded before are
-    skipped (re-running is idempotent); each source loads atomically.
+    skipped (re-running is idempotent); rows of erased persons are suppressed
+    (not loaded again); each source loads atomically.
     """
     ws = workspace()
     reports = run_ingest(ws, source, show_progress=not as_json)
@@ -63,7 +72,15 @@ def ingest(
         emit_json([r.as_dict() for r in reports])
         return
     t = Table(
-        "source", "table", "read", "new", "already there", "quarantined", "filtered", title="Ingest"
+        "source",
+        "table",
+        "read",
+        "new",
+        "already there",
+        "quarantined",
+        "filtered",
+        "suppressed",
+        title="Ingest",
     )
     for r in reports:
         t.add_row(
@@ -74,6 +91,7 @@ def ingest(
             f"{r.rows_already_present:,}",
             f"{r.rows_quarantined:,}",
             f"{r.rows_filtered:,}",
+            f"{r.rows_suppressed:,}",
         )
     out.print(t)
     reasons = [(r.source, k, v) for r in reports for k, v in r.quarantine_reasons.items()]

@@ -38,6 +38,7 @@ def _ingest(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         "sources": len(reports),
         "rows_loaded": sum(r.rows_loaded for r in reports),
         "rows_quarantined": sum(r.rows_quarantined for r in reports),
+        "rows_suppressed": sum(r.rows_suppressed for r in reports),
     }
 
 

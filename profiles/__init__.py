@@ -19,7 +19,17 @@ _IDENTITY = (
     "identity_status",
 )
 
-__all__ = [*_IDENTITY]
+# privacy: erasure and access requests (also lazy)
+_PRIVACY = {
+    "erase_persons": "profiles.erasure",
+    "ErasureReport": "profiles.erasure",
+    "rewrite_duckdb": "profiles.erasure",
+    "vacuum_postgres": "profiles.erasure",
+    "export_person": "profiles.access",
+    "Suppressor": "profiles._suppress",
+}
+
+__all__ = [*_IDENTITY, *_PRIVACY]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from profiles import identity
 
         return getattr(identity, name)
+    if name in _PRIVACY:
+        import importlib
+
+        return getattr(importlib.import_module(_PRIVACY[name]), name)
     raise AttributeError(f"module 'profiles' has no attribute {name!r}")

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -34,6 +35,9 @@ from profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, 
 from profiles.errors import SourceError
 from profiles.sources import ColumnExpr, ColumnValue, SourceConfig
 from profiles.store import DuckDBStore, Store, physical_table
+
+if TYPE_CHECKING:
+    from profiles._suppress import Suppressor
 
 __all__ = ["IngestReport", "ingest_source"]
 
@@ -241,6 +245,7 @@ def ingest_source(
     *,
     base_dir: Path,
     suppress_sql: str | None = None,
+    suppressor: Suppressor | None = None,
 ) -> IngestReport:
     """Ingest one source into ``store``; returns the counts.
 
@@ -256,6 +261,10 @@ def ingest_source(
         Optional SQL predicate over the canonical columns of the stage; rows for
         which it is true are not loaded and counted as suppressed (used for the
         erasure tombstones).
+    suppressor:
+        The erasure tombstones (:class:`profiles.privacy.Suppressor`): rows and
+        quarantine-bound records carrying an erased identifier are not loaded
+        and counted as suppressed.
     """
     sch = schema(src.table)
     run_id = uuid.uuid4().hex[:12]
@@ -279,12 +288,18 @@ def ingest_source(
             - len(raw.rejected)
             - work.execute(f"SELECT count(*) FROM {own}_m").fetchone()[0]
         )
+        if suppressor is not None:
+            tomb = suppressor.mark_rows(work, f"{own}_m", [c.name for c in sch.columns])
+            suppress_sql = f"({suppress_sql}) OR {tomb}" if suppress_sql else tomb
         report = _stage_and_commit(
-            store, work, src, sch, raw, own, run_id, started, filtered, suppress_sql
+            store, work, src, sch, raw, own, run_id, started, filtered, suppress_sql, suppressor
         )
     finally:
         for t in ("_m", "_good", "_bad"):
             work.execute(f"DROP TABLE IF EXISTS {own}{t}")
+        if suppressor is not None:
+            suppressor.cleanup(work, f"{own}_m")
+            suppressor.cleanup(work, f"{own}_bad")
         if work is not getattr(store, "con", None):
             work.close()
     log.info("ingested source %s into %s: %s", src.name, src.table, report.as_dict())
@@ -302,6 +317,7 @@ def _stage_and_commit(
     started: datetime,
     filtered: int,
     suppress_sql: str | None,
+    suppressor: Suppressor | None = None,
 ) -> IngestReport:
     canon = [
         c.name
@@ -311,7 +327,8 @@ def _stage_and_commit(
     cols = ", ".join(_qi(c) for c in canon)
     now = _lit(started.isoformat(sep=" "))
     srid = "source_record_id" if "source_record_id" in src.columns else "NULL"
-    suppressed_expr = f"({suppress_sql})" if suppress_sql else "FALSE"
+    # NULL (e.g. a NULL identifier compared) must load the row, not lose it
+    suppressed_expr = f"coalesce(({suppress_sql}), FALSE)" if suppress_sql else "FALSE"
     work.execute(
         f"CREATE TEMP TABLE {own}_good AS SELECT {_lit(src.name)} AS source, record_id, "
         f"CAST({srid} AS VARCHAR) AS source_record_id, CAST({now} AS TIMESTAMP) AS ingested_at, "
@@ -374,14 +391,24 @@ def _stage_and_commit(
             f"CAST(row AS VARCHAR), reason)), {_lit(src.name)}, {_lit(sch.name)}, file, row, "
             f"reason, text, CAST({now} AS TIMESTAMP) FROM _rejected"
         )
+    bad_suppressed = 0
+    if suppressor is not None:
+        # quarantine-bound rows of erased persons are not kept either
+        pred = suppressor.mark_records(work, f"{own}_bad", "record_id", "raw_record")
+        bad_suppressed = work.execute(f"SELECT count(*) FROM {own}_bad WHERE {pred}").fetchone()[0]
+        if bad_suppressed:
+            work.execute(f"DELETE FROM {own}_bad WHERE {pred}")
     target = physical_table(src.table)
     all_cols = ", ".join(
         _qi(c) for c in ["source", "record_id", "source_record_id", "ingested_at", *canon]
     )
     q_cols = ", ".join(_qi(c.name) for c in schema("quarantine").columns)
-    suppressed = work.execute(
-        f"SELECT count(*) FROM {own}_good WHERE _suppressed AND NOT _dup"
-    ).fetchone()[0]
+    suppressed = (
+        work.execute(f"SELECT count(*) FROM {own}_good WHERE _suppressed AND NOT _dup").fetchone()[
+            0
+        ]
+        + bad_suppressed
+    )
     good_n = work.execute(
         f"SELECT count(*) FROM {own}_good WHERE NOT _dup AND NOT _suppressed"
     ).fetchone()[0]

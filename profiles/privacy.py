@@ -7,6 +7,8 @@
   leaves behind, so an old file ingested again does not bring the person back.
 * ``_audit_log(ts, actor, action, detail)`` — who did what when and how many
   rows; never identifiers.
+* :class:`Suppressor` — recognises, while ingesting, the rows that carry a
+  tombstoned identifier (hashes compared in SQL), so they are not loaded again.
 * :class:`RedactingFilter` — a logging filter that masks anything shaped like
   an e-mail address or a phone number, as a last line of defence.
 """
@@ -23,6 +25,8 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from profiles.store import Store
 
@@ -77,17 +81,34 @@ def ensure_privacy_tables(store: Store) -> None:
 def add_tombstones(store: Store, hashed: list[tuple[str, str]]) -> int:
     """Record (identifier_type, identifier_hash) pairs; returns how many were new."""
     ensure_privacy_tables(store)
+    pairs = sorted(set(hashed))
+    if not pairs:
+        return 0
+    from profiles._person_sql import drop, stage
+
     now = datetime.now(UTC).replace(tzinfo=None)
-    n = 0
-    for t, h in hashed:
-        exists = store.sql(
-            "SELECT count(*) AS n FROM _tombstones WHERE identifier_type = ? AND identifier_hash = ?",
-            [t, h],
-        )["n"].iloc[0]
-        if not exists:
-            store.execute("INSERT INTO _tombstones VALUES (?, ?, ?)", [t, h, now])
-            n += 1
-    return n
+    stage(
+        store,
+        "_new_tombstones",
+        pa.table(
+            {
+                "identifier_type": pa.array([t for t, _ in pairs], pa.string()),
+                "identifier_hash": pa.array([h for _, h in pairs], pa.string()),
+            }
+        ),
+    )
+    try:
+        before = store.count("_tombstones")
+        store.execute(
+            "INSERT INTO _tombstones SELECT n.identifier_type, n.identifier_hash, "
+            "CAST(? AS TIMESTAMP) FROM _new_tombstones n WHERE NOT EXISTS (SELECT 1 FROM "
+            "_tombstones t WHERE t.identifier_type = n.identifier_type "
+            "AND t.identifier_hash = n.identifier_hash)",
+            [now],
+        )
+        return store.count("_tombstones") - before
+    finally:
+        drop(store, "_new_tombstones")
 
 
 def audit(store: Store, action: str, detail: dict[str, Any], actor: str | None = None) -> None:
@@ -118,3 +139,11 @@ class RedactingFilter(logging.Filter):
         if clean != msg:
             record.msg, record.args = clean, None
         return True
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Suppressor":  # imported lazily: it needs the identity normalisers
+        from profiles._suppress import Suppressor
+
+        return Suppressor
+    raise AttributeError(f"module 'profiles.privacy' has no attribute {name!r}")

@@ -318,8 +318,8 @@ class CIPService:
         pairs = record_erasure(
             h.settings.erasure_journal, h.salt, unified_ids=req.unified_ids, identifiers=ids
         )
+        deleted = h.sessions.forget(ids)  # before the journal is applied (it drops them too)
         h.apply_erasures()
-        deleted = h.sessions.forget(ids)
         log.info("erasure: %d identifiers, %d sessions deleted", len(pairs), deleted)
         return ForgetResponse(identifiers=len(pairs), sessions_deleted=deleted)
 

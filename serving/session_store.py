@@ -150,6 +150,15 @@ class MemorySessionStore(_Base):
                 self._consent.pop(k, None)
         return n
 
+    def forget_hashed(self, keys: Iterable[str]) -> int:
+        """Delete sessions by visitor hash (erasures seen in the journal); returns how many."""
+        n = 0
+        with self._lock:
+            for k in keys:
+                n += int(self._items.pop(k, None) is not None)
+                self._consent.pop(k, None)
+        return n
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -248,6 +257,19 @@ class RedisSessionStore(_Base):
         keys_c = [self._k("c", v) for v in visitors]
         n = int(self.r.exists(*keys_s))
         self.r.delete(*keys_s, *keys_c)
+        return n
+
+    def forget_hashed(self, keys: Iterable[str]) -> int:
+        """Delete sessions by visitor hash; returns how many existed (0 if Redis is down)."""
+        names = [f"{self.prefix}{kind}:{k}" for k in keys for kind in ("s", "c")]
+        if not names:
+            return 0
+        try:
+            n = int(self.r.exists(*names[::2]))
+            self.r.delete(*names)
+        except self._errors as exc:
+            log.warning("session store (redis) erasure failed: %s", type(exc).__name__)
+            return 0
         return n
 
     def close(self) -> None:

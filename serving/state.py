@@ -172,6 +172,7 @@ class StateHolder:
             return ReloadReport(False, False, False, False, 0.0)
         champion = _without_erased(champion, erasure, snapshot)
         self.state = ServingState(champion, snapshot, erasure)
+        self._forget_sessions(erasure, old.erasure if old else None)
         self._store_sig = sig
         self._journal_mtime = _mtime(s.erasure_journal)
         if old is not None and old.snapshot is not snapshot:
@@ -193,9 +194,20 @@ class StateHolder:
             erasure = ErasureIndex(self.salt, hashes)
             champion = _without_erased(old.champion, erasure, old.snapshot)
             self.state = ServingState(champion, old.snapshot, erasure)
+            self._forget_sessions(erasure, old.erasure)
             _freeze_heap(collect=False)
         log.info("erasures applied: %d erased identifiers", len(erasure))
         return True
+
+    def _forget_sessions(self, new: ErasureIndex, old: ErasureIndex | None) -> None:
+        """Drop the online sessions of newly erased visitors (keys are the same hashes)."""
+        fresh = new.hashes - (old.hashes if old is not None else frozenset())
+        keys = [h for t, h in fresh if t in ("customer_id", "anonymous_id")]
+        forget = getattr(self.sessions, "forget_hashed", None)
+        if keys and forget is not None:
+            n = forget(keys)
+            if n:
+                log.info("erasure: %d online session(s) deleted", n)
 
     def request_reload(self) -> None:
         """Ask every worker (every process watching the stamp) to reload within a second."""
