@@ -44,8 +44,13 @@ state = State()
 def workspace() -> Workspace:
     """The workspace of this invocation (``--workspace``, ``$CIP_WORKSPACE`` or ./cip-workspace)."""
     ws = Workspace.open(state.workspace)
-    _log_to(ws.logs_dir / "cip.log")
+    log_to_workspace(ws)
     return ws
+
+
+def log_to_workspace(ws: Workspace) -> None:
+    """Send this invocation's logs to ``<workspace>/logs/cip.log`` (PII masked)."""
+    _log_to(ws.logs_dir / "cip.log")
 
 
 def workspace_path() -> Path:

@@ -25,6 +25,7 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_models,
     cmd_privacy,
     cmd_recommender,
+    cmd_retention,
     cmd_run,
     cmd_segments,
     cmd_serve,

@@ -16,6 +16,7 @@ from profiles import Suppressor
 from profiles.errors import ConfigError
 from profiles.ingest import IngestReport, ingest_source
 from profiles.privacy import load_salt
+from profiles.retention import cutoffs
 
 __all__ = ["run_ingest"]
 
@@ -48,9 +49,19 @@ def run_ingest(
         task = progress.add_task("ingesting", total=len(sources))
         # rows of erased persons (tombstones) are not loaded again
         suppressor = Suppressor.from_store(store, salt, normaliser)
+        # rows older than the retention policy allows are not loaded either
+        limits = cutoffs(ws.config.retention)
         for src in sources:
             progress.update(task, description=f"ingesting {src.name} -> {src.table}")
-            reports.append(ingest_source(store, src, base_dir=ws.root, suppressor=suppressor))
+            reports.append(
+                ingest_source(
+                    store,
+                    src,
+                    base_dir=ws.root,
+                    suppressor=suppressor,
+                    expire_before=limits.get(src.table if src.table != "order_lines" else "orders"),
+                )
+            )
             progress.advance(task)
     return reports
 
@@ -64,7 +75,8 @@ def ingest(
 
     Bad rows go to the quarantine table with the reason; rows loaded before are
     skipped (re-running is idempotent); rows of erased persons are suppressed
-    (not loaded again); each source loads atomically.
+    (not loaded again); rows older than the `retention:` policy allows are
+    counted as expired and not loaded; each source loads atomically.
     """
     ws = workspace()
     reports = run_ingest(ws, source, show_progress=not as_json)
@@ -80,6 +92,7 @@ def ingest(
         "quarantined",
         "filtered",
         "suppressed",
+        "expired",
         title="Ingest",
     )
     for r in reports:
@@ -92,6 +105,7 @@ def ingest(
             f"{r.rows_quarantined:,}",
             f"{r.rows_filtered:,}",
             f"{r.rows_suppressed:,}",
+            f"{r.rows_expired:,}",
         )
     out.print(t)
     reasons = [(r.source, k, v) for r in reports for k, v in r.quarantine_reasons.items()]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines._cli_app import app, console, emit_json, out, state
+from pipelines._cli_app import app, console, emit_json, log_to_workspace, out, state
 from pipelines.cmd_core import collect_status
 from pipelines.cmd_run import print_run
 from pipelines.cmd_simulate import register_sources
@@ -39,6 +39,7 @@ def demo(
     if fresh and (root / "cip.yaml").exists():
         shutil.rmtree(root)
     ws = Workspace.init(root)
+    log_to_workspace(ws)
     if not ws.config.sources:
         with console.status(f"simulating {customers:,} customers over {days} days"):
             result = run_simulation(

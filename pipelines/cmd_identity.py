@@ -31,8 +31,16 @@ _JSON = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def options(ws: Workspace) -> IdentityOptions:
-    """The library options of the workspace's ``identity:`` config section."""
-    return IdentityOptions.from_mapping(ws.config.identity.model_dump())
+    """The library options of the workspace's ``identity:`` config section.
+
+    New unified ids are seeded from the workspace secret (``secrets/salt``), so
+    rebuilding the store from the same sources gives every person the same id.
+    """
+    from pipelines.cmd_serve import salt_path
+    from profiles.privacy import hash_identifier, load_salt
+
+    seed = hash_identifier("unified_id", "seed", load_salt(salt_path(ws)))
+    return IdentityOptions.from_mapping({**ws.config.identity.model_dump(), "id_salt": seed})
 
 
 def unify_workspace(ws: Workspace, *, full: bool = False, show_progress: bool = True) -> dict:

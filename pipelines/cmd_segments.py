@@ -23,7 +23,7 @@ from pipelines._cli_app import app, console, emit_json, out, workspace
 from pipelines.workspace import Workspace
 from profiles.store import Store
 
-__all__ = ["run_segments", "run_deliveries", "segments_app"]
+__all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet"]
 
 segments_app = typer.Typer(
     help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
@@ -33,7 +33,7 @@ app.add_typer(segments_app, name="segments")
 
 
 @contextmanager
-def _open(ws: Workspace) -> Iterator[Store]:
+def open_quiet(ws: Workspace) -> Iterator[Store]:
     """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
     with ws.open_store() as store:
         if store.backend == "duckdb":
@@ -45,14 +45,14 @@ def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> B
     """Build the workspace's segments (all, or ``names``) for ``as_of``."""
     cfg = ws.config.segments
     defs = select_definitions(cfg.effective(), names)
-    with _open(ws) as store:
+    with open_quiet(ws) as store:
         return build_segments(store, defs, as_of, features_table=cfg.features_table)
 
 
 def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
     """Send pending segment changes to the configured webhooks."""
     cfg = ws.config.segments
-    with _open(ws) as store:
+    with open_quiet(ws) as store:
         return deliver_webhooks(store, cfg.effective(), cfg.webhooks, as_of)
 
 
@@ -135,7 +135,7 @@ def list_(
 ) -> None:
     """List the configured segments with their size at their latest build."""
     ws = workspace()
-    with _open(ws) as store:
+    with open_quiet(ws) as store:
         sizes = segment_sizes(store)
     by = {r["segment"]: r for r in sizes.to_dict("records")}
     rows: list[dict[str, Any]] = []
@@ -203,7 +203,7 @@ def export(
     identifier) are written; erased profiles never are.
     """
     ws = workspace()
-    with _open(ws) as store:
+    with open_quiet(ws) as store:
         rep = export_segment(store, name, out_path, fmt, changes, purpose, as_of)  # type: ignore[arg-type]
     if as_json:
         emit_json(rep.as_dict())

@@ -24,6 +24,7 @@ from activation import (
 )
 from profiles.contracts import schema
 from profiles.errors import ConfigError
+from profiles.retention import check_policy
 from profiles.sources import (
     ColumnExpr,
     ColumnValue,
@@ -51,6 +52,7 @@ __all__ = [
     "expand_env",
     "CsvOptions",
     "SegmentsConfig",
+    "SegmentExport",
 ]
 
 
@@ -181,6 +183,28 @@ class ModelsConfig(_Model):
     reasons: Literal["path", "shap"] = "path"
 
 
+class SegmentExport(_Model):
+    """One file ``cip run`` writes after each segment build (``segments.exports``)."""
+
+    segment: str
+    path: str  # relative paths resolve against the workspace folder
+    format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
+    purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
+    changes: Literal["entered", "exited"] | None = None  # only entries / exits
+
+    @model_validator(mode="after")
+    def _format(self) -> SegmentExport:
+        if self.format is None:
+            ext = Path(self.path).suffix.lower().lstrip(".")
+            if ext not in ("csv", "parquet", "jsonl"):
+                raise ValueError(
+                    f"export of {self.segment!r}: cannot tell the format of {self.path!r}; "
+                    "give format: csv | parquet | jsonl"
+                )
+            self.format = ext  # type: ignore[assignment]
+        return self
+
+
 class SegmentsConfig(_Model):
     """Segments (``segments:``): definitions and webhook destinations.
 
@@ -195,6 +219,7 @@ class SegmentsConfig(_Model):
     deliver_on_build: bool = True
     definitions: list[SegmentDefinition] = Field(default_factory=list)
     webhooks: dict[str, WebhookDestination] = Field(default_factory=dict)
+    exports: list[SegmentExport] = Field(default_factory=list)  # written by `cip run`
 
     @model_validator(mode="after")
     def _check(self) -> SegmentsConfig:
@@ -202,6 +227,10 @@ class SegmentsConfig(_Model):
             check_definitions(self.effective(), self.webhooks)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        known = {d.name for d in self.effective()}
+        unknown = sorted({e.segment for e in self.exports} - known)
+        if unknown:
+            raise ValueError(f"exports name unknown segments {unknown}")
         return self
 
     def effective(self) -> list[SegmentDefinition]:
@@ -280,6 +309,15 @@ class CIPConfig(_Model):
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    retention: dict[str, int] = Field(default_factory=dict)  # see profiles.retention
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, int]) -> dict[str, int]:
+        try:
+            return check_policy(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("retention: ")) from None
 
     @model_validator(mode="after")
     def _unique_sources(self) -> CIPConfig:

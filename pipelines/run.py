@@ -174,10 +174,19 @@ def run_pipeline(
                 result.as_of = resolve_as_of(ws)
             started = datetime.now(UTC).replace(tzinfo=None)
             _record(ws, run_id, step.name, result.as_of, "running", started)
+            log.info("run %s: step %s started (as of %s)", run_id, step.name, result.as_of)
             if on_step:
                 on_step(step.name, "start")
+            t_step = time.perf_counter()
             summary = step.fn(ws, result.as_of)
             _record(ws, run_id, step.name, result.as_of, "done", started, summary)
+            log.info(
+                "run %s: step %s done in %.1f s: %s",
+                run_id,
+                step.name,
+                time.perf_counter() - t_step,
+                json.dumps(summary, default=str),
+            )
             result.steps[step.name] = summary
             if on_step:
                 on_step(step.name, "done")

@@ -6,6 +6,7 @@ atomic on its own (see ``pipelines.run``).
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from pipelines.workspace import Workspace
 from profiles.errors import DataError
 
 __all__ = ["DEFAULT_STEPS", "resolve_as_of"]
+
+log = logging.getLogger(__name__)
 
 
 def resolve_as_of(ws: Workspace) -> date:
@@ -51,6 +54,45 @@ def _segments(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         "members": sum(s.members for s in report.segments),
         "skipped": len(report.skipped),
     }
+
+
+def _retention(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    from pipelines.cmd_retention import run_retention, summary
+
+    if not ws.config.retention:
+        return {"policy": "none"}
+    return summary(run_retention(ws))
+
+
+def _exports(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    """Webhook deliveries (when ``segments.deliver_on_build``) and the files of ``segments.exports``."""
+    from activation import export_segment
+    from pipelines.cmd_segments import open_quiet, run_deliveries
+    from profiles.errors import NotFoundError
+
+    cfg = ws.config.segments
+    out: dict[str, Any] = {}
+    if cfg.webhooks and cfg.deliver_on_build:
+        reports = run_deliveries(ws)  # this build and whatever an earlier run left pending
+        out["webhook_batches"] = sum(r.delivered for r in reports)
+        out["webhook_failed"] = sum(r.failed for r in reports)
+    written, skipped = 0, []
+    with open_quiet(ws) as store:
+        for e in cfg.exports:
+            path = ws.root / e.path
+            try:
+                rep = export_segment(store, e.segment, path, e.format, e.changes, e.purpose)
+            except NotFoundError as exc:  # e.g. a predictive segment before any model scored
+                log.warning("export of %s skipped: %s", e.segment, exc)
+                skipped.append(e.segment)
+                continue
+            written += 1
+            out[f"export:{e.segment}"] = rep.exported
+    if cfg.exports:
+        out["exports_written"] = written
+        if skipped:
+            out["exports_skipped"] = ",".join(skipped)
+    return out
 
 
 def _unify(ws: Workspace, as_of: date | None) -> dict[str, Any]:
@@ -123,9 +165,11 @@ def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 DEFAULT_STEPS: list[Step] = [
     Step("ingest", _ingest, "ingest every source declared in cip.yaml"),
+    Step("retention", _retention, "delete rows older than the retention policy allows"),
     Step("unify", _unify, "identity resolution -> profiles"),
     Step("features", _features, "point-in-time features as of the run date"),
     Step("train", _train, "train churn, propensity and recommender models (per run.train)"),
     Step("score", _score, "score every profile with the champion models"),
     Step("segments", _segments, "build segments and their transitions"),
+    Step("exports", _exports, "deliver segment changes to webhooks, write segments.exports files"),
 ]

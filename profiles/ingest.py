@@ -62,6 +62,7 @@ class IngestReport:
     rows_filtered: int
     rows_suppressed: int
     quarantine_reasons: dict[str, int]
+    rows_expired: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -246,6 +247,7 @@ def ingest_source(
     base_dir: Path,
     suppress_sql: str | None = None,
     suppressor: Suppressor | None = None,
+    expire_before: datetime | None = None,
 ) -> IngestReport:
     """Ingest one source into ``store``; returns the counts.
 
@@ -288,12 +290,14 @@ def ingest_source(
             - len(raw.rejected)
             - work.execute(f"SELECT count(*) FROM {own}_m").fetchone()[0]
         )
+        expired = _drop_expired(work, f"{own}_m", sch, expire_before)
         if suppressor is not None:
             tomb = suppressor.mark_rows(work, f"{own}_m", [c.name for c in sch.columns])
             suppress_sql = f"({suppress_sql}) OR {tomb}" if suppress_sql else tomb
         report = _stage_and_commit(
             store, work, src, sch, raw, own, run_id, started, filtered, suppress_sql, suppressor
         )
+        report.rows_expired = expired
     finally:
         for t in ("_m", "_good", "_bad"):
             work.execute(f"DROP TABLE IF EXISTS {own}{t}")
@@ -304,6 +308,17 @@ def ingest_source(
             work.close()
     log.info("ingested source %s into %s: %s", src.name, src.table, report.as_dict())
     return report
+
+
+def _drop_expired(
+    work: duckdb.DuckDBPyConnection, stage: str, sch: TableSchema, before: datetime | None
+) -> int:
+    """Delete the valid staged rows dated before the retention cut-off; returns the count."""
+    if before is None or "ts" not in sch.names:
+        return 0  # an undated customer record is as new as its ingest: kept
+    return work.execute(
+        f"DELETE FROM {stage} WHERE len(_reasons) = 0 AND ts < ?", [before]
+    ).fetchone()[0]
 
 
 def _stage_and_commit(

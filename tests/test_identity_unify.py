@@ -113,6 +113,23 @@ def test_two_runs_give_identical_ids_full_or_incremental(store) -> None:
     assert all(u.startswith("u_") and len(u) == 18 for u in first.values())
 
 
+def test_a_store_rebuilt_with_the_same_seed_gives_the_same_ids() -> None:
+    rows = [
+        {"record_id": f"c{i}", "ts": "2024-01-01", "customer_id": f"C{i}", "email": f"p{i}@x.com"}
+        for i in range(10)
+    ]
+    maps = []
+    for seed in ("s3cret", "s3cret", None, "other"):
+        with open_store("duckdb") as s:
+            load(s, "customers", rows)
+            unify(s, IdentityOptions(id_salt=seed))
+            maps.append(rmap(s))
+    assert maps[0] == maps[1]  # same records, same seed: same persons, same ids
+    assert set(maps[2].values()).isdisjoint(maps[0].values())  # random seed
+    assert set(maps[3].values()).isdisjoint(maps[0].values())
+    assert "s3cret" not in repr(IdentityOptions(id_salt="s3cret"))
+
+
 def _two_persons_then_bridge(store) -> tuple[str, str]:
     load(
         store,

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import io
 import json
-import re
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pipelines.cmd_serve import serving_settings
 from pipelines.workspace import Workspace
 from profiles.privacy import hash_identifier, load_salt
 from tests._privacy_world import Person, pick_person
+from tests._scan import file_hits, pattern, table_hits
 from tests.conftest import REDIS_URL
 
 pytest_plugins = ["tests._privacy_world"]
@@ -55,63 +55,6 @@ def _redis_up() -> bool:
             return True
     except OSError:
         return False
-
-
-def pattern(needles: list[str]) -> re.Pattern[bytes]:
-    alts = sorted({n.lower() for n in needles}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(a) for a in alts).encode())
-
-
-def table_hits(ws: Workspace, needles: list[str]) -> dict[str, int]:
-    """Rows per table (any column cast to text, case-insensitive) holding a needle."""
-    rx = "|".join(re.escape(n.lower()) for n in needles).replace("'", "''")
-    out = {}
-    with ws.open_store(read_only=True) as store:
-        tables = store.sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = "
-            "current_database() AND table_type = 'BASE TABLE'"
-        )["table_name"]
-        for t in tables:
-            cols = store.sql(f'SELECT * FROM "{t}" LIMIT 0').columns
-            if not len(cols):
-                continue
-            cond = " OR ".join(
-                f"regexp_matches(lower(CAST(\"{c}\" AS VARCHAR)), '{rx}')" for c in cols
-            )
-            n = int(store.sql(f'SELECT count(*) AS n FROM "{t}" WHERE {cond}')["n"].iloc[0])
-            if n:
-                out[t] = n
-    return out
-
-
-def file_hits(root: Path, needles: list[str]) -> dict[str, int]:
-    """Files under ``root`` (not ``sources/``) whose bytes hold a needle (case-insensitive)."""
-    rx = pattern(needles)
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if not p.is_file() or rel.parts[0] == "sources":
-            continue
-        n = len(rx.findall(p.read_bytes().lower()))
-        if p.suffix == ".parquet":  # compressed: search the decoded values too
-            n += _parquet_hits(p, needles)
-        if n:
-            out[str(rel)] = n
-    return out
-
-
-def _parquet_hits(path: Path, needles: list[str]) -> int:
-    import duckdb
-
-    rx = "|".join(re.escape(n.lower()) for n in needles).replace("'", "''")
-    con = duckdb.connect()
-    try:
-        con.execute(f"CREATE TABLE f AS SELECT * FROM read_parquet('{path}')")
-        cols = [r[0] for r in con.execute("DESCRIBE f").fetchall()]
-        cond = " OR ".join(f"regexp_matches(lower(CAST(\"{c}\" AS VARCHAR)), '{rx}')" for c in cols)
-        return int(con.execute(f"SELECT count(*) FROM f WHERE {cond}").fetchone()[0])
-    finally:
-        con.close()
 
 
 @dataclass

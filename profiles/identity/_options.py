@@ -75,6 +75,10 @@ class IdentityOptions:
     """Everything :func:`profiles.identity.unify` needs besides the store.
 
     Attributes mirror ``IdentityConfig`` in ``cip.yaml``; see its documentation.
+    ``id_salt`` is the secret seed of new unified ids the first time a store is
+    unified (then kept in the store): the same seed on the same records gives
+    the same ids, so a store rebuilt from its sources keeps its persons' ids.
+    Without it a random seed is drawn.
     """
 
     default_region: str = "GB"
@@ -91,6 +95,7 @@ class IdentityOptions:
     survivorship: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fuzzy: FuzzyOptions = field(default_factory=FuzzyOptions)
     memory_limit: str = "2GB"
+    id_salt: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> IdentityOptions:

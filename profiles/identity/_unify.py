@@ -137,7 +137,7 @@ def unify(
     run_id = f"unify-{now:%Y%m%dT%H%M%S}-{uuid4().hex[:6]}"
     step = progress or (lambda _msg: None)
     meta = _meta(store)
-    salt = meta.get("salt") or secrets.token_hex(16)
+    salt = meta.get("salt") or opts.id_salt or secrets.token_hex(16)
     fingerprint = f"{LAYOUT}:{opts.normaliser_fingerprint()}"
     have_state = all(store.has_table(t) for t in ("identity_map", "identity_links", RECORDS))
     full = not (incremental and have_state and meta.get("normaliser") == fingerprint)

@@ -1,0 +1,90 @@
+"""``cip retention show|apply``: the maximum age of each table's rows (``retention:`` in cip.yaml)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipelines._cli_app import app, console, emit_json, out, workspace
+from pipelines.workspace import Workspace
+from profiles.retention import RETENTION_TABLES, RetentionReport, apply_retention, cutoffs
+
+__all__ = ["run_retention", "retention_app"]
+
+retention_app = typer.Typer(
+    help="Retention: delete rows older than the maximum age set per table in cip.yaml.",
+    no_args_is_help=True,
+)
+app.add_typer(retention_app, name="retention")
+
+
+def run_retention(ws: Workspace, now: datetime | None = None) -> RetentionReport:
+    """Apply the workspace's retention policy (one transaction); returns the counts."""
+    with ws.open_store() as store:
+        return apply_retention(store, ws.config.retention, now=now)
+
+
+def summary(report: RetentionReport) -> dict[str, Any]:
+    """The short form ``cip run`` records: rows deleted per table (tables with deletions)."""
+    return {"deleted": report.total, **{t: n for t, n in report.deleted.items() if n}}
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date or time (ISO 8601)") from None
+
+
+@retention_app.command("show")
+def show(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the policy: each table's maximum age and the oldest date it keeps today."""
+    ws = workspace()
+    policy = ws.config.retention
+    limits = cutoffs(policy)
+    if as_json:
+        emit_json({k: {"days": policy[k], "keeps_from": limits[k]} for k in policy})
+        return
+    if not policy:
+        console.print("no retention policy: every table is kept (set `retention:` in cip.yaml)")
+        return
+    t = Table("key", "max age (days)", "keeps rows from", "tables", title="Retention")
+    for key, days in policy.items():
+        tables = ", ".join(name for name, _ in RETENTION_TABLES[key]) or "features_*"
+        t.add_row(key, str(days), f"{limits[key]:%Y-%m-%d %H:%M}", tables)
+    out.print(t)
+
+
+@retention_app.command("apply")
+def apply(
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Reference time, ISO 8601 (default: the current UTC time)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Delete every row older than its table's maximum age, in one transaction.
+
+    Also run by `cip run` right after ingest. Ingest itself never loads rows
+    that are already too old.
+    """
+    ws = workspace()
+    if not ws.config.retention and not as_json:
+        console.print("no retention policy: nothing to delete (set `retention:` in cip.yaml)")
+        return
+    report = run_retention(ws, _parse_now(now))
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    t = Table("table", "rows deleted", title=f"Retention applied (now {report.now:%Y-%m-%d %H:%M})")
+    for table, n in report.deleted.items():
+        t.add_row(table, f"{n:,}")
+    out.print(t)
+    out.print(f"{report.total:,} rows deleted")
