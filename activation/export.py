@@ -136,8 +136,15 @@ def member_rows_sql(
         )
     not_gone = not_erased(store, "m.unified_id")
     eligible = f"({consent}) AND ({has_contact}) AND {not_gone}"
+    # 6 decimals: sums a database computes in parallel differ in their last bits run to run
+    score = (
+        "CAST(round(CAST(m.score AS NUMERIC), 6) AS DOUBLE PRECISION)"
+        if store.dialect == "postgres"
+        else "round(m.score, 6)"
+    )
     select = (
-        f"SELECT m.segment, {as_of_col} AS as_of, m.unified_id, {id_cols}, m.score, m.reasons, "
+        f"SELECT m.segment, {as_of_col} AS as_of, m.unified_id, {id_cols}, {score} AS score, "
+        f"m.reasons, "
         f"m.model_version{extra_cols} {frm} WHERE {where} AND {eligible}"
     )
     counts = (

@@ -41,10 +41,12 @@ def run_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Run the whole pipeline: ingest, unify, features, train or reuse champions, score, segments.
+    """Run the whole pipeline: ingest, retention, unify, features, train or reuse champions,
+    score, segments, exports (webhooks and `segments.exports` files).
 
-    A run killed at any point is completed by running `cip run` again; a second
-    run on the same workspace while one is running is refused.
+    A run killed at any point (even kill -9) is completed by running `cip run`
+    again, with the same as_of; a second run on the same workspace while one is
+    running is refused and changes nothing.
     """
     ws = workspace()
     with console.status("running the pipeline", spinner="dots") as status:
