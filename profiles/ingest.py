@@ -453,18 +453,14 @@ def _stage_and_commit(
                 mode="replace",
             )
         if src.table == "products":
+            # a snapshot: an item's row in this load replaces a different older row of it;
+            # an identical row stays as it is (counted as already there)
             store.execute(
-                f"DELETE FROM {target} WHERE item_id IN (SELECT item_id FROM {good_src} g)"
+                f"DELETE FROM {target} WHERE item_id IN (SELECT item_id FROM {good_src}) "
+                f"AND record_id NOT IN (SELECT record_id FROM {good_src})"
             )
-            already = store.sql(
-                f"SELECT count(*) AS n FROM {good_src} g WHERE EXISTS "
-                f"(SELECT 1 FROM {target} t WHERE t.record_id = g.record_id)"
-            )["n"].iloc[0]
-        else:
-            already = 0
         loaded = _insert_new(store, target, all_cols, good_src)
-        if src.table != "products":
-            already = good_n - loaded
+        already = good_n - loaded
         _insert_new(store, "quarantine", q_cols, bad_src)
         finished = datetime.now(UTC).replace(tzinfo=None)
         store.execute(

@@ -249,8 +249,11 @@ def test_products_newest_row_per_item_wins(tmp_path: Path) -> None:
     )
     store = open_store("duckdb")
     ingest_source(store, src, base_dir=tmp_path)
+    again = ingest_source(store, src, base_dir=tmp_path)
+    assert (again.rows_loaded, again.rows_already_present, store.count("products")) == (0, 2, 2)
     (tmp_path / "p1.csv").write_text("sku,name,price\nA,Newest,1.7\n")
-    ingest_source(store, src, base_dir=tmp_path)
+    newer = ingest_source(store, src, base_dir=tmp_path)
+    assert (newer.rows_loaded, newer.rows_already_present) == (1, 0)
     got = store.sql("SELECT item_id, title, price FROM products ORDER BY item_id")
     assert got.to_dict("list") == {
         "item_id": ["A", "B"],
