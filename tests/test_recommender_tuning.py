@@ -62,3 +62,33 @@ def test_validation_splits():
         split_validation(df, "kfold")
     with pytest.raises(ConfigError):
         models.tune_recommender(df, algorithm="svd")
+
+
+def _diverging_bpr(monkeypatch) -> None:
+    """BPR fails as implicit does when its factors blow up (NaN)."""
+    from implicit.recommender_base import ModelFitError
+
+    import models.recommender.tuning as tuning
+
+    real = tuning.make_recommender
+
+    def make(alg, **params):
+        if alg == "bpr":
+            raise ModelFitError("NaN encountered in factors")
+        return real(alg, **params)
+
+    monkeypatch.setattr(tuning, "make_recommender", make)
+
+
+def test_a_diverging_trial_is_pruned_and_tuning_goes_on(monkeypatch):
+    _diverging_bpr(monkeypatch)
+    rec = models.tune_recommender(clustered(), algorithm="auto", trials=6, random_state=0)
+    assert rec.algorithm != "bpr" and rec.extra_["tuning"]["trials"] == 6
+
+
+def test_tuning_where_nothing_converges_is_a_clear_error(monkeypatch):
+    from profiles.errors import DataError
+
+    _diverging_bpr(monkeypatch)
+    with pytest.raises(DataError, match="none of the 2 trials converged"):
+        models.tune_recommender(clustered(), algorithm="bpr", trials=2, random_state=0)

@@ -168,10 +168,16 @@ def tune_recommender(
     popular_ndcg = score("popular", {})
 
     def objective(trial: Any) -> float:
+        from implicit.recommender_base import ModelFitError
+
         alg = trial.suggest_categorical("algorithm", candidates)
         params = SEARCH_SPACES[alg](trial)
         started = time.perf_counter()
-        value = score(alg, params)
+        try:
+            value = score(alg, params)
+        except ModelFitError as exc:  # e.g. BPR diverging (NaN factors) at a high learning rate
+            log.warning("trial %d %s %s diverged (%s): pruned", trial.number, alg, params, exc)
+            raise optuna.TrialPruned(f"{alg} did not converge: {exc}") from None
         log.info(
             "trial %d %s %s ndcg@%d=%.4f (%.1fs)",
             trial.number,
@@ -203,6 +209,12 @@ def tune_recommender(
         timeout=None if minutes is None else minutes * 60,
         callbacks=[_cb],
     )
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise DataError(
+            f"tuning: none of the {len(study.trials)} trials converged; "
+            "try another algorithm or more trials"
+        )
     best = study.best_trial
     alg = best.params["algorithm"]
     params = {
