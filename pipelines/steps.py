@@ -92,7 +92,7 @@ def _exports(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         out["exports_written"] = written
         if skipped:
             out["exports_skipped"] = ",".join(skipped)
-    return out
+    return out or {"exports": "none configured (segments.exports, segments.webhooks)"}
 
 
 def _unify(ws: Workspace, as_of: date | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.cli import main
 from pipelines.run import Step, run_pipeline, workspace_lock
@@ -80,3 +81,51 @@ def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace
 def test_cip_run_on_an_empty_workspace_says_what_is_missing(tmp_workspace, capsys) -> None:
     assert main(["--workspace", str(tmp_workspace.root), "run", "--json"]) == 1
     assert "no sources declared" in capsys.readouterr().err
+
+
+def test_segment_exports_config_is_checked(tmp_path: Path) -> None:
+    from pipelines.config import load_config
+    from profiles.errors import ConfigError
+
+    cfg = tmp_path / "cip.yaml"
+
+    def exports(*items: dict) -> None:
+        cfg.write_text(yaml.safe_dump({"segments": {"exports": list(items)}}))
+
+    exports({"segment": "champions", "path": "out/champions.parquet", "changes": "entered"})
+    (e,) = load_config(cfg).segments.exports
+    assert (e.format, e.purpose, e.changes) == ("parquet", None, "entered")
+    exports({"segment": "champs", "path": "x.csv"})
+    with pytest.raises(ConfigError, match=r"cip\.yaml: segments: .*unknown segments \['champs'\]"):
+        load_config(cfg)
+    exports({"segment": "champions", "path": "x.txt"})
+    with pytest.raises(ConfigError, match="cannot tell the format of 'x.txt'"):
+        load_config(cfg)
+
+
+def test_exports_step_writes_built_segments_and_skips_unbuilt_ones(tmp_workspace) -> None:
+    from activation import build_segments, default_definitions, select_definitions
+    from pipelines.steps import DEFAULT_STEPS
+
+    ws = tmp_workspace
+    raw = yaml.safe_load(ws.config_path.read_text()) or {}
+    raw["segments"] = {
+        "exports": [
+            {"segment": "champions", "path": "exports/champions.jsonl"},
+            {"segment": "likely_buyers", "path": "exports/likely.csv"},
+        ]
+    }
+    ws.config_path.write_text(yaml.safe_dump(raw))
+    ws = Workspace.open(ws.root)
+    with ws.open_store() as store:
+        store.execute(
+            "CREATE TABLE features_default AS SELECT 'u1' AS unified_id, "
+            "TIMESTAMP '2024-01-01' AS as_of, 'Champions' AS rfm_segment, 10.0 AS monetary"
+        )
+        build_segments(store, select_definitions(default_definitions(), ["champions"]), "2024-01-01")
+    exports = next(s for s in DEFAULT_STEPS if s.name == "exports")
+    out = exports.fn(ws, date(2024, 1, 1))
+    assert out["exports_written"] == 1 and out["exports_skipped"] == "likely_buyers"
+    assert out["export:champions"] == 0  # no profiles: nobody consented, nothing released
+    assert (ws.root / "exports" / "champions.jsonl").exists()
+    assert not (ws.root / "exports" / "likely.csv").exists()
