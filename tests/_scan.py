@@ -36,7 +36,9 @@ def table_hits(ws: Workspace, needles: list[str]) -> dict[str, int]:
     return out
 
 
-def file_hits(root: Path, needles: list[str], *, skip: tuple[str, ...] = ("sources",)) -> dict[str, int]:
+def file_hits(
+    root: Path, needles: list[str], *, skip: tuple[str, ...] = ("sources",)
+) -> dict[str, int]:
     """Files under ``root`` (not under the top folders ``skip``) whose bytes hold a needle.
 
     Case-insensitive. Compressed containers are opened: the decoded values of

@@ -65,14 +65,16 @@ def _fill(store) -> None:
             }
         ),
     )
-    store.execute("CREATE TABLE scores (unified_id VARCHAR, as_of TIMESTAMP, churn DOUBLE PRECISION)")
     store.execute(
-        "INSERT INTO scores VALUES ('u1', '2024-12-01', 0.1), ('u1', '2023-01-01', 0.2)"
+        "CREATE TABLE scores (unified_id VARCHAR, as_of TIMESTAMP, churn DOUBLE PRECISION)"
     )
+    store.execute("INSERT INTO scores VALUES ('u1', '2024-12-01', 0.1), ('u1', '2023-01-01', 0.2)")
     store.execute("CREATE TABLE features_default (unified_id VARCHAR, as_of TIMESTAMP)")
     store.execute("INSERT INTO features_default VALUES ('u1', '2024-12-01'), ('u1', '2022-01-01')")
     store.execute("CREATE TABLE _identity_records (source_table VARCHAR, record_id VARCHAR)")
-    store.execute("CREATE TABLE record_map (source_table VARCHAR, record_id VARCHAR, unified_id VARCHAR)")
+    store.execute(
+        "CREATE TABLE record_map (source_table VARCHAR, record_id VARCHAR, unified_id VARCHAR)"
+    )
     for t in ("_identity_records", "record_map"):
         extra = ", 'u'" if t == "record_map" else ""
         store.execute(
@@ -89,7 +91,10 @@ def _ids(store, table: str, col: str = "record_id") -> list[str]:
 def test_old_rows_go_young_rows_stay(backend: str, request) -> None:
     kw = {}
     if backend == "postgres":
-        kw = {"url": request.getfixturevalue("pg_url"), "schema": request.getfixturevalue("pg_schema")}
+        kw = {
+            "url": request.getfixturevalue("pg_url"),
+            "schema": request.getfixturevalue("pg_schema"),
+        }
     with open_store(backend, **kw) as store:
         _fill(store)
         policy = {"events": 365, "orders": 365, "quarantine": 30, "scores": 365, "features": 365}

@@ -122,7 +122,9 @@ def test_exports_step_writes_built_segments_and_skips_unbuilt_ones(tmp_workspace
             "CREATE TABLE features_default AS SELECT 'u1' AS unified_id, "
             "TIMESTAMP '2024-01-01' AS as_of, 'Champions' AS rfm_segment, 10.0 AS monetary"
         )
-        build_segments(store, select_definitions(default_definitions(), ["champions"]), "2024-01-01")
+        build_segments(
+            store, select_definitions(default_definitions(), ["champions"]), "2024-01-01"
+        )
     exports = next(s for s in DEFAULT_STEPS if s.name == "exports")
     out = exports.fn(ws, date(2024, 1, 1))
     assert out["exports_written"] == 1 and out["exports_skipped"] == "likely_buyers"
