@@ -52,17 +52,25 @@ def run_train_recommender(
             "no interactions in the store (completed order lines or weighted events with an "
             "item); run `cip ingest` first"
         )
-    model, run_id, metrics = train_recommender_run(
-        interactions,
-        algorithm=algo,
-        tune_trials=tune_trials,
-        tune_minutes=tune_minutes,
-        tracking_uri=ws.mlflow_tracking_uri,
-        artifact_location=ws.mlflow_artifact_location,
-        k=cfg.k,
-        validation=cfg.validation,
-        as_of=as_of,
-    )
+    from implicit.recommender_base import ModelFitError
+
+    try:
+        model, run_id, metrics = train_recommender_run(
+            interactions,
+            algorithm=algo,
+            tune_trials=tune_trials,
+            tune_minutes=tune_minutes,
+            tracking_uri=ws.mlflow_tracking_uri,
+            artifact_location=ws.mlflow_artifact_location,
+            k=cfg.k,
+            validation=cfg.validation,
+            as_of=as_of,
+        )
+    except ModelFitError as exc:  # e.g. BPR's factors diverging to NaN
+        raise DataError(
+            f"{algo} did not converge on these interactions ({exc}); nothing was registered. "
+            "Try another --algorithm or tune it (--tune-trials)"
+        ) from None
     return {
         "run_id": run_id,
         "algorithm": metrics["algorithm"],

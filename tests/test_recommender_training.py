@@ -77,3 +77,19 @@ def test_train_recommender_errors(tmp_workspace, capsys):
     assert "no interactions" in capsys.readouterr().err
     assert main(["--workspace", root, "train-recommender", "--algorithm", "svd"]) == 1
     assert "--algorithm" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_converge_is_a_one_line_error(tmp_workspace, capsys, monkeypatch):
+    from implicit.recommender_base import ModelFitError
+
+    import models.recommender.tracking as tracking
+
+    def diverge(*args, **kwargs):
+        raise ModelFitError("NaN encountered in factors")
+
+    monkeypatch.setattr(tracking, "train_recommender_run", diverge)
+    _load_lines(tmp_workspace)
+    root = str(tmp_workspace.root)
+    assert main(["--workspace", root, "train", "recommender", "--algorithm", "bpr"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "bpr did not converge" in err and "nothing was registered" in err and "\n" not in err
