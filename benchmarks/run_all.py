@@ -21,7 +21,6 @@ import time
 BENCHMARKS = [
     "identity_fake1000",
     "simulate_signal",
-    "features_pandas_rfm",
     "ingest_speed",
     "identity_speed",
     "segments_speed",

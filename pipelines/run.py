@@ -108,7 +108,11 @@ def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None,
                 "SELECT step FROM _pipeline_steps WHERE run_id = ? AND status = 'done'", [run_id]
             )["step"]
         )
-    if all(s.name in done for s in steps):
+    # Steps run in order, so an interrupted run has done a prefix of them. A run whose
+    # done steps are not a prefix was recorded with another step list (an older
+    # version of CIP): it finished, and the next run starts afresh.
+    flags = [s.name in done for s in steps]
+    if all(flags) or any(flags[flags.index(False) :]):
         return None
     as_of = last["as_of"].iloc[0]
     return run_id, (pd.Timestamp(as_of).date() if pd.notna(as_of) else None), done

@@ -131,3 +131,18 @@ def test_exports_step_writes_built_segments_and_skips_unbuilt_ones(tmp_workspace
     assert out["export:champions"] == 0  # no profiles: nobody consented, nothing released
     assert (ws.root / "exports" / "champions.jsonl").exists()
     assert not (ws.root / "exports" / "likely.csv").exists()
+
+
+def test_a_finished_run_of_an_older_step_list_is_not_resumed(tmp_workspace: Workspace) -> None:
+    ran: list[str] = []
+
+    def step(name):
+        return Step(name, lambda ws, a: ran.append(name) or {}, name)
+
+    old = [step("ingest"), step("unify"), step("score")]
+    run_pipeline(tmp_workspace, steps=old, as_of=date(2024, 1, 1))
+    new = [step("ingest"), step("retention"), step("unify"), step("score"), step("exports")]
+    ran.clear()
+    res = run_pipeline(tmp_workspace, steps=new, as_of=date(2024, 2, 1))
+    assert not res.resumed and res.as_of == date(2024, 2, 1)
+    assert ran == ["ingest", "retention", "unify", "score", "exports"]
