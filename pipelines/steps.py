@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipelines.run import Step
 from pipelines.workspace import Workspace
-from profiles.errors import DataError
+from profiles.errors import DataError, NotFoundError
 
 __all__ = ["DEFAULT_STEPS", "resolve_as_of"]
 
@@ -68,7 +68,6 @@ def _exports(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     """Webhook deliveries (when ``segments.deliver_on_build``) and the files of ``segments.exports``."""
     from activation import export_segment
     from pipelines.cmd_segments import open_quiet, run_deliveries
-    from profiles.errors import NotFoundError
 
     cfg = ws.config.segments
     out: dict[str, Any] = {}
@@ -138,7 +137,12 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         if not _needs_training(ws, f"cip-{kind}"):
             out[kind] = "champion kept"
             continue
-        r = run_train(ws, kind, as_of, tune_trials=ws.config.run.tune_trials)
+        try:
+            r = run_train(ws, kind, as_of, tune_trials=ws.config.run.tune_trials)
+        except DataError as exc:  # the data cannot support a model yet (e.g. too short)
+            log.warning("run: %s not trained: %s", kind, exc)
+            out[kind] = f"not trained: {exc}"
+            continue
         out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
             " (champion)" if r.promoted else " (not promoted)"
         )
@@ -146,7 +150,12 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         if _needs_training(ws, "cip-recommender"):
             from pipelines.cmd_recommender import run_train_recommender
 
-            r = run_train_recommender(ws, as_of=str(as_of) if as_of else None)
+            try:
+                r = run_train_recommender(ws, as_of=str(as_of) if as_of else None)
+            except DataError as exc:
+                log.warning("run: recommender not trained: %s", exc)
+                out["recommender"] = f"not trained: {exc}"
+                return out
             out["recommender"] = f"v{r['version']} {r['algorithm']}" + (
                 " (champion)" if r["promoted"] else " (not promoted)"
             )
@@ -159,7 +168,11 @@ def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     from pipelines.cmd_models import run_score
 
     assert as_of is not None
-    r = run_score(ws, as_of)
+    try:
+        r = run_score(ws, as_of)
+    except NotFoundError as exc:  # no champion yet (the train step said why)
+        log.warning("run: nothing scored: %s", exc)
+        return {"scored": 0, "reason": "no champion model yet"}
     return {k: v for k, v in vars(r).items() if isinstance(v, int | float | str)}
 
 

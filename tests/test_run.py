@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -146,3 +147,15 @@ def test_a_finished_run_of_an_older_step_list_is_not_resumed(tmp_workspace: Work
     res = run_pipeline(tmp_workspace, steps=new, as_of=date(2024, 2, 1))
     assert not res.resumed and res.as_of == date(2024, 2, 1)
     assert ran == ["ingest", "retention", "unify", "score", "exports"]
+
+
+@pytest.mark.slow
+def test_a_shop_too_young_for_churn_models_still_runs_to_the_end(tmp_path: Path, capsys) -> None:
+    """200 days of history: no labelled snapshot to fit on, yet RFM and rule segments build."""
+    root = str(tmp_path / "young")
+    assert main(["-w", root, "demo", "-n", "200", "-d", "200", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["train"]["churn"].startswith("not trained: ")
+    assert run["train"]["propensity"].startswith("not trained: ")
+    assert run["score"] == {"scored": 0, "reason": "no champion model yet"}
+    assert run["segments"]["segments"] >= 11 and run["segments"]["skipped"] == 2
