@@ -23,7 +23,8 @@ stopping runs to the round limit (measured on Online Retail: validation AUC
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,11 +42,36 @@ __all__ = [
     "TrainResult",
     "feature_columns",
     "plan_snapshots",
+    "shared_training_sets",
     "train_model",
     "train_on_frame",
 ]
 
 log = logging.getLogger(__name__)
+
+#: training sets built inside :func:`shared_training_sets` (None: sharing is off)
+_SHARED: dict[tuple[Any, ...], pd.DataFrame] | None = None
+
+
+@contextmanager
+def shared_training_sets() -> Iterator[None]:
+    """Inside this block, :func:`train_model` calls share their training sets.
+
+    Churn and propensity models trained on the same store data, snapshots,
+    horizon and feature parameters use one training set (features and every
+    label), built once: ``cip run`` trains both inside one block and so builds
+    the point-in-time snapshots once instead of twice. The sets are released
+    when the block ends.
+    """
+    global _SHARED
+    outer = _SHARED
+    _SHARED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        if outer is None:
+            _SHARED = None
+
 
 HOLDOUT_MODES = ("auto", "as_of", "latest_labelled")
 
@@ -317,11 +343,25 @@ def train_model(
         or a > first_ok + timedelta(days=snapshot_every_days)
         or a == plan.holdout_as_of
     ]
-    say(f"building the training set ({len(dates)} snapshots, holdout {plan.holdout_as_of})")
-    frame = _build_frame(
-        store, dates, horizon_days, feature_params, max_rows_per_snapshot, build_training_set
-    )
     fp, stats = data_fingerprint(store)
+    key = (
+        fp,
+        identity_graph_version(store),
+        tuple(dates),
+        horizon_days,
+        repr(feature_params),
+        max_rows_per_snapshot,
+    )
+    if _SHARED is not None and key in _SHARED:
+        say(f"reusing the training set ({len(dates)} snapshots, holdout {plan.holdout_as_of})")
+        frame = _SHARED[key].copy(deep=False)
+    else:
+        say(f"building the training set ({len(dates)} snapshots, holdout {plan.holdout_as_of})")
+        frame = _build_frame(
+            store, dates, horizon_days, feature_params, max_rows_per_snapshot, build_training_set
+        )
+        if _SHARED is not None:
+            _SHARED[key] = frame.copy(deep=False)
     lineage = {
         "feature_set_version": frame.attrs.get("feature_set_version", FEATURE_SET_VERSION),
         "data_fingerprint": fp,

@@ -132,20 +132,23 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     if as_of is not None:
         as_of = min(as_of, end)
 
+    from models.training import shared_training_sets
+
     out: dict[str, Any] = {}
-    for kind in ("churn", "propensity"):
-        if not _needs_training(ws, f"cip-{kind}"):
-            out[kind] = "champion kept"
-            continue
-        try:
-            r = run_train(ws, kind, as_of, tune_trials=ws.config.run.tune_trials)
-        except DataError as exc:  # the data cannot support a model yet (e.g. too short)
-            log.warning("run: %s not trained: %s", kind, exc)
-            out[kind] = f"not trained: {exc}"
-            continue
-        out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
-            " (champion)" if r.promoted else " (not promoted)"
-        )
+    with shared_training_sets():  # churn and propensity: one training set, built once
+        for kind in ("churn", "propensity"):
+            if not _needs_training(ws, f"cip-{kind}"):
+                out[kind] = "champion kept"
+                continue
+            try:
+                r = run_train(ws, kind, as_of, tune_trials=ws.config.run.tune_trials)
+            except DataError as exc:  # the data cannot support a model yet (e.g. too short)
+                log.warning("run: %s not trained: %s", kind, exc)
+                out[kind] = f"not trained: {exc}"
+                continue
+            out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
+                " (champion)" if r.promoted else " (not promoted)"
+            )
     if ws.config.run.recommender:
         if _needs_training(ws, "cip-recommender"):
             from pipelines.cmd_recommender import run_train_recommender

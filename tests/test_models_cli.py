@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -78,3 +79,23 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
     assert main([*w, "models", "rollback", "churn"]) == 1  # nothing to roll back to
     assert "no previous champion" in capsys.readouterr().err
     assert main([*w, "train", "churn", "--as-of", "2024-13-01"]) != 0
+
+
+@pytest.mark.slow
+def test_shared_training_sets_build_once_and_change_no_result(tmp_workspace, monkeypatch) -> None:
+    import models.training as training
+    from pipelines.cmd_models import run_train
+
+    ws = tmp_workspace
+    with ws.open_store() as store:
+        load_orders(store, n_customers=300, seed=2)
+    kw = {"horizon_days": 60, "n_snapshots": 3}
+    alone = {k: run_train(ws, k, date(2024, 4, 1), **kw).metrics for k in ("churn", "propensity")}
+    builds = []
+    real = training._build_frame
+    monkeypatch.setattr(training, "_build_frame", lambda *a: builds.append(1) or real(*a))
+    with training.shared_training_sets():
+        shared = {k: run_train(ws, k, date(2024, 4, 1), **kw).metrics for k in alone}
+    assert len(builds) == 1 and shared == alone
+    run_train(ws, "churn", date(2024, 4, 1), **kw)  # outside the block: built again
+    assert len(builds) == 2 and training._SHARED is None
