@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipelines._cli_app import app, emit_json, out, workspace, workspace_path
+from pipelines._cli_app import app, console, emit_json, out, workspace, workspace_path
 from pipelines.workspace import Workspace
 from profiles.identity import identity_status
 
@@ -46,6 +46,8 @@ def collect_status(ws: Workspace) -> dict[str, Any]:
             "records"
         )
         identity = identity_status(store)
+    from pipelines.run import last_run
+
     return {
         "workspace": str(ws.root),
         "store": ws.config.store.backend,
@@ -54,6 +56,7 @@ def collect_status(ws: Workspace) -> dict[str, Any]:
         "quarantine": quarantine,
         "last_ingests": runs,
         "identity": identity,
+        "last_run": last_run(ws),
     }
 
 
@@ -83,6 +86,18 @@ def status(
             f"{i['merges']:,} merges, {i['splits']:,} splits, "
             f"{i['blocked_identifiers']:,} blocked identifiers "
             f"(last unify {str(i['last_run'].get('finished_at'))[:19]})"
+        )
+    run = info.get("last_run")
+    if run and run["unfinished_at"]:
+        console.print(
+            f"[yellow]Last run {run['run_id']} (as of {run['as_of']}) is unfinished[/]: "
+            f"stopped at step {run['unfinished_at']} ({run['steps_done']}/{run['steps']} steps "
+            "done); `cip run` finishes it"
+        )
+    elif run:
+        out.print(
+            f"Last run {run['run_id']} (as of {run['as_of']}): {run['steps_done']}/"
+            f"{run['steps']} steps done, finished {run['finished_at']}"
         )
     if info["quarantine"]:
         q = Table("source", "reason", "rows", title="Quarantine")

@@ -16,6 +16,7 @@ from profiles.identity import (
     allow_link,
     forbid_link,
     forbidden_links,
+    identity_history,
     person_report,
 )
 from profiles.identity import unify as run_unify
@@ -253,7 +254,7 @@ def history(
     with workspace().open_store() as store:
         if not store.has_table("identity_history"):
             raise NotFoundError("no identity history yet; run `cip unify` first")
-        df = store.sql("SELECT * FROM identity_history ORDER BY ts DESC LIMIT ?", [limit])
+        df = identity_history(store, limit=limit)
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     if as_json:
         emit_json(rows)

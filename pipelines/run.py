@@ -29,7 +29,7 @@ import pandas as pd
 from pipelines.workspace import Workspace
 from profiles.errors import ConflictError
 
-__all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_state"]
+__all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_state", "last_run"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,36 @@ def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None,
         return None
     as_of = last["as_of"].iloc[0]
     return run_id, (pd.Timestamp(as_of).date() if pd.notna(as_of) else None), done
+
+
+def last_run(ws: Workspace, steps: list[Step] | None = None) -> dict[str, Any] | None:
+    """The latest ``cip run``: id, as_of, steps done, and where it stopped if unfinished."""
+    from pipelines.steps import DEFAULT_STEPS
+
+    steps = steps or DEFAULT_STEPS
+    with ws.open_store() as store:
+        if not store.has_table("_pipeline_steps"):
+            return None
+        rows = store.sql(
+            "SELECT * FROM _pipeline_steps WHERE run_id = (SELECT run_id FROM _pipeline_steps "
+            "ORDER BY started_at DESC LIMIT 1)"
+        )
+    if rows.empty:
+        return None
+    done = rows[rows["status"] == "done"]
+    unfinished = _unfinished_run(ws, steps)
+    as_of = rows["as_of"].dropna()
+    return {
+        "run_id": str(rows["run_id"].iloc[0]),
+        "as_of": str(pd.Timestamp(as_of.iloc[0]).date()) if len(as_of) else None,
+        "started_at": str(rows["started_at"].min())[:19],
+        "finished_at": None if unfinished else str(done["finished_at"].max())[:19],
+        "steps_done": len(done),
+        "steps": len(steps),
+        "unfinished_at": (
+            next(s.name for s in steps if s.name not in unfinished[2]) if unfinished else None
+        ),
+    }
 
 
 def _record(

@@ -17,6 +17,7 @@ _IDENTITY = (
     "allow_link",
     "person_report",
     "identity_status",
+    "identity_history",
 )
 
 # privacy: erasure and access requests (also lazy)

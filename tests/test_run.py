@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.run import Step, run_pipeline, workspace_lock
+from pipelines.run import Step, last_run, run_pipeline, workspace_lock
 from pipelines.workspace import Workspace
 from profiles.errors import ConflictError
 
@@ -34,6 +34,9 @@ def test_a_failed_step_is_resumed_with_the_same_as_of(tmp_workspace: Workspace) 
     steps = [Step("ingest", lambda ws, a: {"n": 0}, "i"), step("a"), step("b"), step("c")]
     with pytest.raises(RuntimeError):
         run_pipeline(tmp_workspace, steps=steps, as_of=date(2024, 1, 1))
+    stopped = last_run(tmp_workspace, steps)
+    assert (stopped["unfinished_at"], stopped["steps_done"], stopped["steps"]) == ("b", 2, 4)
+    assert stopped["as_of"] == "2024-01-01" and stopped["finished_at"] is None
     fail["b"] = False
     res = run_pipeline(tmp_workspace, steps=steps, as_of=date(2030, 1, 1))
     assert res.resumed and res.as_of == date(2024, 1, 1)
@@ -46,6 +49,8 @@ def test_a_failed_step_is_resumed_with_the_same_as_of(tmp_workspace: Workspace) 
     ]
     res = run_pipeline(tmp_workspace, steps=steps, as_of=date(2030, 1, 1))
     assert not res.resumed and res.as_of == date(2030, 1, 1)
+    done = last_run(tmp_workspace, steps)
+    assert done["unfinished_at"] is None and done["steps_done"] == 4 and done["finished_at"]
 
 
 def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace, capsys) -> None:

@@ -24,6 +24,7 @@ from profiles.identity.admin import (
     allow_link,
     forbid_link,
     forbidden_links,
+    identity_history,
     identity_status,
     person_report,
 )
@@ -46,4 +47,5 @@ __all__ = [
     "forbidden_links",
     "person_report",
     "identity_status",
+    "identity_history",
 ]

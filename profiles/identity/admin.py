@@ -13,7 +13,45 @@ from profiles.identity._normalise import normalise_identifier
 from profiles.identity._options import IdentityOptions, parse_identifier
 from profiles.store import Store
 
-__all__ = ["forbid_link", "allow_link", "forbidden_links", "person_report", "identity_status"]
+__all__ = [
+    "forbid_link",
+    "allow_link",
+    "forbidden_links",
+    "person_report",
+    "identity_status",
+    "identity_history",
+]
+
+
+def identity_history(
+    store: Store,
+    unified_id: str | None = None,
+    *,
+    newest_first: bool = True,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Merges and splits (of one person, or all), in the order the runs finished.
+
+    Rows of one run share its second-resolution ``ts``; two runs within one second
+    are ordered by their real finish time (``_identity_runs``).
+    """
+    d = "DESC" if newest_first else "ASC"
+    runs = store.has_table("_identity_runs")
+    sql = "SELECT h.* FROM identity_history h" + (
+        " LEFT JOIN (SELECT run_id, max(finished_at) AS fin FROM _identity_runs GROUP BY run_id)"
+        " r ON r.run_id = h.run_id"
+        if runs
+        else ""
+    )
+    params: list = []
+    if unified_id is not None:
+        sql += " WHERE h.unified_id = ? OR h.other_id = ?"
+        params += [unified_id, unified_id]
+    sql += f" ORDER BY h.ts {d}" + (f", r.fin {d}" if runs else "")
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return store.sql(sql, params)
 
 
 def _canonical(text: str, opts: IdentityOptions) -> str:
@@ -117,10 +155,7 @@ def person_report(
         raise NotFoundError("give a unified id or an identifier")
     prof = store.sql("SELECT * FROM profiles WHERE unified_id = ?", [unified_id])
     hist = (
-        store.sql(
-            "SELECT * FROM identity_history WHERE unified_id = ? OR other_id = ? ORDER BY ts",
-            [unified_id, unified_id],
-        )
+        identity_history(store, unified_id, newest_first=False)
         if store.has_table("identity_history")
         else pd.DataFrame()
     )
