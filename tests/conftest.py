@@ -95,3 +95,18 @@ def tmp_workspace(tmp_path: Path):
     from pipelines.workspace import Workspace
 
     return Workspace.init(tmp_path / "ws")
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_store(request):
+    """A fresh store of each backend (PostgreSQL: in a schema dropped afterwards)."""
+    from profiles.store import open_store
+
+    kw = {}
+    if request.param == "postgres":
+        kw = {
+            "url": request.getfixturevalue("pg_url"),
+            "schema": request.getfixturevalue("pg_schema"),
+        }
+    with open_store(request.param, **kw) as store:
+        yield store

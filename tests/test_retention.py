@@ -87,32 +87,25 @@ def _ids(store, table: str, col: str = "record_id") -> list[str]:
     return sorted(store.sql(f"SELECT {col} FROM {table}")[col])
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
-def test_old_rows_go_young_rows_stay(backend: str, request) -> None:
-    kw = {}
-    if backend == "postgres":
-        kw = {
-            "url": request.getfixturevalue("pg_url"),
-            "schema": request.getfixturevalue("pg_schema"),
-        }
-    with open_store(backend, **kw) as store:
-        _fill(store)
-        policy = {"events": 365, "orders": 365, "quarantine": 30, "scores": 365, "features": 365}
-        rep = apply_retention(store, policy, now=NOW)
-        assert _ids(store, "events") == ["e_young"]
-        assert _ids(store, "order_lines") == ["l_young"]
-        assert _ids(store, "quarantine") == ["q_young"]
-        assert store.sql("SELECT churn FROM scores")["churn"].tolist() == [0.1]
-        assert store.count("features_default") == 1
-        # the resolver forgets expired event records; other tables' rows are not its business
-        assert _ids(store, "_identity_records") == ["e_young", "gone_before"]
-        assert _ids(store, "record_map") == ["e_young", "gone_before"]
-        assert rep.deleted["events"] == 1 and rep.deleted["order_lines"] == 1
-        assert rep.deleted["quarantine"] == 1 and rep.deleted["scores"] == 1
-        assert rep.deleted["features_default"] == 1 and rep.deleted["_identity_records"] == 1
-        assert rep.total == 7
-        # idempotent: nothing more to delete at the same reference time
-        assert apply_retention(store, policy, now=NOW).total == 0
+def test_old_rows_go_young_rows_stay(any_store) -> None:
+    store = any_store
+    _fill(store)
+    policy = {"events": 365, "orders": 365, "quarantine": 30, "scores": 365, "features": 365}
+    rep = apply_retention(store, policy, now=NOW)
+    assert _ids(store, "events") == ["e_young"]
+    assert _ids(store, "order_lines") == ["l_young"]
+    assert _ids(store, "quarantine") == ["q_young"]
+    assert store.sql("SELECT churn FROM scores")["churn"].tolist() == [0.1]
+    assert store.count("features_default") == 1
+    # the resolver forgets expired event records; other tables' rows are not its business
+    assert _ids(store, "_identity_records") == ["e_young", "gone_before"]
+    assert _ids(store, "record_map") == ["e_young", "gone_before"]
+    assert rep.deleted["events"] == 1 and rep.deleted["order_lines"] == 1
+    assert rep.deleted["quarantine"] == 1 and rep.deleted["scores"] == 1
+    assert rep.deleted["features_default"] == 1 and rep.deleted["_identity_records"] == 1
+    assert rep.total == 7
+    # idempotent: nothing more to delete at the same reference time
+    assert apply_retention(store, policy, now=NOW).total == 0
 
 
 def test_keys_not_in_the_policy_are_kept_forever() -> None:

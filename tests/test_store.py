@@ -55,31 +55,17 @@ def test_postgres_orders_view_unions_lines_and_direct_orders(pg_url: str, pg_sch
         assert store.ibis().table("orders").count().execute() == 3
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
-def test_failed_transaction_leaves_store_unchanged(backend: str, request) -> None:
-    kw = {}
-    if backend == "postgres":
-        kw = {
-            "url": request.getfixturevalue("pg_url"),
-            "schema": request.getfixturevalue("pg_schema"),
-        }
-    with open_store(backend, **kw) as store:
-        store.load_arrow("order_lines", _lines())
-        with pytest.raises(RuntimeError), store.transaction():
-            store.execute("DELETE FROM order_lines")
-            raise RuntimeError("crash mid-write")
-        assert store.count("order_lines") == 3
+def test_failed_transaction_leaves_store_unchanged(any_store) -> None:
+    store = any_store
+    store.load_arrow("order_lines", _lines())
+    with pytest.raises(RuntimeError), store.transaction():
+        store.execute("DELETE FROM order_lines")
+        raise RuntimeError("crash mid-write")
+    assert store.count("order_lines") == 3
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
-def test_replace_swaps_whole_table(backend: str, request) -> None:
-    kw = {}
-    if backend == "postgres":
-        kw = {
-            "url": request.getfixturevalue("pg_url"),
-            "schema": request.getfixturevalue("pg_schema"),
-        }
-    with open_store(backend, **kw) as store:
-        store.load_arrow("scores_x", pd.DataFrame({"a": [1, 2]}), mode="replace")
-        store.load_arrow("scores_x", pd.DataFrame({"a": [5]}), mode="replace")
-        assert store.sql("SELECT a FROM scores_x")["a"].tolist() == [5]
+def test_replace_swaps_whole_table(any_store) -> None:
+    store = any_store
+    store.load_arrow("scores_x", pd.DataFrame({"a": [1, 2]}), mode="replace")
+    store.load_arrow("scores_x", pd.DataFrame({"a": [5]}), mode="replace")
+    assert store.sql("SELECT a FROM scores_x")["a"].tolist() == [5]
