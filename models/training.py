@@ -344,9 +344,10 @@ def train_model(
         or a == plan.holdout_as_of
     ]
     fp, stats = data_fingerprint(store)
+    graph_version = identity_graph_version(store)
     key = (
         fp,
-        identity_graph_version(store),
+        graph_version,
         tuple(dates),
         horizon_days,
         repr(feature_params),
@@ -366,7 +367,7 @@ def train_model(
         "feature_set_version": frame.attrs.get("feature_set_version", FEATURE_SET_VERSION),
         "data_fingerprint": fp,
         "data_tables": stats,
-        "identity_graph_version": identity_graph_version(store),
+        "identity_graph_version": graph_version,
         "data_end": str(end_day),
         "holdout_mode": plan.mode,
         "snapshot_dates": [str(a) for a in plan.all_as_ofs],

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pipelines._cli_app import app, console, emit_json, out, workspace, workspace_path
+from pipelines.run import last_run
 from pipelines.workspace import Workspace
 from profiles.identity import identity_status
 
@@ -46,8 +47,6 @@ def collect_status(ws: Workspace) -> dict[str, Any]:
             "records"
         )
         identity = identity_status(store)
-    from pipelines.run import last_run
-
     return {
         "workspace": str(ws.root),
         "store": ws.config.store.backend,

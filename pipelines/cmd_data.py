@@ -16,7 +16,7 @@ from profiles import Suppressor
 from profiles.errors import ConfigError
 from profiles.ingest import IngestReport, ingest_source
 from profiles.privacy import load_salt
-from profiles.retention import cutoffs
+from profiles.retention import cutoffs, ingest_cutoff
 
 __all__ = ["run_ingest"]
 
@@ -59,7 +59,7 @@ def run_ingest(
                     src,
                     base_dir=ws.root,
                     suppressor=suppressor,
-                    expire_before=limits.get(src.table if src.table != "order_lines" else "orders"),
+                    expire_before=ingest_cutoff(limits, src.table),
                 )
             )
             progress.advance(task)

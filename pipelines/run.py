@@ -93,6 +93,19 @@ def pipeline_state(ws: Workspace) -> pd.DataFrame:
         return store.sql("SELECT * FROM _pipeline_steps ORDER BY started_at DESC")
 
 
+def _stopped_at(steps: list[Step], done: set[str]) -> str | None:
+    """The step an interrupted run stopped at, or None when the run finished.
+
+    Steps run in order, so an interrupted run has done a prefix of them. A run whose
+    done steps are not a prefix was recorded with another step list (an older
+    version of CIP): it finished, and the next run starts afresh.
+    """
+    flags = [s.name in done for s in steps]
+    if all(flags) or any(flags[flags.index(False) :]):
+        return None
+    return steps[flags.index(False)].name
+
+
 def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None, set[str]] | None:
     """The latest run if some of its steps are not done: (run_id, as_of, done steps)."""
     with ws.open_store() as store:
@@ -108,11 +121,7 @@ def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None,
                 "SELECT step FROM _pipeline_steps WHERE run_id = ? AND status = 'done'", [run_id]
             )["step"]
         )
-    # Steps run in order, so an interrupted run has done a prefix of them. A run whose
-    # done steps are not a prefix was recorded with another step list (an older
-    # version of CIP): it finished, and the next run starts afresh.
-    flags = [s.name in done for s in steps]
-    if all(flags) or any(flags[flags.index(False) :]):
+    if _stopped_at(steps, done) is None:
         return None
     as_of = last["as_of"].iloc[0]
     return run_id, (pd.Timestamp(as_of).date() if pd.notna(as_of) else None), done
@@ -133,18 +142,16 @@ def last_run(ws: Workspace, steps: list[Step] | None = None) -> dict[str, Any] |
     if rows.empty:
         return None
     done = rows[rows["status"] == "done"]
-    unfinished = _unfinished_run(ws, steps)
+    stopped_at = _stopped_at(steps, set(done["step"]))
     as_of = rows["as_of"].dropna()
     return {
         "run_id": str(rows["run_id"].iloc[0]),
         "as_of": str(pd.Timestamp(as_of.iloc[0]).date()) if len(as_of) else None,
         "started_at": str(rows["started_at"].min())[:19],
-        "finished_at": None if unfinished else str(done["finished_at"].max())[:19],
+        "finished_at": None if stopped_at else str(done["finished_at"].max())[:19],
         "steps_done": len(done),
         "steps": len(steps),
-        "unfinished_at": (
-            next(s.name for s in steps if s.name not in unfinished[2]) if unfinished else None
-        ),
+        "unfinished_at": stopped_at,
     }
 
 

@@ -39,7 +39,14 @@ from typing import Any
 from profiles.errors import ConfigError
 from profiles.store import ORDERS_SRC, Store
 
-__all__ = ["RETENTION_TABLES", "RetentionReport", "apply_retention", "cutoffs", "check_policy"]
+__all__ = [
+    "RETENTION_TABLES",
+    "RetentionReport",
+    "apply_retention",
+    "cutoffs",
+    "check_policy",
+    "ingest_cutoff",
+]
 
 #: retention key -> ((physical table, date expression), ...); ``features`` is found at run time
 RETENTION_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -56,6 +63,14 @@ RETENTION_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("webhook_batches", "as_of"),
         ("webhook_deliveries", "as_of"),
     ),
+}
+
+#: a source's target table -> the retention key that dates its rows
+_KEY_OF_TARGET = {
+    "customers": "customers",
+    "orders": "orders",
+    "order_lines": "orders",
+    "events": "events",
 }
 
 #: raw retention keys -> the ``source_table`` name the identity resolver records them under
@@ -103,6 +118,12 @@ def cutoffs(policy: dict[str, int], now: datetime | None = None) -> dict[str, da
     check_policy(policy)
     ref = _naive_utc(now)
     return {k: ref - timedelta(days=days) for k, days in policy.items()}
+
+
+def ingest_cutoff(limits: dict[str, datetime], target_table: str) -> datetime | None:
+    """The cut-off (from :func:`cutoffs`) for rows a source loads into ``target_table``."""
+    key = _KEY_OF_TARGET.get(target_table)
+    return limits.get(key) if key else None
 
 
 def _naive_utc(now: datetime | None) -> datetime:

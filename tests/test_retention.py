@@ -14,7 +14,7 @@ from pipelines.cli import main
 from pipelines.config import load_config
 from profiles.errors import ConfigError
 from profiles.ingest import ingest_source
-from profiles.retention import apply_retention, cutoffs
+from profiles.retention import apply_retention, cutoffs, ingest_cutoff
 from profiles.sources import SourceConfig
 from profiles.store import open_store
 
@@ -150,7 +150,12 @@ def test_ingest_does_not_load_rows_the_policy_has_expired(tmp_path: Path) -> Non
             },
         }
     )
-    limit = cutoffs({"events": 365}, now=NOW)["events"]
+    limits = cutoffs({"events": 365, "orders": 30}, now=NOW)
+    limit = ingest_cutoff(limits, "events")
+    assert limit == datetime(2024, 1, 2)
+    # order lines are dated by the orders policy; products have none
+    assert ingest_cutoff(limits, "order_lines") == limits["orders"]
+    assert ingest_cutoff(limits, "products") is None
     with open_store("duckdb") as store:
         rep = ingest_source(store, src, base_dir=tmp_path, expire_before=limit)
         assert (rep.rows_loaded, rep.rows_expired, rep.rows_quarantined) == (1, 1, 1)

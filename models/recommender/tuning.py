@@ -142,6 +142,7 @@ def tune_recommender(
     the best trial and of the popularity baseline, and the number of trials.
     """
     import optuna
+    from implicit.recommender_base import ModelFitError
 
     if algorithm != "auto" and algorithm not in ALGORITHMS:
         raise ConfigError(
@@ -168,8 +169,6 @@ def tune_recommender(
     popular_ndcg = score("popular", {})
 
     def objective(trial: Any) -> float:
-        from implicit.recommender_base import ModelFitError
-
         alg = trial.suggest_categorical("algorithm", candidates)
         params = SEARCH_SPACES[alg](trial)
         started = time.perf_counter()
