@@ -2,7 +2,7 @@
 
 Typical use (``cip segments ...`` does the same)::
 
-    from activation import build_segments, default_definitions, export_segment
+    from cip.activation import build_segments, default_definitions, export_segment
     report = build_segments(store, default_definitions(), as_of="2024-06-01")
     export_segment(store, "at_risk", "at_risk.csv", "csv", changes="entered")
 
@@ -11,23 +11,23 @@ Tables written: ``segment_members``, ``segment_changes``, ``segment_builds``,
 erasure are applied to every export, page and webhook batch.
 """
 
-from activation.build import BuildReport, SegmentResult, build_segments
-from activation.defaults import check_definitions, default_definitions, select_definitions
-from activation.definitions import (
+from cip.activation.build import BuildReport, SegmentResult, build_segments
+from cip.activation.defaults import check_definitions, default_definitions, select_definitions
+from cip.activation.definitions import (
     OPS,
     RFM_SEGMENT_NAMES,
     Condition,
     EventRule,
     SegmentDefinition,
 )
-from activation.export import CONTACT, ExportReport, export_segment, segment_page
-from activation.insights import (
+from cip.activation.export import CONTACT, ExportReport, export_segment, segment_page
+from cip.activation.insights import (
     latest_as_of,
     segment_overlaps,
     segment_sizes,
     segment_transitions,
 )
-from activation.webhooks import (
+from cip.activation.webhooks import (
     DeliveryReport,
     WebhookDestination,
     deliver_webhooks,

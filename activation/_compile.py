@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-
-from activation._tables import json_list, sql_type
-from activation.definitions import Condition, SegmentDefinition
-from profiles.errors import ConfigError, DataError, NotFoundError
-from profiles.store import Store
+from cip.activation._tables import json_list, sql_type
+from cip.activation.definitions import Condition, SegmentDefinition
+from cip.profiles.errors import ConfigError, DataError, NotFoundError
+from cip.profiles.store import Store
 
 __all__ = [
     "Inputs",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from activation.definitions import EventRule
+from cip.activation.definitions import EventRule
 
 __all__ = ["event_rule_select", "event_reason"]
 

@@ -10,10 +10,9 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pandas as pd
-
-from profiles.contracts import Column, TableSchema
-from profiles.errors import DataError
-from profiles.store import Store
+from cip.profiles.contracts import Column, TableSchema
+from cip.profiles.errors import DataError
+from cip.profiles.store import Store
 
 __all__ = [
     "MEMBERS",

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from activation._compile import (
+from cip.activation._compile import (
     Missing,
     SegmentSql,
     Thresholds,
@@ -29,11 +29,11 @@ from activation._compile import (
     discover,
     threshold_tables,
 )
-from activation._events import event_reason, event_rule_select
-from activation._tables import BUILDS, CHANGES, MEMBERS, ensure_tables, not_erased, to_timestamp
-from activation.defaults import check_definitions
-from activation.definitions import SegmentDefinition
-from profiles.store import Store
+from cip.activation._events import event_reason, event_rule_select
+from cip.activation._tables import BUILDS, CHANGES, MEMBERS, ensure_tables, not_erased, to_timestamp
+from cip.activation.defaults import check_definitions
+from cip.activation.definitions import SegmentDefinition
+from cip.profiles.store import Store
 
 __all__ = ["build_segments", "BuildReport", "SegmentResult"]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
-from activation.definitions import (
+from cip.activation.definitions import (
     RFM_SEGMENT_NAMES,
     Condition,
     EventRule,
     SegmentDefinition,
     slug,
 )
-from profiles.errors import ConfigError
+from cip.profiles.errors import ConfigError
 
 __all__ = ["default_definitions", "check_definitions", "select_definitions"]
 

@@ -22,9 +22,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from cip.features.segments import SEGMENTS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from features.segments import SEGMENTS
 
 __all__ = [
     "RFM_SEGMENT_NAMES",

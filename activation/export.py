@@ -21,10 +21,9 @@ from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
-
-from activation._tables import not_erased, to_timestamp
-from profiles.errors import ConfigError, DataError, NotFoundError, PrivacyError
-from profiles.store import Store
+from cip.activation._tables import not_erased, to_timestamp
+from cip.profiles.errors import ConfigError, DataError, NotFoundError, PrivacyError
+from cip.profiles.store import Store
 
 __all__ = ["export_segment", "segment_page", "ExportReport", "member_rows_sql", "CONTACT"]
 

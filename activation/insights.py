@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-
-from activation._tables import to_timestamp
-from profiles.store import Store
+from cip.activation._tables import to_timestamp
+from cip.profiles.store import Store
 
 __all__ = ["segment_sizes", "segment_overlaps", "segment_transitions", "latest_as_of"]
 

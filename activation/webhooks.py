@@ -28,13 +28,12 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from cip.activation._tables import BATCHES, DELIVERIES, ensure_tables, to_timestamp
+from cip.activation.definitions import SegmentDefinition
+from cip.activation.export import member_rows_sql
+from cip.profiles.errors import ConfigError
+from cip.profiles.store import Store
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from activation._tables import BATCHES, DELIVERIES, ensure_tables, to_timestamp
-from activation.definitions import SegmentDefinition
-from activation.export import member_rows_sql
-from profiles.errors import ConfigError
-from profiles.store import Store
 
 __all__ = ["WebhookDestination", "DeliveryReport", "deliver_webhooks", "idempotency_key"]
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from features.segments import rfm_segment
+from cip.features.segments import rfm_segment
 
 __all__ = ["pandas_rfm"]
 

@@ -78,7 +78,7 @@ SELECT 'bench', 'i' || k, 'item ' || k, 'cat' || (k % 50), 9.99, true FROM range
 
 def generate(path: Path, *, customers: int, orders: int, events: int) -> float:
     """Create a store at ``path`` with synthetic orders, events and products; returns seconds."""
-    from profiles.store import open_store
+    from cip.profiles.store import open_store
 
     t0 = time.perf_counter()
     with open_store("duckdb", path=path) as store:
@@ -94,9 +94,8 @@ def generate(path: Path, *, customers: int, orders: int, events: int) -> float:
 # -- children (fresh processes) ---------------------------------------------------------------
 def _child_full(db: str, memory_limit: str | None) -> dict:
     import ibis
-
-    from features import build_features, compute_features, load_inputs, write_features
-    from profiles.store import open_store
+    from cip.features import build_features, compute_features, load_inputs, write_features
+    from cip.profiles.store import open_store
 
     prof = Path(db).with_suffix(".profile.json")
     with open_store("duckdb", path=db, memory_limit=memory_limit) as store:
@@ -137,9 +136,9 @@ def _top_operators(path: Path, n: int = 8) -> list[str]:
 
 
 def _child_rfm(db: str, memory_limit: str | None) -> dict:
-    from features import compute_rfm, load_inputs
-    from features.build import features_to_pandas
-    from profiles.store import open_store
+    from cip.features import compute_rfm, load_inputs
+    from cip.features.build import features_to_pandas
+    from cip.profiles.store import open_store
 
     with open_store("duckdb", path=db, read_only=True, memory_limit=memory_limit) as store:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -152,11 +151,11 @@ def _child_rfm(db: str, memory_limit: str | None) -> dict:
 
 def _child_pandas(db: str, n: int, memory_limit: str | None) -> dict:
     import pandas as pd
+    from cip.features import FeatureInputs, compute_rfm
+    from cip.features.build import features_to_pandas
+    from cip.profiles.store import open_store
 
     from benchmarks.features_pandas_rfm import pandas_rfm
-    from features import FeatureInputs, compute_rfm
-    from features.build import features_to_pandas
-    from profiles.store import open_store
 
     with open_store("duckdb", path=db, memory_limit=memory_limit) as store:
         store.execute(

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.path.is_file():
         raise SystemExit(f"{args.path} not found (set CIP_SHARED or pass the path)")
     warnings.simplefilter("ignore")
-    from profiles.identity import pairwise_scores, resolve_identities
+    from cip.profiles.identity import pairwise_scores, resolve_identities
 
     df = pd.read_csv(args.path)
     records = df.drop(columns=["cluster"])

@@ -46,11 +46,10 @@ LEFT JOIN record_map m ON m.source_table = x.t AND m.record_id = x.record_id
 def ceiling_recall(store, df: pd.DataFrame) -> float:
     """Recall of the oracle described in the module docstring."""
     import numpy as np
+    from cip.profiles.identity import pairwise_scores
+    from cip.profiles.identity._extract import NODE_COLS, RECORDS
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-
-    from profiles.identity import pairwise_scores
-    from profiles.identity._extract import NODE_COLS, RECORDS
 
     nodes = store.sql(f"SELECT source_table, record_id, {', '.join(NODE_COLS)} FROM {RECORDS}")
     rows = df[["source_table", "record_id", "person_id"]].reset_index(drop=True)
@@ -77,9 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    from pipelines.cmd_identity import options
-    from pipelines.workspace import Workspace
-    from profiles.identity import pairwise_scores, unify
+    from cip.pipelines.cmd_identity import options
+    from cip.pipelines.workspace import Workspace
+    from cip.profiles.identity import pairwise_scores, unify
 
     ws = Workspace.open(args.workspace)
     truth_path = ws.sources_dir / "_truth" / "person_truth.parquet"

@@ -98,7 +98,7 @@ def generate(
     path: Path, start: int, stop: int, *, tag: str = "", orders_per: int = 2, events_per: int = 3
 ) -> None:
     """Write the records of persons ``start..stop`` into the store at ``path``."""
-    from profiles.store import open_store
+    from cip.profiles.store import open_store
 
     open_store("duckdb", path=path).close()  # canonical schema
     con = duckdb.connect(str(path))
@@ -116,8 +116,8 @@ def _child(path: str, mode: str) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    from profiles.identity import pairwise_scores, unify
-    from profiles.store import open_store
+    from cip.profiles.identity import pairwise_scores, unify
+    from cip.profiles.store import open_store
 
     def cpu_now() -> float:
         me = resource.getrusage(resource.RUSAGE_SELF)

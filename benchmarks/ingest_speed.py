@@ -25,9 +25,9 @@ from benchmarks._util import load_average, machine, run_child, stamp
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from profiles.ingest import ingest_source
-from profiles.sources import SourceConfig
-from profiles.store import open_store
+from cip.profiles.ingest import ingest_source
+from cip.profiles.sources import SourceConfig
+from cip.profiles.store import open_store
 d = Path(sys.argv[1]); limit = sys.argv[2]
 src = SourceConfig.model_validate({
     "name": "bench", "table": "order_lines", "path": "lines.parquet",

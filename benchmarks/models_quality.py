@@ -21,9 +21,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from pipelines.cli import main as cip
-from pipelines.cmd_models import run_train
-from pipelines.workspace import Workspace
+from cip.pipelines.cli import main as cip
+from cip.pipelines.cmd_models import run_train
+from cip.pipelines.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,12 +24,12 @@ import logging
 import time
 from typing import Any
 
+import cip.models as models
 import numpy as np
 import pandas as pd
+from cip.models import evaluation as ev
 
-import models
 from benchmarks.recommender_data import movielens_100k, online_retail
-from models import evaluation as ev
 
 ALGOS = ("popular", "als", "bpr", "itemknn", "ease")
 #: Microsoft Recommenders README, "Algorithm Comparison" (ML-100K, 75/25 stratified split, k=10).

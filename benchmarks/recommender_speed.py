@@ -16,10 +16,9 @@ import os
 import platform
 import time
 
+import cip.models as models
 import numpy as np
 import pandas as pd
-
-import models
 
 
 def synthetic(users: int, items: int, interactions: int, seed: int = 0) -> pd.DataFrame:

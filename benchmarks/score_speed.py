@@ -20,12 +20,11 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-
-from models._run import feature_columns
-from models._synthetic import synthetic_training_frame
-from models.estimators import ChurnModel, PropensityModel
-from models.scoring import score_frame, write_scores
-from profiles.store import open_store
+from cip.models._run import feature_columns
+from cip.models._synthetic import synthetic_training_frame
+from cip.models.estimators import ChurnModel, PropensityModel
+from cip.models.scoring import score_frame, write_scores
+from cip.profiles.store import open_store
 
 
 def _widen(df, k: int, seed: int):

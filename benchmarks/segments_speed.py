@@ -31,8 +31,8 @@ from benchmarks._util import load_average, machine, run_child, stamp
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from activation import build_segments, default_definitions, export_segment
-from profiles.store import open_store
+from cip.activation import build_segments, default_definitions, export_segment
+from cip.profiles.store import open_store
 d = Path(sys.argv[1])
 store = open_store("duckdb", path=d / "store.duckdb", memory_limit=sys.argv[2])
 defs = default_definitions()
@@ -108,7 +108,7 @@ def generate(path: Path, n: int, n_events: int) -> None:
     )
     con.close()
     # events, products and record_map through the store's own schema
-    from profiles.store import open_store
+    from cip.profiles.store import open_store
 
     store = open_store("duckdb", path=path)
     store.execute(

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_workspace(root: Path, n_items: int, n_customers: int, seed: int = 0) -> list[str]:
     """Catalog, order lines and scores in a fresh workspace; returns the customer ids."""
-    from pipelines.workspace import Workspace
+    from cip.pipelines.workspace import Workspace
 
     rng = np.random.default_rng(seed)
     ws = Workspace.init(root)
@@ -114,10 +114,10 @@ def build_workspace(root: Path, n_items: int, n_customers: int, seed: int = 0) -
 
 
 def train_champion(root: Path) -> tuple[str, float]:
-    from models.recommender.interactions import interactions_from_store
-    from models.recommender.tracking import train_recommender_run
-    from models.registry import champion_version, set_champion
-    from pipelines.workspace import Workspace
+    from cip.models.recommender.interactions import interactions_from_store
+    from cip.models.recommender.tracking import train_recommender_run
+    from cip.models.registry import champion_version, set_champion
+    from cip.pipelines.workspace import Workspace
 
     ws = Workspace.open(root)
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def serve(root: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "cip.pipelines.cli",
             "--workspace",
             str(root),
             "serve",
@@ -225,13 +225,12 @@ def load(
 
 def in_process(root: Path, customers: list[str], calls: int = 2000) -> dict:
     """The service's decision function and the bare model call, without HTTP."""
+    from cip.pipelines.cmd_serve import serving_settings
+    from cip.pipelines.workspace import Workspace
+    from cip.serving import engine
+    from cip.serving.schemas import RecommendRequest, ScoreRequest
+    from cip.serving.state import StateHolder
     from threadpoolctl import threadpool_limits
-
-    from pipelines.cmd_serve import serving_settings
-    from pipelines.workspace import Workspace
-    from serving import engine
-    from serving.schemas import RecommendRequest, ScoreRequest
-    from serving.state import StateHolder
 
     threadpool_limits(1)  # as in the service's workers
     holder = StateHolder(serving_settings(Workspace.open(root)))
@@ -300,7 +299,7 @@ def main() -> None:
             customers_file.write_text("\n".join(customers))
         customers = customers_file.read_text().split()
         report["data"] = {"items": args.items, "customers": len(customers)}
-        from serving.auth import KeyStore
+        from cip.serving.auth import KeyStore
 
         ks = KeyStore(root / "keys.json")
         shop_key, camp_key = ks.create("shop")[0], ks.create("campaign")[0]

@@ -7,12 +7,12 @@ horizon ``[as_of, as_of + horizon)`` (see :mod:`features.spec`).
 
 Typical use::
 
-    from features import build_features, build_training_set
+    from cip.features import build_features, build_training_set
     df = build_features(store, "2011-09-01")
     train = build_training_set(store, ["2011-03-01", "2011-06-01"], horizon_days=90)
 """
 
-from features.build import (
+from cip.features.build import (
     DEFAULT_FEATURE_TABLE,
     build_features,
     build_training_set,
@@ -20,11 +20,11 @@ from features.build import (
     compute_rfm,
     write_features,
 )
-from features.catalog import catalog, catalog_markdown
-from features.inputs import FeatureInputs, inputs_from_ibis, load_inputs
-from features.labels import LABEL_COLUMNS, build_labels, compute_labels, data_end
-from features.segments import SEGMENT_GRID, SEGMENTS, rfm_segment
-from features.spec import FEATURE_SET_VERSION, RFM_COLUMNS, FeatureParams, FeatureSpec
+from cip.features.catalog import catalog, catalog_markdown
+from cip.features.inputs import FeatureInputs, inputs_from_ibis, load_inputs
+from cip.features.labels import LABEL_COLUMNS, build_labels, compute_labels, data_end
+from cip.features.segments import SEGMENT_GRID, SEGMENTS, rfm_segment
+from cip.features.spec import FEATURE_SET_VERSION, RFM_COLUMNS, FeatureParams, FeatureSpec
 
 __all__ = [
     "FeatureParams",

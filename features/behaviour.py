@@ -33,9 +33,8 @@ from typing import Any
 
 import ibis
 import pandas as pd
-
-from features._expr import days_before, ratio, ts_lit, window_start, zero
-from features.spec import FeatureParams, FeatureSpec
+from cip.features._expr import days_before, ratio, ts_lit, window_start, zero
+from cip.features.spec import FeatureParams, FeatureSpec
 
 __all__ = ["event_specs", "category_specs", "event_features", "category_features"]
 

@@ -8,15 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-
-from features._expr import days_before, least_of, to_frame, ts_lit, zero
-from features.behaviour import category_features, event_features
-from features.catalog import feature_specs
-from features.inputs import FeatureInputs, load_inputs
-from features.labels import check_horizon, compute_labels, data_end, labels_to_pandas
-from features.rfm import order_features
-from features.segments import rfm_segment
-from features.spec import (
+from cip.features._expr import days_before, least_of, to_frame, ts_lit, zero
+from cip.features.behaviour import category_features, event_features
+from cip.features.catalog import feature_specs
+from cip.features.inputs import FeatureInputs, load_inputs
+from cip.features.labels import check_horizon, compute_labels, data_end, labels_to_pandas
+from cip.features.rfm import order_features
+from cip.features.segments import rfm_segment
+from cip.features.spec import (
     FEATURE_SET_VERSION,
     KEY_COLUMNS,
     RFM_COLUMNS,
@@ -25,7 +24,7 @@ from features.spec import (
     iso,
     to_as_of,
 )
-from profiles.errors import DataError
+from cip.profiles.errors import DataError
 
 __all__ = [
     "compute_features",

@@ -7,10 +7,10 @@ columns, so the catalog cannot drift from the definitions.
 
 from __future__ import annotations
 
-from features.behaviour import category_specs, event_specs
-from features.rfm import order_specs
-from features.segments import SEGMENT_GRID
-from features.spec import FEATURE_SET_VERSION, FeatureParams, FeatureSpec
+from cip.features.behaviour import category_specs, event_specs
+from cip.features.rfm import order_specs
+from cip.features.segments import SEGMENT_GRID
+from cip.features.spec import FEATURE_SET_VERSION, FeatureParams, FeatureSpec
 
 __all__ = ["catalog", "catalog_markdown", "feature_specs", "score_specs"]
 

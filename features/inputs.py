@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ibis
-
-from profiles.errors import DataError
+from cip.profiles.errors import DataError
 
 __all__ = ["FeatureInputs", "load_inputs", "inputs_from_ibis", "RECORD_MAP"]
 

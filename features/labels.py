@@ -22,11 +22,10 @@ from typing import Any
 
 import ibis
 import pandas as pd
-
-from features._expr import to_frame, ts_lit, window_start, zero
-from features.inputs import FeatureInputs, load_inputs
-from features.spec import to_as_of
-from profiles.errors import DataError
+from cip.features._expr import to_frame, ts_lit, window_start, zero
+from cip.features.inputs import FeatureInputs, load_inputs
+from cip.features.spec import to_as_of
+from cip.profiles.errors import DataError
 
 __all__ = ["LABEL_COLUMNS", "data_end", "compute_labels", "build_labels", "check_horizon"]
 

@@ -29,9 +29,8 @@ from typing import Any
 
 import ibis
 import pandas as pd
-
-from features._expr import days_before, epoch, ratio, ts_lit, window_start, zero
-from features.spec import FeatureParams, FeatureSpec
+from cip.features._expr import days_before, epoch, ratio, ts_lit, window_start, zero
+from cip.features.spec import FeatureParams, FeatureSpec
 
 __all__ = ["order_specs", "order_features"]
 

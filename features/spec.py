@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-
-from profiles.errors import ConfigError
+from cip.profiles.errors import ConfigError
 
 __all__ = [
     "FEATURE_SET_VERSION",

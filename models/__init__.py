@@ -3,7 +3,7 @@ tuning, MLflow tracking and registry, scoring.
 
 Typical use::
 
-    from models import ChurnModel, train_model, score, make_recommender
+    from cip.models import ChurnModel, train_model, score, make_recommender
     result = train_model(store, "churn", date(2011, 9, 9), 90, tracking_uri, artifacts)
     score(store, date(2011, 12, 1), tracking_uri, out="scores.parquet")
     rec = make_recommender("als", factors=64).fit(interactions)
@@ -13,11 +13,11 @@ Heavy imports (MLflow, Optuna, features) happen inside the functions that need t
 
 from __future__ import annotations
 
-from models import evaluation
-from models.baselines import RecencyRule, RFMLogisticRegression
-from models.calibration import apply_calibrator, fit_calibrator
-from models.estimators import ChurnModel, PropensityModel, load_model
-from models.metrics import (
+from cip.models import evaluation
+from cip.models.baselines import RecencyRule, RFMLogisticRegression
+from cip.models.calibration import apply_calibrator, fit_calibrator
+from cip.models.estimators import ChurnModel, PropensityModel, load_model
+from cip.models.metrics import (
     calibration_table,
     cumulative_gain,
     evaluate_probabilities,
@@ -25,7 +25,7 @@ from models.metrics import (
     expected_calibration_error,
     lift_capture,
 )
-from models.recommender import (
+from cip.models.recommender import (
     ALGORITHMS,
     ALSRecommender,
     BPRRecommender,
@@ -36,10 +36,16 @@ from models.recommender import (
     load_recommender,
     make_recommender,
 )
-from models.recommender.interactions import interactions_from_store
-from models.recommender.tuning import tune_recommender
-from models.scoring import ScoreResult, score, score_frame, write_scores
-from models.training import SnapshotPlan, TrainResult, plan_snapshots, train_model, train_on_frame
+from cip.models.recommender.interactions import interactions_from_store
+from cip.models.recommender.tuning import tune_recommender
+from cip.models.scoring import ScoreResult, score, score_frame, write_scores
+from cip.models.training import (
+    SnapshotPlan,
+    TrainResult,
+    plan_snapshots,
+    train_model,
+    train_on_frame,
+)
 
 __all__ = [
     "ALGORITHMS",

@@ -13,8 +13,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-
-from models.estimators import load_model
+from cip.models.estimators import load_model
 
 __all__ = ["CIPClassifierPyfunc"]
 

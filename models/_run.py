@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models.baselines import DEFAULT_RFM_COLUMNS, RecencyRule, RFMLogisticRegression
-from models.estimators import ChurnModel, PropensityModel
-from models.metrics import calibration_table, evaluate_probabilities, evaluate_scores
-from models.registry import PromotionDecision, decide_promotion
-from profiles.errors import DataError
+from cip.models.baselines import DEFAULT_RFM_COLUMNS, RecencyRule, RFMLogisticRegression
+from cip.models.estimators import ChurnModel, PropensityModel
+from cip.models.metrics import calibration_table, evaluate_probabilities, evaluate_scores
+from cip.models.registry import PromotionDecision, decide_promotion
+from cip.profiles.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +121,8 @@ def fit_and_evaluate(
     say: Callable[[str], None],
 ) -> Fitted:
     """Fit (tuned or default), evaluate with baselines and the champion, decide promotion."""
-    from models.registry import configure_mlflow
-    from models.tracking import load_champion
+    from cip.models.registry import configure_mlflow
+    from cip.models.tracking import load_champion
 
     rows = _population(frame, spec)
     as_of = pd.to_datetime(rows["as_of"])
@@ -146,7 +145,7 @@ def fit_and_evaluate(
     }
     tuning = None
     if tune_trials or tune_minutes:
-        from models.tuning import tune
+        from cip.models.tuning import tune
 
         say(f"tuning with Optuna (study {study_name})")
         overrides = dict(model_params or {})
@@ -251,10 +250,14 @@ def log_run(
 ) -> tuple[str, str]:
     """Log params, metrics, plots, lineage and the model; register; apply the gate."""
     import mlflow
-
-    from models.plots import evaluation_figures
-    from models.registry import configure_mlflow, ensure_experiment, register_model, set_champion
-    from models.tracking import code_version, log_dict_artifacts, log_model
+    from cip.models.plots import evaluation_figures
+    from cip.models.registry import (
+        configure_mlflow,
+        ensure_experiment,
+        register_model,
+        set_champion,
+    )
+    from cip.models.tracking import code_version, log_dict_artifacts, log_model
 
     spec, model, d = fitted.kind, fitted.model, fitted.decision
     configure_mlflow(tracking_uri, artifact_location)

@@ -33,15 +33,14 @@ from typing import Any, ClassVar
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from cip.models._contrib import path_contributions, path_tables
+from cip.models._reasons import reason_frame
+from cip.models.calibration import CALIBRATION_METHODS, apply_calibrator, fit_calibrator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
-
-from models._contrib import path_contributions, path_tables
-from models._reasons import reason_frame
-from models.calibration import CALIBRATION_METHODS, apply_calibrator, fit_calibrator
 
 __all__ = ["ChurnModel", "PropensityModel", "load_model"]
 

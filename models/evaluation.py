@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models.recommender._data import normalize_ids
-from profiles.errors import DataError
+from cip.models.recommender._data import normalize_ids
+from cip.profiles.errors import DataError
 
 __all__ = [
     "catalog_coverage",

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from cip.models.metrics import calibration_table, cumulative_gain
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
-
-from models.metrics import calibration_table, cumulative_gain
 
 __all__ = [
     "roc_figure",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import NotFoundError
+from cip.profiles.errors import NotFoundError
 
 __all__ = [
     "CHAMPION",

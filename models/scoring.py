@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from models._reasons import join_reasons_json
-from profiles.errors import ConfigError, DataError, NotFoundError
+from cip.models._reasons import join_reasons_json
+from cip.profiles.errors import ConfigError, DataError, NotFoundError
 
 __all__ = [
     "SCORES_TABLE",
@@ -81,8 +80,8 @@ class ScoreResult:
 
 def load_champions(tracking_uri: str) -> dict[str, tuple[str, Any]]:
     """``{registry name: (version, estimator)}`` of the champions that exist."""
-    from models.registry import configure_mlflow
-    from models.tracking import load_champion
+    from cip.models.registry import configure_mlflow
+    from cip.models.tracking import load_champion
 
     configure_mlflow(tracking_uri)
     found = {}
@@ -249,7 +248,7 @@ def score(
         n_jobs: LightGBM threads for prediction (``None``: all cores).
         progress: ``progress(message)`` callback.
     """
-    from features import build_features
+    from cip.features import build_features
 
     say = progress or (lambda msg: log.info(msg))
     t0 = time.perf_counter()

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models.registry import champion_version
+from cip.models.registry import champion_version
 
 __all__ = [
     "data_fingerprint",

@@ -32,9 +32,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models._run import KIND_SPECS, feature_columns, fit_and_evaluate, log_run
-from profiles.errors import ConfigError
+from cip.models._run import KIND_SPECS, feature_columns, fit_and_evaluate, log_run
+from cip.profiles.errors import ConfigError
 
 __all__ = [
     "HOLDOUT_MODES",
@@ -316,9 +315,9 @@ def train_model(
             first order are skipped (no history to learn from).
         progress: ``progress(message)`` callback.
     """
-    from features import FEATURE_SET_VERSION, RFM_COLUMNS, build_training_set, catalog, data_end
-    from models.tracking import data_fingerprint, identity_graph_version
-    from models.tuning import sqlite_storage
+    from cip.features import FEATURE_SET_VERSION, RFM_COLUMNS, build_training_set, catalog, data_end
+    from cip.models.tracking import data_fingerprint, identity_graph_version
+    from cip.models.tuning import sqlite_storage
 
     say = progress or (lambda msg: log.info(msg))
     end = data_end(store)

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from cip.pipelines.workspace import Workspace, resolve_workspace
+from cip.profiles.privacy import RedactingFilter
 from rich.console import Console
-
-from pipelines.workspace import Workspace, resolve_workspace
-from profiles.privacy import RedactingFilter
 
 app = typer.Typer(
     name="cip",

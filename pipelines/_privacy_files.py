@@ -25,8 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
-
-from profiles.errors import CIPError
+from cip.profiles.errors import CIPError
 
 __all__ = ["scrub_exports", "scrub_events_files", "scrub_recommenders", "replace_zeroing"]
 
@@ -168,7 +167,7 @@ def scrub_recommenders(roots: Iterable[Path], user_ids: list[str]) -> dict[str, 
         present = [u for u in meta.get("user_ids", []) if str(u) in wanted]
         if not present:
             continue
-        from models.recommender import load_recommender  # heavy: only when a model holds them
+        from cip.models.recommender import load_recommender  # heavy: only when a model holds them
 
         model = load_recommender(d)
         n = model.drop_users(present)

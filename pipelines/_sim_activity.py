@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-
-from pipelines._sim_people import People
+from cip.pipelines._sim_people import People
 
 H0 = 0.0011
 B_BAD = 0.9

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from pipelines._sim_world import (
+from cip.pipelines._sim_world import (
     _DOMAIN_P,
     CITIES,
     CONSENT_P,

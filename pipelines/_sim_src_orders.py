@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from pipelines._sim_format import (
+from cip.pipelines._sim_format import (
     Counters,
     Vocab,
     bad_rows,
@@ -33,9 +32,9 @@ from pipelines._sim_format import (
     uk_datetime,
     vocab,
 )
-from pipelines._sim_people import People
-from pipelines._sim_sessions import APP_TYPES, QUERIES, WEB_TYPES
-from pipelines._sim_world import CATEGORIES, Catalog
+from cip.pipelines._sim_people import People
+from cip.pipelines._sim_sessions import APP_TYPES, QUERIES, WEB_TYPES
+from cip.pipelines._sim_world import CATEGORIES, Catalog
 
 Truth = dict[str, tuple[pa.Array, np.ndarray]]
 Bad = list[tuple[pa.Array, str]]  # (source_record_ids, defect)

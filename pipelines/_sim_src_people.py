@@ -8,11 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from pipelines._sim_format import bad_rows, iso, pick, prefixed, set_where
-from pipelines._sim_people import PLACEHOLDER_PHONE
-from pipelines._sim_src_orders import Bad, Ctx, Truth
-from pipelines._sim_world import CATEGORIES, CITIES, STREETS, _cat
+from cip.pipelines._sim_format import bad_rows, iso, pick, prefixed, set_where
+from cip.pipelines._sim_people import PLACEHOLDER_PHONE
+from cip.pipelines._sim_src_orders import Bad, Ctx, Truth
+from cip.pipelines._sim_world import CATEGORIES, CITIES, STREETS, _cat
 
 #: CRM spellings of consent per purpose: (yes, no) values; "" is no statement
 CONSENT_SPELLING: dict[str, tuple[str, str]] = {

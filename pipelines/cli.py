@@ -15,8 +15,7 @@ from typing import Annotated
 
 import click
 import typer
-
-from pipelines import (  # noqa: F401  (each module registers its commands)
+from cip.pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_core,
     cmd_data,
     cmd_demo,
@@ -31,15 +30,15 @@ from pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_serve,
     cmd_simulate,
 )
-from pipelines._cli_app import app, state
-from profiles.errors import CIPError
+from cip.pipelines._cli_app import app, state
+from cip.profiles.errors import CIPError
 
 # `cip train recommender` joins `cip train churn|propensity` (same function as `train-recommender`)
 cmd_models.train_app.command("recommender")(cmd_recommender.train_recommender)
 
 __all__ = ["app", "main"]
 
-log = logging.getLogger("pipelines.cli")
+log = logging.getLogger("cip.pipelines.cli")
 
 
 @app.callback()

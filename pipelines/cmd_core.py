@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace, workspace_path
+from cip.pipelines.run import last_run
+from cip.pipelines.workspace import Workspace
+from cip.profiles.identity import identity_status
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace, workspace_path
-from pipelines.run import last_run
-from pipelines.workspace import Workspace
-from profiles.identity import identity_status
 
 
 @app.command()

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.cmd_identity import options
+from cip.pipelines.cmd_serve import salt_path
+from cip.pipelines.workspace import Workspace
+from cip.profiles import Suppressor
+from cip.profiles.errors import ConfigError
+from cip.profiles.ingest import IngestReport, ingest_source
+from cip.profiles.privacy import load_salt
+from cip.profiles.retention import cutoffs, ingest_cutoff
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.cmd_identity import options
-from pipelines.cmd_serve import salt_path
-from pipelines.workspace import Workspace
-from profiles import Suppressor
-from profiles.errors import ConfigError
-from profiles.ingest import IngestReport, ingest_source
-from profiles.privacy import load_salt
-from profiles.retention import cutoffs, ingest_cutoff
 
 __all__ = ["run_ingest"]
 

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, log_to_workspace, out, state
+from cip.pipelines.cmd_core import collect_status
+from cip.pipelines.cmd_run import print_run
+from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.run import run_pipeline
+from cip.pipelines.simulate import simulate as run_simulation
+from cip.pipelines.workspace import Workspace, resolve_workspace
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, log_to_workspace, out, state
-from pipelines.cmd_core import collect_status
-from pipelines.cmd_run import print_run
-from pipelines.cmd_simulate import register_sources
-from pipelines.run import run_pipeline
-from pipelines.simulate import simulate as run_simulation
-from pipelines.workspace import Workspace, resolve_workspace
 
 
 @app.command()
@@ -87,7 +86,7 @@ def _rel(p: Path) -> str:
 
 
 def _print_segments(ws: Workspace) -> None:
-    from activation import segment_sizes
+    from cip.activation import segment_sizes
 
     with ws.open_store() as store:
         sizes = segment_sizes(store)

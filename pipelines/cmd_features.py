@@ -9,9 +9,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
-from rich.table import Table
-
-from features import (
+from cip.features import (
     FEATURE_SET_VERSION,
     FeatureParams,
     build_features,
@@ -19,11 +17,12 @@ from features import (
     catalog_markdown,
     write_features,
 )
-from features.spec import to_as_of
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.config import FeaturesConfig
-from pipelines.workspace import Workspace
-from profiles.errors import ConfigError, NotFoundError
+from cip.features.spec import to_as_of
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.config import FeaturesConfig
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConfigError, NotFoundError
+from rich.table import Table
 
 __all__ = ["feature_params", "run_features"]
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.workspace import Workspace
-from profiles.errors import NotFoundError
-from profiles.identity import (
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import NotFoundError
+from cip.profiles.identity import (
     IdentityOptions,
     allow_link,
     forbid_link,
@@ -19,7 +16,9 @@ from profiles.identity import (
     identity_history,
     person_report,
 )
-from profiles.identity import unify as run_unify
+from cip.profiles.identity import unify as run_unify
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 identity_app = typer.Typer(
     help="Inspect and correct identity resolution: split persons, look one up, list blocked "
@@ -37,8 +36,8 @@ def options(ws: Workspace) -> IdentityOptions:
     New unified ids are seeded from the workspace secret (``secrets/salt``), so
     rebuilding the store from the same sources gives every person the same id.
     """
-    from pipelines.cmd_serve import salt_path
-    from profiles.privacy import hash_identifier, load_salt
+    from cip.pipelines.cmd_serve import salt_path
+    from cip.profiles.privacy import hash_identifier, load_salt
 
     seed = hash_identifier("unified_id", "seed", load_salt(salt_path(ws)))
     return IdentityOptions.from_mapping({**ws.config.identity.model_dump(), "id_salt": seed})

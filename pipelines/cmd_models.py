@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.workspace import Workspace
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.workspace import Workspace
 
 __all__ = ["train_app", "models_app", "run_train", "run_score"]
 
@@ -117,7 +116,7 @@ def run_train(
 
     Returns a :class:`models.TrainResult`; used by ``cip train`` and pipeline steps.
     """
-    from models.training import train_model
+    from cip.models.training import train_model
 
     cfg = ws.config.models
     with ws.open_store() as store:
@@ -149,7 +148,7 @@ def run_score(
     progress: Any = None,
 ) -> Any:
     """Score every profile at ``as_of`` with the champions; returns a :class:`models.ScoreResult`."""
-    from models.scoring import score
+    from cip.models.scoring import score
 
     method = reasons or ws.config.models.reasons
     if method not in ("path", "shap"):
@@ -281,7 +280,7 @@ def score_cmd(
 
 
 def _registry(ws: Workspace) -> Any:
-    from models import registry
+    from cip.models import registry
 
     registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
     return registry

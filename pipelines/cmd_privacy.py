@@ -28,16 +28,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._privacy_files import scrub_events_files, scrub_exports, scrub_recommenders
+from cip.pipelines.cmd_identity import options, unify_workspace
+from cip.pipelines.cmd_serve import EVENTS_DIR, salt_path, serving_settings
+from cip.pipelines.run import workspace_lock
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConfigError, PrivacyError
+from cip.profiles.privacy import load_salt
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines._privacy_files import scrub_events_files, scrub_exports, scrub_recommenders
-from pipelines.cmd_identity import options, unify_workspace
-from pipelines.cmd_serve import EVENTS_DIR, salt_path, serving_settings
-from pipelines.run import workspace_lock
-from pipelines.workspace import Workspace
-from profiles.errors import ConfigError, PrivacyError
-from profiles.privacy import load_salt
 
 __all__ = ["run_forget", "run_export_person"]
 
@@ -65,7 +64,7 @@ def _needs_unify(ws: Workspace) -> bool:
 
 def _online(ws: Workspace, salt: bytes, report: Any) -> dict[str, Any]:
     """Serving journal, reload stamp and Redis sessions; returns what was done."""
-    from serving.erasure import record_erasure
+    from cip.serving.erasure import record_erasure
 
     s = serving_settings(ws)
     pairs = record_erasure(
@@ -79,7 +78,7 @@ def _online(ws: Workspace, salt: bytes, report: Any) -> dict[str, Any]:
     stamp.touch()
     result: dict[str, Any] = {"journal_entries": len(pairs), "redis_sessions_deleted": None}
     if s.redis_url:
-        from serving.session_store import RedisSessionStore
+        from cip.serving.session_store import RedisSessionStore
 
         visitors = [(k, v) for k, v in report.identifiers_erased]
         visitors += [("unified_id", u) for u in report.unified_ids]
@@ -119,7 +118,7 @@ def run_forget(
     actor: str | None = None,
 ) -> dict[str, Any]:
     """Erase persons everywhere (see the module docstring); returns counts, no identifiers."""
-    from profiles.erasure import erase_persons, rewrite_duckdb, vacuum_postgres
+    from cip.profiles.erasure import erase_persons, rewrite_duckdb, vacuum_postgres
 
     if not identifiers and not unified_ids:
         raise ConfigError("give the person: --identifier TYPE:VALUE or --unified-id ID")
@@ -165,7 +164,7 @@ def run_export_person(
     ws: Workspace, identifiers: list[str], unified_ids: list[str], *, actor: str | None = None
 ) -> dict[str, Any]:
     """Everything held on the persons as one JSON-able document (access request)."""
-    from profiles.access import export_person
+    from cip.profiles.access import export_person
 
     if not identifiers and not unified_ids:
         raise ConfigError("give the person: --identifier TYPE:VALUE or --unified-id ID")

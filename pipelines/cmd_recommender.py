@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConfigError, DataError
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.workspace import Workspace
-from profiles.errors import ConfigError, DataError
 
 __all__ = ["run_train_recommender"]
 
@@ -34,8 +33,8 @@ def run_train_recommender(
     JSON-able summary: run id, model version, whether it was promoted to
     ``champion``, validation metrics of the model and of the popularity baseline.
     """
-    from models import interactions_from_store
-    from models.recommender.tracking import train_recommender_run
+    from cip.models import interactions_from_store
+    from cip.models.recommender.tracking import train_recommender_run
 
     cfg = ws.config.recommender
     algo = algorithm or cfg.algorithm

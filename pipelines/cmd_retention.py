@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.workspace import Workspace
+from cip.profiles.retention import RETENTION_TABLES, RetentionReport, apply_retention, cutoffs
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.workspace import Workspace
-from profiles.retention import RETENTION_TABLES, RetentionReport, apply_retention, cutoffs
 
 __all__ = ["run_retention", "retention_app"]
 

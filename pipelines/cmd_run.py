@@ -6,10 +6,9 @@ from datetime import date, datetime
 from typing import Annotated
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.run import RunResult, run_pipeline
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.run import RunResult, run_pipeline
 
 
 def _parse_date(value: str | None) -> date | None:

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-
-from activation import (
+from cip.activation import (
     BuildReport,
     DeliveryReport,
     build_segments,
@@ -19,9 +17,10 @@ from activation import (
     segment_sizes,
     select_definitions,
 )
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.workspace import Workspace
-from profiles.store import Store
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.workspace import Workspace
+from cip.profiles.store import Store
+from rich.table import Table
 
 __all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet"]
 

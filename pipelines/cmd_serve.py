@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConfigError
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.cmd_simulate import register_sources
-from pipelines.workspace import Workspace
-from profiles.errors import ConfigError
 
 __all__ = ["serving_settings", "ensure_events_source", "salt_path"]
 
@@ -32,7 +31,7 @@ def salt_path(ws: Workspace) -> Path:
 
 def serving_settings(ws: Workspace, **overrides: Any) -> Any:
     """The service settings of a workspace (``serving:`` section plus resolved paths)."""
-    from serving.settings import ServingSettings
+    from cip.serving.settings import ServingSettings
 
     st = ws.config.store
     opts = ws.config.serving.model_dump()
@@ -56,7 +55,7 @@ def serving_settings(ws: Workspace, **overrides: Any) -> Any:
 
 def ensure_events_source(ws: Workspace) -> bool:
     """Declare the ``http_events`` source in ``cip.yaml`` if missing; returns True if added."""
-    from serving.events import EventSink, source_declaration
+    from cip.serving.events import EventSink, source_declaration
 
     EventSink.ensure_schema_file(ws.root / EVENTS_DIR)
     decl = source_declaration(EVENTS_DIR)
@@ -103,7 +102,7 @@ def serve(
     if check:
         _check(settings)
         return
-    from serving.auth import KeyStore
+    from cip.serving.auth import KeyStore
 
     if not KeyStore(settings.keys_path).list_keys():
         console.print("[yellow]no API keys yet: every call will get 401; run `cip keys create`[/]")
@@ -128,7 +127,7 @@ def serve(
         "-m",
         "bentoml",
         "serve",
-        "serving.service:CIPService",
+        "cip.serving.service:CIPService",
         "--host",
         settings.host,
         "--port",
@@ -142,7 +141,7 @@ def serve(
 
 
 def _check(settings: Any) -> None:
-    from serving.state import StateHolder
+    from cip.serving.state import StateHolder
 
     holder = StateHolder(settings)
     rep = holder.reload()
@@ -168,7 +167,7 @@ def _check(settings: Any) -> None:
 
 
 def _keystore(ws: Workspace) -> Any:
-    from serving.auth import KeyStore
+    from cip.serving.auth import KeyStore
 
     return KeyStore(ws.root / "keys.json")
 

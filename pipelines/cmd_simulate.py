@@ -8,15 +8,14 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.config import load_config
+from cip.pipelines.simulate import SimulationResult
+from cip.pipelines.simulate import simulate as run_simulation
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConfigError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from pipelines._cli_app import app, console, emit_json, out, workspace
-from pipelines.config import load_config
-from pipelines.simulate import SimulationResult
-from pipelines.simulate import simulate as run_simulation
-from pipelines.workspace import Workspace
-from profiles.errors import ConfigError
 
 __all__ = ["register_sources"]
 

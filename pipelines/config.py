@@ -14,25 +14,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from activation import (
+from cip.activation import (
     SegmentDefinition,
     WebhookDestination,
     check_definitions,
     default_definitions,
 )
-from profiles.contracts import schema
-from profiles.errors import ConfigError
-from profiles.retention import check_policy
-from profiles.sources import (
+from cip.profiles.contracts import schema
+from cip.profiles.errors import ConfigError
+from cip.profiles.retention import check_policy
+from cip.profiles.sources import (
     ColumnExpr,
     ColumnValue,
     CsvOptions,
     PostgresSourceConfig,
     SourceConfig,
 )
-from serving.settings import ServingOptions
+from cip.serving.settings import ServingOptions
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "CIPConfig",

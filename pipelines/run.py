@@ -25,9 +25,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-
-from pipelines.workspace import Workspace
-from profiles.errors import ConflictError
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConflictError
 
 __all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_state", "last_run"]
 
@@ -129,7 +128,7 @@ def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None,
 
 def last_run(ws: Workspace, steps: list[Step] | None = None) -> dict[str, Any] | None:
     """The latest ``cip run``: id, as_of, steps done, and where it stopped if unfinished."""
-    from pipelines.steps import DEFAULT_STEPS
+    from cip.pipelines.steps import DEFAULT_STEPS
 
     steps = steps or DEFAULT_STEPS
     with ws.open_store() as store:
@@ -192,7 +191,7 @@ def run_pipeline(
     ``as_of`` is resolved by the first step that needs it when not given; a
     resumed run keeps the as_of it started with.
     """
-    from pipelines.steps import DEFAULT_STEPS, resolve_as_of
+    from cip.pipelines.steps import DEFAULT_STEPS, resolve_as_of
 
     steps = steps or DEFAULT_STEPS
     t0 = time.perf_counter()

@@ -38,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from pipelines import _sim_decl, _sim_run
-from pipelines._sim_io import Sink
-from pipelines._sim_run import CHUNK_PEOPLE
-from profiles.errors import ConfigError
+from cip.pipelines import _sim_decl, _sim_run
+from cip.pipelines._sim_io import Sink
+from cip.pipelines._sim_run import CHUNK_PEOPLE
+from cip.profiles.errors import ConfigError
 
 __all__ = ["simulate", "SimulationResult", "CHUNK_PEOPLE", "TRUTH_DIR"]
 

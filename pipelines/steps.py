@@ -11,10 +11,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
-
-from pipelines.run import Step
-from pipelines.workspace import Workspace
-from profiles.errors import DataError, NotFoundError
+from cip.pipelines.run import Step
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import DataError, NotFoundError
 
 __all__ = ["DEFAULT_STEPS", "resolve_as_of"]
 
@@ -34,7 +33,7 @@ def resolve_as_of(ws: Workspace) -> date:
 
 
 def _ingest(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_data import run_ingest
+    from cip.pipelines.cmd_data import run_ingest
 
     reports = run_ingest(ws, show_progress=False)
     return {
@@ -46,7 +45,7 @@ def _ingest(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 
 def _segments(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_segments import run_segments
+    from cip.pipelines.cmd_segments import run_segments
 
     report = run_segments(ws, str(as_of))
     return {
@@ -57,7 +56,7 @@ def _segments(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 
 def _retention(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_retention import run_retention, summary
+    from cip.pipelines.cmd_retention import run_retention, summary
 
     if not ws.config.retention:
         return {"policy": "none"}
@@ -66,8 +65,8 @@ def _retention(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 def _exports(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     """Webhook deliveries (when ``segments.deliver_on_build``) and the files of ``segments.exports``."""
-    from activation import export_segment
-    from pipelines.cmd_segments import open_quiet, run_deliveries
+    from cip.activation import export_segment
+    from cip.pipelines.cmd_segments import open_quiet, run_deliveries
 
     cfg = ws.config.segments
     out: dict[str, Any] = {}
@@ -95,14 +94,14 @@ def _exports(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 
 def _unify(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_identity import unify_workspace
+    from cip.pipelines.cmd_identity import unify_workspace
 
     summary = unify_workspace(ws, show_progress=False)
     return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
 
 def _features(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_features import run_features
+    from cip.pipelines.cmd_features import run_features
 
     summary = run_features(ws, as_of)
     return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
@@ -112,7 +111,7 @@ def _needs_training(ws: Workspace, name: str) -> bool:
     policy = ws.config.run.train
     if policy != "if_missing":
         return policy == "always"
-    from models import registry
+    from cip.models import registry
 
     registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
     try:
@@ -122,17 +121,17 @@ def _needs_training(ws: Workspace, name: str) -> bool:
 
 
 def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_models import run_train
+    from cip.pipelines.cmd_models import run_train
 
     # labels must be fully observed: train as of the last day the data covers
     with ws.open_store() as store:
-        from features import data_end
+        from cip.features import data_end
 
         end = data_end(store).date()
     if as_of is not None:
         as_of = min(as_of, end)
 
-    from models.training import shared_training_sets
+    from cip.models.training import shared_training_sets
 
     out: dict[str, Any] = {}
     with shared_training_sets():  # churn and propensity: one training set, built once
@@ -151,7 +150,7 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
             )
     if ws.config.run.recommender:
         if _needs_training(ws, "cip-recommender"):
-            from pipelines.cmd_recommender import run_train_recommender
+            from cip.pipelines.cmd_recommender import run_train_recommender
 
             try:
                 r = run_train_recommender(ws, as_of=str(as_of) if as_of else None)
@@ -168,7 +167,7 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 
 def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
-    from pipelines.cmd_models import run_score
+    from cip.pipelines.cmd_models import run_score
 
     assert as_of is not None
     try:

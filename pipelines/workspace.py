@@ -10,9 +10,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.config import CIPConfig, load_config
-from profiles.errors import ConfigError, NotFoundError
-from profiles.store import Store, open_store
+from cip.pipelines.config import CIPConfig, load_config
+from cip.profiles.errors import ConfigError, NotFoundError
+from cip.profiles.store import Store, open_store
 
 __all__ = ["Workspace", "DEFAULT_WORKSPACE", "resolve_workspace"]
 

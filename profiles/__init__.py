@@ -22,12 +22,12 @@ _IDENTITY = (
 
 # privacy: erasure and access requests (also lazy)
 _PRIVACY = {
-    "erase_persons": "profiles.erasure",
-    "ErasureReport": "profiles.erasure",
-    "rewrite_duckdb": "profiles.erasure",
-    "vacuum_postgres": "profiles.erasure",
-    "export_person": "profiles.access",
-    "Suppressor": "profiles._suppress",
+    "erase_persons": "cip.profiles.erasure",
+    "ErasureReport": "cip.profiles.erasure",
+    "rewrite_duckdb": "cip.profiles.erasure",
+    "vacuum_postgres": "cip.profiles.erasure",
+    "export_person": "cip.profiles.access",
+    "Suppressor": "cip.profiles._suppress",
 }
 
 __all__ = [*_IDENTITY, *_PRIVACY]
@@ -35,7 +35,7 @@ __all__ = [*_IDENTITY, *_PRIVACY]
 
 def __getattr__(name: str) -> Any:
     if name in _IDENTITY:
-        from profiles import identity
+        from cip.profiles import identity
 
         return getattr(identity, name)
     if name in _PRIVACY:

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-
-from profiles.errors import CIPError, ConflictError
-from profiles.store import Store
+from cip.profiles.errors import CIPError, ConflictError
+from cip.profiles.store import Store
 
 __all__ = ["rewrite_duckdb", "vacuum_postgres"]
 

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
-
-from profiles._person_sql import ID_KINDS, drop, in_list, stage
-from profiles.errors import DataError, NotFoundError
-from profiles.identity._normalise import normalise_identifier
-from profiles.identity._options import IdentityOptions, parse_identifier
-from profiles.store import Store
+from cip.profiles._person_sql import ID_KINDS, drop, in_list, stage
+from cip.profiles.errors import DataError, NotFoundError
+from cip.profiles.identity._normalise import normalise_identifier
+from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.store import Store
 
 __all__ = ["PersonPlan", "plan_persons", "TEMP_TABLES", "RAW_SOURCES"]
 
@@ -117,7 +116,7 @@ def _person_ids(
 
 def _ids_in_tables(store: Store, uids: list[str]) -> set[str]:
     """Which of ``uids`` appear in a ``unified_id`` column of some table."""
-    from profiles._person_sql import base_tables, columns_of
+    from cip.profiles._person_sql import base_tables, columns_of
 
     out: set[str] = set()
     for t in base_tables(store):
@@ -292,7 +291,7 @@ def plan_persons(
                 tombstoned=tombstoned,
                 hashes=hashes,
             )
-    from profiles._person_quarantine import quarantine_hits
+    from cip.profiles._person_quarantine import quarantine_hits
 
     q_ids, q_values = quarantine_hits(store, ids, raw, opts)
     stage(store, "_er_quar", _frame(record_id=q_ids))

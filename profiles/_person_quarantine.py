@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
-
-from profiles._person_sql import DELIMS, EMAIL_LIKE, ID_KINDS
-from profiles.identity._normalise import normalise_identifier
-from profiles.identity._options import IdentityOptions
-from profiles.store import Store
+from cip.profiles._person_sql import DELIMS, EMAIL_LIKE, ID_KINDS
+from cip.profiles.identity._normalise import normalise_identifier
+from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.store import Store
 
 __all__ = ["quarantine_hits", "TOKEN_SQL"]
 

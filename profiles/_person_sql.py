@@ -28,11 +28,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-
-from profiles.contracts import IDENTIFIER_COLUMNS
-from profiles.errors import CIPError
-from profiles.identity._normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
-from profiles.store import DuckDBStore, Store
+from cip.profiles.contracts import IDENTIFIER_COLUMNS
+from cip.profiles.errors import CIPError
+from cip.profiles.identity._normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
+from cip.profiles.store import DuckDBStore, Store
 
 __all__ = [
     "ID_KINDS",
@@ -150,7 +149,7 @@ def stage(store: Store, name: str, data: pa.Table) -> None:
         finally:
             store.con.unregister(view)
         return
-    from profiles.store import _copy_into, _pg_type, _q
+    from cip.profiles.store import _copy_into, _pg_type, _q
 
     ddl = ", ".join(f"{_q(f.name)} {_pg_type(f.type)}" for f in data.schema)
     store.execute(f"CREATE TEMP TABLE {name} ({ddl})")

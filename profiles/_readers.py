@@ -20,9 +20,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-
-from profiles.errors import SourceError
-from profiles.sources import SourceConfig
+from cip.profiles.errors import SourceError
+from cip.profiles.sources import SourceConfig
 
 log = logging.getLogger(__name__)
 

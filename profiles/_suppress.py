@@ -16,8 +16,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-
-from profiles._person_sql import (
+from cip.profiles._person_sql import (
     ID_KINDS,
     forms_sql,
     hmac_sql,
@@ -25,7 +24,7 @@ from profiles._person_sql import (
     tokens_sql,
     value_forms_sql,
 )
-from profiles.store import Store
+from cip.profiles.store import Store
 
 __all__ = ["Suppressor"]
 
@@ -138,8 +137,8 @@ class Suppressor:
         ).df()
         if odd.empty:
             return
-        from profiles.identity._normalise import e164
-        from profiles.privacy import hash_identifier
+        from cip.profiles.identity._normalise import e164
+        from cip.profiles.privacy import hash_identifier
 
         forms = e164(
             odd["cleaned"].astype("string"),

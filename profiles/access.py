@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-
-from profiles._person import TEMP_TABLES, plan_persons
-from profiles._person_sql import base_tables, columns_of, drop, values_withheld
-from profiles.identity._options import IdentityOptions
-from profiles.privacy import audit
-from profiles.store import Store
+from cip.profiles._person import TEMP_TABLES, plan_persons
+from cip.profiles._person_sql import base_tables, columns_of, drop, values_withheld
+from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.privacy import audit
+from cip.profiles.store import Store
 
 __all__ = ["export_person"]
 

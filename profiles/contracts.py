@@ -293,7 +293,7 @@ def schema(table: str) -> TableSchema:
     try:
         return SCHEMAS[table]
     except KeyError:
-        from profiles.errors import ConfigError
+        from cip.profiles.errors import ConfigError
 
         raise ConfigError(
             f"unknown table {table!r}; expected one of {', '.join(SOURCE_TABLES)}"

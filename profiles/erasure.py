@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from profiles._compact import rewrite_duckdb, vacuum_postgres
-from profiles._person import TEMP_TABLES, PersonPlan, carries, plan_persons
-from profiles._person_sql import (
+from cip.profiles._compact import rewrite_duckdb, vacuum_postgres
+from cip.profiles._person import TEMP_TABLES, PersonPlan, carries, plan_persons
+from cip.profiles._person_sql import (
     ID_KINDS,
     base_tables,
     columns_of,
@@ -43,10 +43,10 @@ from profiles._person_sql import (
     text_columns,
     values_withheld,
 )
-from profiles.identity._normalise import phone_clean_sql, phone_digits_sql
-from profiles.identity._options import IdentityOptions
-from profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
-from profiles.store import Store
+from cip.profiles.identity._normalise import phone_clean_sql, phone_digits_sql
+from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
+from cip.profiles.store import Store
 
 __all__ = ["ErasureReport", "erase_persons", "rewrite_duckdb", "vacuum_postgres", "leftovers"]
 
@@ -394,7 +394,7 @@ def _input_hashes(
     options: IdentityOptions | None,
 ) -> dict[tuple[str, str], str]:
     """Hash of each normalised input (to recognise inputs erased before)."""
-    from profiles._person import _normalised
+    from cip.profiles._person import _normalised
 
     opts = options or IdentityOptions()
     pairs = _normalised(identifiers, opts) + [("unified_id", str(u).strip()) for u in unified_ids]

@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-
-from profiles._readers import RawInput, read_source
-from profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
-from profiles.errors import SourceError
-from profiles.sources import ColumnExpr, ColumnValue, SourceConfig
-from profiles.store import DuckDBStore, Store, physical_table
+from cip.profiles._readers import RawInput, read_source
+from cip.profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
+from cip.profiles.errors import SourceError
+from cip.profiles.sources import ColumnExpr, ColumnValue, SourceConfig
+from cip.profiles.store import DuckDBStore, Store, physical_table
 
 if TYPE_CHECKING:
-    from profiles._suppress import Suppressor
+    from cip.profiles._suppress import Suppressor
 
 __all__ = ["IngestReport", "ingest_source"]
 

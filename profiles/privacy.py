@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-
-from profiles.store import Store
+from cip.profiles.store import Store
 
 __all__ = [
     "load_salt",
@@ -84,7 +83,7 @@ def add_tombstones(store: Store, hashed: list[tuple[str, str]]) -> int:
     pairs = sorted(set(hashed))
     if not pairs:
         return 0
-    from profiles._person_sql import drop, stage
+    from cip.profiles._person_sql import drop, stage
 
     now = datetime.now(UTC).replace(tzinfo=None)
     stage(
@@ -143,7 +142,7 @@ class RedactingFilter(logging.Filter):
 
 def __getattr__(name: str) -> Any:
     if name == "Suppressor":  # imported lazily: it needs the identity normalisers
-        from profiles._suppress import Suppressor
+        from cip.profiles._suppress import Suppressor
 
         return Suppressor
-    raise AttributeError(f"module 'profiles.privacy' has no attribute {name!r}")
+    raise AttributeError(f"module 'cip.profiles.privacy' has no attribute {name!r}")

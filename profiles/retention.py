@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from profiles.errors import ConfigError
-from profiles.store import ORDERS_SRC, Store
+from cip.profiles.errors import ConfigError
+from cip.profiles.store import ORDERS_SRC, Store
 
 __all__ = [
     "RETENTION_TABLES",

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from cip.profiles.contracts import schema
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from profiles.contracts import schema
 
 __all__ = ["SourceConfig", "PostgresSourceConfig", "ColumnValue", "ColumnExpr", "CsvOptions"]
 

@@ -25,9 +25,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
-
-from profiles.contracts import SCHEMAS, TableSchema
-from profiles.errors import CIPError, ConfigError, NotFoundError
+from cip.profiles.contracts import SCHEMAS, TableSchema
+from cip.profiles.errors import CIPError, ConfigError, NotFoundError
 
 __all__ = ["Store", "DuckDBStore", "PostgresStore", "open_store", "physical_table"]
 

@@ -10,16 +10,16 @@ this package does not import BentoML until it serves). Public building blocks:
 * :func:`source_declaration` — the ``http_events`` source for ``cip.yaml``.
 """
 
-from serving.auth import SCOPES, KeyStore
-from serving.erasure import record_erasure
-from serving.events import SOURCE_NAME, EventSink, source_declaration
-from serving.session_store import (
+from cip.serving.auth import SCOPES, KeyStore
+from cip.serving.erasure import record_erasure
+from cip.serving.events import SOURCE_NAME, EventSink, source_declaration
+from cip.serving.session_store import (
     MemorySessionStore,
     RedisSessionStore,
     SessionStore,
     open_session_store,
 )
-from serving.settings import SETTINGS_ENV, ServingOptions, ServingSettings
+from cip.serving.settings import SETTINGS_ENV, ServingOptions, ServingSettings
 
 __all__ = [
     "SCOPES",

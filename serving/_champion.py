@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import CIPError, NotFoundError
-from profiles.privacy import hash_identifier
+from cip.profiles.errors import CIPError, NotFoundError
+from cip.profiles.privacy import hash_identifier
 
 __all__ = ["Champion", "load_champion", "find_model_dir"]
 
@@ -65,7 +65,7 @@ def find_model_dir(root: Path) -> Path:
 
 
 def _default_loader(path: Path) -> Any:
-    from models.recommender import load_recommender
+    from cip.models.recommender import load_recommender
 
     return load_recommender(path)
 
@@ -83,7 +83,7 @@ def load_champion(
         CIPError: the registry or the artifacts cannot be read (the caller keeps
             serving the current champion).
     """
-    from models.registry import champion_version, configure_mlflow
+    from cip.models.registry import champion_version, configure_mlflow
 
     try:
         if tracking_uri:

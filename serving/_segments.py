@@ -14,11 +14,10 @@ import json
 from typing import Any
 
 import pandas as pd
-
-from activation import segment_page as _page
-from activation import segment_sizes as _sizes
-from profiles.errors import NotFoundError
-from profiles.store import Store
+from cip.activation import segment_page as _page
+from cip.activation import segment_sizes as _sizes
+from cip.profiles.errors import NotFoundError
+from cip.profiles.store import Store
 
 __all__ = ["segment_sizes", "segment_page"]
 

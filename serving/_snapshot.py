@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import CIPError
-from profiles.store import DuckDBStore, open_store
-from serving.settings import ServingSettings
+from cip.profiles.errors import CIPError
+from cip.profiles.store import DuckDBStore, open_store
+from cip.serving.settings import ServingSettings
 
 __all__ = ["copy_store", "store_signature", "PROFILE_COLUMNS"]
 

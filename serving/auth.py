@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import ConfigError, NotFoundError
+from cip.profiles.errors import ConfigError, NotFoundError
 
 __all__ = [
     "SCOPES",
@@ -43,7 +43,7 @@ __all__ = [
     "RequestIdFilter",
 ]
 
-log = logging.getLogger("serving.access")
+log = logging.getLogger("cip.serving.access")
 
 SCOPES: tuple[str, ...] = ("shop", "campaign", "admin")
 #: Path -> scopes allowed to call it (``admin`` may call everything).

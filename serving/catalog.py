@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from profiles.errors import DataError
-from profiles.privacy import hash_identifier
-from profiles.store import DuckDBStore
+from cip.profiles.errors import DataError
+from cip.profiles.privacy import hash_identifier
+from cip.profiles.store import DuckDBStore
 
 __all__ = ["Snapshot", "build_snapshot"]
 

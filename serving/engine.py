@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models.recommender import Ranked
-from serving.catalog import Snapshot
-from serving.events import SESSION_EVENTS, ValidEvent
-from serving.schemas import (
+from cip.models.recommender import Ranked
+from cip.serving.catalog import Snapshot
+from cip.serving.events import SESSION_EVENTS, ValidEvent
+from cip.serving.schemas import (
     CustomerScore,
     RecommendRequest,
     RecommendResponse,
@@ -41,8 +40,8 @@ from serving.schemas import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
-from serving.session_store import SessionStore
-from serving.state import ServingState
+from cip.serving.session_store import SessionStore
+from cip.serving.state import ServingState
 
 __all__ = ["recommend", "similar_items", "score", "session_updates"]
 

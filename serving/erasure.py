@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from profiles.privacy import hash_identifier
+from cip.profiles.privacy import hash_identifier
 
 __all__ = ["ErasureIndex", "record_erasure", "normalise_id"]
 

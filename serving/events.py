@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from profiles.contracts import CHANNELS, CONSENT_PURPOSES
-from serving.schemas import EventIn
+from cip.profiles.contracts import CHANNELS, CONSENT_PURPOSES
+from cip.serving.schemas import EventIn
 
 __all__ = [
     "EVENT_COLUMNS",

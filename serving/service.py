@@ -27,17 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from starlette.responses import JSONResponse
-from threadpoolctl import threadpool_limits
-
-from profiles.errors import CIPError, NotFoundError, PrivacyError
-from profiles.privacy import RedactingFilter
-from serving import engine
-from serving._segments import segment_page, segment_sizes
-from serving.auth import AuthMiddleware, KeyStore, RequestIdFilter, request_id
-from serving.erasure import record_erasure
-from serving.events import ValidEvent, validate_events
-from serving.schemas import (
+from cip.profiles.errors import CIPError, NotFoundError, PrivacyError
+from cip.profiles.privacy import RedactingFilter
+from cip.serving import engine
+from cip.serving._segments import segment_page, segment_sizes
+from cip.serving.auth import AuthMiddleware, KeyStore, RequestIdFilter, request_id
+from cip.serving.erasure import record_erasure
+from cip.serving.events import ValidEvent, validate_events
+from cip.serving.schemas import (
     EventsRequest,
     EventsResponse,
     ForgetRequest,
@@ -58,13 +55,15 @@ from serving.schemas import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
-from serving.session_store import SessionStore
-from serving.settings import SETTINGS_ENV, ServingSettings
-from serving.state import ServingState, StateHolder
+from cip.serving.session_store import SessionStore
+from cip.serving.settings import SETTINGS_ENV, ServingSettings
+from cip.serving.state import ServingState, StateHolder
+from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 __all__ = ["CIPService", "configure"]
 
-log = logging.getLogger("serving.service")
+log = logging.getLogger("cip.serving.service")
 
 _OVERRIDES: dict[str, Any] = {}
 _HOLDER: StateHolder | None = None
@@ -95,8 +94,8 @@ def _settings_from_env() -> ServingSettings:
         return ServingSettings.from_env()
     if os.environ.get("CIP_WORKSPACE"):
         # The entry point is a composition root like the CLI: it may read the workspace.
-        from pipelines.cmd_serve import serving_settings
-        from pipelines.workspace import Workspace
+        from cip.pipelines.cmd_serve import serving_settings
+        from cip.pipelines.workspace import Workspace
 
         return serving_settings(Workspace.open(os.environ["CIP_WORKSPACE"]))
     raise CIPError(f"set {SETTINGS_ENV} (done by `cip serve`) or CIP_WORKSPACE to serve CIP")
@@ -128,7 +127,7 @@ def _setup_logging(path: str | None) -> None:
         bento.addFilter(_NoRequestValues())
     if not path:
         return
-    root = logging.getLogger("serving")
+    root = logging.getLogger("cip.serving")
     for old in [h for h in root.handlers if getattr(h, "_cip_serving", False)]:
         if old.baseFilename == os.path.abspath(path):  # type: ignore[attr-defined]
             return
@@ -145,7 +144,7 @@ def _setup_logging(path: str | None) -> None:
     root.addHandler(h)
     root.setLevel(logging.INFO)
     # one access line per request goes to the service log only, not also to the console
-    access = logging.getLogger("serving.access")
+    access = logging.getLogger("cip.serving.access")
     for old in [x for x in access.handlers if getattr(x, "_cip_serving", False)]:
         access.removeHandler(old)
     access.addHandler(h)

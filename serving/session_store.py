@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from profiles.privacy import hash_identifier
+from cip.profiles.privacy import hash_identifier
 
 __all__ = [
     "SessionStore",
@@ -294,7 +294,7 @@ def open_session_store(
     """The configured store: ``memory`` or ``redis`` (``redis_url`` required)."""
     if kind == "redis":
         if not redis_url:
-            from profiles.errors import ConfigError
+            from cip.profiles.errors import ConfigError
 
             raise ConfigError("the redis session store needs serving.redis_url")
         return RedisSessionStore(redis_url, salt, max_items, ttl_seconds, prefix)

@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from cip.profiles.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from profiles.errors import ConfigError
 
 __all__ = ["ServingOptions", "ServingSettings", "SETTINGS_ENV"]
 

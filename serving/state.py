@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import CIPError
-from profiles.privacy import load_salt
-from serving._champion import Champion, load_champion
-from serving._snapshot import copy_store, store_signature
-from serving.auth import KeyStore
-from serving.catalog import Snapshot, build_snapshot
-from serving.erasure import ErasureIndex, read_journal
-from serving.events import EventSink
-from serving.session_store import SessionStore, open_session_store
-from serving.settings import ServingSettings
+from cip.profiles.errors import CIPError
+from cip.profiles.privacy import load_salt
+from cip.serving._champion import Champion, load_champion
+from cip.serving._snapshot import copy_store, store_signature
+from cip.serving.auth import KeyStore
+from cip.serving.catalog import Snapshot, build_snapshot
+from cip.serving.erasure import ErasureIndex, read_journal
+from cip.serving.events import EventSink
+from cip.serving.session_store import SessionStore, open_session_store
+from cip.serving.settings import ServingSettings
 
 __all__ = ["ServingState", "StateHolder", "ReloadReport"]
 

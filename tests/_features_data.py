@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from profiles.contracts import SCHEMAS
-from profiles.store import Store, open_store
+from cip.profiles.contracts import SCHEMAS
+from cip.profiles.store import Store, open_store
 
 T = pd.Timestamp
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from profiles.store import ORDERS_SRC
+from cip.profiles.store import ORDERS_SRC
 
 START = datetime(2023, 1, 1)
 DAYS = 540

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from pipelines.cmd_simulate import register_sources
-from pipelines.run import Step, run_pipeline
-from pipelines.simulate import simulate
-from pipelines.steps import DEFAULT_STEPS
-from pipelines.workspace import Workspace
+from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.run import Step, run_pipeline
+from cip.pipelines.simulate import simulate
+from cip.pipelines.steps import DEFAULT_STEPS
+from cip.pipelines.workspace import Workspace
 
 CUSTOMERS = 160
 DAYS = 240
@@ -66,7 +65,7 @@ def build_world(root: Path) -> Workspace:
 
 def _promote(ws: Workspace, as_of: object) -> dict:
     """A small shop's first models may not beat the baselines: make them champions anyway."""
-    from models import registry
+    from cip.models import registry
 
     registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
     for name in ("cip-churn", "cip-propensity", "cip-recommender"):

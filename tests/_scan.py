@@ -6,7 +6,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from pipelines.workspace import Workspace
+from cip.pipelines.workspace import Workspace
 
 
 def pattern(needles: list[str]) -> re.Pattern[bytes]:

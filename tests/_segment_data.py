@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-
-from activation import SegmentDefinition
-from profiles.store import Store, open_store
+from cip.activation import SegmentDefinition
+from cip.profiles.store import Store, open_store
 
 A1 = pd.Timestamp("2024-03-01")
 A2 = pd.Timestamp("2024-04-01")

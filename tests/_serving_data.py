@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 GARDEN = [f"a{i}" for i in range(1, 7)]
 KITCHEN = [f"b{i}" for i in range(1, 7)]
@@ -161,8 +160,8 @@ def build_store(path: Path) -> None:
 
 def register(tracking_uri: str, exclude_customers: tuple[str, ...] = ("C12",)) -> str:
     """Train an item-kNN recommender as an MLflow run, register it and make it the champion."""
-    from models.recommender.tracking import train_recommender_run
-    from models.registry import set_champion
+    from cip.models.recommender.tracking import train_recommender_run
+    from cip.models.registry import set_champion
 
     artifacts = str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
     _, _, metrics = train_recommender_run(

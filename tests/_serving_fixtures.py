@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cip.serving.auth import KeyStore
+from cip.serving.settings import ServingSettings
 
-from serving.auth import KeyStore
-from serving.settings import ServingSettings
 from tests._serving_data import build_store, register
 
 
@@ -48,7 +48,7 @@ def shop(_shop_template: Path, tmp_path: Path) -> Shop:
 @pytest.fixture
 def svc(shop: Shop):
     """The service class called directly (no HTTP), over the ``shop`` copy."""
-    from serving.service import CIPService
+    from cip.serving.service import CIPService
 
     s = CIPService.inner(settings=shop.settings, watch=False)
     yield s
@@ -58,7 +58,7 @@ def svc(shop: Shop):
 @pytest.fixture(scope="session")
 def asgi_app():
     """The service's ASGI app, built once per process (BentoML registers its metrics once)."""
-    from serving.service import CIPService
+    from cip.serving.service import CIPService
 
     return CIPService.to_asgi()
 
@@ -68,7 +68,7 @@ def client(shop: Shop, asgi_app):
     """A test client on a fresh service instance (lifespan) over the ``shop`` copy."""
     import warnings
 
-    from serving import service as service_module
+    from cip.serving import service as service_module
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

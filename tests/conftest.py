@@ -92,7 +92,7 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def tmp_workspace(tmp_path: Path):
-    from pipelines.workspace import Workspace
+    from cip.pipelines.workspace import Workspace
 
     return Workspace.init(tmp_path / "ws")
 
@@ -100,7 +100,7 @@ def tmp_workspace(tmp_path: Path):
 @pytest.fixture(params=["duckdb", "postgres"])
 def any_store(request):
     """A fresh store of each backend (PostgreSQL: in a schema dropped afterwards)."""
-    from profiles.store import open_store
+    from cip.profiles.store import open_store
 
     kw = {}
     if request.param == "postgres":

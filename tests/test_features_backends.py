@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from features import (
+from cip.features import (
     RFM_COLUMNS,
     build_features,
     build_labels,
@@ -15,9 +14,10 @@ from features import (
     load_inputs,
     write_features,
 )
-from features.build import compute_features, features_to_pandas
-from features.labels import labels_to_pandas
-from profiles.store import open_store
+from cip.features.build import compute_features, features_to_pandas
+from cip.features.labels import labels_to_pandas
+from cip.profiles.store import open_store
+
 from tests._features_data import load_synthetic, synthetic, to_spark
 
 AS_OF = "2024-03-15"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from cip.features import FeatureParams, build_features, catalog, load_inputs
+from cip.features.build import output_specs
 
-from features import FeatureParams, build_features, catalog, load_inputs
-from features.build import output_specs
 from tests._features_data import T, make_store
 
 AS_OF = "2024-07-01"

@@ -6,9 +6,9 @@ import json
 
 import pandas as pd
 import pyarrow.parquet as pq
+from cip.features import FEATURE_SET_VERSION, build_features, catalog
+from cip.pipelines.cli import main
 
-from features import FEATURE_SET_VERSION, build_features, catalog
-from pipelines.cli import main
 from tests._features_data import make_store
 from tests.test_features_rfm import ORDERS
 
@@ -77,8 +77,8 @@ def test_describe_json_and_markdown(tmp_workspace, capsys) -> None:
 
 
 def test_write_features_replaces_a_snapshot_and_survives_new_columns() -> None:
-    from features import write_features
-    from profiles.store import open_store
+    from cip.features import write_features
+    from cip.profiles.store import open_store
 
     def snap(day: str, values: list[float], **extra) -> pd.DataFrame:
         df = pd.DataFrame({"unified_id": ["a", "b"], "as_of": pd.Timestamp(day), "x": values})
@@ -103,7 +103,7 @@ def test_checked_in_catalog_is_current() -> None:
     """features/CATALOG.md (linked from the README) is `cip features describe --markdown`."""
     from pathlib import Path
 
-    from features import catalog_markdown
+    from cip.features import catalog_markdown
 
     path = Path(__file__).resolve().parents[1] / "features" / "CATALOG.md"
     assert path.read_text() == catalog_markdown(), "regenerate: cip features describe --markdown"

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features import (
+from cip.features import (
     FEATURE_SET_VERSION,
     FeatureParams,
     build_labels,
     build_training_set,
     data_end,
 )
-from profiles.errors import DataError
-from profiles.store import open_store
+from cip.profiles.errors import DataError
+from cip.profiles.store import open_store
+
 from tests._features_data import T, make_store
 from tests.test_features_rfm import ORDERS
 
@@ -111,7 +111,7 @@ def test_record_map_defines_the_person() -> None:
             " UNION ALL SELECT 'events', record_id, 'u1' FROM events"
         )
         st.load_arrow("record_map", rm, mode="replace")
-        from features import build_features
+        from cip.features import build_features
 
         df = build_features(st, "2024-07-01", FeatureParams(windows=(30,))).set_index("unified_id")
     assert df.index.tolist() == ["u1"]  # C has no mapping; the anonymous event is u1's

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import ibis
 import pandas as pd
 import pytest
+from cip.features import compute_features, load_inputs
+from cip.profiles.store import Store, open_store
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from features import compute_features, load_inputs
-from profiles.store import Store, open_store
 from tests._features_data import T, frame
 
 AS_OF = T("2024-07-01")

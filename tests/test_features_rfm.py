@@ -8,8 +8,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
-
-from features import (
+from cip.features import (
     RFM_COLUMNS,
     SEGMENT_GRID,
     SEGMENTS,
@@ -18,7 +17,8 @@ from features import (
     catalog,
     rfm_segment,
 )
-from profiles.errors import ConfigError
+from cip.profiles.errors import ConfigError
+
 from tests._features_data import T, make_store
 
 AS_OF = "2024-07-01"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-
-from pipelines.cli import main
+from cip.pipelines.cli import main
 
 T0 = pd.Timestamp("2024-01-01")
 

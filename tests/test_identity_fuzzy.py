@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from profiles.errors import ConfigError, DataError
-from profiles.identity import (
+from cip.profiles.errors import ConfigError, DataError
+from cip.profiles.identity import (
     FuzzyOptions,
     IdentityOptions,
     pairwise_scores,
     resolve_identities,
     unify,
 )
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 FIELDS = {"first_name": "name", "surname": "name", "dob": "date", "city": "text", "email": "email"}
 PEOPLE = [

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from profiles.identity import pairwise_scores
-from profiles.identity._graph import EDGE_STATUSES, components, resolve_graph
+from cip.profiles.identity import pairwise_scores
+from cip.profiles.identity._graph import EDGE_STATUSES, components, resolve_graph
 
 LIMITS = [None, 3, 3, 3, 3]  # customer_id, email, phone, loyalty_id, anonymous_id
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from profiles.identity import (
+from cip.profiles.identity import (
     _normalise,
     normalise_email,
     normalise_id,
     normalise_identifier,
     normalise_phone,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _l(s: pd.Series) -> list:

@@ -6,8 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-
-from profiles.identity import (
+from cip.profiles.identity import (
     ForbiddenLink,
     IdentityOptions,
     forbid_link,
@@ -15,7 +14,7 @@ from profiles.identity import (
     person_report,
     unify,
 )
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 T0 = pd.Timestamp("2024-01-01")
 

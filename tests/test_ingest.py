@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from pipelines.cli import main
-from pipelines.config import load_config
-from profiles.errors import ConfigError, SourceError
-from profiles.ingest import ingest_source
-from profiles.sources import SourceConfig
-from profiles.store import open_store
+from cip.pipelines.cli import main
+from cip.pipelines.config import load_config
+from cip.profiles.errors import ConfigError, SourceError
+from cip.profiles.ingest import ingest_source
+from cip.profiles.sources import SourceConfig
+from cip.profiles.store import open_store
 
 LINES_CSV = """InvoiceNo,InvoiceDate,CustomerID,StockCode,Quantity,UnitPrice
 1,2024-01-01 10:00:00,c1,A,2,3.5
@@ -216,7 +215,7 @@ def test_truncated_parquet_and_missing_file_stop_before_writing(tmp_path: Path) 
 
 
 def test_crash_mid_ingest_leaves_store_unchanged(lines_csv: Path, monkeypatch) -> None:
-    import profiles.ingest as ing
+    import cip.profiles.ingest as ing
 
     store = open_store("duckdb")
     calls = {"n": 0}

@@ -7,8 +7,8 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from cip.pipelines.cli import main
 
-from pipelines.cli import main
 from tests._models_support import load_orders, mlflow_db
 
 
@@ -83,8 +83,8 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
 
 @pytest.mark.slow
 def test_shared_training_sets_build_once_and_change_no_result(tmp_workspace, monkeypatch) -> None:
-    import models.training as training
-    from pipelines.cmd_models import run_train
+    import cip.models.training as training
+    from cip.pipelines.cmd_models import run_train
 
     ws = tmp_workspace
     with ws.open_store() as store:

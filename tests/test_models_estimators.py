@@ -7,16 +7,15 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from cip.models import ChurnModel, PropensityModel
+from cip.models._run import feature_columns
+from cip.models._synthetic import synthetic_training_frame
+from cip.models.calibration import EPS, apply_calibrator, fit_calibrator
+from cip.models.estimators import load_model
+from cip.models.metrics import calibration_table, expected_calibration_error
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import check_estimator
-
-from models import ChurnModel, PropensityModel
-from models._run import feature_columns
-from models._synthetic import synthetic_training_frame
-from models.calibration import EPS, apply_calibrator, fit_calibrator
-from models.estimators import load_model
-from models.metrics import calibration_table, expected_calibration_error
 
 AS_OFS = [date(2024, 6, 1) - timedelta(days=30 * k) for k in (4, 3, 2, 1, 0)]
 
@@ -127,7 +126,7 @@ def test_explain_names_the_feature_that_drives_the_score() -> None:
 
 
 def test_reason_values_format_missing_and_decimals() -> None:
-    from models._reasons import format_values
+    from cip.models._reasons import format_values
 
     assert format_values(np.array([120.0, 0.12345, np.nan, -3.5])).to_pylist() == [
         "120",

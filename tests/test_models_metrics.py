@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from models import RecencyRule, RFMLogisticRegression
-from models._reasons import join_reasons_json
-from models.metrics import (
+from cip.models import RecencyRule, RFMLogisticRegression
+from cip.models._reasons import join_reasons_json
+from cip.models.metrics import (
     calibration_table,
     cumulative_gain,
     evaluate_probabilities,

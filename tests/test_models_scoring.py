@@ -8,13 +8,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
-from models import ChurnModel, PropensityModel, score_frame, write_scores
-from models._run import feature_columns
-from models._synthetic import synthetic_training_frame
-from models.scoring import SCORE_COLUMNS, customer_ids, export_scores
-from profiles.errors import ConfigError, DataError
-from profiles.store import open_store
+from cip.models import ChurnModel, PropensityModel, score_frame, write_scores
+from cip.models._run import feature_columns
+from cip.models._synthetic import synthetic_training_frame
+from cip.models.scoring import SCORE_COLUMNS, customer_ids, export_scores
+from cip.profiles.errors import ConfigError, DataError
+from cip.profiles.store import open_store
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from cip.models import plan_snapshots, registry, train_on_frame
+from cip.models._synthetic import synthetic_training_frame
+from cip.models.tuning import sqlite_storage
+from cip.profiles.errors import ConfigError, DataError
 
-from models import plan_snapshots, registry, train_on_frame
-from models._synthetic import synthetic_training_frame
-from models.tuning import sqlite_storage
-from profiles.errors import ConfigError, DataError
 from tests._models_support import mlflow_db
 
 D = date(2024, 6, 1)
@@ -136,8 +136,8 @@ def test_run_logs_plots_lineage_and_a_model_without_ids(frame, mlflow_dir) -> No
 
 
 def test_tuning_study_resumes_in_sqlite(frame, tmp_path) -> None:
-    from models.estimators import PropensityModel
-    from models.tuning import tune
+    from cip.models.estimators import PropensityModel
+    from cip.models.tuning import tune
 
     fit = frame[frame.as_of < frame.as_of.max()]
     X = fit.drop(columns=["unified_id", "as_of", "rfm_segment", "churn", "active", "purchase",

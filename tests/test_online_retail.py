@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from pipelines.cli import main
+from cip.pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,7 @@ def test_online_retail_example_ingests_both_files_idempotently(
     after = json.loads(capsys.readouterr().out)["tables"]
     assert after.pop("_ingest_runs") == 2 * len(first)
     assert after == before
-    from pipelines.workspace import Workspace
+    from cip.pipelines.workspace import Workspace
 
     with Workspace.open(ws).open_store() as store:
         st = store.sql("SELECT status, count(*) AS n FROM orders GROUP BY status")

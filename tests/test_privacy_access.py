@@ -8,10 +8,10 @@ import json
 import re
 
 import pytest
+from cip.pipelines.cli import main
+from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.workspace import Workspace
 
-from pipelines.cli import main
-from pipelines.cmd_simulate import register_sources
-from pipelines.workspace import Workspace
 from tests._privacy_world import Person, pick_person
 
 pytest_plugins = ["tests._privacy_world"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from profiles.privacy import (
+from cip.profiles.privacy import (
     RedactingFilter,
     add_tombstones,
     audit,
@@ -12,7 +12,7 @@ from profiles.privacy import (
     load_salt,
     redact,
 )
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 
 def test_salt_is_created_once_and_private(tmp_path) -> None:

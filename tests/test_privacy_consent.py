@@ -14,9 +14,8 @@ import asyncio
 import pandas as pd
 import pytest
 from _segment_data import A1, EVERYONE, new_store
-
-from activation import build_segments, export_segment, segment_page
-from serving.schemas import EventIn, EventsRequest, RecommendRequest, ScoreRequest
+from cip.activation import build_segments, export_segment, segment_page
+from cip.serving.schemas import EventIn, EventsRequest, RecommendRequest, ScoreRequest
 
 pytest_plugins = ["tests._serving_fixtures"]
 

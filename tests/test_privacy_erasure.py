@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 import yaml
+from cip.pipelines.cli import main
+from cip.pipelines.cmd_serve import serving_settings
+from cip.pipelines.workspace import Workspace
+from cip.profiles.privacy import hash_identifier, load_salt
 
-from pipelines.cli import main
-from pipelines.cmd_serve import serving_settings
-from pipelines.workspace import Workspace
-from profiles.privacy import hash_identifier, load_salt
 from tests._privacy_world import Person, pick_person
 from tests._scan import file_hits, pattern, table_hits
 from tests.conftest import REDIS_URL
@@ -84,7 +84,7 @@ def _late_source(ws: Workspace, p: Person) -> list[str]:
         f"L2,not a time,page_view,,{local},\n"
         f"L3,not a time,page_view,,,{OTHER_ANON}\n"
     )
-    from pipelines.cmd_simulate import register_sources
+    from cip.pipelines.cmd_simulate import register_sources
 
     register_sources(
         ws,
@@ -109,8 +109,8 @@ def _late_source(ws: Workspace, p: Person) -> list[str]:
 
 
 def _services(ws: Workspace, p: Person, prefix: str | None) -> dict[str, Any]:
-    from serving.schemas import EventIn, EventsRequest
-    from serving.service import CIPService
+    from cip.serving.schemas import EventIn, EventsRequest
+    from cip.serving.service import CIPService
 
     base = serving_settings(ws).model_copy(
         update={"session_store": "memory", "reload_interval_seconds": 0}
@@ -262,7 +262,7 @@ def test_redis_sessions_are_deleted(erased: Erased, redis_url: str) -> None:
 
 
 def test_the_service_no_longer_serves_the_person(erased: Erased) -> None:
-    from serving.schemas import (
+    from cip.serving.schemas import (
         EventIn,
         EventsRequest,
         RecommendRequest,
@@ -297,7 +297,7 @@ def test_audit_log_holds_counts_only(erased: Erased) -> None:
 
 
 def test_the_next_training_data_has_no_trace(erased: Erased) -> None:
-    from models import interactions_from_store
+    from cip.models import interactions_from_store
 
     with erased.ws.open_store(read_only=True) as store:
         inter = interactions_from_store(store)

@@ -8,18 +8,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cip.pipelines._privacy_files import scrub_exports
+from cip.profiles import Suppressor, erase_persons, rewrite_duckdb
+from cip.profiles._person_sql import hmac_sql, install_key
+from cip.profiles.errors import CIPError, ConflictError, NotFoundError
+from cip.profiles.identity import IdentityOptions, unify
+from cip.profiles.ingest import ingest_source
+from cip.profiles.privacy import hash_identifier
+from cip.profiles.sources import SourceConfig
+from cip.profiles.store import open_store
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipelines._privacy_files import scrub_exports
-from profiles import Suppressor, erase_persons, rewrite_duckdb
-from profiles._person_sql import hmac_sql, install_key
-from profiles.errors import CIPError, ConflictError, NotFoundError
-from profiles.identity import IdentityOptions, unify
-from profiles.ingest import ingest_source
-from profiles.privacy import hash_identifier
-from profiles.sources import SourceConfig
-from profiles.store import open_store
 
 SALT = bytes(range(32))
 OPTS = IdentityOptions()
@@ -102,7 +101,7 @@ def test_erasure_is_all_or_nothing(shop, monkeypatch) -> None:
     def boom(store, *a, **k):  # a failing statement after the raw tables were emptied
         store.execute("SELECT * FROM no_such_table")
 
-    monkeypatch.setattr("profiles.erasure._other_tables", boom)
+    monkeypatch.setattr("cip.profiles.erasure._other_tables", boom)
     with pytest.raises(
         CIPError, match=r"erasure failed \(CatalogException\); the store is unchanged"
     ):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+import cip.models as models
 import numpy as np
 import pandas as pd
 import pytest
+from cip.profiles.errors import ConfigError, DataError, NotFoundError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import models
-from profiles.errors import ConfigError, DataError, NotFoundError
 
 ALGOS = ["als", "bpr", "itemknn", "ease", "popular"]
 PERSONAL = [a for a in ALGOS if a != "popular"]

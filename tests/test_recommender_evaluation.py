@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
+import cip.models as models
 import numpy as np
 import pandas as pd
 import pytest
-
-import models
-from models import evaluation as ev
-from profiles.errors import DataError
+from cip.models import evaluation as ev
+from cip.profiles.errors import DataError
 
 
 @pytest.fixture

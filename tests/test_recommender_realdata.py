@@ -6,10 +6,9 @@ The full comparison of every algorithm is ``python -m benchmarks.recommender_qua
 
 from __future__ import annotations
 
+import cip.models as models
 import pytest
-
-import models
-from models import evaluation as ev
+from cip.models import evaluation as ev
 
 
 @pytest.mark.realdata

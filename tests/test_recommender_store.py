@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+import cip.models as models
 import pandas as pd
 import pytest
-
-import models
-from profiles.contracts import SCHEMAS
-from profiles.store import open_store
+from cip.profiles.contracts import SCHEMAS
+from cip.profiles.store import open_store
 
 
 def _frame(table: str, rows: list[dict]) -> pd.DataFrame:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cip.pipelines.cli import main
 
-from pipelines.cli import main
 from tests.test_recommender_store import _frame
 from tests.test_recommender_tuning import clustered
 
@@ -80,9 +80,8 @@ def test_train_recommender_errors(tmp_workspace, capsys):
 
 
 def test_a_model_that_does_not_converge_is_a_one_line_error(tmp_workspace, capsys, monkeypatch):
+    import cip.models.recommender.tracking as tracking
     from implicit.recommender_base import ModelFitError
-
-    import models.recommender.tracking as tracking
 
     def diverge(*args, **kwargs):
         raise ModelFitError("NaN encountered in factors")

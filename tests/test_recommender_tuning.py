@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import cip.models as models
 import numpy as np
 import pandas as pd
 import pytest
-
-import models
-from models.recommender.tuning import split_validation
-from profiles.errors import ConfigError
+from cip.models.recommender.tuning import split_validation
+from cip.profiles.errors import ConfigError
 
 
 def clustered(n_users: int = 90, n_items: int = 30, per_user: int = 10, seed: int = 0):
@@ -66,9 +65,8 @@ def test_validation_splits():
 
 def _diverging_bpr(monkeypatch) -> None:
     """BPR fails as implicit does when its factors blow up (NaN)."""
+    import cip.models.recommender.tuning as tuning
     from implicit.recommender_base import ModelFitError
-
-    import models.recommender.tuning as tuning
 
     real = tuning.make_recommender
 
@@ -87,7 +85,7 @@ def test_a_diverging_trial_is_pruned_and_tuning_goes_on(monkeypatch):
 
 
 def test_tuning_where_nothing_converges_is_a_clear_error(monkeypatch):
-    from profiles.errors import DataError
+    from cip.profiles.errors import DataError
 
     _diverging_bpr(monkeypatch)
     with pytest.raises(DataError, match="none of the 2 trials converged"):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-
-from models import registry
-from profiles.errors import NotFoundError
+from cip.models import registry
+from cip.profiles.errors import NotFoundError
 
 
 def test_gate_requires_beating_baselines_and_champion() -> None:

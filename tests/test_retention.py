@@ -9,14 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from pipelines.cli import main
-from pipelines.config import load_config
-from profiles.errors import ConfigError
-from profiles.ingest import ingest_source
-from profiles.retention import apply_retention, cutoffs, ingest_cutoff
-from profiles.sources import SourceConfig
-from profiles.store import open_store
+from cip.pipelines.cli import main
+from cip.pipelines.config import load_config
+from cip.profiles.errors import ConfigError
+from cip.profiles.ingest import ingest_source
+from cip.profiles.retention import apply_retention, cutoffs, ingest_cutoff
+from cip.profiles.sources import SourceConfig
+from cip.profiles.store import open_store
 
 NOW = datetime(2025, 1, 1)
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from pipelines.cli import main
-from pipelines.run import Step, last_run, run_pipeline, workspace_lock
-from pipelines.workspace import Workspace
-from profiles.errors import ConflictError
+from cip.pipelines.cli import main
+from cip.pipelines.run import Step, last_run, run_pipeline, workspace_lock
+from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import ConflictError
 
 
 def test_a_failed_step_is_resumed_with_the_same_as_of(tmp_workspace: Workspace) -> None:
@@ -56,7 +55,7 @@ def test_a_failed_step_is_resumed_with_the_same_as_of(tmp_workspace: Workspace) 
 def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace, capsys) -> None:
     code = (
         "import sys, time; from pipelines.workspace import Workspace; "
-        "from pipelines.run import workspace_lock\n"
+        "from cip.pipelines.run import workspace_lock\n"
         "with workspace_lock(Workspace.open(sys.argv[1])):\n"
         "    print('locked', flush=True); time.sleep(30)\n"
     )
@@ -90,8 +89,8 @@ def test_cip_run_on_an_empty_workspace_says_what_is_missing(tmp_workspace, capsy
 
 
 def test_segment_exports_config_is_checked(tmp_path: Path) -> None:
-    from pipelines.config import load_config
-    from profiles.errors import ConfigError
+    from cip.pipelines.config import load_config
+    from cip.profiles.errors import ConfigError
 
     cfg = tmp_path / "cip.yaml"
 
@@ -110,8 +109,8 @@ def test_segment_exports_config_is_checked(tmp_path: Path) -> None:
 
 
 def test_exports_step_writes_built_segments_and_skips_unbuilt_ones(tmp_workspace) -> None:
-    from activation import build_segments, default_definitions, select_definitions
-    from pipelines.steps import DEFAULT_STEPS
+    from cip.activation import build_segments, default_definitions, select_definitions
+    from cip.pipelines.steps import DEFAULT_STEPS
 
     ws = tmp_workspace
     raw = yaml.safe_load(ws.config_path.read_text()) or {}

@@ -52,7 +52,7 @@ WALL_CLOCK = {"ingested_at", "updated_at", "built_at", "run_id", "started_at", "
 
 def cip(*args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "cip.pipelines.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -200,7 +200,7 @@ def _kill_inside(ws: Path, step: str, seconds: float) -> subprocess.Popen[str]:
     log = ws / "logs" / "cip.log"
     start = log.stat().st_size if log.exists() else 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "-w", str(ws), "run", "--json"],
+        [sys.executable, "-m", "cip.pipelines.cli", "-w", str(ws), "run", "--json"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -252,7 +252,7 @@ def test_a_second_run_is_refused_while_a_real_run_works(demo: Path, tmp_path: Pa
     ws = _fresh_copy(demo, tmp_path / "busy")
     log = ws / "logs" / "cip.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "-w", str(ws), "run"],
+        [sys.executable, "-m", "cip.pipelines.cli", "-w", str(ws), "run"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

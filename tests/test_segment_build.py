@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+import cip.activation.build as build_mod
 import pandas as pd
 import pytest
 from _segment_data import A1, A2, new_store
-
-import activation.build as build_mod
-from activation import (
+from cip.activation import (
     Condition,
     EventRule,
     SegmentDefinition,
@@ -18,7 +17,7 @@ from activation import (
     segment_sizes,
     segment_transitions,
 )
-from profiles.errors import ConfigError, DataError, NotFoundError
+from cip.profiles.errors import ConfigError, DataError, NotFoundError
 
 
 def members(store, segment, as_of=A1) -> dict[str, tuple]:

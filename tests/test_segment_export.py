@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 
+import cip.activation.export as export_mod
 import pandas as pd
 import pytest
 from _segment_data import A1, A2, EVERYONE, new_store
-
-import activation.export as export_mod
-from activation import (
+from cip.activation import (
     SegmentDefinition,
     build_segments,
     export_segment,
     segment_page,
 )
-from profiles.errors import DataError, NotFoundError, PrivacyError
+from cip.profiles.errors import DataError, NotFoundError, PrivacyError
 
 # email consent: u1 yes, u2 yes, u3 NULL, u4 no, u5 yes without e-mail, u6 yes, u8 yes
 

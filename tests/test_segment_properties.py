@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pandas as pd
+from cip.activation import Condition, SegmentDefinition, build_segments
+from cip.profiles.store import open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from activation import Condition, SegmentDefinition, build_segments
-from profiles.store import open_store
 
 A1, A2 = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01")
 STORE = open_store("duckdb")

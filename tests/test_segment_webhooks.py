@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 from _segment_data import A1, A2
 from _webhook_receiver import Receiver
-
-from activation import (
+from cip.activation import (
     SegmentDefinition,
     WebhookDestination,
     build_segments,
@@ -17,7 +16,7 @@ from activation import (
 
 def _store_with_many_changes():
     """A1: 300 persons, A2: 300 persons, 200 of them new; u1..u300 all consent to e-mail."""
-    from profiles.store import open_store
+    from cip.profiles.store import open_store
 
     store = open_store("duckdb")
     ids1 = [f"u{i:03d}" for i in range(300)]

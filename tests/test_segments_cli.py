@@ -7,10 +7,9 @@ import json
 import pandas as pd
 import pytest
 from _segment_data import load
-
-from pipelines.cli import main
-from pipelines.config import load_config
-from profiles.errors import ConfigError
+from cip.pipelines.cli import main
+from cip.pipelines.config import load_config
+from cip.profiles.errors import ConfigError
 
 CONFIG = """\
 version: 1

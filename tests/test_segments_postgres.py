@@ -6,8 +6,7 @@ import json
 
 import pytest
 from _segment_data import A1, A2, load, new_store
-
-from activation import (
+from cip.activation import (
     SegmentDefinition,
     WebhookDestination,
     build_segments,
@@ -16,7 +15,7 @@ from activation import (
     export_segment,
     segment_page,
 )
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 pytestmark = pytest.mark.postgres
 

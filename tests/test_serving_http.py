@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from serving import service as service_module
-from serving.auth import KeyStore
+from cip.serving import service as service_module
+from cip.serving.auth import KeyStore
 
 pytest_plugins = ["tests._serving_fixtures"]
 

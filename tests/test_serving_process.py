@@ -14,9 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from pipelines.cmd_data import run_ingest
-from pipelines.workspace import Workspace
+from cip.pipelines.cmd_data import run_ingest
+from cip.pipelines.workspace import Workspace
 
 pytest_plugins = ["tests._serving_fixtures"]
 
@@ -40,7 +39,7 @@ class Served:
             [
                 sys.executable,
                 "-m",
-                "pipelines.cli",
+                "cip.pipelines.cli",
                 "--workspace",
                 str(ws),
                 "serve",

@@ -6,10 +6,9 @@ import asyncio
 import uuid
 
 import pytest
-
-from serving.schemas import EventIn, EventsRequest, RecommendRequest
-from serving.service import CIPService
-from serving.session_store import RedisSessionStore
+from cip.serving.schemas import EventIn, EventsRequest, RecommendRequest
+from cip.serving.service import CIPService
+from cip.serving.session_store import RedisSessionStore
 
 pytest_plugins = ["tests._serving_fixtures"]
 

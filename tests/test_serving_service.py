@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from starlette.responses import JSONResponse
-
-from serving.schemas import (
+from cip.serving.schemas import (
     EventIn,
     EventsRequest,
     ForgetRequest,
@@ -17,6 +15,7 @@ from serving.schemas import (
     SegmentsRequest,
     SimilarItemsRequest,
 )
+from starlette.responses import JSONResponse
 
 pytest_plugins = ["tests._serving_fixtures"]
 

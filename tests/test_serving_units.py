@@ -9,17 +9,16 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-
-from pipelines.cli import main as cli_main
-from pipelines.cmd_data import run_ingest
-from pipelines.cmd_serve import ensure_events_source
-from profiles.store import open_store
-from serving.auth import KeyStore, presented_key
-from serving.erasure import ErasureIndex, read_journal, record_erasure
-from serving.events import EventSink, validate_events
-from serving.schemas import EventIn, RecommendRequest
-from serving.session_store import MemorySessionStore
-from serving.state import StateHolder
+from cip.pipelines.cli import main as cli_main
+from cip.pipelines.cmd_data import run_ingest
+from cip.pipelines.cmd_serve import ensure_events_source
+from cip.profiles.store import open_store
+from cip.serving.auth import KeyStore, presented_key
+from cip.serving.erasure import ErasureIndex, read_journal, record_erasure
+from cip.serving.events import EventSink, validate_events
+from cip.serving.schemas import EventIn, RecommendRequest
+from cip.serving.session_store import MemorySessionStore
+from cip.serving.state import StateHolder
 
 pytest_plugins = ["tests._serving_fixtures"]
 
@@ -63,7 +62,7 @@ def test_cli_keys_create_prints_once_list_and_revoke(tmp_workspace, capsys) -> N
 
 def test_memory_session_store_ttl_lru_and_consent(monkeypatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("serving.session_store.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("cip.serving.session_store.time.monotonic", lambda: clock[0])
     st = MemorySessionStore(b"s", max_items=2, ttl_seconds=10, max_sessions=2)
     a, b, c = ("anonymous_id", "a"), ("anonymous_id", "b"), ("customer_id", "c")
     st.add_items([(a, "i1"), (a, "i2"), (a, "i3"), (b, "j1")])
@@ -150,7 +149,7 @@ def test_erasure_journal_holds_hashes_only(tmp_path) -> None:
 
 
 def test_store_without_identity_resolution_and_opt_in_policy(shop, tmp_path) -> None:
-    from serving.settings import ServingSettings
+    from cip.serving.settings import ServingSettings
 
     st = open_store("duckdb", path=tmp_path / "cip.duckdb")
     st.ensure_schema()
@@ -182,7 +181,7 @@ def test_store_without_identity_resolution_and_opt_in_policy(shop, tmp_path) -> 
         assert snap.person("c1", None) == "c1" and list(snap.purchases["c1"]) == ["x"]
         assert list(snap.popular) == ["x"] and not snap.has_catalog
         assert not snap.personalization_allowed("c1")  # opt-in: no statement, no
-        from serving import engine
+        from cip.serving import engine
 
         r = engine.recommend(h.state, h.sessions, RecommendRequest(customer_id="c2", n=3))
         assert r.strategy == "popular" and [i.item_id for i in r.items] == ["x"]

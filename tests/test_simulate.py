@@ -10,13 +10,12 @@ import duckdb
 import numpy as np
 import pytest
 import yaml
-
-from pipelines.cli import main
-from pipelines.config import SourceConfig, load_config
-from pipelines.simulate import SimulationResult, simulate
-from pipelines.workspace import Workspace
-from profiles.contracts import schema
-from profiles.errors import ConfigError
+from cip.pipelines.cli import main
+from cip.pipelines.config import SourceConfig, load_config
+from cip.pipelines.simulate import SimulationResult, simulate
+from cip.pipelines.workspace import Workspace
+from cip.profiles.contracts import schema
+from cip.profiles.errors import ConfigError
 
 PERSON_SOURCES = (
     "crm_customers",

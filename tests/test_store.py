@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from profiles.store import open_store
+from cip.profiles.store import open_store
 
 
 def _lines() -> pd.DataFrame:

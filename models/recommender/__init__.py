@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from models.recommender._base import Recommender
-from models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
-from models.recommender._mf import ALSRecommender, BPRRecommender
-from models.recommender._persist import FORMAT_VERSION
-from models.recommender._rank import Ranked
-from profiles.errors import ConfigError, NotFoundError
+from cip.models.recommender._base import Recommender
+from cip.models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
+from cip.models.recommender._mf import ALSRecommender, BPRRecommender
+from cip.models.recommender._persist import FORMAT_VERSION
+from cip.models.recommender._rank import Ranked
+from cip.profiles.errors import ConfigError, NotFoundError
 
 __all__ = [
     "ALGORITHMS",

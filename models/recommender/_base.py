@@ -19,10 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
-
-from models.recommender import _persist, _rank
-from models.recommender._data import (
+from cip.models.recommender import _persist, _rank
+from cip.models.recommender._data import (
     WEIGHTINGS,
     as_list,
     interaction_matrix,
@@ -31,7 +29,8 @@ from models.recommender._data import (
     lookup_one,
     transform,
 )
-from profiles.errors import ConfigError, NotFoundError
+from cip.profiles.errors import ConfigError, NotFoundError
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["Recommender"]
 

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-
-from profiles.errors import DataError
+from cip.profiles.errors import DataError
 
 __all__ = [
     "WEIGHTINGS",

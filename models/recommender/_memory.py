@@ -6,10 +6,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-
-from models.recommender._base import Recommender
-from models.recommender._mf import _positive
-from profiles.errors import ConfigError
+from cip.models.recommender._base import Recommender
+from cip.models.recommender._mf import _positive
+from cip.profiles.errors import ConfigError
 
 __all__ = ["EASERecommender", "ItemKNNRecommender", "PopularRecommender"]
 

@@ -11,11 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from cip.models.recommender import _rank
+from cip.models.recommender._base import Recommender
+from cip.profiles.errors import ConfigError
 from implicit.cpu.topk import topk
-
-from models.recommender import _rank
-from models.recommender._base import Recommender
-from profiles.errors import ConfigError
 
 __all__ = ["ALSRecommender", "BPRRecommender"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 if TYPE_CHECKING:
-    from models.recommender._base import Recommender
+    from cip.models.recommender._base import Recommender
 
 __all__ = ["FORMAT_VERSION", "restore", "save"]
 

@@ -18,7 +18,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     """Recommendations for the ``user_id`` column of the input."""
 
     def load_context(self, context: Any) -> None:
-        from models.recommender import load_recommender
+        from cip.models.recommender import load_recommender
 
         self.recommender = load_recommender(context.artifacts["recommender"])
 

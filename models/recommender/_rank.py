@@ -20,8 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-
-from profiles.errors import ConfigError
+from cip.profiles.errors import ConfigError
 
 __all__ = [
     "FLOOR",
@@ -74,7 +73,7 @@ def allow_list(
     item_ids: np.ndarray, item_kind: str, pop: np.ndarray, wanted: np.ndarray, idx: np.ndarray
 ) -> Candidates:
     """Candidates of an ``items=`` allow-list (``idx``: model positions, -1 for cold ids)."""
-    from models.recommender._data import normalize_ids
+    from cip.models.recommender._data import normalize_ids
 
     known = np.unique(idx[idx >= 0])
     ids = item_ids[known]

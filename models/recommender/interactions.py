@@ -17,8 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-
-from profiles.errors import ConfigError
+from cip.profiles.errors import ConfigError
 
 __all__ = ["DEFAULT_WEIGHTS", "interactions_from_store"]
 

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from models import evaluation, registry
-from models.recommender import Recommender, make_recommender
-from models.recommender.tuning import split_validation, tune_recommender
-from profiles.errors import CIPError
+from cip.models import evaluation, registry
+from cip.models.recommender import Recommender, make_recommender
+from cip.models.recommender.tuning import split_validation, tune_recommender
+from cip.profiles.errors import CIPError
 
 __all__ = ["REGISTRY_NAME", "train_recommender_run"]
 

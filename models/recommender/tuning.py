@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from models import evaluation
-from models.recommender import ALGORITHMS, Recommender, make_recommender
-from profiles.errors import ConfigError, DataError
+from cip.models import evaluation
+from cip.models.recommender import ALGORITHMS, Recommender, make_recommender
+from cip.profiles.errors import ConfigError, DataError
 
 __all__ = ["SEARCH_SPACES", "split_validation", "tune_recommender"]
 

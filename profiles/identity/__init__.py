@@ -10,17 +10,17 @@ Public API:
   :func:`identity_status`; quality: :func:`pairwise_scores`.
 """
 
-from profiles.identity._fuzzy import resolve_identities
-from profiles.identity._metrics import pairwise_scores
-from profiles.identity._normalise import (
+from cip.profiles.identity._fuzzy import resolve_identities
+from cip.profiles.identity._metrics import pairwise_scores
+from cip.profiles.identity._normalise import (
     normalise_email,
     normalise_id,
     normalise_identifier,
     normalise_phone,
 )
-from profiles.identity._options import FUZZY_KINDS, ForbiddenLink, FuzzyOptions, IdentityOptions
-from profiles.identity._unify import UnifyResult, unify
-from profiles.identity.admin import (
+from cip.profiles.identity._options import FUZZY_KINDS, ForbiddenLink, FuzzyOptions, IdentityOptions
+from cip.profiles.identity._unify import UnifyResult, unify
+from cip.profiles.identity.admin import (
     allow_link,
     forbid_link,
     forbidden_links,

@@ -18,10 +18,9 @@ from itertools import combinations
 import duckdb
 import numpy as np
 import pandas as pd
-
-from profiles.errors import ConfigError, DataError
-from profiles.identity._graph import components
-from profiles.identity._options import FUZZY_KINDS
+from cip.profiles.errors import ConfigError, DataError
+from cip.profiles.identity._graph import components
+from cip.profiles.identity._options import FUZZY_KINDS
 
 __all__ = ["fuzzy_pairs", "resolve_identities", "prepare_fields"]
 

@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from profiles.contracts import schema
-from profiles.errors import ConfigError
-from profiles.identity._extract import NODE_COLS, RECORDS, Extract
-from profiles.identity._normalise import ID_TYPES, normalise_identifier
-from profiles.identity._options import IdentityOptions, parse_identifier
-from profiles.store import Store
+from cip.profiles.contracts import schema
+from cip.profiles.errors import ConfigError
+from cip.profiles.identity._extract import NODE_COLS, RECORDS, Extract
+from cip.profiles.identity._normalise import ID_TYPES, normalise_identifier
+from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.store import Store
 
 __all__ = ["FORBIDDEN", "forbidden_rules", "fuzzy_edges"]
 
@@ -117,7 +116,7 @@ def fuzzy_edges(
             "FROM identity_links WHERE kind = 'probabilistic'"
         )
         return _edge_table(old.assign(touched=False)), False
-    from profiles.identity._fuzzy import fuzzy_pairs
+    from cip.profiles.identity._fuzzy import fuzzy_pairs
 
     known = schema("customers").names
     missing = [c for c in f.fields if c not in known]

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-
-from profiles.identity._phone_worker import e164_one
+from cip.profiles.identity._phone_worker import e164_one
 
 __all__ = [
     "ID_TYPES",

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.errors import ConfigError
-from profiles.identity._normalise import ID_TYPES
+from cip.profiles.errors import ConfigError
+from cip.profiles.identity._normalise import ID_TYPES
 
 __all__ = ["IdentityOptions", "FuzzyOptions", "ForbiddenLink", "FUZZY_KINDS", "parse_identifier"]
 

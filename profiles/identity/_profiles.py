@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from profiles.contracts import CONSENT_PURPOSES
-from profiles.identity._normalise import ID_TYPES
-from profiles.store import Store
+from cip.profiles.contracts import CONSENT_PURPOSES
+from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.store import Store
 
 __all__ = [
     "TRAITS",

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-
-from profiles.identity._extract import Extract
-from profiles.identity._normalise import ID_TYPES
-from profiles.identity._stored import TS_LOW, TS_NONE, Stored, codes, ints
+from cip.profiles.identity._extract import Extract
+from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity._stored import TS_LOW, TS_NONE, Stored, codes, ints
 
 __all__ = ["State", "merge_state"]
 

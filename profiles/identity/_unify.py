@@ -29,17 +29,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from profiles.identity._extract import RECORDS, Extract, extract, local_db, read_raw
-from profiles.identity._graph import resolve_graph
-from profiles.identity._ids import assign_ids, history_codes, new_ids
-from profiles.identity._links import forbidden_rules, fuzzy_edges
-from profiles.identity._normalise import ID_TYPES
-from profiles.identity._options import IdentityOptions
-from profiles.identity._state import State, merge_state
-from profiles.identity._stored import load_stored, node_strings, store_lookup
-from profiles.identity._write import Resolved, links_table, write_outputs
-from profiles.store import Store
+from cip.profiles.identity._extract import RECORDS, Extract, extract, local_db, read_raw
+from cip.profiles.identity._graph import resolve_graph
+from cip.profiles.identity._ids import assign_ids, history_codes, new_ids
+from cip.profiles.identity._links import forbidden_rules, fuzzy_edges
+from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity._state import State, merge_state
+from cip.profiles.identity._stored import load_stored, node_strings, store_lookup
+from cip.profiles.identity._write import Resolved, links_table, write_outputs
+from cip.profiles.store import Store
 
 __all__ = ["UnifyResult", "unify"]
 

@@ -16,19 +16,18 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from profiles.identity._extract import RECORDS, Extract
-from profiles.identity._graph import EDGE_STATUSES
-from profiles.identity._profiles import (
+from cip.profiles.identity._extract import RECORDS, Extract
+from cip.profiles.identity._graph import EDGE_STATUSES
+from cip.profiles.identity._profiles import (
     affected_records_sql,
     prepare_dialect,
     profiles_sql,
     record_map_sql,
     replace_table_as,
 )
-from profiles.identity._state import State
-from profiles.identity._stored import STATUSES, TS_LOW, TS_NONE
-from profiles.store import Store
+from cip.profiles.identity._state import State
+from cip.profiles.identity._stored import STATUSES, TS_LOW, TS_NONE
+from cip.profiles.store import Store
 
 __all__ = ["Resolved", "write_outputs", "links_table", "EDGE_STATUSES"]
 

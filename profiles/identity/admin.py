@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-
-from profiles.errors import NotFoundError
-from profiles.identity._links import FORBIDDEN
-from profiles.identity._normalise import normalise_identifier
-from profiles.identity._options import IdentityOptions, parse_identifier
-from profiles.store import Store
+from cip.profiles.errors import NotFoundError
+from cip.profiles.identity._links import FORBIDDEN
+from cip.profiles.identity._normalise import normalise_identifier
+from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.store import Store
 
 __all__ = [
     "forbid_link",
@@ -59,7 +58,7 @@ def _canonical(text: str, opts: IdentityOptions) -> str:
     id_type, value = parse_identifier(text)
     norm = normalise_identifier(id_type, pd.Series([value]), **opts.normaliser_kwargs()).iloc[0]
     if pd.isna(norm):
-        from profiles.errors import DataError
+        from cip.profiles.errors import DataError
 
         raise DataError(f"{text!r} is not a valid {id_type}; nothing to forbid")
     return f"{id_type}:{norm}"

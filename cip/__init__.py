@@ -1,0 +1,46 @@
+"""CIP: an ML-first customer intelligence platform.
+
+The Python API starts from a workspace folder::
+
+    import cip
+
+    ws = cip.Workspace.init("my-shop")      # or cip.Workspace.open("my-shop")
+    ws.simulate(customers=2000, days=365)
+    ws.ingest()
+    ws.unify()
+    result = ws.train("churn", as_of="2024-06-01")
+
+Each layer is a subpackage: :mod:`cip.profiles`, :mod:`cip.features`,
+:mod:`cip.models`, :mod:`cip.serving`, :mod:`cip.activation` and
+:mod:`cip.pipelines` (the layering runs in that order; a lower layer never
+imports a higher one).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("cip-platform")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from cip.pipelines.api import Workspace
+    from cip.profiles.errors import CIPError
+
+__all__ = ["CIPError", "Workspace", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: `import cip` stays cheap (no MLflow, LightGBM or BentoML until used)
+    if name == "Workspace":
+        from cip.pipelines.api import Workspace
+
+        return Workspace
+    if name == "CIPError":
+        from cip.profiles.errors import CIPError
+
+        return CIPError
+    raise AttributeError(f"module 'cip' has no attribute {name!r}")
