@@ -29,8 +29,8 @@ import pandas as pd
 import pyarrow as pa
 from cip.profiles._person_sql import ID_KINDS, drop, in_list, stage
 from cip.profiles.errors import DataError, NotFoundError
-from cip.profiles.identity._normalise import normalise_identifier
-from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.identity.normalise import normalise_identifier
+from cip.profiles.identity.options import IdentityOptions, parse_identifier
 from cip.profiles.store import Store
 
 __all__ = ["PersonPlan", "plan_persons", "TEMP_TABLES", "RAW_SOURCES"]

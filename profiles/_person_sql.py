@@ -30,7 +30,7 @@ import duckdb
 import pyarrow as pa
 from cip.profiles.contracts import IDENTIFIER_COLUMNS
 from cip.profiles.errors import CIPError
-from cip.profiles.identity._normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
+from cip.profiles.identity.normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
 from cip.profiles.store import DuckDBStore, Store
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from cip.profiles._person import TEMP_TABLES, plan_persons
 from cip.profiles._person_sql import base_tables, columns_of, drop, values_withheld
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.privacy import audit
 from cip.profiles.store import Store
 

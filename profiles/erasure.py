@@ -43,8 +43,8 @@ from cip.profiles._person_sql import (
     text_columns,
     values_withheld,
 )
-from cip.profiles.identity._normalise import phone_clean_sql, phone_digits_sql
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.normalise import phone_clean_sql, phone_digits_sql
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
 from cip.profiles.store import Store
 

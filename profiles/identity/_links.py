@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 from cip.profiles.contracts import schema
 from cip.profiles.errors import ConfigError
 from cip.profiles.identity._extract import NODE_COLS, RECORDS, Extract
-from cip.profiles.identity._normalise import ID_TYPES, normalise_identifier
-from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.identity.normalise import ID_TYPES, normalise_identifier
+from cip.profiles.identity.options import IdentityOptions, parse_identifier
 from cip.profiles.store import Store
 
 __all__ = ["FORBIDDEN", "forbidden_rules", "fuzzy_edges"]

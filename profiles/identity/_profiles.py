@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cip.profiles.contracts import CONSENT_PURPOSES
-from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity.normalise import ID_TYPES
 from cip.profiles.store import Store
 
 __all__ = [
