@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cip.pipelines._sim_src_orders import APP_NAMES
-from cip.pipelines._sim_src_people import CONSENT_SPELLING
+from cip.pipelines.simulator._src_orders import APP_NAMES
+from cip.pipelines.simulator._src_people import CONSENT_SPELLING
 
 #: file name of every source (in the simulator's output folder)
 FILES: dict[str, str] = {
