@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from cip.profiles.contracts import RECOMMENDER_MODEL
 from cip.profiles.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -60,7 +61,7 @@ class ServingOptions(BaseModel):
     #: ``opt_out``: personalise unless the person refused (explicit ``false``);
     #: ``opt_in``: personalise only with an explicit ``true``.
     personalization_consent: Literal["opt_out", "opt_in"] = "opt_out"
-    recommender_model: str = "cip-recommender"
+    recommender_model: str = RECOMMENDER_MODEL
     #: Rotate the HTTP events file after this many seconds (ingest reads rotated files).
     events_rotate_seconds: float = Field(60.0, ge=1)
     access_log: bool = True
