@@ -12,6 +12,7 @@ passes the numbers in; the decision and the numbers are logged by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -46,10 +47,61 @@ def _client() -> Any:
     return MlflowClient()
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ensure_sqlite_store(tracking_uri: str) -> None:
+    """Create a missing SQLite tracking store whole, or not at all.
+
+    MLflow builds its schema with a long chain of migrations the first time a
+    store is used; a process killed in the middle leaves a half-built file that
+    every later run fails on ("table ... already exists"). The schema is built
+    in a side file and linked into place only when complete (``os.link`` fails
+    if another process got there first, whose complete store is then kept).
+    """
+    import os
+
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    path = Path(tracking_uri[len(prefix) :])
+    if path.exists() or str(path) in ("", ":memory:"):
+        return
+    from mlflow.store.model_registry.sqlalchemy_store import (
+        SqlAlchemyStore as RegistryStore,
+    )
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.init-*"):  # left by killed processes
+        pid = stale.name.rsplit("-", 1)[-1].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    side = path.with_name(f".{path.name}.init-{os.getpid()}")
+    side.unlink(missing_ok=True)
+    try:
+        RegistryStore(f"{prefix}{side}")  # runs every migration of the tracking schema
+        with contextlib.suppress(FileExistsError):  # another process built it first
+            os.link(side, path)
+    finally:
+        side.unlink(missing_ok=True)
+        for extra in side.parent.glob(f"{side.name}-*"):  # SQLite journal files
+            extra.unlink(missing_ok=True)
+
+
 def configure_mlflow(tracking_uri: str, artifact_location: str | None = None) -> None:
     """Point MLflow's tracking and registry at the workspace stores."""
     import mlflow
 
+    _ensure_sqlite_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     if artifact_location:

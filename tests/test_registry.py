@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import mlflow
 import pytest
 from cip.models import registry
@@ -44,3 +50,34 @@ def test_champion_alias_history_and_rollback(tmp_path) -> None:
     assert [r["champion"] for r in rows] == [True, False, False]
     with pytest.raises(NotFoundError):
         registry.set_champion("cip-test", "99")
+
+
+_INIT_CHILD = """
+import sys
+from cip.models.registry import configure_mlflow
+configure_mlflow(sys.argv[1])
+"""
+
+
+def test_tracking_store_killed_while_created_is_rebuilt_whole(tmp_path: Path) -> None:
+    """A process killed while MLflow builds the SQLite schema leaves no half-built store."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    killed_inside = 0
+    for delay in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+        child = subprocess.Popen([sys.executable, "-c", _INIT_CHILD, uri])
+        time.sleep(delay)
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            killed_inside += 1
+        child.wait()
+        if not db.exists():
+            continue
+        break  # a child finished: the store it left must be whole
+    assert killed_inside >= 1  # at least one kill landed before the store was complete
+    registry.configure_mlflow(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("after-kill")
+    assert client.get_experiment(exp).name == "after-kill"
+    assert client.search_registered_models() == []
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]  # no side files left
