@@ -95,10 +95,11 @@ def _simulate_paths(params, T, horizon, seed):
     return x, t_x, np.bincount(who[fut], minlength=n).astype(float)
 
 
-def test_conditional_expectations_add_up_to_the_simulated_future() -> None:
+@pytest.mark.parametrize("params", [BG, {**BG, "a": 0.3}], ids=["a>1", "a<1"])
+def test_conditional_expectations_add_up_to_the_simulated_future(params) -> None:
     T = np.random.default_rng(1).uniform(100, 400, 40_000)
-    x, t_x, future = _simulate_paths(BG, T, 183.0, seed=11)
-    m = _fitted_bg(BG)
+    x, t_x, future = _simulate_paths(params, T, 183.0, seed=11)
+    m = _fitted_bg(params)
     expected = m.expected_purchases(183.0, x, t_x, T)
     assert expected.sum() == pytest.approx(future.sum(), rel=0.03)
     # and per group: heavy recent buyers vs the rest
