@@ -21,9 +21,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+from cip.models.clv import train_clv
+
 from benchmarks._util import load_average, machine, stamp
 from benchmarks.models_quality import _prepare
-from cip.models.clv import train_clv
 
 
 def main() -> None:
@@ -51,7 +52,9 @@ def main() -> None:
         )
     wall = time.perf_counter() - t0
     print(f"workspace {ws.root}; {stamp()}; {machine()}; {load} at start; {wall:.0f} s")
-    print("| model | holdout | customers | normalized Gini | total pred/actual | Spearman | decile MAE |")
+    print(
+        "| model | holdout | customers | normalized Gini | total pred/actual | Spearman | decile MAE |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, m in r.candidates.items():
         tag = " (champion)" if name == r.winner and r.promoted else ""

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from benchmarks._util import load_average, machine, stamp
 from cip.features.btyd import build_btyd_summary
 from cip.models.clv import CLVModel, fit_btyd
 from cip.profiles.store import ORDERS_SRC, open_store
+
+from benchmarks._util import load_average, machine, stamp
 
 START = pd.Timestamp("2022-01-01")
 DAYS = 730
@@ -48,7 +49,11 @@ def synthetic_orders(n: int, per_customer: float, seed: int = 0) -> pa.Table:
     is_first = np.arange(who.size) == offset
     alive_span = span * np.minimum(1.0, extra / np.maximum(lam * span, 1e-9) + 0.05)
     day = first[who] + np.where(is_first, 0.0, rng.random(who.size) * alive_span[who])
-    ts = (START + pd.to_timedelta(np.round(day * 86400), unit="s")).to_numpy().astype("datetime64[us]")
+    ts = (
+        (START + pd.to_timedelta(np.round(day * 86400), unit="s"))
+        .to_numpy()
+        .astype("datetime64[us]")
+    )
     aov = rng.gamma(3.0, 20.0, n)
     amount = np.round(rng.gamma(4.0, aov[who] / 4.0), 2)
     ids = pc.cast(pa.array(np.arange(who.size)), pa.string())
@@ -80,7 +85,10 @@ def main() -> None:
     t0 = time.perf_counter()
     orders = synthetic_orders(args.customers, args.orders_per_customer)
     t["generate_s"] = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp, open_store("duckdb", path=str(Path(tmp) / "b.duckdb")) as store:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_store("duckdb", path=str(Path(tmp) / "b.duckdb")) as store,
+    ):
         t0 = time.perf_counter()
         store.load_arrow(ORDERS_SRC, orders)
         t["load_s"] = time.perf_counter() - t0
@@ -90,7 +98,9 @@ def main() -> None:
         t0 = time.perf_counter()
         s = build_btyd_summary(store, as_of, args.horizon_days)
         t["summary_s"] = time.perf_counter() - t0
-    frame = s.rename(columns={c: f"btyd_{c}" for c in ("frequency", "recency", "T", "monetary_value")})
+    frame = s.rename(
+        columns={c: f"btyd_{c}" for c in ("frequency", "recency", "T", "monetary_value")}
+    )
     t0 = time.perf_counter()
     bg, gg = fit_btyd(frame)
     t["fit_s"] = time.perf_counter() - t0

@@ -12,6 +12,7 @@ from cip.models import registry
 from cip.models.clv import (
     OUTPUT_COLUMNS,
     clv_frame,
+    clv_score_frame,
     evaluate_values,
     fit_clv_candidates,
     load_clv_champion,
@@ -35,7 +36,7 @@ def shop():
         end = (START + pd.Timedelta(days=539)).date()
         plan = plan_snapshots(end, H, every_days=30, n_snapshots=8, data_end=end)
         dates = [d for d in plan.all_as_ofs if d > START.date() + pd.Timedelta(days=60)]
-        return clv_frame(store, dates, H), plan.holdout_as_of
+        yield clv_frame(store, dates, H), plan.holdout_as_of, store
 
 
 def test_normalized_gini_known_answers() -> None:
@@ -52,7 +53,7 @@ def test_normalized_gini_known_answers() -> None:
 
 
 def test_candidates_are_point_in_time_and_comparable(shop) -> None:
-    frame, hold = shop
+    frame, hold, _ = shop
     f = fit_clv_candidates(frame, hold, H, tune_trials=None)
     assert set(f.metrics) == {"btyd", "last_period", "two_part"}
     assert all(pd.Timestamp(a) + pd.Timedelta(days=H) <= pd.Timestamp(hold) for a in f.fit_as_ofs)
@@ -70,7 +71,7 @@ def test_candidates_are_point_in_time_and_comparable(shop) -> None:
 
 
 def test_run_registers_a_champion_even_when_the_lightgbm_loses(shop, tmp_path: Path) -> None:
-    frame, hold = shop
+    frame, hold, _ = shop
     uri = mlflow_db(tmp_path / "mlflow.db")
     kw = {"tracking_uri": uri, "artifact_location": str(tmp_path / "art"), "tune_trials": None}
     # a crippled two-part model (one stump per part) cannot beat the baselines
@@ -112,9 +113,18 @@ def test_run_registers_a_champion_even_when_the_lightgbm_loses(shop, tmp_path: P
 
 
 def test_model_round_trips_as_data(shop, tmp_path: Path) -> None:
-    frame, hold = shop
+    frame, hold, _ = shop
     f = fit_clv_candidates(frame, hold, H, tune_trials=None, model_params={"n_estimators": 30})
     rows = frame[pd.to_datetime(frame["as_of"]) == pd.Timestamp(hold)]
     for name, m in f.models.items():
         back = load_clv_model(m.save(tmp_path / name))
         pd.testing.assert_frame_equal(back.predict(rows), m.predict(rows))
+
+
+def test_the_scoring_frame_is_the_training_frame_without_labels(shop) -> None:
+    frame, hold, store = shop
+    scored = clv_score_frame(store, hold, H)
+    train = frame[pd.to_datetime(frame["as_of"]) == pd.Timestamp(hold)].reset_index(drop=True)
+    assert "future_spend" not in scored.columns
+    cols = [c for c in scored.columns if c != "as_of"]
+    pd.testing.assert_frame_equal(scored[cols], train[cols], check_dtype=False)
