@@ -1,4 +1,4 @@
-"""Customer lifetime value: buy-till-you-die models (BG/NBD, Gamma-Gamma), the CLV model and its training.
+"""Customer lifetime value: buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma), the CLV model and its training.
 
 Typical use::
 
@@ -14,6 +14,7 @@ from cip.models.clv._logging import REGISTRY_NAME, load_clv_champion
 from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel
 from cip.models.clv.metrics import decile_table, evaluate_values, gini, normalized_gini
 from cip.models.clv.model import OUTPUT_COLUMNS, CLVModel, btyd_features, load_clv_model
+from cip.models.clv.pareto import ParetoNBDModel
 from cip.models.clv.training import (
     CLVTrainResult,
     add_btyd_features,
@@ -33,6 +34,7 @@ __all__ = [
     "CLVModel",
     "CLVTrainResult",
     "GammaGammaModel",
+    "ParetoNBDModel",
     "TwoPartLGBM",
     "add_btyd_features",
     "btyd_features",
