@@ -45,6 +45,7 @@ def test_gamma_gamma_recovers_its_parameters() -> None:
     errors = _rel_errors(m.params_, GG)
     assert max(errors.values()) < 0.10, errors
     assert m.n_customers_ == 80_000
+    assert abs(m.frequency_spend_correlation_) < 0.05  # simulated independent: no warning
 
 
 def _fitted_bg(params: dict[str, float]) -> BetaGeoModel:

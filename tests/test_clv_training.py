@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from cip.models import registry
 from cip.models.clv import (
+    CLV_SCORE_COLUMNS,
     OUTPUT_COLUMNS,
     clv_frame,
     clv_score_frame,
@@ -18,6 +19,7 @@ from cip.models.clv import (
     load_clv_champion,
     load_clv_model,
     normalized_gini,
+    score_clv,
     train_clv_on_frame,
 )
 from cip.models.training import plan_snapshots
@@ -71,7 +73,7 @@ def test_candidates_are_point_in_time_and_comparable(shop) -> None:
 
 
 def test_run_registers_a_champion_even_when_the_lightgbm_loses(shop, tmp_path: Path) -> None:
-    frame, hold, _ = shop
+    frame, hold, store = shop
     uri = mlflow_db(tmp_path / "mlflow.db")
     kw = {"tracking_uri": uri, "artifact_location": str(tmp_path / "art"), "tune_trials": None}
     # a crippled two-part model (one stump per part) cannot beat the baselines
@@ -110,6 +112,15 @@ def test_run_registers_a_champion_even_when_the_lightgbm_loses(shop, tmp_path: P
     pm = mlflow.pyfunc.load_model(f"models:/cip-clv/{strong.version}")
     res = pm.predict(hold_rows[load_clv_champion(uri)[1].feature_names_].head(20))
     assert list(res.columns) == list(OUTPUT_COLUMNS) and len(res) == 20
+
+    # scoring with the champion: every person but the excluded one, dates from days
+    first = hold_rows["unified_id"].iloc[0]
+    scored = score_clv(store, hold, uri, exclude=[first])
+    assert list(scored.columns) == list(CLV_SCORE_COLUMNS)
+    assert len(scored) == len(hold_rows) - 1 and first not in set(scored["unified_id"])
+    assert set(scored["clv_model_version"]) == {registry.champion_version("cip-clv")}
+    due = pd.Timestamp(hold) + pd.to_timedelta(scored["next_order_days"], unit="D")
+    pd.testing.assert_series_equal(scored["next_order_date"], due, check_names=False)
 
 
 def test_model_round_trips_as_data(shop, tmp_path: Path) -> None:

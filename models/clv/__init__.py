@@ -15,6 +15,7 @@ from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel
 from cip.models.clv.metrics import decile_table, evaluate_values, gini, normalized_gini
 from cip.models.clv.model import OUTPUT_COLUMNS, CLVModel, btyd_features, load_clv_model
 from cip.models.clv.pareto import ParetoNBDModel
+from cip.models.clv.scoring import CLV_SCORE_COLUMNS, predict_clv, score_clv
 from cip.models.clv.training import (
     CLVTrainResult,
     add_btyd_features,
@@ -28,6 +29,7 @@ from cip.models.clv.training import (
 from cip.models.clv.two_part import TwoPartLGBM
 
 __all__ = [
+    "CLV_SCORE_COLUMNS",
     "OUTPUT_COLUMNS",
     "REGISTRY_NAME",
     "BetaGeoModel",
@@ -48,6 +50,8 @@ __all__ = [
     "load_clv_champion",
     "load_clv_model",
     "normalized_gini",
+    "predict_clv",
+    "score_clv",
     "train_clv",
     "train_clv_on_frame",
 ]

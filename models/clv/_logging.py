@@ -94,6 +94,9 @@ def log_clv_run(
         if champion_metrics:
             metrics |= {f"champion.{k}": v for k, v in champion_metrics.items()}
         metrics["promotion.promoted"] = float(decision.promote)
+        corr = getattr(winner.gamma_gamma, "frequency_spend_correlation_", None)
+        if corr is not None:
+            metrics["btyd.frequency_spend_correlation"] = corr
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         mlflow.set_tags(
             {

@@ -28,6 +28,7 @@ likelihood (:mod:`models.clv._mle`).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["BetaGeoModel", "GammaGammaModel"]
+
+log = logging.getLogger(__name__)
 
 _STARTS_BG = ((1.0, 1.0, 1.0, 1.0), (0.5, 2.0, 0.8, 2.5), (2.0, 0.5, 2.0, 8.0))
 
@@ -244,6 +247,9 @@ class GammaGammaModel(BaseEstimator):
     Attributes:
         p_, q_, gamma_: the fitted parameters (``gamma_`` in the currency of the data).
         log_likelihood_, n_customers_, converged_: as for :class:`BetaGeoModel`.
+        frequency_spend_correlation_: Pearson correlation of frequency and mean spend
+            among the fitted customers (the independence check; a warning is logged
+            above 0.3 in absolute value).
     """
 
     def __init__(self, penalizer: float = 0.0, max_iter: int = 1000) -> None:
@@ -318,6 +324,14 @@ class GammaGammaModel(BaseEstimator):
         self.log_likelihood_ = float(self._log_lik(self._p(), x[keep], m[keep]).sum())
         self.n_customers_ = int(keep.sum())
         self.converged_ = ok
+        corr = np.corrcoef(x[keep], m[keep])[0, 1] if np.ptp(x[keep]) > 0 else 0.0
+        self.frequency_spend_correlation_ = float(corr)
+        if abs(corr) > 0.3:
+            log.warning(
+                "Gamma-Gamma assumes spend per order is independent of purchase frequency; "
+                "their correlation among repeat buyers is %.2f",
+                corr,
+            )
         return self
 
     @property

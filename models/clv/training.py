@@ -26,7 +26,7 @@ Same machinery as churn and propensity (:mod:`models.training`):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.models.clv._logging import REGISTRY_NAME, champion_metrics_on, log_clv_run
-from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel
+from cip.models.clv.frames import add_btyd_features, clv_frame, clv_score_frame, fit_btyd
 from cip.models.clv.metrics import evaluate_values
-from cip.models.clv.model import BTYD_FEATURES, CLVModel, btyd_features
+from cip.models.clv.model import CLVModel
 from cip.models.clv.two_part import TwoPartLGBM
 from cip.profiles.errors import DataError
 
@@ -56,84 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TARGET = "future_spend"
-_PREFIX = {
-    "frequency": "btyd_frequency",
-    "recency": "btyd_recency",
-    "T": "btyd_T",
-    "monetary_value": "btyd_monetary_value",
-}
-
-
-def _with_summary(store: Any, feats: pd.DataFrame, as_of: Any, horizon_days: int) -> pd.DataFrame:
-    from cip.features.btyd import build_btyd_summary
-
-    s = build_btyd_summary(store, as_of, horizon_days).rename(columns=_PREFIX)
-    out = feats.merge(s, on="unified_id", how="left", validate="1:1")
-    out["last_period_spend"] = out["last_period_spend"].fillna(0.0)
-    return out
-
-
-def clv_frame(
-    store: Any, as_ofs: Sequence[Any], horizon_days: int, feature_params: Any = None
-) -> pd.DataFrame:
-    """Labelled CLV snapshots: :func:`features.build_training_set` plus the BTYD summary.
-
-    The summary columns are :data:`~models.clv.model.SUMMARY_COLUMNS` and
-    ``last_period_spend`` (NaN summary = no completed order before ``as_of``).
-    """
-    from cip.features import build_training_set
-
-    parts = []
-    attrs: dict[str, Any] = {}
-    for a in as_ofs:
-        part = build_training_set(store, [a], horizon_days, params=feature_params)
-        attrs = attrs or dict(part.attrs)
-        parts.append(_with_summary(store, part, a, horizon_days))
-    frame = pd.concat(parts, ignore_index=True)
-    frame.attrs = {**attrs, "horizon_days": horizon_days}
-    return frame
-
-
-def clv_score_frame(
-    store: Any, as_of: Any, horizon_days: int, feature_params: Any = None
-) -> pd.DataFrame:
-    """What a :class:`CLVModel` scores at ``as_of``: the features and the BTYD summary (no labels)."""
-    from cip.features import build_features
-
-    return _with_summary(
-        store, build_features(store, as_of, params=feature_params), as_of, horizon_days
-    )
-
-
-def fit_btyd(frame: pd.DataFrame, penalizer: float = 0.0) -> tuple[BetaGeoModel, GammaGammaModel]:
-    """BG/NBD and Gamma-Gamma fitted on the summary rows of one snapshot of ``frame``."""
-    s = frame[frame["btyd_frequency"].notna()]
-    if len(s) < 10:
-        raise DataError(
-            f"BTYD models need at least 10 customers with a purchase; the snapshot has {len(s)}"
-        )
-    bg = BetaGeoModel(penalizer=penalizer).fit(s["btyd_frequency"], s["btyd_recency"], s["btyd_T"])
-    gg = GammaGammaModel(penalizer=penalizer).fit(s["btyd_frequency"], s["btyd_monetary_value"])
-    return bg, gg
-
-
-def add_btyd_features(
-    frame: pd.DataFrame, horizon_days: int, penalizer: float = 0.0
-) -> tuple[pd.DataFrame, dict[pd.Timestamp, tuple[BetaGeoModel, GammaGammaModel]]]:
-    """Fit BTYD per snapshot and add :data:`~models.clv.model.BTYD_FEATURES` (point-in-time)."""
-    out = frame.drop(columns=list(BTYD_FEATURES), errors="ignore").copy()
-    for c in BTYD_FEATURES:
-        out[c] = np.nan
-    fitted = {}
-    as_of = pd.to_datetime(out["as_of"])
-    for a in sorted(as_of.unique()):
-        rows = (as_of == a).to_numpy()
-        bg, gg = fit_btyd(out[rows], penalizer)
-        out.loc[rows, list(BTYD_FEATURES)] = btyd_features(
-            out[rows], bg, gg, horizon_days
-        ).to_numpy()
-        fitted[pd.Timestamp(a)] = (bg, gg)
-    return out, fitted
 
 
 @dataclass
