@@ -114,7 +114,7 @@ def fit_clv_candidates(
     say: Callable[[str], None] = log.info,
 ) -> CLVFitted:
     """Fit the three candidates, score them on the holdout and pick the winner (the gate's first half)."""
-    from cip.models._run import feature_columns
+    from cip.models.training import feature_columns
 
     hold_ts = pd.Timestamp(holdout_as_of)
     if TARGET not in frame or "btyd_frequency" not in frame:
