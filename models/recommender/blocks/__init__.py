@@ -213,10 +213,13 @@ class BlockSet:
         if extra is not None:
             allowed &= extra
         if strict and not allowed.any():
-            why = (
-                "exclude_purchased" if r.exclude_purchased else f"the {name} block's own condition"
+            causes = (
+                ("exclude_purchased", bool(r.exclude_purchased)),
+                ("the request's own items", block.excludes_context and q.items.nnz > 0),
+                (f"the {name} block's condition", extra is not None),
             )
-            raise NoCandidatesError(f"no item passes the rules: {why} leaves none")
+            why = " + ".join(c for c, on in causes if on)
+            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
         res = select(
             self._tiers(block, q),
             allowed,
