@@ -12,7 +12,8 @@ Blend per anchor item ``i`` with ``b_i`` buyers:
 ``w_i = cf_weight * b_i / (b_i + cf_shrinkage)``: an item nobody bought yet
 (``b_i = 0``) gets pure content neighbours, so new items have real
 neighbours from day one, and well-sold items lean on behaviour. Each item keeps
-its ``neighbours`` best. A request is scored from its context items (product
+its ``neighbours`` best, after an optional popularity prior: neighbour ``j``'s
+score is multiplied by ``(1 + b_j) ** popularity_weight``. A request is scored from its context items (product
 page, cart); without any, from the person's purchases.
 
 ``upsell``: the ``similar`` scores restricted (for every tier, fallbacks
@@ -101,6 +102,7 @@ class SimilarBlock(Block):
         brand_weight: float = 0.5,
         price_weight: float = 0.25,
         neighbours: int = 200,
+        popularity_weight: float = 0.0,
     ) -> None:
         self.cf_weight = cf_weight
         self.cf_shrinkage = cf_shrinkage
@@ -108,12 +110,13 @@ class SimilarBlock(Block):
         self.brand_weight = brand_weight
         self.price_weight = price_weight
         self.neighbours = neighbours
+        self.popularity_weight = popularity_weight
 
     def _fit(self, history: History) -> None:
         if not 0 <= self.cf_weight <= 1:
             raise ConfigError(f"cf_weight must be within [0, 1], not {self.cf_weight!r}")
         positive("cf_shrinkage", self.cf_shrinkage)
-        for p in ("category_weight", "brand_weight", "price_weight"):
+        for p in ("category_weight", "brand_weight", "price_weight", "popularity_weight"):
             if not getattr(self, p) >= 0:
                 raise ConfigError(f"{p} must be >= 0, not {getattr(self, p)!r}")
         cat = history.catalog
@@ -126,6 +129,8 @@ class SimilarBlock(Block):
         cf = cosine_topk(normalize(bought.T.tocsr()), self.neighbours)
         w = self.cf_weight * buyers / (buyers + self.cf_shrinkage)
         blend = sp.diags(w) @ cf + sp.diags(1.0 - w) @ content
+        if self.popularity_weight:
+            blend = blend @ sp.diags((1.0 + buyers) ** self.popularity_weight)
         self.similarity_ = row_topk(blend.tocsr(), self.neighbours)
         self.cf_share_ = w
 
