@@ -92,6 +92,9 @@ BLOCKS: dict[str, type[Block]] = {
     )
 }
 
+#: Distinct rule sets whose masks are kept (requests mostly repeat a few).
+_RULE_CACHE = 256
+
 #: Half-life (days) of the popularity behind the ``popular*`` fallbacks.
 FALLBACK_HALF_LIFE_DAYS = 90.0
 
@@ -128,6 +131,7 @@ class BlockSet:
         self.blocks = blocks
         self.rules = dict(rules or {})
         self.popularity_ = decayed_counts(history, FALLBACK_HALF_LIFE_DAYS)
+        self._rule_cache: dict[Rules, tuple[np.ndarray, np.ndarray | None]] = {}
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -182,6 +186,14 @@ class BlockSet:
             cats[[i for i, c in enumerate(category) if c is not None]] = codes
         return Queries(rows, ctx, ctx_order, np.asarray(days, dtype=np.float64), cats)
 
+    def _rule_arrays(self, r: Rules) -> tuple[np.ndarray, np.ndarray | None]:
+        """The request-independent filter mask and boost of ``r`` (cached: rules repeat)."""
+        if r not in self._rule_cache:
+            if len(self._rule_cache) >= _RULE_CACHE:
+                self._rule_cache.clear()
+            self._rule_cache[r] = (r.allowed(self.history.catalog), r.boost(self.history.catalog))
+        return self._rule_cache[r]
+
     def _tiers(self, block: Block, q: Queries) -> list[tuple[str, np.ndarray]]:
         tiers = [(block.name, block.scores(q))]
         pop = np.where(self.popularity_ > 0, self.popularity_, -np.inf)
@@ -200,7 +212,7 @@ class BlockSet:
         block = self._block(name)
         h = self.history
         r = self.rules.get(name, Rules()).merged(rules)
-        base = r.allowed(h.catalog)
+        base, boost = self._rule_arrays(r)
         allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
         if r.exclude_purchased:
             known = np.flatnonzero(q.rows >= 0)
@@ -226,7 +238,7 @@ class BlockSet:
             int(k),
             h.catalog.category,
             r.max_per_category,
-            r.boost(h.catalog),
+            boost,
         )
         ids = h.catalog.ids
         return [BlockResult(ids[x.item_ids], x.scores, x.sources) for x in res]

@@ -15,6 +15,7 @@ string split on ``,``, ``|`` or ``;``) and any numeric column (``margin``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,15 @@ class Catalog:
     @property
     def size(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def category_matrix(self) -> sp.csr_matrix:
+        """Items x categories 0/1 matrix (items without a category have an empty row)."""
+        ok = self.category >= 0
+        return sp.csr_matrix(
+            (np.ones(int(ok.sum())), (np.flatnonzero(ok), self.category[ok])),
+            shape=(self.size, max(1, len(self.categories))),
+        )
 
     def positions(self, item_ids: Any) -> np.ndarray:
         """Positions of ``item_ids`` (``-1`` for ids not in the catalogue)."""

@@ -48,13 +48,8 @@ def in_categories(history: History, q: Queries) -> np.ndarray | None:
 
     ``None`` when no request has a category; a request without one allows every item.
     """
-    cat = history.catalog.category
-    ncat = max(1, len(history.catalog.categories))
-    valid = cat >= 0
-    item_cats = sp.csr_matrix(
-        (np.ones(int(valid.sum())), (np.flatnonzero(valid), cat[valid])),
-        shape=(len(cat), ncat),
-    )
+    item_cats = history.catalog.category_matrix
+    ncat = item_cats.shape[1]
     wanted = (q.items @ item_cats).tocsr()
     has = q.category >= 0
     if has.any():
