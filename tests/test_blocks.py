@@ -235,3 +235,23 @@ def test_bad_parameters_are_one_line_config_errors():
         fit_blocks(order_lines(), blocks={"bought_together": {"measure": "raw"}})
     with pytest.raises(DataError, match="no order line before"):
         fit_blocks(order_lines(), as_of=T0)
+
+
+def test_catalogue_reads_tags_as_strings_or_lists_and_cleans_names():
+    from cip.models.recommender.blocks import build_catalog
+
+    c = build_catalog(
+        pd.DataFrame(
+            {
+                "item_id": ["a", "b", "c", "d"],
+                "tags": ["x| y", ["y", "z"], None, np.array(["x"])],
+                "category": [" k", "", None, "k"],
+            }
+        ),
+        extra_items=["e", "a"],
+    )
+    assert list(c.ids) == ["a", "b", "c", "d", "e"]
+    assert list(c.tag_names) == ["x", "y", "z"]
+    assert c.tags.toarray().tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert list(c.category) == [0, -1, -1, 0, -1] and list(c.categories) == ["k"]
+    assert list(c.in_products) == [True, True, True, True, False]

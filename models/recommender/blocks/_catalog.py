@@ -94,21 +94,17 @@ class Catalog:
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    clean = values.astype(object).where(values.notna(), None)
-    clean = clean.map(lambda v: None if v is None or str(v).strip() == "" else str(v).strip())
+    clean = values.astype("string").str.strip()
+    clean = clean.where(clean != "")
     codes, uniques = pd.factorize(clean, use_na_sentinel=True)
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
 
 
 def _tag_matrix(tags: pd.Series) -> tuple[sp.csr_matrix, np.ndarray]:
     n = len(tags)
-    as_lists = tags.map(
-        lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
-    )  # one call per product row at fit time; strings are split vectorised below
-    s = pd.Series(as_lists.to_numpy(), dtype=object)
-    is_str = s.map(lambda v: isinstance(v, str))
-    s[is_str] = s[is_str].str.split(_TAG_SPLIT)
-    exploded = s.explode()
+    s = pd.Series(tags.to_numpy(dtype=object), dtype=object)
+    split = s.str.split(_TAG_SPLIT, regex=True)  # strings; lists and arrays give NaN here
+    exploded = split.where(split.notna(), s).explode()
     exploded = exploded[exploded.notna()].astype(str).str.strip()
     exploded = exploded[exploded != ""]
     codes, names = pd.factorize(exploded)
