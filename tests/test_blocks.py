@@ -194,6 +194,8 @@ def test_recently_viewed_newest_first(bs):
     assert list(r.item_ids) == ["C1", "A2", "B2"]
     s = b.recommend("recently_viewed", user_id="u1", items=["A1", "N1"], k=2)
     assert list(s.item_ids) == ["N1", "A1"]  # this session's items, the latest first
+    again = b.recommend("recently_viewed", items=["A1", "N1", "A1"], k=2)
+    assert list(again.item_ids) == ["A1", "N1"]  # a repeated item counts at its latest view
 
 
 def test_personal_block_wraps_a_cf_model():

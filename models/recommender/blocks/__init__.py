@@ -162,13 +162,19 @@ class BlockSet:
         flat = [str(x) for xs in lists for x in xs]
         pos = h.catalog.positions(flat) if flat else np.zeros(0, dtype=np.int64)
         r = np.repeat(np.arange(b), lens)
-        order = np.concatenate([np.arange(1, n + 1) for n in lens]) if len(flat) else np.zeros(0)
+        starts = np.repeat(np.cumsum(lens) - lens, lens)
+        order = (np.arange(len(flat)) - starts + 1).astype(np.float64)
         ok = pos >= 0
-        df = pd.DataFrame({"r": r[ok], "c": pos[ok], "o": order[ok]}).groupby(["r", "c"])["o"].max()
-        rr, cc = df.index.get_level_values(0), df.index.get_level_values(1)
-        shape = (b, h.catalog.size)
-        ctx = sp.csr_matrix((np.ones(len(df)), (rr, cc)), shape=shape)
-        ctx_order = sp.csr_matrix((df.to_numpy(np.float64), (rr, cc)), shape=shape)
+        n = h.catalog.size
+        key, o = r[ok] * n + pos[ok], order[ok]
+        idx = np.lexsort((o, key))  # an item twice in one request: its latest position counts
+        last = np.ones(len(idx), dtype=bool)
+        last[:-1] = key[idx][1:] != key[idx][:-1]
+        sel = idx[last]
+        rr, cc = key[sel] // n, key[sel] % n
+        shape = (b, n)
+        ctx = sp.csr_matrix((np.ones(len(sel)), (rr, cc)), shape=shape)
+        ctx_order = sp.csr_matrix((o[sel], (rr, cc)), shape=shape)
         if at is None:
             days = np.zeros(b)
         else:
