@@ -122,6 +122,8 @@ def test_bought_together_llr_drops_independent_pairs():
     b = fit_blocks(_hub_baskets(), blocks={"bought_together": {"measure": "llr", "min_support": 1}})
     r = b.recommend("bought_together", items=["X"], k=2)
     assert list(r.sources) == ["bought_together", "popular"]  # H is no better than chance
+    alone = b.recommend("bought_together", items=["H"], k=2)
+    assert alone.fallbacks == ["popular"] and alone.block == "bought_together"
 
 
 def test_bought_together_known_lift(bs):

@@ -247,7 +247,7 @@ class BlockSet:
             boost,
         )
         ids = h.catalog.ids
-        return [BlockResult(ids[x.item_ids], x.scores, x.sources) for x in res]
+        return [BlockResult(ids[x.item_ids], x.scores, x.sources, name) for x in res]
 
     def recommend(
         self,

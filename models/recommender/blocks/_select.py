@@ -28,19 +28,18 @@ class BlockResult(NamedTuple):
     """One request's answer: items in rank order, their scores and which tier gave each.
 
     ``sources[i]`` is the block's name for its own picks, else the fallback's name
-    (``popular_category``, ``popular``, ``catalogue``...).
+    (``popular_category``, ``popular``, ``catalogue``...); ``block`` is the block asked.
     """
 
     item_ids: np.ndarray
     scores: np.ndarray
     sources: np.ndarray
+    block: str = ""
 
     @property
     def fallbacks(self) -> list[str]:
         """The fallbacks that filled part of the list, in rank order (empty: none)."""
-        names = [str(s) for s in self.sources]
-        primary = names[0] if names else ""
-        return list(dict.fromkeys(n for n in names if n != primary)) if names else []
+        return list(dict.fromkeys(str(s) for s in self.sources if s != self.block))
 
 
 def _topk(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
