@@ -173,8 +173,9 @@ class BlockSet:
         sel = idx[last]
         rr, cc = key[sel] // n, key[sel] % n
         shape = (b, n)
-        ctx = sp.csr_matrix((np.ones(len(sel)), (rr, cc)), shape=shape)
-        ctx_order = sp.csr_matrix((o[sel], (rr, cc)), shape=shape)
+        indptr = np.searchsorted(rr, np.arange(b + 1))  # sel is sorted by row, then column
+        ctx = sp.csr_matrix((np.ones(len(sel)), cc, indptr), shape=shape)
+        ctx_order = sp.csr_matrix((o[sel], cc, indptr), shape=shape)
         if at is None:
             days = np.zeros(b)
         else:
@@ -183,9 +184,9 @@ class BlockSet:
                 (t.to_numpy(dtype="datetime64[us]") - h.as_of.to_datetime64()) / DAY, 0.0
             )
         cats = np.full(b, -1, dtype=np.int64)
-        if category is not None:
-            named = [c for c in category if c is not None]
-            codes = pd.Index(h.catalog.categories).get_indexer(pd.Series(named, dtype=object))
+        named = [] if category is None else [c for c in category if c is not None]
+        if named:
+            codes = h.catalog.codes("category", named, keep_unknown=True)
             if (codes < 0).any():
                 bad = named[int(np.flatnonzero(codes < 0)[0])]
                 raise NotFoundError(f"unknown category {bad!r}")

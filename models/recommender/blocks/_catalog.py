@@ -26,6 +26,8 @@ from cip.profiles.errors import DataError
 __all__ = ["Catalog", "build_catalog"]
 
 _TEXT = ("title", "description")
+#: Up to this many ids are looked up in a dict (a request) rather than with pandas (a batch).
+_FEW = 64
 _TAG_SPLIT = r"\s*[,|;]\s*"
 
 
@@ -73,18 +75,27 @@ class Catalog:
             shape=(self.size, max(1, len(self.categories))),
         )
 
+    @cached_property
+    def position_of(self) -> dict[str, int]:
+        """Item id -> position (the per-request fast path)."""
+        return dict(zip(self.ids.tolist(), range(self.size), strict=True))
+
     def positions(self, item_ids: Any) -> np.ndarray:
         """Positions of ``item_ids`` (``-1`` for ids not in the catalogue)."""
+        if isinstance(item_ids, list) and len(item_ids) <= _FEW:
+            get = self.position_of.get
+            return np.array([get(str(i), -1) for i in item_ids], dtype=np.int64)
         values = pd.Series(item_ids if not isinstance(item_ids, str) else [item_ids])
         if values.empty:
             return np.zeros(0, dtype=np.int64)
         return self.index.get_indexer(values.astype(str)).astype(np.int64)
 
-    def codes(self, kind: str, names: Any) -> np.ndarray:
-        """Codes of category / brand / tag ``names`` (unknown names are dropped)."""
+    def codes(self, kind: str, names: Any, keep_unknown: bool = False) -> np.ndarray:
+        """Codes of category / brand / tag ``names`` (unknown names: dropped, or -1 if kept)."""
         table = {"category": self.categories, "brand": self.brands, "tag": self.tag_names}[kind]
-        idx = pd.Index(table).get_indexer(pd.Series(list(names), dtype=object).astype(str))
-        return idx[idx >= 0]
+        lookup = {str(v): i for i, v in enumerate(table)}  # a few hundred names at most
+        idx = np.array([lookup.get(str(v), -1) for v in names], dtype=np.int64)
+        return idx if keep_unknown else idx[idx >= 0]
 
     def has_any_tag(self, codes: np.ndarray) -> np.ndarray:
         """Mask of items carrying at least one of the tag ``codes``."""

@@ -16,6 +16,7 @@ purchase in days before ``as_of``, as CSR matrices sharing one structure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -58,8 +59,16 @@ class History:
     views: sp.csr_matrix | None
     purchases: pd.DataFrame
 
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Person id -> row (the per-request fast path)."""
+        return dict(zip(self.users.tolist(), range(len(self.users)), strict=True))
+
     def user_rows(self, user_ids: Any) -> np.ndarray:
         """Rows of ``user_ids`` (``-1`` for people without history)."""
+        if isinstance(user_ids, list) and len(user_ids) <= 64:
+            get = self.row_of.get
+            return np.array([get(str(u), -1) for u in user_ids], dtype=np.int64)
         s = pd.Series(user_ids if not isinstance(user_ids, str) else [user_ids], dtype=object)
         return self.users.get_indexer(s.astype(str)).astype(np.int64)
 
