@@ -99,3 +99,47 @@ def movielens_100k(path: Path | None = None) -> pd.DataFrame:
     df.columns = ["user_id", "item_id", "rating", "ts"]
     df["ts"] = pd.to_datetime(df["ts"], unit="s")
     return df[["user_id", "item_id", "rating", "ts"]]
+
+
+def online_retail_baskets(data_dir: Path = RETAIL_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Online Retail as order lines and a derived product table, for the block benchmarks.
+
+    Lines: ``user_id, order_id, item_id, ts`` (identified customers, same filters as
+    :func:`online_retail`). Products: ``item_id, title, category, price`` where
+    ``title`` is the item's most frequent description, ``price`` its median unit
+    price and ``category`` the first three characters of the StockCode (the shop's
+    numbering puts one product family in one range: 2247x are TV dinner trays);
+    the data set has no category of its own.
+    """
+    f1 = data_dir / "online_retail_II_2009_2010.parquet"
+    f2 = data_dir / "online_retail_2010_2011.parquet"
+    if not (f1.is_file() and f2.is_file()):
+        raise SystemExit(f"Online Retail parquet files not found in {data_dir}")
+    con = duckdb.connect()
+    con.execute(f"""
+    CREATE TEMP TABLE raw AS
+    WITH r AS (
+      SELECT Invoice AS invoice, StockCode AS code, Description AS descr, Quantity AS qty,
+             Price AS price, CAST(InvoiceDate AS TIMESTAMP) AS ts,
+             CAST("Customer ID" AS BIGINT) AS customer
+      FROM read_parquet('{f1}') WHERE CAST(InvoiceDate AS TIMESTAMP) < TIMESTAMP '2010-12-01'
+      UNION ALL
+      SELECT InvoiceNo, StockCode, Description, Quantity, UnitPrice, InvoiceDate,
+             CAST(CustomerID AS BIGINT)
+      FROM read_parquet('{f2}')
+    )
+    SELECT CAST(customer AS VARCHAR) AS user_id, invoice AS order_id,
+           upper(trim(code)) AS item_id, ts, price, trim(descr) AS descr
+    FROM r
+    WHERE customer IS NOT NULL AND regexp_matches(code, '[0-9]')
+      AND NOT starts_with(upper(invoice), 'C') AND qty > 0 AND price > 0
+    """)
+    lines = con.sql("SELECT user_id, order_id, item_id, ts FROM raw ORDER BY ts, order_id").df()
+    products = con.sql("""
+      WITH d AS (SELECT item_id, descr, count(*) AS n FROM raw WHERE descr IS NOT NULL GROUP BY ALL),
+           p AS (SELECT item_id, median(price) AS price FROM raw GROUP BY item_id)
+      SELECT p.item_id, arg_max(d.descr, d.n) AS title, left(p.item_id, 3) AS category,
+             any_value(p.price) AS price
+      FROM p LEFT JOIN d USING (item_id) GROUP BY p.item_id ORDER BY p.item_id
+    """).df()
+    return lines, products

@@ -1,0 +1,348 @@
+"""Recommendation blocks for pages and campaigns, with business rules applied before top-k.
+
+>>> bs = fit_blocks(lines, products, as_of="2011-09-01")             # doctest: +SKIP
+>>> bs.recommend("buy_again", user_id="17850", k=6).item_ids           # doctest: +SKIP
+>>> bs.recommend("bought_together", items=["85123A"], k=4,
+...              rules={"in_stock_only": True, "max_per_category": 2})  # doctest: +SKIP
+
+Blocks (:data:`BLOCKS`): ``personal`` (a CF recommender), ``similar`` (CF blended
+with TF-IDF content similarity), ``bought_together`` (co-purchase lift / LLR),
+``buy_again`` (repeat purchases with the item's repurchase cycle), ``popular``
+and ``trending`` (time-decayed, per category), ``recently_viewed`` and
+``upsell`` (similar and pricier). Each is fitted once on a :class:`History`
+cut at ``as_of`` and answers a request with ``k`` items whenever the catalogue
+under the rules has ``k``.
+
+Fallback order (each item comes from the first tier that scores it; the
+answer's ``sources`` name the tier of every item):
+
+1. the block's own candidates;
+2. ``popular_category``: popular items of the request's category, or of its
+   context items' categories (skipped when the request has neither);
+3. ``popular``: time-decayed popularity over the whole catalogue;
+4. ``catalogue``: every other allowed item, in catalogue order (score 0).
+
+The ``popular`` block itself falls back to 3 then 4. Rules
+(:class:`~models.recommender.blocks.rules.Rules`) filter every tier, so the
+fallbacks never bring back an excluded item; ``upsell``'s price condition
+also holds for its fallbacks, and the request's context items are never
+recommended (except by ``recently_viewed``, whose candidates they are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from cip.models.recommender.blocks._base import Block, Queries
+from cip.models.recommender.blocks._catalog import Catalog, build_catalog
+from cip.models.recommender.blocks._history import DAY, History, build_history
+from cip.models.recommender.blocks._select import BlockResult, select
+from cip.models.recommender.blocks.buy_again import BuyAgainBlock
+from cip.models.recommender.blocks.personal import PersonalBlock
+from cip.models.recommender.blocks.popular import (
+    PopularBlock,
+    RecentlyViewedBlock,
+    TrendingBlock,
+    decayed_counts,
+    in_categories,
+)
+from cip.models.recommender.blocks.rules import NoCandidatesError, Rules
+from cip.models.recommender.blocks.similar import SimilarBlock, UpsellBlock
+from cip.models.recommender.blocks.together import BoughtTogetherBlock
+from cip.profiles.errors import ConfigError, NotFoundError
+
+__all__ = [
+    "BLOCKS",
+    "Block",
+    "BlockResult",
+    "BlockSet",
+    "BoughtTogetherBlock",
+    "BuyAgainBlock",
+    "Catalog",
+    "History",
+    "NoCandidatesError",
+    "PersonalBlock",
+    "PopularBlock",
+    "RecentlyViewedBlock",
+    "Rules",
+    "SimilarBlock",
+    "TrendingBlock",
+    "UpsellBlock",
+    "build_catalog",
+    "build_history",
+    "fit_blocks",
+    "make_block",
+]
+
+#: Block name -> class.
+BLOCKS: dict[str, type[Block]] = {
+    cls.name: cls
+    for cls in (
+        PersonalBlock,
+        SimilarBlock,
+        BoughtTogetherBlock,
+        BuyAgainBlock,
+        PopularBlock,
+        TrendingBlock,
+        RecentlyViewedBlock,
+        UpsellBlock,
+    )
+}
+
+#: Distinct rule sets whose masks are kept (requests mostly repeat a few).
+_RULE_CACHE = 256
+
+#: Half-life (days) of the popularity behind the ``popular*`` fallbacks.
+FALLBACK_HALF_LIFE_DAYS = 90.0
+
+
+def make_block(name: str, **params: Any) -> Block:
+    """A new, unfitted block by name (``params``: its hyperparameters)."""
+    try:
+        cls = BLOCKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown block {name!r}; expected one of {', '.join(BLOCKS)}") from None
+    unknown = set(params) - set(cls._param_names())
+    if unknown:
+        raise ConfigError(
+            f"block {name} has no parameter(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(cls._param_names()) or 'none'}"
+        )
+    return cls(**params)
+
+
+class BlockSet:
+    """Fitted blocks over one :class:`History`, each with its default rules.
+
+    Use :func:`fit_blocks` to build one. ``recommend`` answers one request;
+    ``recommend_many`` a batch (campaigns) in chunks, vectorised.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        blocks: dict[str, Block],
+        rules: dict[str, Rules] | None = None,
+    ) -> None:
+        self.history = history
+        self.blocks = blocks
+        self.rules = dict(rules or {})
+        self.popularity_ = decayed_counts(history, FALLBACK_HALF_LIFE_DAYS)
+        self._rule_cache: dict[Rules, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return self.history.as_of
+
+    def _block(self, name: str) -> Block:
+        if name not in self.blocks:
+            raise NotFoundError(
+                f"block {name!r} is not fitted here; fitted: {', '.join(self.blocks) or 'none'}"
+            )
+        return self.blocks[name]
+
+    def queries(
+        self,
+        user_ids: list[Any],
+        items: list[list[Any]] | None = None,
+        at: Any = None,
+        category: list[str | None] | None = None,
+    ) -> Queries:
+        """Requests as positions: unknown people get row -1, unknown items are ignored."""
+        h, b = self.history, len(user_ids)
+        rows = np.full(b, -1, dtype=np.int64)
+        given = np.array([u is not None for u in user_ids], dtype=bool)
+        if given.any():
+            rows[given] = h.user_rows([str(u) for u, g in zip(user_ids, given, strict=True) if g])
+        lists = items if items is not None else [[] for _ in range(b)]
+        lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=b)
+        flat = [str(x) for xs in lists for x in xs]
+        pos = h.catalog.positions(flat) if flat else np.zeros(0, dtype=np.int64)
+        r = np.repeat(np.arange(b), lens)
+        starts = np.repeat(np.cumsum(lens) - lens, lens)
+        order = (np.arange(len(flat)) - starts + 1).astype(np.float64)
+        ok = pos >= 0
+        n = h.catalog.size
+        key, o = r[ok] * n + pos[ok], order[ok]
+        idx = np.lexsort((o, key))  # an item twice in one request: its latest position counts
+        last = np.ones(len(idx), dtype=bool)
+        last[:-1] = key[idx][1:] != key[idx][:-1]
+        sel = idx[last]
+        rr, cc = key[sel] // n, key[sel] % n
+        shape = (b, n)
+        indptr = np.searchsorted(rr, np.arange(b + 1))  # sel is sorted by row, then column
+        ctx = sp.csr_matrix((np.ones(len(sel)), cc, indptr), shape=shape)
+        ctx_order = sp.csr_matrix((o[sel], cc, indptr), shape=shape)
+        if at is None:
+            days = np.zeros(b)
+        else:
+            t = pd.to_datetime(pd.Series(at if not np.isscalar(at) else [at] * b))
+            days = np.maximum(
+                (t.to_numpy(dtype="datetime64[us]") - h.as_of.to_datetime64()) / DAY, 0.0
+            )
+        cats = np.full(b, -1, dtype=np.int64)
+        named = [] if category is None else [c for c in category if c is not None]
+        if named:
+            codes = h.catalog.codes("category", named, keep_unknown=True)
+            if (codes < 0).any():
+                bad = named[int(np.flatnonzero(codes < 0)[0])]
+                raise NotFoundError(f"unknown category {bad!r}")
+            cats[[i for i, c in enumerate(category) if c is not None]] = codes
+        return Queries(rows, ctx, ctx_order, np.asarray(days, dtype=np.float64), cats)
+
+    def _rule_arrays(self, r: Rules) -> tuple[np.ndarray, np.ndarray | None]:
+        """The request-independent filter mask and boost of ``r`` (cached: rules repeat)."""
+        if r not in self._rule_cache:
+            if len(self._rule_cache) >= _RULE_CACHE:
+                self._rule_cache.clear()
+            self._rule_cache[r] = (r.allowed(self.history.catalog), r.boost(self.history.catalog))
+        return self._rule_cache[r]
+
+    def _tiers(self, block: Block, q: Queries) -> list[tuple[str, np.ndarray]]:
+        tiers = [(block.name, block.scores(q))]
+        pop = np.where(self.popularity_ > 0, self.popularity_, -np.inf)
+        full = np.broadcast_to(pop, (q.size, len(pop)))
+        if block.name != "popular":
+            cats = in_categories(self.history, q)
+            if cats is not None:
+                tiers.append(("popular_category", np.where(cats, full, -np.inf)))
+        tiers.append(("popular", full))
+        tiers.append(("catalogue", np.zeros((q.size, len(pop)))))
+        return tiers
+
+    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self.rules.get(name, Rules()).merged(rules)
+        base, boost = self._rule_arrays(r)
+        allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
+        if r.exclude_purchased:
+            known = np.flatnonzero(q.rows >= 0)
+            bought = h.counts[q.rows[known]].tocoo()
+            allowed[known[bought.row], bought.col] = False
+        if block.excludes_context and q.items.nnz:
+            ctx = q.items.tocoo()
+            allowed[ctx.row, ctx.col] = False
+        extra = block.request_mask(q)
+        if extra is not None:
+            allowed &= extra
+        if strict and not allowed.any():
+            causes = (
+                ("exclude_purchased", bool(r.exclude_purchased)),
+                ("the request's own items", block.excludes_context and q.items.nnz > 0),
+                (f"the {name} block's condition", extra is not None),
+            )
+            why = " + ".join(c for c, on in causes if on)
+            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        res = select(
+            self._tiers(block, q),
+            allowed,
+            int(k),
+            h.catalog.category,
+            r.max_per_category,
+            boost,
+        )
+        ids = h.catalog.ids
+        return [BlockResult(ids[x.item_ids], x.scores, x.sources, name) for x in res]
+
+    def recommend(
+        self,
+        block: str,
+        user_id: Any = None,
+        items: list[Any] | tuple[Any, ...] = (),
+        k: int = 10,
+        rules: Rules | dict[str, Any] | None = None,
+        at: Any = None,
+        category: str | None = None,
+    ) -> BlockResult:
+        """One request: ``k`` items of ``block`` for a person and/or context items.
+
+        Args:
+            block: a fitted block's name.
+            user_id: the person (unified id), or ``None`` for an anonymous visitor.
+            items: context items (the product page's item, the cart, the session; oldest first).
+            k: items wanted.
+            rules: the request's rules, merged over the block's.
+            at: the request time (default ``as_of``), for timing-aware blocks.
+            category: restrict the popular fallbacks (and ``popular``) to this category.
+
+        Raises:
+            NoCandidatesError: the rules leave no item at all.
+        """
+        q = self.queries([user_id], [list(items)], at, [category])
+        return self._run(block, q, k, rules, strict=True)[0]
+
+    def recommend_many(
+        self,
+        block: str,
+        user_ids: Any,
+        k: int = 10,
+        rules: Rules | dict[str, Any] | None = None,
+        at: Any = None,
+        items: list[list[Any]] | None = None,
+        chunk: int = 512,
+    ) -> pd.DataFrame:
+        """A batch (campaigns): DataFrame ``user_id, item_id, score, rank, source``.
+
+        A person for whom the rules leave nothing gets no rows (no error).
+        """
+        users = list(pd.Series(user_ids, dtype=object))
+        frames = []
+        for s in range(0, len(users), chunk):
+            part = users[s : s + chunk]
+            q = self.queries(part, None if items is None else items[s : s + chunk], at)
+            res = self._run(block, q, k, rules, strict=False)
+            n = np.fromiter((len(x.item_ids) for x in res), dtype=np.int64, count=len(res))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": np.repeat(np.array(part, dtype=object), n),
+                        "item_id": np.concatenate([x.item_ids for x in res]) if n.sum() else [],
+                        "score": np.concatenate([x.scores for x in res]) if n.sum() else [],
+                        "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n.sum() else [],
+                        "source": np.concatenate([x.sources for x in res]) if n.sum() else [],
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank", "source"])
+        return pd.concat(frames, ignore_index=True)
+
+
+def fit_blocks(
+    lines: pd.DataFrame,
+    products: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    as_of: Any = None,
+    blocks: dict[str, dict[str, Any] | Block] | None = None,
+    rules: dict[str, Rules | dict[str, Any]] | None = None,
+) -> BlockSet:
+    """Fit blocks on order lines / events / products before ``as_of``.
+
+    Args:
+        lines: order lines ``user_id, item_id, ts[, order_id]`` (completed only).
+        products: the catalogue (``item_id, title, category, brand, price, in_stock,
+            description, tags`` and numeric columns for boosts), optional.
+        events: item views ``user_id, item_id, ts[, event_type]``, optional.
+        as_of: point-in-time cut-off (default: just after the last line).
+        blocks: block name -> parameters (or a ready :class:`Block`); default every
+            block but ``personal`` with its defaults (``personal`` needs a model
+            or fits ALS, so it is opt-in: ``{"personal": {}}``).
+        rules: block name -> default rules of that block.
+    """
+    history = build_history(lines, products, events, as_of)
+    spec = blocks if blocks is not None else {n: {} for n in BLOCKS if n != "personal"}
+    fitted = {}
+    for name, params in spec.items():
+        b = params if isinstance(params, Block) else make_block(name, **(params or {}))
+        fitted[name] = b.fit(history)
+    parsed = {n: Rules.from_dict(r) for n, r in (rules or {}).items()}
+    unknown = set(parsed) - set(fitted)
+    if unknown:
+        raise ConfigError(f"rules given for block(s) not fitted: {', '.join(sorted(unknown))}")
+    return BlockSet(history, fitted, parsed)

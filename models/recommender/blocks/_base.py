@@ -1,0 +1,134 @@
+"""The block interface: fitted on a :class:`History`, scoring a batch of requests densely."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from cip.models.recommender.blocks._history import History
+from cip.profiles.errors import ConfigError, NotFoundError
+
+__all__ = ["Block", "Queries", "dense_rows", "positive", "row_topk"]
+
+
+@dataclass(eq=False)
+class Queries:
+    """A batch of requests in positions.
+
+    Attributes:
+        rows: history row per request (``-1``: nobody known).
+        items: the request's context items (product page, cart, session), as a
+            requests x items 0/1 CSR matrix (session order in ``item_order``).
+        item_order: same structure as ``items``; 1 for the oldest context item, up to
+            the number of items for the most recent one.
+        at: days from ``as_of`` to the request time, per request (>= 0).
+        category: category code per request (``-1``: none).
+    """
+
+    rows: np.ndarray
+    items: sp.csr_matrix
+    item_order: sp.csr_matrix
+    at: np.ndarray
+    category: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+
+class Block:
+    """Base class: scikit-learn style parameters, ``fit(history)``, ``scores(queries)``.
+
+    ``scores`` returns a dense ``(b, n_items)`` float array, ``>= 0`` for the
+    block's own candidates and ``-inf`` elsewhere; ``fallbacks`` names the tiers
+    that complete the list (see :mod:`models.recommender.blocks`).
+    """
+
+    name: ClassVar[str] = "block"
+    fallbacks: ClassVar[tuple[str, ...]] = ("popular_category", "popular", "catalogue")
+    #: The request's context items (the page's item, the cart) are never recommended.
+    excludes_context: ClassVar[bool] = True
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as given to ``__init__``."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> Block:
+        """Set hyperparameters (used at the next ``fit``)."""
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ConfigError(f"block {self.name} has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def fit(self, history: History) -> Block:
+        """Fit on ``history``; returns ``self``."""
+        self.history_ = history
+        self._fit(history)
+        return self
+
+    def _fit(self, history: History) -> None:
+        """Hook for subclasses with fitted arrays."""
+
+    def _check_fitted(self) -> History:
+        if not hasattr(self, "history_"):
+            raise NotFoundError(f"block {self.name} is not fitted yet; call fit() first")
+        return self.history_
+
+    def scores(self, q: Queries) -> np.ndarray:
+        """Dense scores ``(q.size, n_items)``; ``-inf``: not a candidate."""
+        raise NotImplementedError
+
+    def request_mask(self, q: Queries) -> np.ndarray | None:
+        """An extra per-request filter every tier obeys (e.g. ``upsell``: pricier), or None."""
+        return None
+
+
+def positive(param: str, value: Any, allow_none: bool = False) -> None:
+    """Raise a one-line ConfigError unless ``value`` is a finite number > 0."""
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{param} must be a number > 0, not {value!r}")
+
+
+def dense_rows(m: sp.csr_matrix, fill: float = -np.inf) -> np.ndarray:
+    """A sparse score matrix as dense, its structural zeros (non-candidates) set to ``fill``."""
+    out = np.full(m.shape, fill, dtype=np.float64)
+    coo = m.tocoo()
+    out[coo.row, coo.col] = coo.data
+    return out
+
+
+def row_topk(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of every row of ``m`` (vectorised over all rows)."""
+    m = m.tocsr()
+    m.eliminate_zeros()
+    counts = np.diff(m.indptr)
+    if counts.max(initial=0) <= k:
+        return m
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    order = np.lexsort((-m.data, rows))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
+    keep = rank < k
+    return sp.csr_matrix(
+        (m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
+        shape=m.shape,
+    )

@@ -1,0 +1,78 @@
+"""``personal``: the CF champion (any :class:`models.recommender.Recommender`) as a block.
+
+The model's scores for the person over every item it knows are shifted per
+request to be ``>= 0`` (``s - min``; order unchanged) so that boosts multiply
+them consistently, then the rules and fallbacks apply like for every block.
+Without a model, the block fits ``algorithm`` on the history's purchases
+(distinct orders per person and item as the weight).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from cip.models.recommender import Recommender, make_recommender
+from cip.models.recommender._base import one_blas_thread
+from cip.models.recommender._data import lookup
+from cip.models.recommender.blocks._base import Block, Queries
+from cip.models.recommender.blocks._history import History
+
+__all__ = ["PersonalBlock"]
+
+
+class PersonalBlock(Block):
+    """A collaborative-filtering recommender's personal scores, under the block rules."""
+
+    name: ClassVar[str] = "personal"
+
+    def __init__(
+        self,
+        model: Recommender | None = None,
+        algorithm: str = "als",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.algorithm = algorithm
+        self.params = params
+
+    def _fit(self, history: History) -> None:
+        model = self.model
+        if model is None:
+            c = history.counts.tocoo()
+            inter = pd.DataFrame(
+                {
+                    "user_id": history.users.to_numpy()[c.row],
+                    "item_id": history.catalog.ids[c.col],
+                    "weight": c.data,
+                }
+            )
+            model = make_recommender(self.algorithm, **(self.params or {})).fit(inter)
+        self.model_ = model
+        pos = history.catalog.positions(model.item_ids_.astype(str))
+        self.model_cols_ = np.flatnonzero(pos >= 0)
+        self.catalog_pos_ = pos[pos >= 0]
+
+    def _user_scores(self, rows: np.ndarray) -> np.ndarray:
+        m = self.model_
+        if hasattr(m, "user_factors_"):
+            return np.asarray(m.user_factors_[rows] @ m.item_factors_.T, dtype=np.float64)
+        with one_blas_thread():
+            return np.asarray(m._dense_scores("users", rows), dtype=np.float64)
+
+    def scores(self, q: Queries) -> np.ndarray:
+        h = self._check_fitted()
+        out = np.full((q.size, h.catalog.size), -np.inf)
+        users = h.users.to_numpy()[np.maximum(q.rows, 0)]
+        mrow = lookup(self.model_._user_index(), self.model_.user_kind_, users)
+        mrow[q.rows < 0] = -1
+        known = np.flatnonzero(mrow >= 0)
+        if len(known) == 0:
+            return out
+        s = self._user_scores(mrow[known])[:, self.model_cols_]
+        s = np.where(np.isfinite(s), s, np.nan)
+        low = np.nanmin(np.where(np.isnan(s), np.inf, s), axis=1, keepdims=True)
+        s = np.where(np.isnan(s), -np.inf, s - low)
+        out[np.ix_(known, self.catalog_pos_)] = s
+        return out
