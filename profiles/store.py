@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from cip.profiles.contracts import SCHEMAS, TableSchema
-from cip.profiles.errors import CIPError, ConfigError, NotFoundError
+from cip.profiles.errors import CIPError, ConfigError, ConflictError, NotFoundError
 
 __all__ = ["Store", "DuckDBStore", "PostgresStore", "open_store", "physical_table"]
 
@@ -175,7 +175,9 @@ class DuckDBStore(Store):
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
-            raise CIPError(f"cannot open the store {self.path}: {exc}") from None
+            busy = "lock" in str(exc).lower()  # another process holds it: try again later
+            kind = ConflictError if busy else CIPError
+            raise kind(f"cannot open the store {self.path}: {exc}") from None
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:
