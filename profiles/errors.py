@@ -71,5 +71,8 @@ class PrivacyError(CIPError):
 
 def exit_codes() -> dict[str, int]:
     """The exit status of ``cip`` for each error class, by class name (for docs and tests)."""
-    classes = [CIPError, *(globals()[n] for n in __all__ if n.endswith("Error") and n != "CIPError")]
+    classes = [
+        CIPError,
+        *(globals()[n] for n in __all__ if n.endswith("Error") and n != "CIPError"),
+    ]
     return {c.__name__: c.exit_code for c in classes}
