@@ -76,6 +76,15 @@ def log_path() -> Path | None:
     return Path(_handler.baseFilename) if _handler is not None else None
 
 
+def close_log() -> None:
+    """Stop logging to the file chosen by :func:`_log_to` (the end of one ``main()`` call)."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler.close()
+        _handler = None
+
+
 def _log_to(path: Path) -> None:
     """Send library logs to ``path`` (e-mails and phones masked), replacing an earlier target."""
     global _handler

@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # the last line of defence: one line, traceback to the log
         return _internal_error(exc)
+    finally:
+        _cli_app.close_log()  # the next main() in this process picks its own log
     # standalone_mode=False returns the exit status of `ctx.exit(n)` / `typer.Exit(n)`
     return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
