@@ -312,8 +312,10 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
         ("train recommender", ["train", "recommender", "--algorithm", "popular", "--json"]),
         ("train-recommender", ["train-recommender", "--algorithm", "popular", "--json"]),
         ("models list", ["models", "list", "--json"]),
-        ("models promote", ["models", "promote", "cip-recommender", "2", "--json"]),
-        ("models rollback", ["models", "rollback", "cip-recommender", "--json"]),
+        # demo trained propensity v1 (not promoted), `train propensity` above v2
+        ("models promote", ["models", "promote", "propensity", "1", "--json"]),
+        ("models promote", ["models", "promote", "propensity", "2", "--json"]),
+        ("models rollback", ["models", "rollback", "propensity", "--json"]),  # back to v1
         ("score", ["score", "--as-of", as_of, "--json"]),
         ("segments build", ["segments", "build", "--as-of", as_of, "--json"]),
         ("segments list", ["segments", "list", "--json"]),
@@ -360,16 +362,18 @@ def test_every_json_output_parses(shop, tmp_path, capsys) -> None:
     assert shop["demo"]["as_of"] and shop["demo"]["run"]  # `cip demo --json` parsed
     subs: dict[str, str] = {}
     failures: dict[str, str] = {}
-    for name, argv in _sequence(shop, tmp_path):
+    for step, (name, argv) in enumerate(_sequence(shop, tmp_path)):
         argv = [a.format(**subs) for a in argv]
         code, out, err = _cip(capsys, "-w", ws, *argv)
         try:
             doc = json.loads(out)
         except json.JSONDecodeError as exc:
-            failures[name] = f"exit {code}, not JSON ({exc}): {out[:200]!r} {err[-300:]!r}"
+            failures[f"{step} {name}"] = (
+                f"exit {code}, no JSON ({exc}): {out[:200]!r} {err[-300:]!r}"
+            )
             continue
         if code != 0:
-            failures[name] = f"exit {code}: {err[-300:]!r}"
+            failures[f"{step} {name}"] = f"exit {code}: {err[-300:]!r}"
         if name == "status":
             subs["uid"] = _a_person(shop["ws"])
         if name == "segments list":
