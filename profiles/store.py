@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from cip.profiles.contracts import SCHEMAS, TableSchema
-from cip.profiles.errors import CIPError, ConfigError, ConflictError, NotFoundError
+from cip.profiles.errors import CIPError, ConfigError, NotFoundError
 
 __all__ = ["Store", "DuckDBStore", "PostgresStore", "open_store", "physical_table"]
 
@@ -175,6 +175,8 @@ class DuckDBStore(Store):
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
+            from cip.profiles.errors import ConflictError  # noqa: PLC0415 (busy: exit 75)
+
             busy = "lock" in str(exc).lower()  # another process holds it: try again later
             kind = ConflictError if busy else CIPError
             raise kind(f"cannot open the store {self.path}: {exc}") from None
