@@ -188,8 +188,8 @@ def test_version_through_the_real_entry_point() -> None:
 
 
 def test_no_command_prints_the_help(capsys) -> None:
-    code, _, err = _cip(capsys, "train")
-    assert code == 2 and "Usage: cip train" in err and "churn" in err
+    code, out, err = _cip(capsys, "train")
+    assert code == 2 and "Usage: cip train" in out and "churn" in out and err.strip() == ""
 
 
 # --- CIPErrors: one line, the class's exit code --------------------------------------------------
