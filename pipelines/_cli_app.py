@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 from cip.pipelines.workspace import Workspace, resolve_workspace
-from cip.profiles.privacy import RedactingFilter
+from cip.profiles.privacy import RedactingFilter, redact
 from rich.console import Console
 
 app = typer.Typer(
@@ -61,21 +61,46 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-_logging_set = False
+class _RedactingFormatter(logging.Formatter):
+    """Masks e-mails and phones in the whole record, traceback included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+_handler: logging.FileHandler | None = None
+
+
+def log_path() -> Path | None:
+    """The file this process logs to, or None before a command opened its workspace."""
+    return Path(_handler.baseFilename) if _handler is not None else None
+
+
+def close_log() -> None:
+    """Stop logging to the file chosen by :func:`_log_to` (the end of one ``main()`` call)."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler.close()
+        _handler = None
 
 
 def _log_to(path: Path) -> None:
-    """Send library logs to the workspace log file, with e-mails and phones masked."""
-    global _logging_set
-    if _logging_set:
+    """Send library logs to ``path`` (e-mails and phones masked), replacing an earlier target."""
+    global _handler
+    path = path.resolve()
+    if _handler is not None and Path(_handler.baseFilename) == path:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())  # last line of defence: no e-mails or phones in logs
     root = logging.getLogger()
+    if _handler is not None:  # one process, several workspaces (tests, notebooks)
+        root.removeHandler(_handler)
+        _handler.close()
     root.addHandler(handler)
+    _handler = handler
     root.setLevel(logging.DEBUG if state.verbose else logging.INFO)
     for noisy in ("alembic", "urllib3", "matplotlib", "numba", "httpx", "httpcore", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    _logging_set = True

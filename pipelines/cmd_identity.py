@@ -215,7 +215,7 @@ def _print_history(rows: list[dict]) -> None:
 
 @identity_app.command("blocked")
 def blocked(
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 50,
     as_json: _JSON = False,
 ) -> None:
     """Identifiers not used for linking (over-merge guard or operator) and whom they would join."""
@@ -246,7 +246,7 @@ def blocked(
 
 @identity_app.command("history")
 def history(
-    limit: Annotated[int, typer.Option(help="Rows to show (latest first).")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show (latest first).")] = 50,
     as_json: _JSON = False,
 ) -> None:
     """Latest merges and splits, with the linking identifier and evidence record."""

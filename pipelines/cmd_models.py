@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
@@ -54,17 +54,19 @@ Trials = Annotated[
 Minutes = Annotated[
     float | None, typer.Option("--tune-minutes", min=0.1, help="Tune with Optuna for M minutes.")
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed + data = same metrics).")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="Random seed (same seed + data = same metrics).")
+]
 Every = Annotated[
     int | None, typer.Option("--snapshot-every-days", min=1, help="Days between snapshots.")
 ]
 NSnap = Annotated[int | None, typer.Option("--snapshots", min=2, help="Labelled snapshots.")]
 Holdout = Annotated[
-    str | None,
+    Literal["auto", "as_of", "latest_labelled"] | None,
     typer.Option(
         "--holdout",
-        help="auto | as_of | latest_labelled: evaluate on D itself when D + H is in the data "
-        "(a backtest), else on the latest labelled snapshot D - H.",
+        help="Evaluate on D itself (as_of, a backtest: D + H must be in the data) or on the "
+        "latest labelled snapshot D - H; auto: as_of when it can (default: cip.yaml).",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -258,8 +260,10 @@ def score_cmd(
         typer.Option("--out", help="Also write a file (.csv or .parquet) with customer_id."),
     ] = None,
     reasons: Annotated[
-        str | None,
-        typer.Option("--reasons", help="path (fast, default) or shap (exact TreeSHAP, slower)."),
+        Literal["path", "shap"] | None,
+        typer.Option(
+            "--reasons", help="path: fast; shap: exact TreeSHAP, slower (default: cip.yaml, path)."
+        ),
     ] = None,
     as_json: Json = False,
 ) -> None:

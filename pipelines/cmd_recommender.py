@@ -6,7 +6,7 @@ can call the same function.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
@@ -87,8 +87,8 @@ def run_train_recommender(
 @app.command("train-recommender")
 def train_recommender(
     algorithm: Annotated[
-        str | None,
-        typer.Option(help="als | bpr | itemknn | ease | popular | auto (default: cip.yaml)."),
+        Literal["als", "bpr", "itemknn", "ease", "popular", "auto"] | None,
+        typer.Option(help="Algorithm; auto tunes and picks the best (default: cip.yaml)."),
     ] = None,
     tune_trials: Annotated[
         int | None, typer.Option("--tune-trials", min=1, help="Tune with this many Optuna trials.")

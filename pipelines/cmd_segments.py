@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from cip.activation import (
@@ -185,13 +185,17 @@ def list_(
 @segments_app.command("export")
 def export(
     name: Annotated[str, typer.Argument(help="Segment name (see `cip segments list`).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | parquet | jsonl")],
+    fmt: Annotated[
+        Literal["csv", "parquet", "jsonl"], typer.Option("--format", "-f", help="File format.")
+    ],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write (atomically).")],
     changes: Annotated[
-        str | None, typer.Option("--changes", help="Only entries or exits: entered | exited.")
+        Literal["entered", "exited", "all"] | None,
+        typer.Option("--changes", help="Only entries, exits or both (default: the members)."),
     ] = None,
     purpose: Annotated[
-        str | None, typer.Option("--purpose", help="email | sms | push (default: the segment's).")
+        Literal["email", "sms", "push"] | None,
+        typer.Option("--purpose", help="Consent purpose and contact (default: the segment's)."),
     ] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Build (default: latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
@@ -69,10 +69,12 @@ def ensure_events_source(ws: Workspace) -> bool:
 @app.command()
 def serve(
     port: Annotated[
-        int | None, typer.Option("--port", "-p", help="Port (default serving.port).")
+        int | None,
+        typer.Option("--port", "-p", min=1, max=65535, help="Port (default serving.port)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker processes (default serving.workers).")
+        int | None,
+        typer.Option("--workers", min=1, help="Worker processes (default serving.workers)."),
     ] = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
@@ -176,7 +178,9 @@ def _keystore(ws: Workspace) -> Any:
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[str, typer.Option("--scope", help="shop | campaign | admin")],
+    scope: Annotated[
+        Literal["shop", "campaign", "admin"], typer.Option("--scope", help="What the key may call.")
+    ],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -173,7 +173,11 @@ class DuckDBStore(Store):
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
-            raise CIPError(f"cannot open the store {self.path}: {exc}") from None
+            from cip.profiles.errors import ConflictError  # noqa: PLC0415 (busy: exit 75)
+
+            busy = "lock" in str(exc).lower()  # another process holds it: try again later
+            kind = ConflictError if busy else CIPError
+            raise kind(f"cannot open the store {self.path}: {exc}") from None
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:

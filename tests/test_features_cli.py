@@ -56,9 +56,9 @@ def test_features_command_writes_store_and_parquet(tmp_workspace, capsys, tmp_pa
 def test_features_command_errors_are_one_line(tmp_workspace, capsys) -> None:
     ws = str(tmp_workspace.root)
     code, _, err = _run(capsys, "-w", ws, "features")
-    assert code == 1 and "--as-of" in err
+    assert code == 3 and "--as-of" in err  # ConfigError (README, "Exit codes")
     code, _, err = _run(capsys, "-w", ws, "features", "--as-of", "not-a-date")
-    assert code == 1 and "invalid as_of" in err
+    assert code == 3 and "invalid as_of" in err
 
 
 def test_describe_json_and_markdown(tmp_workspace, capsys) -> None:

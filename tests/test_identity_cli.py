@@ -130,9 +130,9 @@ def test_cli_unify_split_show_status(tmp_workspace, capsys) -> None:
 def test_cli_errors_are_one_line(tmp_workspace, capsys) -> None:
     code = main(["--workspace", str(tmp_workspace.root), "identity", "split", "--a", "ssn:1"])
     err = capsys.readouterr().err
-    assert code == 1 and "TYPE:VALUE" in err and "Traceback" not in err
+    assert code == 3 and "TYPE:VALUE" in err and "Traceback" not in err  # ConfigError
     code = main(["--workspace", str(tmp_workspace.root), "identity", "show", "-u", "u_nope"])
-    assert code == 1 and "no identity tables" in capsys.readouterr().err
+    assert code == 4 and "no identity tables" in capsys.readouterr().err  # NotFoundError
 
 
 def test_simulator_benchmark_scores_against_a_truth_table(tmp_workspace, capsys) -> None:

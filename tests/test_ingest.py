@@ -279,7 +279,7 @@ def test_unknown_config_key_and_unmapped_required_column(tmp_path: Path) -> None
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys, lines_csv: Path) -> None:
     ws = tmp_path / "ws"
-    assert main(["--workspace", str(ws), "status"]) == 1
+    assert main(["--workspace", str(ws), "status"]) == 4  # NotFoundError
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: no workspace at") and "\n" not in err
     cfg = tmp_path / "c.yaml"
@@ -289,7 +289,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys, lines_csv: Path) -> Non
     )
     assert main(["init", str(ws), "--config", str(cfg)]) == 0
     capsys.readouterr()
-    assert main(["--workspace", str(ws), "ingest"]) == 1
+    assert main(["--workspace", str(ws), "ingest"]) == 3  # SourceError
     err = capsys.readouterr().err.strip()
     assert "Sku not found in orders.csv" in err and "\n" not in err
     assert main(["--workspace", str(ws), "status", "--json"]) == 0

@@ -76,9 +76,9 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
     _run(capsys, *w, "models", "promote", "propensity", "2", "--json")
     back = _run(capsys, *w, "models", "rollback", "cip-propensity", "--json")
     assert back == {"name": "cip-propensity", "champion": "1"}
-    assert main([*w, "models", "rollback", "churn"]) == 1  # nothing to roll back to
+    assert main([*w, "models", "rollback", "churn"]) == 4  # nothing to roll back to
     assert "no previous champion" in capsys.readouterr().err
-    assert main([*w, "train", "churn", "--as-of", "2024-13-01"]) != 0
+    assert main([*w, "train", "churn", "--as-of", "2024-13-01"]) == 2  # usage error
 
 
 @pytest.mark.slow

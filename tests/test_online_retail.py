@@ -60,7 +60,7 @@ def test_missing_cip_shared_is_a_clear_error(tmp_path: Path, capsys, monkeypatch
     rc = main(
         ["init", str(tmp_path / "w"), "--config", str(REPO / "examples" / "online_retail.yaml")]
     )
-    assert rc == 1
+    assert rc == 3  # ConfigError
     err = capsys.readouterr().err
     assert "CIP_SHARED is not set" in err and "shared" in err
     assert os.environ.get("CIP_SHARED") is None

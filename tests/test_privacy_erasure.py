@@ -323,15 +323,15 @@ def test_forgetting_again_says_already_erased(erased: Erased) -> None:
 
 def test_unknown_or_invalid_identifiers_are_one_line_errors(erased: Erased, capsys) -> None:
     w = ["-w", str(erased.ws.root)]
-    for args, expect in (
-        (["forget", "-i", "email:nobody.at.all@example.org"], "is not known"),
-        (["forget", "-i", "phone:not-a-number"], "not a valid phone"),
-        (["forget", "-i", "fax:123"], "must be TYPE:VALUE"),
-        (["forget"], "give the person"),
-        (["export-person", "-u", "u_0000000000000000"], "is not known"),
+    for args, expect, code in (
+        (["forget", "-i", "email:nobody.at.all@example.org"], "is not known", 4),
+        (["forget", "-i", "phone:not-a-number"], "not a valid phone", 3),
+        (["forget", "-i", "fax:123"], "must be TYPE:VALUE", 3),
+        (["forget"], "give the person", 3),
+        (["export-person", "-u", "u_0000000000000000"], "is not known", 4),
     ):
         capsys.readouterr()
-        assert main(w + args) == 1
+        assert main(w + args) == code, args
         err = capsys.readouterr().err.strip()
         assert expect in err and "\n" not in err, err
         assert "nobody.at.all" not in err  # the value is not echoed (terminals get logged)

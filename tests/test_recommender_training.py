@@ -73,9 +73,9 @@ def test_train_recommender_cli_registers_and_promotes(tmp_workspace, capsys):
 
 def test_train_recommender_errors(tmp_workspace, capsys):
     root = str(tmp_workspace.root)
-    assert main(["--workspace", root, "train-recommender"]) == 1
+    assert main(["--workspace", root, "train-recommender"]) == 3  # DataError
     assert "no interactions" in capsys.readouterr().err
-    assert main(["--workspace", root, "train-recommender", "--algorithm", "svd"]) == 1
+    assert main(["--workspace", root, "train-recommender", "--algorithm", "svd"]) == 2  # usage
     assert "--algorithm" in capsys.readouterr().err
 
 
@@ -89,6 +89,6 @@ def test_a_model_that_does_not_converge_is_a_one_line_error(tmp_workspace, capsy
     monkeypatch.setattr(tracking, "train_recommender_run", diverge)
     _load_lines(tmp_workspace)
     root = str(tmp_workspace.root)
-    assert main(["--workspace", root, "train", "recommender", "--algorithm", "bpr"]) == 1
+    assert main(["--workspace", root, "train", "recommender", "--algorithm", "bpr"]) == 3
     err = capsys.readouterr().err.strip()
     assert "bpr did not converge" in err and "nothing was registered" in err and "\n" not in err

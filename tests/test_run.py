@@ -72,7 +72,7 @@ def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace
             workspace_lock(tmp_workspace),
         ):
             pass
-        assert main(["--workspace", str(tmp_workspace.root), "run"]) == 1
+        assert main(["--workspace", str(tmp_workspace.root), "run"]) == 75  # busy, retry later
         err = capsys.readouterr().err.strip()
         assert "is busy" in err and "nothing was changed" in err and "\n" not in err
     finally:
@@ -84,7 +84,7 @@ def test_second_run_is_refused_while_one_holds_the_lock(tmp_workspace: Workspace
 
 
 def test_cip_run_on_an_empty_workspace_says_what_is_missing(tmp_workspace, capsys) -> None:
-    assert main(["--workspace", str(tmp_workspace.root), "run", "--json"]) == 1
+    assert main(["--workspace", str(tmp_workspace.root), "run", "--json"]) == 3  # ConfigError
     assert "no sources declared" in capsys.readouterr().err
 
 

@@ -76,7 +76,7 @@ def test_build_list_export_through_the_cli(tmp_workspace, capsys, tmp_path):
     code, _, err = run(
         ws, capsys, "segments", "export", "champions", "--format", "xls", "--out", str(dest)
     )
-    assert code == 1 and "unknown export format 'xls'" in err
+    assert code == 2 and "'xls' is not one of 'csv', 'parquet', 'jsonl'" in err  # usage error
 
 
 def test_cli_says_why_nothing_is_exportable_without_profiles(tmp_workspace, capsys, tmp_path):
@@ -100,11 +100,11 @@ def test_cli_says_why_nothing_is_exportable_without_profiles(tmp_workspace, caps
 def test_cli_errors_are_one_line(tmp_workspace, capsys):
     ws = _ws(tmp_workspace)
     code, _, err = run(ws, capsys, "segments", "build", "--as-of", "2030-01-01")
-    assert code == 1 and err.startswith("Error: no rows in 'features_default' at as_of")
+    assert code == 3 and err.startswith("Error: no rows in 'features_default' at as_of")
     code, _, err = run(
         ws, capsys, "segments", "export", "nope", "--format", "csv", "--out", "x.csv"
     )
-    assert code == 1 and "no segments have been built yet" in err
+    assert code == 4 and "no segments have been built yet" in err
 
 
 def test_config_rejects_unknown_webhooks_and_bad_definitions(tmp_path):

@@ -57,7 +57,7 @@ def test_cli_keys_create_prints_once_list_and_revoke(tmp_workspace, capsys) -> N
     assert "hash" not in listed[0]
     assert cli_main(["--workspace", ws, "keys", "revoke", made["id"]]) == 0
     assert KeyStore(tmp_workspace.root / "keys.json").verify(made["key"]) is None
-    assert cli_main(["--workspace", ws, "keys", "revoke", "nope"]) == 1
+    assert cli_main(["--workspace", ws, "keys", "revoke", "nope"]) == 4  # NotFoundError
 
 
 def test_memory_session_store_ttl_lru_and_consent(monkeypatch) -> None:
