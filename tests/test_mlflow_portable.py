@@ -126,3 +126,43 @@ def test_recommender_champion_loads_and_recommends_outside_the_repository(tmp_pa
     pd.testing.assert_frame_equal(
         got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False
     )
+
+
+@pytest.mark.parametrize("layout", ["editable", "wheel"])
+def test_package_copy_holds_the_layers_up_to_models(tmp_path, monkeypatch, layout) -> None:
+    from cip.models import _portable
+
+    root = tmp_path / "src"
+    layers = ("profiles", "features", "models", "serving", "activation", "pipelines")
+    pkg = root / "cip"
+    where = {"cip": pkg}
+    for layer in layers:  # editable: folders beside cip/; wheel: inside cip/
+        d = (pkg if layout == "wheel" else root) / layer
+        (d / "__pycache__").mkdir(parents=True)
+        (d / "__init__.py").write_text(f"# {layer}\n")
+        (d / "__pycache__" / "x.pyc").write_bytes(b"")
+        where[f"cip.{layer}"] = d
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("# cip\n")
+    monkeypatch.setattr(_portable, "_folder", lambda module: where[module])
+
+    copy = Path(_portable.package_code_path(tmp_path / "out"))
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file())
+    assert files == [
+        "__init__.py",
+        "features/__init__.py",
+        "models/__init__.py",
+        "profiles/__init__.py",
+    ]
+    assert (copy / "models" / "__init__.py").read_text() == "# models\n"
+
+
+def test_package_requirements_pin_the_installed_dependencies() -> None:
+    from importlib.metadata import version
+
+    from cip.models._portable import package_requirements
+
+    reqs = package_requirements(("threadpoolctl",))
+    assert f"mlflow=={version('mlflow')}" in reqs and f"implicit=={version('implicit')}" in reqs
+    assert f"threadpoolctl=={version('threadpoolctl')}" in reqs
+    assert not any(r.lower().startswith(("cip-platform", "pytest", "pyspark")) for r in reqs)
