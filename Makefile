@@ -30,6 +30,7 @@ demo: $(VENV)/.installed
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/python .ci/lint_imports.py  # import-linter: layering, private modules
 
 pytest: install-dev
 	$(BIN)/python -m pytest -q

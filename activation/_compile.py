@@ -19,6 +19,7 @@ import pandas as pd
 from cip.activation._tables import json_list, sql_type
 from cip.activation.definitions import Condition, SegmentDefinition
 from cip.profiles.errors import ConfigError, DataError, NotFoundError
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import Store
 
 __all__ = [
@@ -138,11 +139,12 @@ def discover(store: Store, features_table: str, as_of: dt.datetime) -> Inputs:
         if need not in fcols:
             raise DataError(f"table {features_table!r} has no column {need!r}")
     n = store.sql(
-        f'SELECT count(*) AS n FROM "{features_table}" WHERE as_of = CAST(? AS TIMESTAMP)', [as_of]
+        f"SELECT count(*) AS n FROM {quote_ident(features_table)} WHERE as_of = CAST(? AS TIMESTAMP)",
+        [as_of],
     )["n"].iloc[0]
     if not n:
         have = store.sql(
-            f'SELECT DISTINCT as_of FROM "{features_table}" ORDER BY as_of DESC LIMIT 5'
+            f"SELECT DISTINCT as_of FROM {quote_ident(features_table)} ORDER BY as_of DESC LIMIT 5"
         )["as_of"]
         listed = ", ".join(str(pd.Timestamp(x)) for x in have) or "none"
         raise DataError(
@@ -216,7 +218,7 @@ class _Compiler:
             )
         assert c.field and c.op
         _alias, t = self.inputs.resolve(c.field, self.segment)
-        col = f'b."{c.field}"'
+        col = f"b.{quote_ident(c.field)}"
         if c.op in ("is_null", "not_null"):
             return _Frag(f"({col} IS {'NOT ' if c.op == 'not_null' else ''}NULL)", [])
         if c.op in ("top_pct", "bottom_pct"):
@@ -294,7 +296,7 @@ def compile_segment(
     extra = "b._model_reasons" if uses_scores else None
     reasons = _Frag(json_list(inputs.dialect, items, extra), params)
     if d.score:
-        score = f'CAST(b."{d.score}" AS DOUBLE PRECISION)'
+        score = f"CAST(b.{quote_ident(d.score)} AS DOUBLE PRECISION)"
     elif d.events is not None:
         score = "CAST(e.n AS DOUBLE PRECISION)"
     else:
@@ -318,7 +320,7 @@ def base_select(inputs: Inputs, fields: set[str], erased_pred: str) -> str:
     cols = ["f.unified_id", "f.as_of"]
     for name in sorted(fields):
         alias, _t = inputs.resolve(name, "?")
-        cols.append(f'{alias}."{name}" AS "{name}"')
+        cols.append(f"{alias}.{quote_ident(name)} AS {quote_ident(name)}")
     joins = ""
     if inputs.score_cols is not None:
         joins += " LEFT JOIN scores s ON s.unified_id = f.unified_id AND s.as_of = f.as_of"
@@ -331,7 +333,7 @@ def base_select(inputs: Inputs, fields: set[str], erased_pred: str) -> str:
     if inputs.profile_cols is not None and any(inputs.resolve(n, "?")[0] == "p" for n in fields):
         joins += " LEFT JOIN profiles p ON p.unified_id = f.unified_id"
     return (
-        f'SELECT {", ".join(cols)} FROM "{inputs.features}" f{joins} '
+        f"SELECT {', '.join(cols)} FROM {quote_ident(inputs.features)} f{joins} "
         f"WHERE f.as_of = CAST(? AS TIMESTAMP) AND {erased_pred}"
     )
 
@@ -346,10 +348,10 @@ def threshold_tables(store: Store, thresholds: Thresholds) -> None:
     and the comparison with the empty subquery (NULL) keeps nobody.
     """
     for (name, direction, pct), tbl in thresholds.items():
-        n = int(store.sql(f'SELECT count("{name}") AS n FROM _seg_base')["n"].iloc[0])
+        n = int(store.sql(f"SELECT count({quote_ident(name)}) AS n FROM _seg_base")["n"].iloc[0])
         k = max(math.ceil(pct * n / 100.0), 1)
         store.execute(f"DROP TABLE IF EXISTS {tbl}")
         store.execute(
-            f'CREATE TEMP TABLE {tbl} AS SELECT "{name}" AS v FROM _seg_base '
-            f'WHERE "{name}" IS NOT NULL ORDER BY "{name}" {direction} LIMIT 1 OFFSET {k - 1}'
+            f"CREATE TEMP TABLE {tbl} AS SELECT {quote_ident(name)} AS v FROM _seg_base "
+            f"WHERE {quote_ident(name)} IS NOT NULL ORDER BY {quote_ident(name)} {direction} LIMIT 1 OFFSET {k - 1}"
         )

@@ -1,4 +1,4 @@
-"""Tables written by activation, and small SQL helpers shared by its modules.
+"""Tables written by activation (schemas in ``profiles.tables``) and its small SQL helpers.
 
 All SQL here runs on DuckDB and PostgreSQL (the two store backends); the few
 dialect differences (JSON lists) live in :func:`json_list`.
@@ -10,9 +10,17 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pandas as pd
-from cip.profiles.contracts import Column, TableSchema
+from cip.profiles.contracts import TableSchema
 from cip.profiles.errors import DataError
 from cip.profiles.store import Store
+from cip.profiles.tables import (
+    SEGMENT_BUILDS,
+    SEGMENT_CHANGES,
+    SEGMENT_MEMBERS,
+    WEBHOOK_BATCHES,
+    WEBHOOK_DELIVERIES,
+)
+from cip.profiles.tables import ensure_tables as _ensure
 
 __all__ = [
     "MEMBERS",
@@ -28,92 +36,17 @@ __all__ = [
 ]
 
 
-def _c(name: str, type_: str, description: str) -> Column:
-    return Column(name, type_, description)
-
-
-MEMBERS = TableSchema(
-    "segment_members",
-    (
-        _c("segment", "VARCHAR", "Segment name."),
-        _c("unified_id", "VARCHAR", "The person."),
-        _c("as_of", "TIMESTAMP", "Snapshot the membership was computed for."),
-        _c("score", "DOUBLE", "The segment's score column for this member (may be null)."),
-        _c("reasons", "VARCHAR", "JSON list of readable reasons."),
-        _c("model_version", "VARCHAR", "Version of the models whose scores were used."),
-    ),
-    "Members of every segment per build (as_of).",
-    key=("segment", "as_of", "unified_id"),
-)
-CHANGES = TableSchema(
-    "segment_changes",
-    (
-        _c("segment", "VARCHAR", "Segment name."),
-        _c("unified_id", "VARCHAR", "The person."),
-        _c("as_of", "TIMESTAMP", "The build in which the change was seen."),
-        _c("change", "VARCHAR", "entered | exited."),
-        _c("previous_as_of", "TIMESTAMP", "The build compared with (null: first build)."),
-    ),
-    "Entries and exits between a build and the previous build of the same segment.",
-    key=("segment", "as_of", "unified_id"),
-)
-BUILDS = TableSchema(
-    "segment_builds",
-    (
-        _c("segment", "VARCHAR", "Segment name."),
-        _c("as_of", "TIMESTAMP", "Snapshot."),
-        _c("kind", "VARCHAR", "rfm | predictive | rule."),
-        _c("purpose", "VARCHAR", "Consent purpose of exports (email | sms | push), or null."),
-        _c("description", "VARCHAR", "The definition as one readable line."),
-        _c("members", "BIGINT", "Members."),
-        _c("entered", "BIGINT", "Members that entered since the previous build."),
-        _c("exited", "BIGINT", "Members that left since the previous build."),
-        _c("previous_as_of", "TIMESTAMP", "The previous build of this segment (null: first)."),
-        _c("digest", "VARCHAR", "MD5 of the build's changes (part of webhook batch keys)."),
-        _c("built_at", "TIMESTAMP", "When the build ran (UTC)."),
-    ),
-    "One row per segment per build.",
-    key=("segment", "as_of"),
-)
-DELIVERIES = TableSchema(
-    "webhook_deliveries",
-    (
-        _c("destination", "VARCHAR", "Webhook destination name."),
-        _c("segment", "VARCHAR", "Segment name."),
-        _c("as_of", "TIMESTAMP", "Build whose changes the batch carries."),
-        _c("digest", "VARCHAR", "Digest of that build's changes."),
-        _c("batch_index", "BIGINT", "0-based batch number."),
-        _c("idempotency_key", "VARCHAR", "Sent as the Idempotency-Key header."),
-        _c("n_changes", "BIGINT", "Changes planned in the batch."),
-        _c("status", "VARCHAR", "pending | delivered | failed | empty | superseded."),
-        _c("attempts", "BIGINT", "HTTP attempts so far."),
-        _c("http_status", "BIGINT", "Status code of the last attempt (null: no response)."),
-        _c("error", "VARCHAR", "Last error (no personal data)."),
-        _c("updated_at", "TIMESTAMP", "Last change of this row (UTC)."),
-    ),
-    "Delivery log of webhook batches; a re-run sends only batches not delivered.",
-    key=("idempotency_key",),
-)
-BATCHES = TableSchema(
-    "webhook_batches",
-    (
-        _c("destination", "VARCHAR", "Webhook destination name."),
-        _c("segment", "VARCHAR", "Segment name."),
-        _c("as_of", "TIMESTAMP", "Build."),
-        _c("digest", "VARCHAR", "Digest of the build's changes when planned."),
-        _c("batch_index", "BIGINT", "Batch the change belongs to."),
-        _c("unified_id", "VARCHAR", "The person."),
-        _c("change", "VARCHAR", "entered | exited."),
-    ),
-    "The frozen plan of webhook batches (which change goes in which batch).",
-    key=("destination", "segment", "as_of", "unified_id"),
-)
+# The schemas live in the table registry (profiles.tables); the short names stay for activation.
+MEMBERS = SEGMENT_MEMBERS
+CHANGES = SEGMENT_CHANGES
+BUILDS = SEGMENT_BUILDS
+DELIVERIES = WEBHOOK_DELIVERIES
+BATCHES = WEBHOOK_BATCHES
 
 
 def ensure_tables(store: Store, schemas: Sequence[TableSchema] | None = None) -> None:
     """Create the activation tables that do not exist yet."""
-    for sch in schemas or (MEMBERS, CHANGES, BUILDS, DELIVERIES, BATCHES):
-        store.execute(sch.ddl(dialect=store.dialect))
+    _ensure(store, *(schemas or (MEMBERS, CHANGES, BUILDS, DELIVERIES, BATCHES)))
 
 
 def to_timestamp(

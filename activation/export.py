@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 from cip.activation._tables import not_erased, to_timestamp
 from cip.profiles.errors import ConfigError, DataError, NotFoundError, PrivacyError
+from cip.profiles.sql import quote_literal
 from cip.profiles.store import Store
 
 __all__ = ["export_segment", "segment_page", "ExportReport", "member_rows_sql", "CONTACT"]
@@ -230,8 +231,7 @@ def _write_atomic(table: pa.Table, out: Path, fmt: str) -> None:
             "parquet": "FORMAT parquet",
             "jsonl": "FORMAT json",
         }
-        target = str(tmp).replace("'", "''")
-        con.execute(f"COPY ({sel}) TO '{target}' ({opts[fmt]})")
+        con.execute(f"COPY ({sel}) TO {quote_literal(tmp)} ({opts[fmt]})")
         os.replace(tmp, out)
     finally:
         con.close()

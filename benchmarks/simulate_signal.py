@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-from cip.pipelines.simulate import simulate
+from cip.pipelines.simulator import simulate
 
 END = date(2025, 12, 31)
 

@@ -19,7 +19,7 @@ from benchmarks._util import load_average, machine, run_child, stamp
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from cip.pipelines.simulate import simulate
+from cip.pipelines.simulator import simulate
 out, n, days, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t0 = time.perf_counter()
 res = simulate(out, customers=n, days=days, seed=seed)

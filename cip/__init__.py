@@ -11,7 +11,7 @@ The Python API starts from a workspace folder::
     result = ws.train("churn", as_of="2024-06-01")
 
 Each layer is a subpackage: :mod:`cip.profiles`, :mod:`cip.features`,
-:mod:`cip.models`, :mod:`cip.serving`, :mod:`cip.activation` and
+:mod:`cip.models`, :mod:`cip.activation`, :mod:`cip.serving` and
 :mod:`cip.pipelines` (the layering runs in that order; a lower layer never
 imports a higher one).
 """

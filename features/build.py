@@ -25,6 +25,7 @@ from cip.features.spec import (
     to_as_of,
 )
 from cip.profiles.errors import DataError
+from cip.profiles.sql import quote_ident
 
 __all__ = [
     "compute_features",
@@ -210,10 +211,12 @@ def write_features(store: Any, df: pd.DataFrame, table: str = DEFAULT_FEATURE_TA
         if not store.has_table(table):
             store.load_arrow(table, df, mode="replace")
             return len(df)
-        existing = list(store.sql(f'SELECT * FROM "{table}" LIMIT 0').columns)
+        existing = list(store.sql(f"SELECT * FROM {quote_ident(table)} LIMIT 0").columns)
         if existing == list(df.columns):
             for ts in stamps:
-                store.execute(f'DELETE FROM "{table}" WHERE as_of = ?', [pd.Timestamp(ts)])
+                store.execute(
+                    f"DELETE FROM {quote_ident(table)} WHERE as_of = ?", [pd.Timestamp(ts)]
+                )
             store.load_arrow(table, df, mode="append")
             return len(df)
         log.warning("feature table %s: columns changed, rebuilding it", table)

@@ -23,6 +23,7 @@ from typing import Any
 
 import ibis
 from cip.profiles.errors import DataError
+from cip.profiles.sql import quote_ident
 
 __all__ = ["FeatureInputs", "load_inputs", "inputs_from_ibis", "RECORD_MAP"]
 
@@ -72,7 +73,7 @@ def load_inputs(store: Any) -> FeatureInputs:
 
     def has_rows(table: str, where: str | None) -> bool:
         cond = f" WHERE {where}" if where else ""
-        return len(store.sql(f'SELECT 1 AS one FROM "{table}"{cond} LIMIT 1')) > 0
+        return len(store.sql(f"SELECT 1 AS one FROM {quote_ident(table)}{cond} LIMIT 1")) > 0
 
     return inputs_from_ibis(store.ibis(), tables=set(store.table_names()), has_rows=has_rows)
 

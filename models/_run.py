@@ -13,6 +13,7 @@ from cip.models.baselines import DEFAULT_RFM_COLUMNS, RecencyRule, RFMLogisticRe
 from cip.models.estimators import ChurnModel, PropensityModel
 from cip.models.metrics import calibration_table, evaluate_probabilities, evaluate_scores
 from cip.models.registry import PromotionDecision, decide_promotion
+from cip.profiles.contracts import CHURN_MODEL, PROPENSITY_MODEL
 from cip.profiles.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ class ModelKind:
 
 
 KIND_SPECS: dict[str, ModelKind] = {
-    "churn": ModelKind("churn", "cip-churn", ChurnModel, "churn", "active", +1),
-    "propensity": ModelKind("propensity", "cip-propensity", PropensityModel, "purchase", None, -1),
+    "churn": ModelKind("churn", CHURN_MODEL, ChurnModel, "churn", "active", +1),
+    "propensity": ModelKind("propensity", PROPENSITY_MODEL, PropensityModel, "purchase", None, -1),
 }
 
 

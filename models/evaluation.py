@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cip.models.recommender._data import normalize_ids
+from cip.models.recommender import normalize_ids
 from cip.profiles.errors import DataError
 
 __all__ = [

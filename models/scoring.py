@@ -24,7 +24,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from cip.models._reasons import join_reasons_json
+from cip.profiles.contracts import CHURN_MODEL, PROPENSITY_MODEL
 from cip.profiles.errors import ConfigError, DataError, NotFoundError
+from cip.profiles.sql import quote_ident, quote_literal
+from cip.profiles.tables import SCORES, ensure_tables
 
 __all__ = [
     "SCORES_TABLE",
@@ -41,27 +44,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCORES_TABLE = "scores"
-SCORE_COLUMNS: tuple[str, ...] = (
-    "unified_id",
-    "as_of",
-    "model",
-    "model_version",
-    "churn_probability",
-    "purchase_probability",
-    "reasons",
-    "rfm_segment",
-)
+SCORES_TABLE = SCORES.name
+SCORE_COLUMNS: tuple[str, ...] = tuple(SCORES.names)
 #: registry name -> probability column
 MODEL_NAMES: dict[str, str] = {
-    "cip-churn": "churn_probability",
-    "cip-propensity": "purchase_probability",
+    CHURN_MODEL: "churn_probability",
+    PROPENSITY_MODEL: "purchase_probability",
 }
-_DDL = (
-    'CREATE TABLE IF NOT EXISTS "scores" (unified_id VARCHAR, as_of TIMESTAMP, model VARCHAR, '
-    "model_version VARCHAR, churn_probability DOUBLE, purchase_probability DOUBLE, "
-    "reasons VARCHAR, rfm_segment VARCHAR)"
-)
 
 
 @dataclass
@@ -174,10 +163,11 @@ def write_scores(store: Any, scores: pd.DataFrame, as_of: Any) -> int:
             ]
         )
     )
-    ddl = _DDL.replace("DOUBLE", "DOUBLE PRECISION") if store.dialect == "postgres" else _DDL
     with store.transaction():
-        store.execute(ddl)
-        store.execute('DELETE FROM "scores" WHERE as_of = ?', [ts.to_pydatetime()])
+        ensure_tables(store, SCORES)
+        store.execute(
+            f"DELETE FROM {quote_ident(SCORES_TABLE)} WHERE as_of = ?", [ts.to_pydatetime()]
+        )
         # a pandas frame over the Arrow buffers (Store.load_arrow's append reads .columns)
         store.load_arrow(SCORES_TABLE, tbl.to_pandas(types_mapper=pd.ArrowDtype), mode="append")
     return tbl.num_rows
@@ -188,8 +178,8 @@ def customer_ids(store: Any) -> pd.DataFrame | None:
     if not store.has_table("record_map"):
         return None
     parts = [
-        f'SELECT m.unified_id, t.customer_id FROM record_map m JOIN "{t}" t '
-        f"ON t.record_id = m.record_id WHERE m.source_table = '{t}' AND t.customer_id IS NOT NULL"
+        f"SELECT m.unified_id, t.customer_id FROM record_map m JOIN {quote_ident(t)} t "
+        f"ON t.record_id = m.record_id WHERE m.source_table = {quote_literal(t)} AND t.customer_id IS NOT NULL"
         for t in ("customers", "orders", "events")
         if store.has_table(t)
     ]

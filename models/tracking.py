@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from cip.models.estimators import load_model
 from cip.models.registry import champion_version
+from cip.profiles.sql import quote_ident
 
 __all__ = [
     "data_fingerprint",
@@ -45,10 +46,10 @@ _ENTRY = Path(__file__).with_name("_pyfunc_classifier.py")
 
 
 def _table_stats(store: Any, table: str) -> dict[str, Any]:
-    cols = list(store.sql(f'SELECT * FROM "{table}" LIMIT 0').columns)
+    cols = list(store.sql(f"SELECT * FROM {quote_ident(table)} LIMIT 0").columns)
     ts = next((c for c in _TS_CANDIDATES if c in cols), None)
-    sel = "count(*) AS n" + (f', CAST(max("{ts}") AS VARCHAR) AS max_ts' if ts else "")
-    row = store.sql(f'SELECT {sel} FROM "{table}"').iloc[0]
+    sel = "count(*) AS n" + (f", CAST(max({quote_ident(ts)}) AS VARCHAR) AS max_ts" if ts else "")
+    row = store.sql(f"SELECT {sel} FROM {quote_ident(table)}").iloc[0]
     return {"rows": int(row["n"]), "max_ts": None if ts is None else _none(row["max_ts"])}
 
 

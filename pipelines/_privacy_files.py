@@ -26,16 +26,17 @@ from pathlib import Path
 
 import duckdb
 from cip.profiles.errors import CIPError
+from cip.profiles.sql import quote_ident, quote_literal
 
 __all__ = ["scrub_exports", "scrub_events_files", "scrub_recommenders", "replace_zeroing"]
 
 log = logging.getLogger(__name__)
 
 _READERS = {
-    ".csv": "read_csv('{p}', header = true, all_varchar = true)",
-    ".parquet": "read_parquet('{p}')",
-    ".jsonl": "read_json('{p}', format = 'newline_delimited')",
-    ".json": "read_json('{p}', format = 'auto')",
+    ".csv": "read_csv({p}, header = true, all_varchar = true)",
+    ".parquet": "read_parquet({p})",
+    ".jsonl": "read_json({p}, format = 'newline_delimited')",
+    ".json": "read_json({p}, format = 'auto')",
 }
 _WRITERS = {
     ".csv": "FORMAT csv, HEADER true",
@@ -43,10 +44,6 @@ _WRITERS = {
     ".jsonl": "FORMAT json",
     ".json": "FORMAT json",
 }
-
-
-def _q(s: str | Path) -> str:
-    return str(s).replace("'", "''")
 
 
 def replace_zeroing(tmp: Path, path: Path) -> None:
@@ -78,14 +75,16 @@ def _filter_file(path: Path, values: list[str]) -> int | None:
         con.execute("SET enable_progress_bar = false")
         con.register("vals", _values_table(values))
         try:
-            con.execute(f"CREATE TEMP TABLE f AS SELECT * FROM {_READERS[ext].format(p=_q(path))}")
+            con.execute(
+                f"CREATE TEMP TABLE f AS SELECT * FROM {_READERS[ext].format(p=quote_literal(path))}"
+            )
         except duckdb.Error:
             return None
         cols = con.execute("SELECT column_name, column_type FROM (DESCRIBE f)").fetchall()
         terms = [
-            f'list_has_any(CAST("{c}" AS VARCHAR[]), (SELECT list(v) FROM vals))'
+            f"list_has_any(CAST({quote_ident(c)} AS VARCHAR[]), (SELECT list(v) FROM vals))"
             if t.endswith("[]")
-            else f'CAST("{c}" AS VARCHAR) IN (SELECT v FROM vals)'
+            else f"CAST({quote_ident(c)} AS VARCHAR) IN (SELECT v FROM vals)"
             for c, t in cols
         ]
         hit = " OR ".join(f"coalesce({x}, FALSE)" for x in terms) or "FALSE"
@@ -95,7 +94,7 @@ def _filter_file(path: Path, values: list[str]) -> int | None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             con.execute(
-                f"COPY (SELECT * FROM f WHERE NOT ({hit})) TO '{_q(tmp)}' ({_WRITERS[ext]})"
+                f"COPY (SELECT * FROM f WHERE NOT ({hit})) TO {quote_literal(tmp)} ({_WRITERS[ext]})"
             )
             replace_zeroing(tmp, path)
         finally:

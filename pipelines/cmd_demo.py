@@ -13,7 +13,7 @@ from cip.pipelines.cmd_core import collect_status
 from cip.pipelines.cmd_run import print_run
 from cip.pipelines.cmd_simulate import register_sources
 from cip.pipelines.run import run_pipeline
-from cip.pipelines.simulate import simulate as run_simulation
+from cip.pipelines.simulator import simulate as run_simulation
 from cip.pipelines.workspace import Workspace, resolve_workspace
 from rich.table import Table
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
 from cip.pipelines.workspace import Workspace
+from cip.profiles.contracts import REGISTERED_MODELS
 from rich.table import Table
 
 __all__ = ["train_app", "models_app", "run_train", "run_score"]
@@ -32,7 +33,7 @@ models_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 
-_KIND_NAMES = {"churn": "cip-churn", "propensity": "cip-propensity"}
+_KIND_NAMES = {k: REGISTERED_MODELS[k] for k in ("churn", "propensity")}
 
 AsOf = Annotated[
     str | None,

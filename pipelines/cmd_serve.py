@@ -12,6 +12,7 @@ from cip.pipelines._cli_app import app, console, emit_json, out, workspace
 from cip.pipelines.cmd_simulate import register_sources
 from cip.pipelines.workspace import Workspace
 from cip.profiles.errors import ConfigError
+from cip.serving.settings import WORKSPACE_SETTINGS
 from rich.table import Table
 
 __all__ = ["serving_settings", "ensure_events_source", "salt_path"]
@@ -99,6 +100,7 @@ def serve(
         return
     if ensure_events_source(ws):
         console.print("registered source [bold]http_events[/] (HTTP events -> events) in cip.yaml")
+    settings.save(ws.root / WORKSPACE_SETTINGS)  # for `CIP_WORKSPACE=... bentoml serve`
     if check:
         _check(settings)
         return

@@ -10,8 +10,8 @@ import typer
 import yaml
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
 from cip.pipelines.config import load_config
-from cip.pipelines.simulate import SimulationResult
-from cip.pipelines.simulate import simulate as run_simulation
+from cip.pipelines.simulator import SimulationResult
+from cip.pipelines.simulator import simulate as run_simulation
 from cip.pipelines.workspace import Workspace
 from cip.profiles.errors import ConfigError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

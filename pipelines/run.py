@@ -27,15 +27,11 @@ from typing import Any
 import pandas as pd
 from cip.pipelines.workspace import Workspace
 from cip.profiles.errors import ConflictError
+from cip.profiles.tables import PIPELINE_STEPS, ensure_tables
 
 __all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_state", "last_run"]
 
 log = logging.getLogger(__name__)
-
-_STEPS_DDL = (
-    "CREATE TABLE IF NOT EXISTS _pipeline_steps (run_id VARCHAR, step VARCHAR, as_of DATE, "
-    "status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, summary VARCHAR)"
-)
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ def workspace_lock(ws: Workspace, what: str = "cip run") -> Iterator[None]:
 
 def _ensure_state(ws: Workspace) -> None:
     with ws.open_store() as store:
-        store.execute(_STEPS_DDL)
+        ensure_tables(store, PIPELINE_STEPS)
 
 
 def pipeline_state(ws: Workspace) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from cip.pipelines.run import Step
 from cip.pipelines.workspace import Workspace
+from cip.profiles.contracts import RECOMMENDER_MODEL, REGISTERED_MODELS
 from cip.profiles.errors import DataError, NotFoundError
 
 __all__ = ["DEFAULT_STEPS", "resolve_as_of"]
@@ -136,7 +137,7 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with shared_training_sets():  # churn and propensity: one training set, built once
         for kind in ("churn", "propensity"):
-            if not _needs_training(ws, f"cip-{kind}"):
+            if not _needs_training(ws, REGISTERED_MODELS[kind]):
                 out[kind] = "champion kept"
                 continue
             try:
@@ -149,7 +150,7 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
                 " (champion)" if r.promoted else " (not promoted)"
             )
     if ws.config.run.recommender:
-        if _needs_training(ws, "cip-recommender"):
+        if _needs_training(ws, RECOMMENDER_MODEL):
             from cip.pipelines.cmd_recommender import run_train_recommender
 
             try:

@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 from cip.profiles.errors import CIPError, ConflictError
+from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.store import Store
 
 __all__ = ["rewrite_duckdb", "vacuum_postgres"]
@@ -34,10 +35,6 @@ __all__ = ["rewrite_duckdb", "vacuum_postgres"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-
-
-def _q(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, int]:
@@ -50,7 +47,9 @@ def _counts(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, int]:
         ).fetchall()
     ]
     return {
-        n: con.execute(f'SELECT count(*) FROM "{catalog}"."main"."{n}"').fetchone()[0]
+        n: con.execute(
+            f'SELECT count(*) FROM {quote_ident(catalog)}."main".{quote_ident(n)}'
+        ).fetchone()[0]
         for n in names
     }
 
@@ -89,8 +88,8 @@ def rewrite_duckdb(path: str | os.PathLike[str], *, retries: int = 20) -> dict[s
         con.execute("SET enable_progress_bar = false")
         con.execute("FORCE CHECKPOINT")
         catalog = con.execute("SELECT current_database()").fetchone()[0]
-        con.execute(f"ATTACH '{_q(tmp)}' AS cip_fresh")
-        con.execute(f'COPY FROM DATABASE "{catalog}" TO cip_fresh')
+        con.execute(f"ATTACH {quote_literal(tmp)} AS cip_fresh")
+        con.execute(f"COPY FROM DATABASE {quote_ident(catalog)} TO cip_fresh")
         if _counts(con, catalog) != _counts(con, "cip_fresh"):
             raise CIPError("the rewritten store does not match the original; it was not swapped")
         con.execute("DETACH cip_fresh")
@@ -138,5 +137,5 @@ def vacuum_postgres(store: Store, tables: list[str]) -> dict[str, Any]:
     """``VACUUM FULL`` the tables (PostgreSQL rewrites them into new files)."""
     t0 = time.perf_counter()
     for t in tables:
-        store.execute(f'VACUUM FULL "{t}"')
+        store.execute(f"VACUUM FULL {quote_ident(t)}")
     return {"tables": len(tables), "seconds": round(time.perf_counter() - t0, 3)}

@@ -29,8 +29,9 @@ import pandas as pd
 import pyarrow as pa
 from cip.profiles._person_sql import ID_KINDS, drop, in_list, stage
 from cip.profiles.errors import DataError, NotFoundError
-from cip.profiles.identity._normalise import normalise_identifier
-from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.identity.normalise import normalise_identifier
+from cip.profiles.identity.options import IdentityOptions, parse_identifier
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import Store
 
 __all__ = ["PersonPlan", "plan_persons", "TEMP_TABLES", "RAW_SOURCES"]
@@ -123,7 +124,7 @@ def _ids_in_tables(store: Store, uids: list[str]) -> set[str]:
         if "unified_id" in columns_of(store, t):
             out |= set(
                 store.sql(
-                    f'SELECT DISTINCT CAST(unified_id AS VARCHAR) AS u FROM "{t}" '
+                    f"SELECT DISTINCT CAST(unified_id AS VARCHAR) AS u FROM {quote_ident(t)} "
                     f"WHERE CAST(unified_id AS VARCHAR) IN {in_list(uids)}"
                 )["u"].astype(str)
             )

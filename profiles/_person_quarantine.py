@@ -13,8 +13,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 from cip.profiles._person_sql import DELIMS, EMAIL_LIKE, ID_KINDS
-from cip.profiles.identity._normalise import normalise_identifier
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.normalise import normalise_identifier
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.store import Store
 
 __all__ = ["quarantine_hits", "TOKEN_SQL"]

@@ -30,7 +30,8 @@ import duckdb
 import pyarrow as pa
 from cip.profiles.contracts import IDENTIFIER_COLUMNS
 from cip.profiles.errors import CIPError
-from cip.profiles.identity._normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
+from cip.profiles.identity.normalise import email_sql, id_sql, phone_clean_sql, phone_digits_sql
+from cip.profiles.sql import checked_ident, quote_literal
 from cip.profiles.store import DuckDBStore, Store
 
 __all__ = [
@@ -149,11 +150,11 @@ def stage(store: Store, name: str, data: pa.Table) -> None:
         finally:
             store.con.unregister(view)
         return
-    from cip.profiles.store import _copy_into, _pg_type, _q
+    from cip.profiles.store import _copy_into, _pg_type
 
-    ddl = ", ".join(f"{_q(f.name)} {_pg_type(f.type)}" for f in data.schema)
+    ddl = ", ".join(f"{checked_ident(f.name)} {_pg_type(f.type)}" for f in data.schema)
     store.execute(f"CREATE TEMP TABLE {name} ({ddl})")
-    _copy_into(store.con, name, ", ".join(_q(c) for c in data.column_names), data)
+    _copy_into(store.con, name, ", ".join(checked_ident(c) for c in data.column_names), data)
 
 
 def drop(store: Store, *names: str) -> None:
@@ -243,4 +244,4 @@ def in_list(values: Sequence[str]) -> str:
     """A SQL ``IN`` list of string literals (``('a', 'b')``; ``(NULL)`` when empty)."""
     if not values:
         return "(NULL)"
-    return "(" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + ")"
+    return "(" + ", ".join(quote_literal(v) for v in values) + ")"

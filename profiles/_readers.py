@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import SourceConfig
+from cip.profiles.sql import quote_ident, quote_literal
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, src: SourceConfig, files: list
         except duckdb.Error as exc:
             msg = str(exc).splitlines()[0]
             raise SourceError(f"source {src.name!r}: cannot read Parquet file {f}: {msg}") from None
-    flist = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    flist = ", ".join(quote_literal(f) for f in files)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * EXCLUDE (filename, file_row_number), "
         f"parse_filename(filename) AS _file, file_row_number + 1 AS _row "
@@ -274,4 +275,4 @@ def _pg_table(name: str) -> str:
     parts = name.split(".")
     if not all(p.replace("_", "").isalnum() for p in parts) or len(parts) > 2:
         raise SourceError(f"invalid PostgreSQL table name {name!r}")
-    return ".".join(f'"{p}"' for p in parts)
+    return ".".join(quote_ident(p) for p in parts)

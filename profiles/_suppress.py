@@ -137,7 +137,7 @@ class Suppressor:
         ).df()
         if odd.empty:
             return
-        from cip.profiles.identity._normalise import e164
+        from cip.profiles.identity.normalise import e164
         from cip.profiles.privacy import hash_identifier
 
         forms = e164(

@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 from cip.profiles._person import TEMP_TABLES, plan_persons
 from cip.profiles._person_sql import base_tables, columns_of, drop, values_withheld
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.privacy import audit
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import Store
 
 __all__ = ["export_person"]
@@ -58,7 +59,9 @@ def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
 def _by_uid(store: Store, table: str, order: str = "") -> list[dict[str, Any]]:
     if not store.has_table(table):
         return []
-    return _rows(store.sql(f'SELECT * FROM "{table}" WHERE unified_id IN {_UIDS}{order}'))
+    return _rows(
+        store.sql(f"SELECT * FROM {quote_ident(table)} WHERE unified_id IN {_UIDS}{order}")
+    )
 
 
 def export_person(

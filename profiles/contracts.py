@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cip.profiles.sql import quote_ident
+
 __all__ = [
     "Column",
     "TableSchema",
@@ -39,7 +41,22 @@ __all__ = [
     "QUARANTINE",
     "INGEST_RUNS",
     "schema",
+    "CHURN_MODEL",
+    "PROPENSITY_MODEL",
+    "RECOMMENDER_MODEL",
+    "REGISTERED_MODELS",
 ]
+
+#: Names of the models in the MLflow registry (serving loads ``models:/<name>@champion``).
+CHURN_MODEL = "cip-churn"
+PROPENSITY_MODEL = "cip-propensity"
+RECOMMENDER_MODEL = "cip-recommender"
+#: Model kind -> registered model name.
+REGISTERED_MODELS: dict[str, str] = {
+    "churn": CHURN_MODEL,
+    "propensity": PROPENSITY_MODEL,
+    "recommender": RECOMMENDER_MODEL,
+}
 
 #: Identifier columns, in order of trust (a shop account id is the strongest).
 IDENTIFIER_COLUMNS: tuple[str, ...] = (
@@ -118,8 +135,10 @@ class TableSchema:
 
     def ddl(self, table_name: str | None = None, *, dialect: str = "duckdb") -> str:
         """``CREATE TABLE IF NOT EXISTS`` statement for this schema."""
-        cols = ",\n  ".join(f'"{c.name}" {_sql_type(c.type, dialect)}' for c in self.columns)
-        return f'CREATE TABLE IF NOT EXISTS "{table_name or self.name}" (\n  {cols}\n)'
+        cols = ",\n  ".join(
+            f"{quote_ident(c.name)} {_sql_type(c.type, dialect)}" for c in self.columns
+        )
+        return f"CREATE TABLE IF NOT EXISTS {quote_ident(table_name or self.name)} (\n  {cols}\n)"
 
 
 def _sql_type(t: str, dialect: str) -> str:

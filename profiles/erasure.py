@@ -43,9 +43,10 @@ from cip.profiles._person_sql import (
     text_columns,
     values_withheld,
 )
-from cip.profiles.identity._normalise import phone_clean_sql, phone_digits_sql
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.normalise import phone_clean_sql, phone_digits_sql
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.privacy import add_tombstones, audit, ensure_privacy_tables, hash_identifier
+from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.store import Store
 
 __all__ = ["ErasureReport", "erase_persons", "rewrite_duckdb", "vacuum_postgres", "leftovers"]
@@ -232,11 +233,11 @@ def _other_tables(store: Store, deleted: dict[str, int], done: set[str]) -> None
         ]
         if {"identifier_type", "identifier_value"} <= cols:
             conds.append(
-                f'EXISTS (SELECT 1 FROM _er_ids i WHERE i.kind = "{t}".identifier_type '
-                f'AND i.value = "{t}".identifier_value)'
+                f"EXISTS (SELECT 1 FROM _er_ids i WHERE i.kind = {quote_ident(t)}.identifier_type "
+                f"AND i.value = {quote_ident(t)}.identifier_value)"
             )
         if conds:
-            _run(store, deleted, t, f'DELETE FROM "{t}" WHERE ' + " OR ".join(conds))
+            _run(store, deleted, t, f"DELETE FROM {quote_ident(t)} WHERE " + " OR ".join(conds))
 
 
 def _tombstones(store: Store, salt: bytes, region: str) -> list[tuple[str, str]]:
@@ -281,20 +282,20 @@ def leftovers(store: Store) -> dict[str, int]:
     needles = sorted({v.strip() for v in vals if len(v.strip()) >= 5})
     if not needles:
         return {}
-    alts = "|".join(re.escape(v) for v in needles).replace("'", "''")
-    rx = f"(^|[^A-Za-z0-9])({alts})($|[^A-Za-z0-9])"
+    alts = "|".join(re.escape(v) for v in needles)
+    rx = quote_literal(f"(^|[^A-Za-z0-9])({alts})($|[^A-Za-z0-9])")
     out: dict[str, int] = {}
     for t in base_tables(store):
         cols = text_columns(store, t)
         if t in _OWN or not cols:
             continue
         if store.dialect == "postgres":
-            cond = " OR ".join(f"CAST(\"{c}\" AS TEXT) ~* '{rx}'" for c in cols)
+            cond = " OR ".join(f"CAST({quote_ident(c)} AS TEXT) ~* {rx}" for c in cols)
         else:
             cond = " OR ".join(
-                f"regexp_matches(CAST(\"{c}\" AS VARCHAR), '{rx}', 'i')" for c in cols
+                f"regexp_matches(CAST({quote_ident(c)} AS VARCHAR), {rx}, 'i')" for c in cols
             )
-        n = int(store.sql(f'SELECT count(*) AS n FROM "{t}" WHERE {cond}')["n"].iloc[0])
+        n = int(store.sql(f"SELECT count(*) AS n FROM {quote_ident(t)} WHERE {cond}")["n"].iloc[0])
         if n:
             out[t] = n
     return out

@@ -33,6 +33,7 @@ from cip.profiles._readers import RawInput, read_source
 from cip.profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import ColumnExpr, ColumnValue, SourceConfig
+from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.store import DuckDBStore, Store, physical_table
 
 if TYPE_CHECKING:
@@ -74,11 +75,7 @@ def _lit(v: object) -> str:
         return "TRUE" if v else "FALSE"
     if isinstance(v, int | float):
         return repr(v)
-    return "'" + str(v).replace("'", "''") + "'"
-
-
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return quote_literal(v)
 
 
 def _check_columns(src: SourceConfig, raw: RawInput) -> None:
@@ -103,7 +100,7 @@ def _raw_expr(src: SourceConfig, raw: RawInput, canonical: str) -> tuple[str, st
         return _lit(spec.value), "CONST", f"{canonical} (constant)"
     if isinstance(spec, ColumnExpr):
         return f"({spec.expr})", "EXPR", f"{canonical} (expression)"
-    return _qi(spec), raw.columns[spec], spec
+    return quote_ident(spec), raw.columns[spec], spec
 
 
 def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | None, tz: str) -> str:
@@ -183,14 +180,14 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
         typed = _typed(raw_sql, st, col.type, src.timestamp_format, src.timezone)
         if col.name in _LOWERED:
             typed = f"lower({typed})"
-        c = _qi(col.name)
+        c = quote_ident(col.name)
         inner.append(f"{typed} AS {c}")
         outer.append(c)
         if raw_sql == "NULL":
             if col.required:
                 reasons.append(f"'missing {col.name}'")
             continue
-        flag = _qi("_p_" + col.name)
+        flag = quote_ident("_p_" + col.name)
         needs_flag = col.type != "VARCHAR" or col.required
         if needs_flag:
             inner.append(f"NULLIF(trim(CAST({raw_sql} AS VARCHAR)), '') IS NOT NULL AS {flag}")
@@ -211,7 +208,7 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
                 f"THEN 'unknown status (expected completed, returned or cancelled)' END"
             )
     if sch.needs_identifier:
-        no_id = " AND ".join(f"{_qi(i)} IS NULL" for i in IDENTIFIER_COLUMNS)
+        no_id = " AND ".join(f"{quote_ident(i)} IS NULL" for i in IDENTIFIER_COLUMNS)
         reasons.append(f"CASE WHEN {no_id} THEN 'no identifier' END")
     valid = ""
     if raw.json_lines:
@@ -232,7 +229,7 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
 
 def _hash_sql(sch: TableSchema, table: str) -> str:
     parts = [
-        f"coalesce(CAST({_qi(c.name)} AS VARCHAR), '{_HASH_NULL}')"
+        f"coalesce(CAST({quote_ident(c.name)} AS VARCHAR), '{_HASH_NULL}')"
         for c in sch.columns
         if c.name not in ("source", "record_id", "source_record_id", "ingested_at")
     ]
@@ -338,7 +335,7 @@ def _stage_and_commit(
         for c in sch.columns
         if c.name not in ("source", "record_id", "ingested_at", "source_record_id")
     ]
-    cols = ", ".join(_qi(c) for c in canon)
+    cols = ", ".join(quote_ident(c) for c in canon)
     now = _lit(started.isoformat(sep=" "))
     srid = "source_record_id" if "source_record_id" in src.columns else "NULL"
     # NULL (e.g. a NULL identifier compared) must load the row, not lose it
@@ -414,9 +411,9 @@ def _stage_and_commit(
             work.execute(f"DELETE FROM {own}_bad WHERE {pred}")
     target = physical_table(src.table)
     all_cols = ", ".join(
-        _qi(c) for c in ["source", "record_id", "source_record_id", "ingested_at", *canon]
+        quote_ident(c) for c in ["source", "record_id", "source_record_id", "ingested_at", *canon]
     )
-    q_cols = ", ".join(_qi(c.name) for c in schema("quarantine").columns)
+    q_cols = ", ".join(quote_ident(c.name) for c in schema("quarantine").columns)
     suppressed = (
         work.execute(f"SELECT count(*) FROM {own}_good WHERE _suppressed AND NOT _dup").fetchone()[
             0

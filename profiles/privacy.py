@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 from cip.profiles.store import Store
+from cip.profiles.tables import AUDIT_LOG, TOMBSTONES, ensure_tables
 
 __all__ = [
     "load_salt",
@@ -39,15 +40,6 @@ __all__ = [
     "RedactingFilter",
     "redact",
 ]
-
-_TOMBSTONES_DDL = (
-    "CREATE TABLE IF NOT EXISTS _tombstones (identifier_type VARCHAR, identifier_hash VARCHAR, "
-    "erased_at TIMESTAMP)"
-)
-_AUDIT_DDL = (
-    "CREATE TABLE IF NOT EXISTS _audit_log (ts TIMESTAMP, actor VARCHAR, action VARCHAR, "
-    "detail VARCHAR)"
-)
 
 
 def load_salt(path: str | os.PathLike[str]) -> bytes:
@@ -73,8 +65,8 @@ def hash_values(identifier_type: str, values: list[str], salt: bytes) -> list[st
 
 
 def ensure_privacy_tables(store: Store) -> None:
-    store.execute(_TOMBSTONES_DDL)
-    store.execute(_AUDIT_DDL)
+    """Create ``_tombstones`` and ``_audit_log`` if missing (schemas in :mod:`profiles.tables`)."""
+    ensure_tables(store, TOMBSTONES, AUDIT_LOG)
 
 
 def add_tombstones(store: Store, hashed: list[tuple[str, str]]) -> int:

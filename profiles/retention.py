@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cip.profiles.errors import ConfigError
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import ORDERS_SRC, Store
 
 __all__ = [
@@ -143,7 +144,7 @@ def _tables(store: Store, key: str) -> list[tuple[str, str]]:
 
 
 def _columns(store: Store, table: str) -> set[str]:
-    return set(store.sql(f'SELECT * FROM "{table}" LIMIT 0').columns)
+    return set(store.sql(f"SELECT * FROM {quote_ident(table)} LIMIT 0").columns)
 
 
 def apply_retention(
@@ -172,7 +173,7 @@ def apply_retention(
         for key, cutoff in limits.items():
             for table, col in _tables(store, key):
                 report.deleted[table] = store.execute(
-                    f'DELETE FROM "{table}" WHERE {col} < ?', [cutoff]
+                    f"DELETE FROM {quote_ident(table)} WHERE {col} < ?", [cutoff]
                 )
         _forget_identity_records(store, [k for k in limits if k in _IDENTITY_SOURCE], report)
     return report

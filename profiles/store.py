@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 from cip.profiles.contracts import SCHEMAS, TableSchema
 from cip.profiles.errors import CIPError, ConfigError, NotFoundError
+from cip.profiles.sql import checked_ident, quote_ident
 
 __all__ = ["Store", "DuckDBStore", "PostgresStore", "open_store", "physical_table"]
 
@@ -42,10 +43,7 @@ def physical_table(table: str) -> str:
     return ORDERS_SRC if table == "orders" else table
 
 
-def _q(name: str) -> str:
-    if not _IDENT.match(name):
-        raise ConfigError(f"invalid table or column name: {name!r}")
-    return f'"{name}"'
+_q = checked_ident
 
 
 def _orders_view_sql(dialect: str) -> str:
@@ -70,8 +68,8 @@ def _orders_view_sql(dialect: str) -> str:
         if dialect == "postgres"
         else "CAST(NULL AS DOUBLE)",
     }
-    derived = ", ".join(f'{agg[c]} AS "{c}"' for c in line_cols)
-    cols = ", ".join(f'"{c}"' for c in line_cols)
+    derived = ", ".join(f"{agg[c]} AS {quote_ident(c)}" for c in line_cols)
+    cols = ", ".join(quote_ident(c) for c in line_cols)
     return (
         f"CREATE OR REPLACE VIEW orders AS "
         f"SELECT {cols} FROM {ORDERS_SRC} "
@@ -290,8 +288,8 @@ class PostgresStore(Store):
             self.con = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             raise CIPError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from None
-        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        self.con.execute(f'SET search_path TO "{schema}"')
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        self.con.execute(f"SET search_path TO {quote_ident(schema)}")
         self.con.execute("SET TIME ZONE 'UTC'")
         self._lock = threading.RLock()
         self._depth = 0
@@ -362,7 +360,7 @@ class PostgresStore(Store):
             import ibis
 
             self._ibis = ibis.connect(self.url)
-            self._ibis.raw_sql(f'SET search_path TO "{self.schema}"')
+            self._ibis.raw_sql(f"SET search_path TO {quote_ident(self.schema)}")
         return self._ibis
 
     def close(self) -> None:

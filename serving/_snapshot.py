@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cip.profiles.errors import CIPError
+from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.store import DuckDBStore, open_store
 from cip.serving.settings import ServingSettings
 
@@ -115,7 +116,7 @@ def copy_store(settings: ServingSettings) -> tuple[DuckDBStore, dict[str, float]
 def _copy_duckdb(mem: DuckDBStore, path: Path) -> None:
     con = mem.con
     try:
-        con.execute(f"ATTACH '{_quote(str(path))}' AS src (READ_ONLY)")
+        con.execute(f"ATTACH {quote_literal(path)} AS src (READ_ONLY)")
     except Exception as exc:  # duckdb raises IOException / others on a lock conflict
         raise CIPError(f"cannot read the store {path} now: {str(exc).splitlines()[0]}") from None
     try:
@@ -137,7 +138,7 @@ def _copy_duckdb(mem: DuckDBStore, path: Path) -> None:
             }
             pcols = [c for c in PROFILE_COLUMNS if c in have]
         for name, sql in _queries(tables, pcols, "src.").items():
-            con.execute(f'CREATE TABLE "{name}" AS {sql}')
+            con.execute(f"CREATE TABLE {quote_ident(name)} AS {sql}")
     finally:
         con.execute("DETACH src")
 
@@ -189,7 +190,3 @@ def store_signature(settings: ServingSettings) -> Any:
         return (int(row["w"]), int(row["t"]))
     finally:
         src.close()
-
-
-def _quote(s: str) -> str:
-    return s.replace("'", "''")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from cip.profiles.errors import DataError
 from cip.profiles.privacy import hash_identifier
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import DuckDBStore
 
 __all__ = ["Snapshot", "build_snapshot"]
@@ -124,7 +125,7 @@ def _isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _table(mem: DuckDBStore, name: str) -> pd.DataFrame | None:
-    return mem.sql(f'SELECT * FROM "{name}"') if mem.has_table(name) else None
+    return mem.sql(f"SELECT * FROM {quote_ident(name)}") if mem.has_table(name) else None
 
 
 def _catalog(mem: DuckDBStore) -> tuple[np.ndarray, np.ndarray, dict, frozenset[str]]:

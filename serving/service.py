@@ -6,10 +6,11 @@ schema is served at ``/docs.json``) and is protected by an API key scope
 ``/metrics`` come from BentoML; ``/readyz`` answers 200 once the first state
 (champion model + store snapshot) is loaded.
 
-Configuration comes from the environment, read when a worker starts:
-``CIP_SERVING_SETTINGS`` (JSON of :class:`serving.settings.ServingSettings`,
-set by ``cip serve``), or else ``CIP_WORKSPACE`` (a workspace folder, resolved
-like ``cip serve`` does). ``CIP_SERVE_WORKERS`` sets the worker count.
+Configuration comes from the environment, read when a worker starts
+(:meth:`serving.settings.ServingSettings.load`): ``CIP_SERVING_SETTINGS`` (JSON,
+set by ``cip serve``), else ``CIP_SERVING_SETTINGS_FILE`` (a JSON file), else
+``CIP_WORKSPACE`` (the settings the last ``cip serve`` saved in that workspace).
+The service never imports ``pipelines``. ``CIP_SERVE_WORKERS`` sets the worker count.
 
 Errors: bad input is a 400 naming the field (pydantic) or the problem
 (``profiles.errors``: not found 404, privacy 403); a state still loading is a
@@ -56,7 +57,7 @@ from cip.serving.schemas import (
     SimilarItemsResponse,
 )
 from cip.serving.session_store import SessionStore
-from cip.serving.settings import SETTINGS_ENV, ServingSettings
+from cip.serving.settings import ServingSettings
 from cip.serving.state import ServingState, StateHolder
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
@@ -90,15 +91,8 @@ def configure(
 
 
 def _settings_from_env() -> ServingSettings:
-    if os.environ.get(SETTINGS_ENV):
-        return ServingSettings.from_env()
-    if os.environ.get("CIP_WORKSPACE"):
-        # The entry point is a composition root like the CLI: it may read the workspace.
-        from cip.pipelines.cmd_serve import serving_settings
-        from cip.pipelines.workspace import Workspace
-
-        return serving_settings(Workspace.open(os.environ["CIP_WORKSPACE"]))
-    raise CIPError(f"set {SETTINGS_ENV} (done by `cip serve`) or CIP_WORKSPACE to serve CIP")
+    # never from `pipelines`: `cip serve` resolves the workspace and passes the settings
+    return ServingSettings.load()
 
 
 def _current_keys() -> KeyStore | None:

@@ -2,25 +2,44 @@
 
 :class:`ServingOptions` is what a user writes in ``cip.yaml`` (``pipelines.config``
 embeds it as the ``serving`` section). :class:`ServingSettings` adds the paths and
-URLs the service needs, resolved by ``cip serve`` from the workspace, and travels
+URLs the service needs, resolved by ``cip serve`` from the workspace (the serving
+layer never reads ``cip.yaml`` nor imports ``pipelines``). ``cip serve`` passes them
 to the BentoML worker processes as JSON in the environment variable
-``CIP_SERVING_SETTINGS`` (the service reads nothing else).
+``CIP_SERVING_SETTINGS`` and also saves them as ``serving/settings.json`` in the
+workspace; :meth:`ServingSettings.load` finds them in that order:
+
+1. ``$CIP_SERVING_SETTINGS`` -- the JSON itself (set by ``cip serve``);
+2. ``$CIP_SERVING_SETTINGS_FILE`` -- a JSON file (``cip serve --print-settings > F``);
+3. ``$CIP_WORKSPACE/serving/settings.json`` -- saved by the last ``cip serve``
+   (or ``cip serve --check``) of that workspace.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from cip.profiles.contracts import RECOMMENDER_MODEL
 from cip.profiles.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ServingOptions", "ServingSettings", "SETTINGS_ENV"]
+__all__ = [
+    "ServingOptions",
+    "ServingSettings",
+    "SETTINGS_ENV",
+    "SETTINGS_FILE_ENV",
+    "WORKSPACE_SETTINGS",
+]
 
 #: Environment variable holding the JSON of :class:`ServingSettings`.
 SETTINGS_ENV = "CIP_SERVING_SETTINGS"
+#: Environment variable holding the path of a JSON file of :class:`ServingSettings`.
+SETTINGS_FILE_ENV = "CIP_SERVING_SETTINGS_FILE"
+#: Where ``cip serve`` saves the settings, relative to the workspace folder.
+WORKSPACE_SETTINGS = "serving/settings.json"
 
 
 class ServingOptions(BaseModel):
@@ -42,7 +61,7 @@ class ServingOptions(BaseModel):
     #: ``opt_out``: personalise unless the person refused (explicit ``false``);
     #: ``opt_in``: personalise only with an explicit ``true``.
     personalization_consent: Literal["opt_out", "opt_in"] = "opt_out"
-    recommender_model: str = "cip-recommender"
+    recommender_model: str = RECOMMENDER_MODEL
     #: Rotate the HTTP events file after this many seconds (ingest reads rotated files).
     events_rotate_seconds: float = Field(60.0, ge=1)
     access_log: bool = True
@@ -95,7 +114,19 @@ class ServingSettings(ServingOptions):
         )
 
     def to_env(self) -> str:
+        """The settings as JSON (the value of ``$CIP_SERVING_SETTINGS``)."""
         return self.model_dump_json()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the settings as JSON to ``path`` (owner-only: URLs may hold passwords)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.to_env())
+        tmp.replace(p)
+        return p
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -106,7 +137,40 @@ class ServingSettings(ServingOptions):
                 f"${SETTINGS_ENV} is not set: start the service with `cip serve` "
                 f"(or export the JSON printed by `cip serve --print-settings`)"
             )
+        return cls._parse(raw, f"${SETTINGS_ENV}")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ServingSettings:
+        """Settings from a JSON file (``cip serve --print-settings`` output)."""
+        try:
+            raw = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the serving settings {path}: {exc.strerror}") from None
+        return cls._parse(raw, str(path))
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        """The settings of a service process, found as the module docstring lists."""
+        env = os.environ if environ is None else environ
+        if env.get(SETTINGS_ENV):
+            return cls._parse(env[SETTINGS_ENV], f"${SETTINGS_ENV}")
+        if env.get(SETTINGS_FILE_ENV):
+            return cls.from_file(env[SETTINGS_FILE_ENV])
+        if env.get("CIP_WORKSPACE"):
+            path = Path(env["CIP_WORKSPACE"]) / WORKSPACE_SETTINGS
+            if not path.exists():
+                raise ConfigError(
+                    f"{path} does not exist: run `cip serve --check` in that workspace once"
+                )
+            return cls.from_file(path)
+        raise ConfigError(
+            f"set {SETTINGS_ENV} (done by `cip serve`), {SETTINGS_FILE_ENV} or CIP_WORKSPACE "
+            f"to serve CIP"
+        )
+
+    @classmethod
+    def _parse(cls, raw: str, where: str) -> ServingSettings:
         try:
             return cls.model_validate(json.loads(raw))
         except (ValueError, ValidationError) as exc:
-            raise ConfigError(f"${SETTINGS_ENV} is not valid serving settings: {exc}") from None
+            raise ConfigError(f"{where} is not valid serving settings: {exc}") from None

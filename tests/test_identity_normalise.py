@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from cip.profiles.identity import normalise as _normalise
 from cip.profiles.identity import (
-    _normalise,
     normalise_email,
     normalise_id,
     normalise_identifier,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cip.pipelines.cli import main
 from cip.pipelines.config import SourceConfig, load_config
-from cip.pipelines.simulate import SimulationResult, simulate
+from cip.pipelines.simulator import SimulationResult, simulate
 from cip.pipelines.workspace import Workspace
 from cip.profiles.contracts import schema
 from cip.profiles.errors import ConfigError

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from cip.models.recommender._base import Recommender
+from cip.models.recommender._data import normalize_ids
 from cip.models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
 from cip.models.recommender._mf import ALSRecommender, BPRRecommender
 from cip.models.recommender._persist import FORMAT_VERSION
@@ -32,6 +33,7 @@ __all__ = [
     "Recommender",
     "load_recommender",
     "make_recommender",
+    "normalize_ids",
 ]
 
 #: Algorithm name -> class.

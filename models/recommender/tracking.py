@@ -31,13 +31,14 @@ from cip.models import evaluation, registry
 from cip.models._portable import package_code_path, package_requirements
 from cip.models.recommender import Recommender, make_recommender
 from cip.models.recommender.tuning import split_validation, tune_recommender
+from cip.profiles.contracts import RECOMMENDER_MODEL
 from cip.profiles.errors import CIPError
 
 __all__ = ["REGISTRY_NAME", "train_recommender_run"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_NAME = "cip-recommender"
+REGISTRY_NAME = RECOMMENDER_MODEL
 _MODEL_CODE = Path(__file__).with_name("_pyfunc_model.py")
 
 

@@ -12,13 +12,6 @@ Public API:
 
 from cip.profiles.identity._fuzzy import resolve_identities
 from cip.profiles.identity._metrics import pairwise_scores
-from cip.profiles.identity._normalise import (
-    normalise_email,
-    normalise_id,
-    normalise_identifier,
-    normalise_phone,
-)
-from cip.profiles.identity._options import FUZZY_KINDS, ForbiddenLink, FuzzyOptions, IdentityOptions
 from cip.profiles.identity._unify import UnifyResult, unify
 from cip.profiles.identity.admin import (
     allow_link,
@@ -28,6 +21,13 @@ from cip.profiles.identity.admin import (
     identity_status,
     person_report,
 )
+from cip.profiles.identity.normalise import (
+    normalise_email,
+    normalise_id,
+    normalise_identifier,
+    normalise_phone,
+)
+from cip.profiles.identity.options import FUZZY_KINDS, ForbiddenLink, FuzzyOptions, IdentityOptions
 
 __all__ = [
     "unify",

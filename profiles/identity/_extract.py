@@ -17,7 +17,7 @@ from itertools import combinations
 
 import duckdb
 import pyarrow as pa
-from cip.profiles.identity._normalise import (
+from cip.profiles.identity.normalise import (
     ID_TYPES,
     e164,
     email_sql,
@@ -25,7 +25,7 @@ from cip.profiles.identity._normalise import (
     phone_clean_sql,
     phone_digits_sql,
 )
-from cip.profiles.identity._options import IdentityOptions
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.store import Store
 
 __all__ = ["PERSON_TABLES", "RECORDS", "NODE_COLS", "Extract", "local_db", "read_raw", "extract"]

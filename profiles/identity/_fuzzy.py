@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from cip.profiles.errors import ConfigError, DataError
 from cip.profiles.identity._graph import components
-from cip.profiles.identity._options import FUZZY_KINDS
+from cip.profiles.identity.options import FUZZY_KINDS
 
 __all__ = ["fuzzy_pairs", "resolve_identities", "prepare_fields"]
 

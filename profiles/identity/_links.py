@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 from cip.profiles.contracts import schema
 from cip.profiles.errors import ConfigError
 from cip.profiles.identity._extract import NODE_COLS, RECORDS, Extract
-from cip.profiles.identity._normalise import ID_TYPES, normalise_identifier
-from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.identity.normalise import ID_TYPES, normalise_identifier
+from cip.profiles.identity.options import IdentityOptions, parse_identifier
+from cip.profiles.sql import quote_ident
 from cip.profiles.store import Store
 
 __all__ = ["FORBIDDEN", "forbidden_rules", "fuzzy_edges"]
@@ -131,7 +132,7 @@ def fuzzy_edges(
     anchors = pd.DataFrame(
         {"record_id": new_cust["record_id"].astype(object), "anchor": _anchors(new_cust)}
     ).dropna()
-    cols = ", ".join(f'"{c}"' for c in f.fields)
+    cols = ", ".join(quote_ident(c) for c in f.fields)
     cust = store.sql(f"SELECT record_id, {cols} FROM customers")
     cust = cust.astype({"record_id": object}).merge(anchors, on="record_id").reset_index(drop=True)
     pairs = fuzzy_pairs(

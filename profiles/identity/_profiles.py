@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cip.profiles.contracts import CONSENT_PURPOSES
-from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity.normalise import ID_TYPES
+from cip.profiles.sql import quote_literal
 from cip.profiles.store import Store
 
 __all__ = [
@@ -49,10 +50,6 @@ _PLURAL = {
     "loyalty_id": "loyalty_ids",
     "anonymous_id": "anonymous_ids",
 }
-
-
-def _lit(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 def replace_table_as(store: Store, name: str, select: str) -> None:
@@ -114,7 +111,7 @@ def _bool(expr: str) -> str:
 def _trait_cte(trait: str, sources: Sequence[str]) -> str:
     prio = "0"
     if sources:
-        whens = " ".join(f"WHEN {_lit(s)} THEN {i}" for i, s in enumerate(sources))
+        whens = " ".join(f"WHEN {quote_literal(s)} THEN {i}" for i, s in enumerate(sources))
         prio = f"CASE source {whens} ELSE {len(sources)} END"
     return (
         f"t_{trait} AS (SELECT unified_id, {trait} FROM (SELECT unified_id, {trait}, "
@@ -145,7 +142,7 @@ def profiles_sql(
         f"FILTER (WHERE identifier_type = '{t}') AS {_PLURAL[t]}"
         for t in ID_TYPES
     )
-    purposes = ", ".join(_lit(p) for p in CONSENT_PURPOSES)
+    purposes = ", ".join(quote_literal(p) for p in CONSENT_PURPOSES)
     cust_stmts = " UNION ALL ".join(
         f"SELECT unified_id, '{p}' AS purpose, consent_{p} AS granted, _ts AS ts FROM cust "
         f"WHERE consent_{p} IS NOT NULL"
@@ -217,7 +214,7 @@ SELECT p.unified_id, {primaries}, {lists}, COALESCE(i.known, FALSE) AS known,
        COALESCE(s.order_records, 0) AS order_records,
        COALESCE(s.event_records, 0) AS event_records,
        {consent_sel},
-       CAST({_lit(now)} AS TIMESTAMP) AS updated_at
+       CAST({quote_literal(now)} AS TIMESTAMP) AS updated_at
 FROM persons p
 LEFT JOIN stats s USING (unified_id)
 LEFT JOIN i USING (unified_id)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from cip.profiles.identity._extract import Extract
-from cip.profiles.identity._normalise import ID_TYPES
 from cip.profiles.identity._stored import TS_LOW, TS_NONE, Stored, codes, ints
+from cip.profiles.identity.normalise import ID_TYPES
 
 __all__ = ["State", "merge_state"]
 

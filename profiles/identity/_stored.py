@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from cip.profiles.identity._extract import Extract
-from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity.normalise import ID_TYPES
 from cip.profiles.store import Store
 
 __all__ = ["STATUSES", "Stored", "load_stored", "store_lookup", "node_strings", "ints", "codes"]

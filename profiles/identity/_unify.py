@@ -33,11 +33,11 @@ from cip.profiles.identity._extract import RECORDS, Extract, extract, local_db, 
 from cip.profiles.identity._graph import resolve_graph
 from cip.profiles.identity._ids import assign_ids, history_codes, new_ids
 from cip.profiles.identity._links import forbidden_rules, fuzzy_edges
-from cip.profiles.identity._normalise import ID_TYPES
-from cip.profiles.identity._options import IdentityOptions
 from cip.profiles.identity._state import State, merge_state
 from cip.profiles.identity._stored import load_stored, node_strings, store_lookup
 from cip.profiles.identity._write import Resolved, links_table, write_outputs
+from cip.profiles.identity.normalise import ID_TYPES
+from cip.profiles.identity.options import IdentityOptions
 from cip.profiles.store import Store
 
 __all__ = ["UnifyResult", "unify"]

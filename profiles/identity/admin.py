@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 from cip.profiles.errors import NotFoundError
 from cip.profiles.identity._links import FORBIDDEN
-from cip.profiles.identity._normalise import normalise_identifier
-from cip.profiles.identity._options import IdentityOptions, parse_identifier
+from cip.profiles.identity.normalise import normalise_identifier
+from cip.profiles.identity.options import IdentityOptions, parse_identifier
 from cip.profiles.store import Store
 
 __all__ = [

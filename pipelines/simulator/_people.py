@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from cip.pipelines._sim_world import (
+from cip.pipelines.simulator._world import (
     _DOMAIN_P,
     CITIES,
     CONSENT_P,

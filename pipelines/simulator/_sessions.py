@@ -7,9 +7,9 @@ is a dict of equal-length numpy arrays with a ``person`` column (chunk-local ind
 from __future__ import annotations
 
 import numpy as np
-from cip.pipelines._sim_activity import Activity
-from cip.pipelines._sim_people import People
-from cip.pipelines._sim_world import CATEGORIES, Catalog, sample_items
+from cip.pipelines.simulator._activity import Activity
+from cip.pipelines.simulator._people import People
+from cip.pipelines.simulator._world import CATEGORIES, Catalog, sample_items
 
 WEB_TYPES = (
     "page_view", "login", "search", "product_view", "add_to_cart", "remove_from_cart",

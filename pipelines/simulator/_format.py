@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cip.pipelines._sim_people import People
-from cip.pipelines._sim_world import _cat
+from cip.pipelines.simulator._people import People
+from cip.pipelines.simulator._world import _cat
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _HEX_UP = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)

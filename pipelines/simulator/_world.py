@@ -1,7 +1,7 @@
 """The simulated shop's world: product catalog, people and their latent traits.
 
 Everything here is vectorised numpy over arrays of people or items. People are
-simulated in chunks (see :mod:`pipelines.simulate`); a chunk's arrays carry the
+simulated in chunks (see :mod:`pipelines.simulator`); a chunk's arrays carry the
 global person index so identifiers stay unique across chunks.
 """
 

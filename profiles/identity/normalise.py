@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from cip.profiles.identity._phone_worker import e164_one
+from cip.profiles.sql import quote_literal
 
 __all__ = [
     "ID_TYPES",
@@ -48,10 +49,6 @@ _PARALLEL_FROM = 40_000  # distinct numbers from which phonenumbers runs in work
 _WORKERS = 2
 
 
-def _lit(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def id_sql(col: str) -> str:
     """SQL: a trimmed id, NULL when empty."""
     return f"NULLIF(trim({col}), '')"
@@ -74,7 +71,8 @@ def email_sql(
     domain = f"regexp_extract({v}, '@([^@]*)$', 1)"
     if domain_aliases:
         whens = " ".join(
-            f"WHEN {_lit(k.lower())} THEN {_lit(v_.lower())}" for k, v_ in domain_aliases.items()
+            f"WHEN {quote_literal(k.lower())} THEN {quote_literal(v_.lower())}"
+            for k, v_ in domain_aliases.items()
         )
         domain = f"(CASE {domain} {whens} ELSE {domain} END)"
     if strip_plus:
@@ -82,11 +80,11 @@ def email_sql(
     dots = [d.lower() for d in dot_providers]
     if dots:
         local = (
-            f"(CASE WHEN {domain} IN ({', '.join(_lit(d) for d in dots)}) "
+            f"(CASE WHEN {domain} IN ({', '.join(quote_literal(d) for d in dots)}) "
             f"THEN replace({local}, '.', '') ELSE {local} END)"
         )
     return (
-        f"(CASE WHEN regexp_full_match({v}, {_lit(_EMAIL)}) AND length({local}) > 0 "
+        f"(CASE WHEN regexp_full_match({v}, {quote_literal(_EMAIL)}) AND length({local}) > 0 "
         f"THEN {local} || '@' || {domain} END)"
     )
 
@@ -121,11 +119,11 @@ def phone_clean_sql(col: str, region: str) -> str:
     cases = []
     if intl:
         cases.append(
-            f"WHEN starts_with({col}, {_lit(intl)}) THEN '+' || substr({col}, {len(intl) + 1})"
+            f"WHEN starts_with({col}, {quote_literal(intl)}) THEN '+' || substr({col}, {len(intl) + 1})"
         )
     if nat:
         cases.append(
-            f"WHEN starts_with({col}, {_lit(nat)}) THEN '+{cc}' || substr({col}, {len(nat) + 1})"
+            f"WHEN starts_with({col}, {quote_literal(nat)}) THEN '+{cc}' || substr({col}, {len(nat) + 1})"
         )
     rewrite = f"(CASE WHEN starts_with({col}, '+') THEN {col} {' '.join(cases)} ELSE {col} END)"
     return f"(CASE WHEN regexp_matches({col}, '[0-9]') THEN {rewrite} END)"
@@ -133,9 +131,7 @@ def phone_clean_sql(col: str, region: str) -> str:
 
 def phone_digits_sql(col: str) -> str:
     """SQL: the raw phone with its extension dropped and only digits and ``+`` kept."""
-    return (
-        f"regexp_replace(regexp_replace(trim({col}), {_lit(_EXTENSION)}, ''), '[^0-9+]', '', 'g')"
-    )
+    return f"regexp_replace(regexp_replace(trim({col}), {quote_literal(_EXTENSION)}, ''), '[^0-9+]', '', 'g')"
 
 
 def e164(cleaned: pd.Series, *, region: str = "GB", validation: str = "valid") -> pd.Series:

@@ -14,7 +14,7 @@ What is planted:
 * **churn** -- a proportional daily hazard that rises with bad experiences (late
   deliveries, returns) and time since the last purchase, and falls with latent
   engagement (which also drives visits and e-mail opens); see
-  :mod:`pipelines._sim_activity`;
+  :mod:`pipelines.simulator._activity`;
 * **identity mess** -- several records per person, e-mails in various spellings,
   phones in national and international formats, anonymous cookies and devices
   stitched only by logins, guest checkouts, a placeholder phone shared by a few
@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cip.pipelines import _sim_decl, _sim_run
-from cip.pipelines._sim_io import Sink
-from cip.pipelines._sim_run import CHUNK_PEOPLE
+from cip.pipelines.simulator import _decl, _run
+from cip.pipelines.simulator._io import Sink
+from cip.pipelines.simulator._run import CHUNK_PEOPLE
 from cip.profiles.errors import ConfigError
 
 __all__ = ["simulate", "SimulationResult", "CHUNK_PEOPLE", "TRUTH_DIR"]
@@ -118,15 +118,13 @@ def simulate(
     if tmp.exists():
         shutil.rmtree(tmp)  # left over by a crashed run
     (tmp / TRUTH_DIR).mkdir(parents=True)
-    sinks = {
-        name: Sink(tmp / file, file.rsplit(".", 1)[1]) for name, file in _sim_decl.FILES.items()
-    }
+    sinks = {name: Sink(tmp / file, file.rsplit(".", 1)[1]) for name, file in _decl.FILES.items()}
     truth_sinks = {
         key: Sink(tmp / TRUTH_DIR / f"{key}.parquet", "parquet")
         for key in ("person_truth", "persons", "bad_rows")
     }
     try:
-        run = _sim_run.Run(customers=customers, days=days, seed=seed, end=end)
+        run = _run.Run(customers=customers, days=days, seed=seed, end=end)
         sinks["products"].write(run.products_table())
         n_chunks = -(-customers // CHUNK_PEOPLE)
         for c in range(n_chunks):
@@ -155,7 +153,7 @@ def simulate(
     log.info("simulation of %d people over %d days done in %.1f s", customers, days, elapsed)
     return SimulationResult(
         out_dir=out_dir,
-        sources=_sim_decl.declarations(path_prefix),
+        sources=_decl.declarations(path_prefix),
         counts=counts,
         people=customers,
         truth_rows=truth_sinks["person_truth"].rows,
@@ -167,7 +165,7 @@ def simulate(
 def _publish(tmp: Path, out_dir: Path) -> dict[str, Path]:
     """Move the finished files from the staging folder into place."""
     files: dict[str, Path] = {}
-    for name, file in _sim_decl.FILES.items():
+    for name, file in _decl.FILES.items():
         dest = out_dir / file
         (tmp / file).replace(dest)
         files[name] = dest

@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cip.pipelines import _sim_outcomes as outcomes
-from cip.pipelines import _sim_src_orders as src_o
-from cip.pipelines import _sim_src_people as src_p
-from cip.pipelines._sim_activity import simulate_activity, window_start
-from cip.pipelines._sim_format import (
+from cip.pipelines.simulator import _outcomes as outcomes
+from cip.pipelines.simulator import _src_orders as src_o
+from cip.pipelines.simulator import _src_people as src_p
+from cip.pipelines.simulator._activity import simulate_activity, window_start
+from cip.pipelines.simulator._format import (
     Counters,
     bad_rows,
     const,
@@ -22,9 +22,9 @@ from cip.pipelines._sim_format import (
     set_where,
     strs,
 )
-from cip.pipelines._sim_people import PURPOSES, build_people, choose_specials
-from cip.pipelines._sim_sessions import expand_sessions, store_receipts
-from cip.pipelines._sim_world import CATEGORIES, STYLES, build_catalog
+from cip.pipelines.simulator._people import PURPOSES, build_people, choose_specials
+from cip.pipelines.simulator._sessions import expand_sessions, store_receipts
+from cip.pipelines.simulator._world import CATEGORIES, STYLES, build_catalog
 
 #: people simulated at once (bounds memory; part of what makes the output reproducible)
 CHUNK_PEOPLE = 50_000

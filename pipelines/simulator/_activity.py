@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from cip.pipelines._sim_people import People
+from cip.pipelines.simulator._people import People
 
 H0 = 0.0011
 B_BAD = 0.9

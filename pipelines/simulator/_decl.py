@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cip.pipelines._sim_src_orders import APP_NAMES
-from cip.pipelines._sim_src_people import CONSENT_SPELLING
+from cip.pipelines.simulator._src_orders import APP_NAMES
+from cip.pipelines.simulator._src_people import CONSENT_SPELLING
+from cip.profiles.sql import quote_ident
 
 #: file name of every source (in the simulator's output folder)
 FILES: dict[str, str] = {
@@ -40,7 +41,7 @@ _APP_CANONICAL = (
 
 
 def _text(col: str) -> str:
-    return f'lower(trim(CAST("{col}" AS VARCHAR)))'
+    return f"lower(trim(CAST({quote_ident(col)} AS VARCHAR)))"
 
 
 def bool_expr(col: str, yes: str, no: str) -> dict[str, str]:
@@ -53,7 +54,7 @@ def bool_expr(col: str, yes: str, no: str) -> dict[str, str]:
 
 def _case(col: str, mapping: dict[str, str]) -> dict[str, str]:
     whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items())
-    return {"expr": f'CASE "{col}" {whens} END'}
+    return {"expr": f"CASE {quote_ident(col)} {whens} END"}
 
 
 def declarations(prefix: str = "sources") -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+from cip.profiles.sql import quote_literal
 
 
 class Sink:
@@ -51,8 +52,9 @@ class Sink:
             try:
                 con.register("data", pa.concat_tables(self._parts))
                 con.execute("SET preserve_insertion_order = true")
-                target = str(self.path).replace("'", "''")
-                con.execute(f"COPY (SELECT * FROM data) TO '{target}' (FORMAT json)")
+                con.execute(
+                    f"COPY (SELECT * FROM data) TO {quote_literal(self.path)} (FORMAT json)"
+                )
             finally:
                 con.close()
             self._parts = []

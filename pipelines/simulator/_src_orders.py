@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cip.pipelines._sim_format import (
+from cip.pipelines.simulator._format import (
     Counters,
     Vocab,
     bad_rows,
@@ -32,9 +32,9 @@ from cip.pipelines._sim_format import (
     uk_datetime,
     vocab,
 )
-from cip.pipelines._sim_people import People
-from cip.pipelines._sim_sessions import APP_TYPES, QUERIES, WEB_TYPES
-from cip.pipelines._sim_world import CATEGORIES, Catalog
+from cip.pipelines.simulator._people import People
+from cip.pipelines.simulator._sessions import APP_TYPES, QUERIES, WEB_TYPES
+from cip.pipelines.simulator._world import CATEGORIES, Catalog
 
 Truth = dict[str, tuple[pa.Array, np.ndarray]]
 Bad = list[tuple[pa.Array, str]]  # (source_record_ids, defect)

@@ -1,6 +1,6 @@
 """Source tables about people: the CRM export, review platform and e-mail tool.
 
-Builders return ``(table, truth)`` like those in :mod:`pipelines._sim_src_orders`.
+Builders return ``(table, truth)`` like those in :mod:`pipelines.simulator._src_orders`.
 """
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cip.pipelines._sim_format import bad_rows, iso, pick, prefixed, set_where
-from cip.pipelines._sim_people import PLACEHOLDER_PHONE
-from cip.pipelines._sim_src_orders import Bad, Ctx, Truth
-from cip.pipelines._sim_world import CATEGORIES, CITIES, STREETS, _cat
+from cip.pipelines.simulator._format import bad_rows, iso, pick, prefixed, set_where
+from cip.pipelines.simulator._people import PLACEHOLDER_PHONE
+from cip.pipelines.simulator._src_orders import Bad, Ctx, Truth
+from cip.pipelines.simulator._world import CATEGORIES, CITIES, STREETS, _cat
 
 #: CRM spellings of consent per purpose: (yes, no) values; "" is no statement
 CONSENT_SPELLING: dict[str, tuple[str, str]] = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cip.profiles.errors import ConfigError
-from cip.profiles.identity._normalise import ID_TYPES
+from cip.profiles.identity.normalise import ID_TYPES
 
 __all__ = ["IdentityOptions", "FuzzyOptions", "ForbiddenLink", "FUZZY_KINDS", "parse_identifier"]
 

@@ -6,9 +6,9 @@ All vectorised over orders / recipients; times in seconds from the window start.
 from __future__ import annotations
 
 import numpy as np
-from cip.pipelines._sim_activity import Activity
-from cip.pipelines._sim_people import People
-from cip.pipelines._sim_sessions import merge_lines
+from cip.pipelines.simulator._activity import Activity
+from cip.pipelines.simulator._people import People
+from cip.pipelines.simulator._sessions import merge_lines
 
 _RATING_P = {  # P(rating = 1..5)
     "late": np.array([0.45, 0.3, 0.15, 0.07, 0.03]),
