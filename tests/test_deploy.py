@@ -150,8 +150,11 @@ def test_compose_wiring() -> None:
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "cip"
 
 
-def test_the_seeded_workspace_config_loads_with_the_compose_environment(monkeypatch) -> None:
+def test_the_seeded_workspace_gives_the_service_its_settings(tmp_path, monkeypatch, capsys) -> None:
+    """What ``init`` does: a workspace from deploy/cip.yaml, then ``cip serve --print-settings``."""
+    from cip.pipelines.cli import main
     from cip.pipelines.config import load_config
+    from cip.serving.settings import WORKSPACE_SETTINGS, ServingSettings
 
     _, doc = _compose()
     env = doc["services"]["cip"]["environment"]
@@ -161,7 +164,20 @@ def test_the_seeded_workspace_config_loads_with_the_compose_environment(monkeypa
     assert cfg.store.backend == "postgres" and cfg.store.url == env["CIP_STORE_URL"]
     assert cfg.mlflow.tracking_uri == env["MLFLOW_TRACKING_URI"]
     assert cfg.serving.session_store == "redis" and cfg.serving.redis_url == env["CIP_REDIS_URL"]
-    assert cfg.serving.host == "0.0.0.0" and cfg.serving.port == 3000
+
+    init = doc["services"]["init"]["command"][0]
+    target = f"{env['CIP_WORKSPACE']}/{WORKSPACE_SETTINGS}"
+    assert "cip serve --print-settings >" in init and init.endswith(f" {target}")
+    assert "/etc/cip/cip.yaml" in init and "umask 077" in init
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    shutil.copyfile(DEPLOY / "cip.yaml", ws / "cip.yaml")
+    assert main(["--workspace", str(ws), "serve", "--print-settings"]) == 0
+    settings = ServingSettings.model_validate_json(capsys.readouterr().out)
+    assert settings.store_backend == "postgres" and settings.store_url == env["CIP_STORE_URL"]
+    assert settings.mlflow_tracking_uri == env["MLFLOW_TRACKING_URI"]
+    assert settings.session_store == "redis" and settings.redis_url == env["CIP_REDIS_URL"]
+    assert settings.keys_path == str(ws / "keys.json")
 
 
 def _units(tmp_path: Path) -> tuple[Path, Path]:
