@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cip.models.estimators import load_model
 from cip.models.registry import champion_version
 from cip.profiles.sql import quote_ident
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 _RAW_TABLES = ("customers", "orders", "order_lines", "events", "products")
 _TS_CANDIDATES = ("ts", "changed_at", "created_at", "updated_at", "valid_from", "ingested_at")
-_ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
+_ENTRY = Path(__file__).with_name("_pyfunc_classifier.py")
 
 
 def _table_stats(store: Any, table: str) -> dict[str, Any]:
@@ -96,10 +97,14 @@ def code_version() -> str:
 
 
 def pip_requirements() -> list[str]:
-    """Pinned runtime requirements of the pyfunc model (no slow inference by MLflow)."""
+    """Pinned requirements of the pyfunc model (no slow inference by MLflow).
+
+    The model's code is the self-contained ``_pyfunc_classifier.py``: it needs no
+    ``cip`` at all, only these.
+    """
     from importlib.metadata import version
 
-    pkgs = ("lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "mlflow")
+    pkgs = ("lightgbm", "numpy", "pandas", "pyarrow", "mlflow")
     return [f"{p}=={version(p)}" for p in pkgs]
 
 
@@ -110,6 +115,9 @@ def log_model(
     name: str = "model",
 ) -> str:
     """Log ``estimator`` as a pyfunc model (from code, data artifacts); returns its URI.
+
+    The model's code is ``_pyfunc_classifier.py``, which imports nothing from
+    ``cip``: the registered model loads outside a CIP installation.
 
     Must run inside an active MLflow run. ``X_example`` must hold feature columns
     only, typed as the feature set delivers them (it becomes the input example
@@ -134,14 +142,22 @@ def log_model(
 
 
 def load_champion(registry_name: str) -> tuple[str, Any] | None:
-    """``(version, fitted estimator)`` of the champion of ``registry_name``, or None."""
+    """``(version, fitted estimator)`` of the champion of ``registry_name``, or None.
+
+    The estimator is read from the model's ``model`` artifact (the folder
+    :meth:`~cip.models.estimators.ChurnModel.save` wrote), not through the pyfunc
+    wrapper: CIP gets the full estimator (reason codes, contributions), and models
+    logged by older CIP versions, whatever their wrapper, still load.
+    """
     import mlflow
+    from mlflow.models import Model
 
     version = champion_version(registry_name)
     if version is None:
         return None
-    pm = mlflow.pyfunc.load_model(f"models:/{registry_name}/{version}")
-    return version, pm.unwrap_python_model().model
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{registry_name}/{version}"))
+    conf = Model.load(str(local)).flavors["python_function"]
+    return version, load_model(local / conf["artifacts"]["model"]["path"])
 
 
 def log_dict_artifacts(items: Mapping[str, Any]) -> None:

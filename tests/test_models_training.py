@@ -123,9 +123,9 @@ def test_run_logs_plots_lineage_and_a_model_without_ids(frame, mlflow_dir) -> No
     assert "baseline.recency_rule.roc_auc" in m
     # the registered model: calibrated probabilities, the feature list, no identifiers
     pm = mlflow.pyfunc.load_model(f"models:/cip-propensity/{res.version}")
-    est = pm.unwrap_python_model().model
+    names = pm.unwrap_python_model().feature_names
     hold = frame[frame.as_of == pd.Timestamp(AS_OFS[-1])]
-    out = pm.predict(hold[est.feature_names_].head(4))
+    out = pm.predict(hold[names].head(4))
     assert list(out.columns) == ["probability"] and out["probability"].between(0, 1).all()
     example = pm.metadata.load_input_example(pm.metadata.artifact_path or "")
     assert example is None or "unified_id" not in example.columns

@@ -2,7 +2,9 @@
 
 MLflow copies this file into the logged model and runs it at load time; the
 recommender itself is the ``recommender`` artifact folder (``.npz`` + JSON).
-Input: a DataFrame with ``user_id`` (and optionally ``n`` and ``exclude_seen``
+Its ``import cip`` is served by the copy of the package the model carries as
+``code_paths`` (:mod:`models._portable`), so the model loads outside a CIP
+installation too. Input: a DataFrame with ``user_id`` (and optionally ``n`` and ``exclude_seen``
 from the first row); output: the ``recommend`` DataFrame.
 """
 

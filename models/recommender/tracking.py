@@ -9,7 +9,9 @@ One call (:func:`train_recommender_run`) does the whole, honest loop:
    *recipe* (algorithm + parameters, refit on the same training part) and score
    all three on the same validation split;
 4. refit the candidate on all interactions and log it as an MLflow pyfunc
-   ("model from code" + ``.npz``/JSON artifacts, no pickles), register it as
+   ("model from code" + ``.npz``/JSON artifacts, no pickles; a copy of the ``cip``
+   package as ``code_paths`` and its pinned dependencies, so it loads outside a
+   CIP installation: :mod:`models._portable`), register it as
    ``cip-recommender``; the alias ``champion`` moves to it only when it beats both
    popularity and the current champion on NDCG@k.
 
@@ -26,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 from cip.models import evaluation, registry
+from cip.models._portable import package_code_path, package_requirements
 from cip.models.recommender import Recommender, make_recommender
 from cip.models.recommender.tuning import split_validation, tune_recommender
 from cip.profiles.contracts import RECOMMENDER_MODEL
@@ -146,9 +149,11 @@ def train_recommender_run(
             name="model",
             python_model=str(_MODEL_CODE),
             artifacts={"recommender": str(saved)},
+            code_paths=[package_code_path(Path(tmp) / "code")],
             input_example=pd.DataFrame({"user_id": ["example-user"], "n": [10]}),
             registered_model_name=registry_name,
-            pip_requirements=_requirements(),  # explicit: skips MLflow's slow module capture
+            # explicit: skips MLflow's slow module capture
+            pip_requirements=package_requirements(("threadpoolctl",)),
         )
         version = str(info.registered_model_version)
         client.set_model_version_tag(registry_name, version, "algorithm", algo)
@@ -181,18 +186,6 @@ def _champion(client: Any, name: str) -> tuple[str | None, tuple[str, dict[str, 
     if "algorithm" not in tags:
         return version, None
     return version, (tags["algorithm"], json.loads(tags.get("params", "{}")))
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = []
-    for dist in ("mlflow", "implicit", "numpy", "pandas", "scipy", "threadpoolctl"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:  # pragma: no cover
-            reqs.append(dist)
-    return reqs
 
 
 def _flat(params: dict[str, Any]) -> dict[str, Any]:
