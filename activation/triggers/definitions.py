@@ -39,10 +39,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+from cip.activation.policy import CHANNELS, Channel, Duration, parse_duration
 from cip.activation.webhooks import WebhookDestination
 from cip.profiles.errors import ConfigError
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -77,34 +77,12 @@ __all__ = [
     "check_triggers",
 ]
 
-#: Message channels; email, sms and push gate on the consent purpose of the same name.
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "webhook")
-Channel = Literal["email", "sms", "push", "webhook"]
 #: A webhook destination (the same shape as ``segments.webhooks`` receivers).
 Destination = WebhookDestination
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 Scalar = str | int | float | bool
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``"30m"`` -> 30 minutes; units ``s m h d w``; a bad value raises ``ValueError``."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"invalid duration {text!r}; expected a number and a unit: 30m, 2h, 2d")
-    return dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-
-
-def _duration(v: str) -> str:
-    parse_duration(v)
-    return v.strip()
-
-
-#: A duration kept as written (``30m``); :func:`parse_duration` gives its ``timedelta``.
-Duration = Annotated[str, AfterValidator(_duration)]
 
 
 def _event_list(v: Any) -> list[str]:
@@ -320,9 +298,13 @@ class Trigger(_Model):
                 raise ValueError("use either wait/unless or steps, not both")
             if not any(isinstance(s, SendStep) for s in self.steps):
                 raise ValueError("steps: a journey needs at least one send step")
-        if isinstance(self.when, CatalogWhen) and self.when.catalog == "back_in_stock":
-            if "min_pct" in self.when.model_fields_set:
-                raise ValueError("when.min_pct applies to price_drop only")
+        w = self.when
+        if (
+            isinstance(w, CatalogWhen)
+            and w.catalog == "back_in_stock"
+            and "min_pct" in w.model_fields_set
+        ):
+            raise ValueError("when.min_pct applies to price_drop only")
         return self
 
     def plan(self) -> list[SendStep | WaitStep | UnlessStep]:
@@ -411,7 +393,8 @@ def validate_triggers(
 
 
 def check_triggers(triggers: Sequence[Trigger], destinations: Mapping[str, Any] | None) -> None:
-    """Cross-checks: unique names; every destination named is configured; webhooks have one."""
+    """Cross-checks: unique names; webhooks have a destination; with ``destinations``
+    (None: not checked), every destination named is configured."""
     names = [t.name for t in triggers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -423,7 +406,7 @@ def check_triggers(triggers: Sequence[Trigger], destinations: Mapping[str, Any] 
                 continue
             key = "destination" if t.steps is None else f"steps.{i}.send.destination"
             dest = s.send.destination
-            if dest is not None and dest not in known:
+            if destinations is not None and dest is not None and dest not in known:
                 raise ConfigError(
                     f"trigger {t.name!r}: {key}: unknown destination {dest!r} "
                     f"(destinations: {', '.join(sorted(known)) or 'none'})"
