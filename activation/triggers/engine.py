@@ -33,10 +33,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 from cip.activation.policy import MessageRequest, PersonState, PolicyConfig, decide
 from cip.activation.triggers._people import load_people, recent_sends
-from cip.activation.triggers._tables import EVENTS, MESSAGES, TIMERS, ensure_trigger_tables
+from cip.activation.triggers._tables import EVENTS, TIMERS, ensure_trigger_tables
+from cip.activation.triggers._timers import (
+    insert_starts,
+    journal_events,
+    message_decision,
+    save_timer,
+    write_message,
+)
 from cip.activation.triggers.content import (
     ContentProvider,
     ContentRequest,
@@ -53,7 +59,6 @@ from cip.activation.triggers.definitions import (
     WaitStep,
 )
 from cip.activation.triggers.sources import (
-    START_COLUMNS,
     catalog_starts,
     event_starts,
     normalise_events,
@@ -88,38 +93,6 @@ class BatchReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-_EVENT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("ts", pa.timestamp("us")),
-        ("event_type", pa.string()),
-        ("unified_id", pa.string()),
-        ("item_id", pa.string()),
-        ("properties", pa.string()),
-        ("received_at", pa.timestamp("us")),
-    ]
-)
-_TIMER_SCHEMA = pa.schema(
-    [
-        ("trigger", pa.string()),
-        ("unified_id", pa.string()),
-        ("window_key", pa.string()),
-        ("step", pa.int64()),
-        ("due_at", pa.timestamp("us")),
-        ("anchor_ts", pa.timestamp("us")),
-        ("state", pa.string()),
-        ("reason", pa.string()),
-        ("context", pa.string()),
-        ("created_at", pa.timestamp("us")),
-        ("updated_at", pa.timestamp("us")),
-    ]
-)
-
-
-def _col(df: pd.DataFrame, c: str) -> list[Any]:
-    return [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in df[c]]
 
 
 class TriggerEngine:
@@ -181,7 +154,7 @@ class TriggerEngine:
         if events is not None:
             ev = normalise_events(events)
             report.events = len(ev)
-            report.events_new = self.journal(ev, now)
+            report.events_new = journal_events(self.store, ev, self._types, now)
             starts += [event_starts(t, ev, now, self.max_event_age) for t in self.triggers.values()]
         if catalog_changes is not None:
             starts += [
@@ -195,7 +168,8 @@ class TriggerEngine:
             starts += [prediction_starts(t, predictions, now) for t in self.triggers.values()]
         starts = [s for s in starts if len(s)]
         if starts:
-            report.started = self.start(pd.concat(starts, ignore_index=True), now)
+            all_starts = pd.concat(starts, ignore_index=True)
+            report.started = insert_starts(self.store, self.triggers, all_starts, now)
         adv = self.advance(now)
         report.due, report.cancelled, report.retried = adv.due, adv.cancelled, adv.retried
         report.decisions = adv.decisions
@@ -203,87 +177,6 @@ class TriggerEngine:
 
     def _kind(self, cls: type) -> list[Trigger]:
         return [t for t in self.triggers.values() if isinstance(t.when, cls)]
-
-    def journal(self, events: pd.DataFrame, now: dt.datetime) -> int:
-        """Remember the batch's events of the types the triggers read; returns how many were new."""
-        ev = events[events["event_type"].isin(self._types)]
-        if ev.empty:
-            return 0
-        tbl = pa.table(
-            {
-                "event_id": _col(ev, "event_id"),
-                "ts": ev["ts"].to_list(),
-                "event_type": _col(ev, "event_type"),
-                "unified_id": _col(ev, "unified_id"),
-                "item_id": _col(ev, "item_id"),
-                "properties": _col(ev, "properties"),
-                "received_at": [now] * len(ev),
-            },
-            schema=_EVENT_SCHEMA,
-        )
-        return self._insert_new(EVENTS, tbl)
-
-    def _insert_new(self, table: str, tbl: pa.Table) -> int:
-        stage = f"_stage_new_{table}"
-        cols = ", ".join(f'"{c}"' for c in tbl.column_names)
-        with self.store.transaction():
-            self.store.load_arrow(stage, tbl, mode="replace")
-            try:
-                n = self.store.execute(
-                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
-                )
-            finally:
-                self.store.execute(f"DROP TABLE IF EXISTS {stage}")
-        return max(n, 0)
-
-    def start(self, starts: pd.DataFrame, now: dt.datetime) -> int:
-        """Insert journeys (:data:`START_COLUMNS` rows) as timers, thinned by ``reentry``."""
-        kept = self._thin(starts)
-        if kept.empty:
-            return 0
-        anchors = pd.to_datetime(kept["anchor_ts"]).dt.to_pydatetime().tolist()
-        tbl = pa.table(
-            {
-                "trigger": _col(kept, "trigger"),
-                "unified_id": _col(kept, "unified_id"),
-                "window_key": _col(kept, "window_key"),
-                "step": [0] * len(kept),
-                "due_at": anchors,
-                "anchor_ts": anchors,
-                "state": ["waiting"] * len(kept),
-                "reason": [None] * len(kept),
-                "context": _col(kept, "context"),
-                "created_at": [now] * len(kept),
-                "updated_at": [now] * len(kept),
-            },
-            schema=_TIMER_SCHEMA,
-        )
-        return self._insert_new(TIMERS, tbl)
-
-    def _thin(self, starts: pd.DataFrame) -> pd.DataFrame:
-        """Drop starts within ``reentry`` of another journey of the same trigger and person."""
-        starts = starts.sort_values(["trigger", "unified_id", "anchor_ts", "window_key"])
-        keep: list[int] = []
-        for (name, uid), grp in starts.groupby(["trigger", "unified_id"], sort=False):
-            gap = self.triggers[name].reentry_delta
-            old = self.store.sql(
-                f'SELECT window_key, anchor_ts FROM {TIMERS} WHERE "trigger" = ? AND unified_id = ?',
-                [name, uid],
-            )
-            known = set(old["window_key"].astype(str))
-            taken = [pd.Timestamp(t) for t in old["anchor_ts"]]
-            for idx, key, ts in zip(grp.index, grp["window_key"], grp["anchor_ts"], strict=True):
-                if key in known:
-                    continue
-                t = pd.Timestamp(ts)
-                if gap is None and taken:
-                    continue
-                if gap is not None and any(abs(t - a) < gap for a in taken):
-                    continue
-                taken.append(t)
-                known.add(key)
-                keep.append(idx)
-        return starts.loc[keep, list(START_COLUMNS)]
 
     # -- timers -------------------------------------------------------------
     def advance(self, now: dt.datetime, *, limit: int | None = None) -> BatchReport:
@@ -340,48 +233,35 @@ class TriggerEngine:
         if due > now:
             return "skipped"
         trigger, plan = self.triggers[name], self._plans[name]
+        tkey = (name, uid, key)
+
+        def save(step: int, due: dt.datetime, state: str, reason: str | None) -> str:
+            save_timer(self.store, tkey, step, due, state, reason, now)
+            return state
+
         person = people.get(uid) or PersonState(unified_id=uid, known=False)
         while step < len(plan):
             s = plan[step]
             if isinstance(s, WaitStep):
                 due, step = due + s.delta, step + 1
                 if due > now:
-                    return self._save(name, uid, key, step, due, "waiting", None, now)
+                    return save(step, due, "waiting", None)
             elif isinstance(s, UnlessStep):
                 hit = self._happened(uid, s.unless.event, anchor, now)
                 if hit:
-                    return self._save(name, uid, key, step, due, "cancelled", hit, now)
+                    return save(step, due, "cancelled", hit)
                 step += 1
             else:
                 bought = self._bought_item(trigger, uid, ctx, now)
                 if bought:
-                    return self._save(name, uid, key, step, due, "cancelled", bought, now)
+                    return save(step, due, "cancelled", bought)
                 res = self._send(trigger, s, step, person, key, ctx, anchor, now, sends, counts)
                 if res is not None:
                     kind, until, reason = res
-                    return self._save(name, uid, key, step, until, "waiting", reason, now, kind)
+                    save(step, until, "waiting", reason)
+                    return kind
                 step += 1
-        return self._save(name, uid, key, step, due, "done", None, now)
-
-    def _save(
-        self,
-        name: str,
-        uid: str,
-        key: str,
-        step: int,
-        due: dt.datetime,
-        state: str,
-        reason: str | None,
-        now: dt.datetime,
-        outcome: str | None = None,
-    ) -> str:
-        self.store.execute(
-            f"UPDATE {TIMERS} SET step = ?, due_at = CAST(? AS TIMESTAMP), state = ?, reason = ?, "
-            f'updated_at = CAST(? AS TIMESTAMP) WHERE "trigger" = ? AND unified_id = ? '
-            "AND window_key = ?",
-            [step, due, state, reason, now, name, uid, key],
-        )
-        return outcome or state
+        return save(step, due, "done", None)
 
     def _happened(
         self, uid: str, types: Sequence[str], since: dt.datetime, now: dt.datetime
@@ -425,8 +305,8 @@ class TriggerEngine:
         uid, channel = person.unified_id, s.send.channel or trigger.channel
         content = s.send.content or trigger.content
         mid = message_id(trigger.name, uid, key, step)
-        old = self.store.sql(f"SELECT decision FROM {MESSAGES} WHERE message_id = ?", [mid])
-        if not old.empty and old["decision"].iloc[0] != "deferred":
+        old = message_decision(self.store, mid)
+        if old is not None and old != "deferred":
             return None  # decided before (a re-run): never a second message
         req = MessageRequest(
             trigger.name, channel, trigger.purpose_of(channel), trigger.control_pct
@@ -442,37 +322,33 @@ class TriggerEngine:
             try:
                 if self.content is None:
                     raise ContentUnavailable("no content provider configured")
-                got = self.content(
-                    ContentRequest(
-                        trigger.name, uid, channel, content.recommend, [i for i, _ in blocks]
-                    )
+                ask = ContentRequest(
+                    trigger.name, uid, channel, content.recommend, [i for i, _ in blocks]
                 )
+                got = self.content(ask)
             except ContentUnavailable as exc:
                 return "retry", now + self.retry_after, f"content unavailable: {exc}"
             items += [{**it, "block": "recommend"} for it in got.items[: content.recommend]]
             versions = got.model_versions
-        values = [
-            mid, trigger.name, uid, key, step, channel, s.send.destination, req.purpose, d.kind,
-            d.control, d.reason, to_json(items), to_json(ctx), to_json(versions), now,
-            d.deferred_until,
-        ]  # fmt: skip
-        if old.empty:
-            self.store.execute(
-                f'INSERT INTO {MESSAGES} (message_id, "trigger", unified_id, window_key, step, '
-                "channel, destination, purpose, decision, control, reason, items, context, "
-                "model_versions, decided_at, deferred_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP)) ON CONFLICT DO NOTHING",
-                values,
-            )
-        else:
-            self.store.execute(
-                f"UPDATE {MESSAGES} SET decision = ?, control = ?, reason = ?, items = ?, "
-                "model_versions = ?, decided_at = CAST(? AS TIMESTAMP), "
-                "deferred_until = COALESCE(CAST(? AS TIMESTAMP), deferred_until) "
-                "WHERE message_id = ? AND decision = 'deferred'",
-                [d.kind, d.control, d.reason, to_json(items), to_json(versions), now,
-                 d.deferred_until, mid],
-            )  # fmt: skip
+        row = {
+            "message_id": mid,
+            "trigger": trigger.name,
+            "unified_id": uid,
+            "window_key": key,
+            "step": step,
+            "channel": channel,
+            "destination": s.send.destination,
+            "purpose": req.purpose,
+            "decision": d.kind,
+            "control": d.control,
+            "reason": d.reason,
+            "items": to_json(items),
+            "context": to_json(ctx),
+            "model_versions": to_json(versions),
+            "decided_at": now,
+            "deferred_until": d.deferred_until,
+        }
+        write_message(self.store, row, update_deferred=old == "deferred")
         counts[d.kind] += 1
         if d.kind == "deferred":
             assert d.deferred_until is not None

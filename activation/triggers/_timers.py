@@ -1,0 +1,226 @@
+"""Store writes of the engine: the event journal, new timers, timer moves, message rows.
+
+Inserts go through a staged table and ``INSERT ... ON CONFLICT DO NOTHING``
+on the primary key, so a replayed batch inserts nothing twice; each call runs
+in a transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from cip.activation.triggers._tables import EVENTS, MESSAGES, TIMERS
+from cip.activation.triggers.definitions import Trigger
+from cip.activation.triggers.sources import START_COLUMNS
+from cip.profiles.store import Store
+
+__all__ = ["journal_events", "insert_starts", "thin_starts", "save_timer", "write_message"]
+
+_EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("ts", pa.timestamp("us")),
+        ("event_type", pa.string()),
+        ("unified_id", pa.string()),
+        ("item_id", pa.string()),
+        ("properties", pa.string()),
+        ("received_at", pa.timestamp("us")),
+    ]
+)
+_TIMER_SCHEMA = pa.schema(
+    [
+        ("trigger", pa.string()),
+        ("unified_id", pa.string()),
+        ("window_key", pa.string()),
+        ("step", pa.int64()),
+        ("due_at", pa.timestamp("us")),
+        ("anchor_ts", pa.timestamp("us")),
+        ("state", pa.string()),
+        ("reason", pa.string()),
+        ("context", pa.string()),
+        ("created_at", pa.timestamp("us")),
+        ("updated_at", pa.timestamp("us")),
+    ]
+)
+_MESSAGE_COLS = (
+    "message_id",
+    "trigger",
+    "unified_id",
+    "window_key",
+    "step",
+    "channel",
+    "destination",
+    "purpose",
+    "decision",
+    "control",
+    "reason",
+    "items",
+    "context",
+    "model_versions",
+    "decided_at",
+    "deferred_until",
+)
+
+
+def _col(df: pd.DataFrame, c: str) -> list[Any]:
+    return [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in df[c]]
+
+
+def _insert_new(store: Store, table: str, tbl: pa.Table) -> int:
+    stage = f"_stage_new_{table}"
+    cols = ", ".join(f'"{c}"' for c in tbl.column_names)
+    with store.transaction():
+        store.load_arrow(stage, tbl, mode="replace")
+        try:
+            n = store.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
+            )
+        finally:
+            store.execute(f"DROP TABLE IF EXISTS {stage}")
+    return max(n, 0)
+
+
+def journal_events(
+    store: Store, events: pd.DataFrame, types: Sequence[str], now: dt.datetime
+) -> int:
+    """Remember the (normalised) events of ``types``; returns how many were new."""
+    ev = events[events["event_type"].isin(list(types))]
+    if ev.empty:
+        return 0
+    tbl = pa.table(
+        {
+            "event_id": _col(ev, "event_id"),
+            "ts": ev["ts"].to_list(),
+            "event_type": _col(ev, "event_type"),
+            "unified_id": _col(ev, "unified_id"),
+            "item_id": _col(ev, "item_id"),
+            "properties": _col(ev, "properties"),
+            "received_at": [now] * len(ev),
+        },
+        schema=_EVENT_SCHEMA,
+    )
+    return _insert_new(store, EVENTS, tbl)
+
+
+def thin_starts(
+    store: Store, triggers: Mapping[str, Trigger], starts: pd.DataFrame
+) -> pd.DataFrame:
+    """Drop starts within a trigger's ``reentry`` of another journey of the same person
+    (stored or earlier in the batch); a start whose window key is stored is dropped too."""
+    starts = starts.sort_values(["trigger", "unified_id", "anchor_ts", "window_key"])
+    persons = sorted(set(starts["unified_id"].astype(str)))
+    old: dict[tuple[str, str], list[tuple[str, pd.Timestamp]]] = defaultdict(list)
+    for i in range(0, len(persons), 500):
+        chunk = persons[i : i + 500]
+        df = store.sql(
+            f'SELECT "trigger", unified_id, window_key, anchor_ts FROM {TIMERS} '
+            f"WHERE unified_id IN ({', '.join('?' for _ in chunk)})",
+            chunk,
+        )
+        for t, u, k, a in df.itertuples(index=False):
+            old[(str(t), str(u))].append((str(k), pd.Timestamp(a)))
+    keep: list[Any] = []
+    for (name, uid), grp in starts.groupby(["trigger", "unified_id"], sort=False):
+        gap = triggers[str(name)].reentry_delta
+        known = {k for k, _ in old[(str(name), str(uid))]}
+        taken = [a for _, a in old[(str(name), str(uid))]]
+        for idx, key, ts in zip(grp.index, grp["window_key"], grp["anchor_ts"], strict=True):
+            t = pd.Timestamp(ts)
+            if key in known or (gap is None and taken):
+                continue
+            if gap is not None and any(abs(t - a) < gap for a in taken):
+                continue
+            taken.append(t)
+            known.add(key)
+            keep.append(idx)
+    return starts.loc[keep, list(START_COLUMNS)]
+
+
+def insert_starts(
+    store: Store, triggers: Mapping[str, Trigger], starts: pd.DataFrame, now: dt.datetime
+) -> int:
+    """Insert journeys (:data:`START_COLUMNS` rows) as waiting timers at step 0, due at
+    their anchor; returns how many were new."""
+    kept = thin_starts(store, triggers, starts)
+    if kept.empty:
+        return 0
+    anchors = [pd.Timestamp(a).to_pydatetime() for a in kept["anchor_ts"]]
+    n = len(kept)
+    tbl = pa.table(
+        {
+            "trigger": _col(kept, "trigger"),
+            "unified_id": _col(kept, "unified_id"),
+            "window_key": _col(kept, "window_key"),
+            "step": [0] * n,
+            "due_at": anchors,
+            "anchor_ts": anchors,
+            "state": ["waiting"] * n,
+            "reason": [None] * n,
+            "context": _col(kept, "context"),
+            "created_at": [now] * n,
+            "updated_at": [now] * n,
+        },
+        schema=_TIMER_SCHEMA,
+    )
+    return _insert_new(store, TIMERS, tbl)
+
+
+def save_timer(
+    store: Store,
+    key: tuple[str, str, str],
+    step: int,
+    due: dt.datetime,
+    state: str,
+    reason: str | None,
+    now: dt.datetime,
+) -> None:
+    """Move the timer ``(trigger, unified_id, window_key)`` to ``step`` / ``due`` / ``state``."""
+    store.execute(
+        f"UPDATE {TIMERS} SET step = ?, due_at = CAST(? AS TIMESTAMP), state = ?, reason = ?, "
+        'updated_at = CAST(? AS TIMESTAMP) WHERE "trigger" = ? AND unified_id = ? '
+        "AND window_key = ?",
+        [step, due, state, reason, now, *key],
+    )
+
+
+def message_decision(store: Store, message_id: str) -> str | None:
+    """The recorded decision of a message (None: no row yet)."""
+    df = store.sql(f"SELECT decision FROM {MESSAGES} WHERE message_id = ?", [message_id])
+    return None if df.empty else str(df["decision"].iloc[0])
+
+
+def write_message(store: Store, row: Mapping[str, Any], *, update_deferred: bool) -> None:
+    """Insert a message row (``ON CONFLICT DO NOTHING``), or with ``update_deferred`` turn
+    its ``deferred`` row into the new decision (a final row is never changed)."""
+    if not update_deferred:
+        cols = ", ".join(f'"{c}"' for c in _MESSAGE_COLS)
+        marks = ", ".join(
+            "CAST(? AS TIMESTAMP)" if c in ("decided_at", "deferred_until") else "?"
+            for c in _MESSAGE_COLS
+        )
+        store.execute(
+            f"INSERT INTO {MESSAGES} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            [row[c] for c in _MESSAGE_COLS],
+        )
+        return
+    store.execute(
+        f"UPDATE {MESSAGES} SET decision = ?, control = ?, reason = ?, items = ?, "
+        "model_versions = ?, decided_at = CAST(? AS TIMESTAMP), "
+        "deferred_until = COALESCE(CAST(? AS TIMESTAMP), deferred_until) "
+        "WHERE message_id = ? AND decision = 'deferred'",
+        [
+            row["decision"],
+            row["control"],
+            row["reason"],
+            row["items"],
+            row["model_versions"],
+            row["decided_at"],
+            row["deferred_until"],
+            row["message_id"],
+        ],
+    )
