@@ -19,7 +19,13 @@ from cip.activation.triggers.definitions import Trigger
 from cip.activation.triggers.sources import START_COLUMNS
 from cip.profiles.store import Store
 
-__all__ = ["journal_events", "insert_starts", "thin_starts", "save_timer", "write_message"]
+__all__ = [
+    "journal_events",
+    "insert_starts",
+    "thin_starts",
+    "existing_decisions",
+    "write_chunk",
+]
 
 _EVENT_SCHEMA = pa.schema(
     [
@@ -64,6 +70,32 @@ _MESSAGE_COLS = (
     "model_versions",
     "decided_at",
     "deferred_until",
+)
+_MESSAGE_SCHEMA = pa.schema(
+    [
+        (c, pa.timestamp("us"))
+        if c in ("decided_at", "deferred_until")
+        else (c, pa.int64())
+        if c == "step"
+        else (c, pa.bool_())
+        if c == "control"
+        else (c, pa.string())
+        for c in _MESSAGE_COLS
+    ]
+)
+_MOVE_SCHEMA = pa.schema(
+    [
+        ("trigger", pa.string()),
+        ("unified_id", pa.string()),
+        ("window_key", pa.string()),
+        ("old_step", pa.int64()),
+        ("old_due", pa.timestamp("us")),
+        ("step", pa.int64()),
+        ("due_at", pa.timestamp("us")),
+        ("state", pa.string()),
+        ("reason", pa.string()),
+        ("updated_at", pa.timestamp("us")),
+    ]
 )
 
 
@@ -170,57 +202,77 @@ def insert_starts(
     return _insert_new(store, TIMERS, tbl)
 
 
-def save_timer(
+def existing_decisions(store: Store, message_ids: Sequence[str]) -> dict[str, str]:
+    """``message_id -> decision`` of the messages already recorded."""
+    out: dict[str, str] = {}
+    ids = sorted(set(message_ids))
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        df = store.sql(
+            f"SELECT message_id, decision FROM {MESSAGES} "
+            f"WHERE message_id IN ({', '.join('?' for _ in chunk)})",
+            chunk,
+        )
+        out.update(zip(df["message_id"].astype(str), df["decision"].astype(str), strict=True))
+    return out
+
+
+def _stage(store: Store, name: str, tbl: pa.Table) -> str:
+    stage = f"_stage_{name}"
+    store.load_arrow(stage, tbl, mode="replace")
+    return stage
+
+
+def write_chunk(
     store: Store,
-    key: tuple[str, str, str],
-    step: int,
-    due: dt.datetime,
-    state: str,
-    reason: str | None,
-    now: dt.datetime,
+    moves: Sequence[Mapping[str, Any]],
+    new_messages: Sequence[Mapping[str, Any]],
+    decided_deferrals: Sequence[Mapping[str, Any]],
 ) -> None:
-    """Move the timer ``(trigger, unified_id, window_key)`` to ``step`` / ``due`` / ``state``."""
-    store.execute(
-        f"UPDATE {TIMERS} SET step = ?, due_at = CAST(? AS TIMESTAMP), state = ?, reason = ?, "
-        'updated_at = CAST(? AS TIMESTAMP) WHERE "trigger" = ? AND unified_id = ? '
-        "AND window_key = ?",
-        [step, due, state, reason, now, *key],
-    )
+    """Write one chunk of timer moves and messages in one transaction.
 
-
-def message_decision(store: Store, message_id: str) -> str | None:
-    """The recorded decision of a message (None: no row yet)."""
-    df = store.sql(f"SELECT decision FROM {MESSAGES} WHERE message_id = ?", [message_id])
-    return None if df.empty else str(df["decision"].iloc[0])
-
-
-def write_message(store: Store, row: Mapping[str, Any], *, update_deferred: bool) -> None:
-    """Insert a message row (``ON CONFLICT DO NOTHING``), or with ``update_deferred`` turn
-    its ``deferred`` row into the new decision (a final row is never changed)."""
-    if not update_deferred:
-        cols = ", ".join(f'"{c}"' for c in _MESSAGE_COLS)
-        marks = ", ".join(
-            "CAST(? AS TIMESTAMP)" if c in ("decided_at", "deferred_until") else "?"
-            for c in _MESSAGE_COLS
-        )
-        store.execute(
-            f"INSERT INTO {MESSAGES} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-            [row[c] for c in _MESSAGE_COLS],
-        )
-        return
-    store.execute(
-        f"UPDATE {MESSAGES} SET decision = ?, control = ?, reason = ?, items = ?, "
-        "model_versions = ?, decided_at = CAST(? AS TIMESTAMP), "
-        "deferred_until = COALESCE(CAST(? AS TIMESTAMP), deferred_until) "
-        "WHERE message_id = ? AND decision = 'deferred'",
-        [
-            row["decision"],
-            row["control"],
-            row["reason"],
-            row["items"],
-            row["model_versions"],
-            row["decided_at"],
-            row["deferred_until"],
-            row["message_id"],
-        ],
-    )
+    ``moves``: the timer key, the step and due time it was read with
+    (``old_step``, ``old_due``) and its new ``step, due_at, state, reason,
+    updated_at`` - applied only when the timer is still as read. ``new_messages``
+    are inserted ``ON CONFLICT DO NOTHING``; ``decided_deferrals`` update rows
+    that are still ``deferred``.
+    """
+    with store.transaction():
+        if new_messages:
+            tbl = pa.table(
+                {c: [m[c] for m in new_messages] for c in _MESSAGE_COLS}, schema=_MESSAGE_SCHEMA
+            )
+            st = _stage(store, "trigger_messages", tbl)
+            cols = ", ".join(f'"{c}"' for c in _MESSAGE_COLS)
+            store.execute(
+                f"INSERT INTO {MESSAGES} ({cols}) SELECT {cols} FROM {st} ON CONFLICT DO NOTHING"
+            )
+            store.execute(f"DROP TABLE {st}")
+        if decided_deferrals:
+            tbl = pa.table(
+                {c: [m[c] for m in decided_deferrals] for c in _MESSAGE_COLS},
+                schema=_MESSAGE_SCHEMA,
+            )
+            st = _stage(store, "trigger_decided", tbl)
+            store.execute(
+                f"UPDATE {MESSAGES} SET decision = s.decision, control = s.control, "
+                "reason = s.reason, items = s.items, model_versions = s.model_versions, "
+                f"decided_at = s.decided_at, deferred_until = COALESCE(s.deferred_until, "
+                f"{MESSAGES}.deferred_until) FROM {st} s WHERE {MESSAGES}.message_id = s.message_id "
+                f"AND {MESSAGES}.decision = 'deferred'"
+            )
+            store.execute(f"DROP TABLE {st}")
+        if moves:
+            tbl = pa.table(
+                {c: [m[c] for m in moves] for c in _MOVE_SCHEMA.names}, schema=_MOVE_SCHEMA
+            )
+            st = _stage(store, "trigger_moves", tbl)
+            t = TIMERS
+            store.execute(
+                f"UPDATE {t} SET step = s.step, due_at = s.due_at, state = s.state, "
+                f"reason = s.reason, updated_at = s.updated_at FROM {st} s "
+                f'WHERE {t}."trigger" = s."trigger" AND {t}.unified_id = s.unified_id '
+                f"AND {t}.window_key = s.window_key AND {t}.state = 'waiting' "
+                f"AND {t}.step = s.old_step AND {t}.due_at = s.old_due"
+            )
+            store.execute(f"DROP TABLE {st}")

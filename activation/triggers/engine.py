@@ -35,20 +35,24 @@ from typing import Any
 import pandas as pd
 from cip.activation.policy import MessageRequest, PersonState, PolicyConfig, decide
 from cip.activation.triggers._people import load_people, recent_sends
-from cip.activation.triggers._tables import EVENTS, TIMERS, ensure_trigger_tables
+from cip.activation.triggers._tables import TIMERS, ensure_trigger_tables
 from cip.activation.triggers._timers import (
+    existing_decisions,
     insert_starts,
     journal_events,
-    message_decision,
-    save_timer,
-    write_message,
+    write_chunk,
 )
 from cip.activation.triggers.content import (
+    CART_LOOKBACK,
     ContentProvider,
     ContentRequest,
     ContentUnavailable,
+    PersonEvent,
     cart_items,
     describe_items,
+    first_event,
+    item_info,
+    person_events,
     to_json,
 )
 from cip.activation.triggers.definitions import (
@@ -109,6 +113,7 @@ class TriggerEngine:
             one, messages asking for recommendations wait (retried) until one is set.
         max_event_age: events older than this (at ``now``) never start a journey.
         retry_after: how long a message waits when content is unavailable.
+        chunk_size: timers run and committed together (one transaction per chunk).
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class TriggerEngine:
         content: ContentProvider | None = None,
         max_event_age: dt.timedelta = dt.timedelta(hours=24),
         retry_after: dt.timedelta = dt.timedelta(minutes=5),
+        chunk_size: int = 500,
     ) -> None:
         self.store = store
         self.triggers = {t.name: t for t in triggers if t.enabled}
@@ -131,7 +137,15 @@ class TriggerEngine:
         self.content = content
         self.max_event_age = max_event_age
         self.retry_after = retry_after
+        self.chunk_size = max(1, int(chunk_size))
         self._plans = {n: t.plan() for n, t in self.triggers.items()}
+        self._send_steps = {
+            n: [i for i, s in enumerate(p) if isinstance(s, SendStep)]
+            for n, p in self._plans.items()
+        }
+        self._longest_cap = max(
+            (c.per_delta for c in self.policy.channels.values()), default=dt.timedelta(0)
+        )
         self._types = sorted(
             {"purchase", *(e for t in self.triggers.values() for e in t.event_types())}
         )
@@ -180,113 +194,110 @@ class TriggerEngine:
 
     # -- timers -------------------------------------------------------------
     def advance(self, now: dt.datetime, *, limit: int | None = None) -> BatchReport:
-        """Run the timers due at ``now`` (oldest first, at most ``limit``)."""
+        """Run the timers due at ``now`` (oldest first, at most ``limit``), in chunks of
+        ``chunk_size`` timers; each chunk's messages and timer moves commit together."""
         report = BatchReport()
         names = list(self.triggers)
         if not names:
             return report
         ph = ", ".join("?" for _ in names)
         due = self.store.sql(
-            f"SELECT \"trigger\", unified_id, window_key FROM {TIMERS} WHERE state = 'waiting' "
-            f'AND due_at <= CAST(? AS TIMESTAMP) AND "trigger" IN ({ph}) '
-            f'ORDER BY due_at, "trigger", unified_id, window_key'
+            f'SELECT "trigger", unified_id, window_key, step, due_at, anchor_ts, context '
+            f"FROM {TIMERS} WHERE state = 'waiting' AND due_at <= CAST(? AS TIMESTAMP) "
+            f'AND "trigger" IN ({ph}) ORDER BY due_at, "trigger", unified_id, window_key'
             + (f" LIMIT {int(limit)}" if limit else ""),
             [now, *names],
         )
-        if due.empty:
-            return report
-        people = load_people(self.store, due["unified_id"], salt=self.salt)
-        longest = max((c.per_delta for c in self.policy.channels.values()), default=dt.timedelta(0))
-        sends = recent_sends(self.store, due["unified_id"], now - longest)
         counts: Counter[str] = Counter()
-        for name, uid, key in due.itertuples(index=False):
-            with self.store.transaction():
-                outcome = self._run(str(name), str(uid), str(key), now, people, sends, counts)
-            report.due += 1
-            report.cancelled += outcome == "cancelled"
-            report.retried += outcome == "retry"
+        for k in range(0, len(due), self.chunk_size):
+            self._chunk(due.iloc[k : k + self.chunk_size], now, report, counts)
         report.decisions = dict(sorted(counts.items()))
         return report
 
-    def _run(
-        self,
-        name: str,
-        uid: str,
-        key: str,
-        now: dt.datetime,
-        people: dict[str, PersonState],
-        sends: dict[tuple[str, str], list[dt.datetime]],
-        counts: Counter[str],
-    ) -> str:
-        lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        row = self.store.sql(
-            f"SELECT step, due_at, anchor_ts, state, context FROM {TIMERS} "
-            f'WHERE "trigger" = ? AND unified_id = ? AND window_key = ?{lock}',
-            [name, uid, key],
+    def _chunk(
+        self, due: pd.DataFrame, now: dt.datetime, report: BatchReport, counts: Counter[str]
+    ) -> None:
+        uids = sorted(set(due["unified_id"].astype(str)))
+        timers = [
+            _Timer(
+                str(r.trigger),
+                str(r.unified_id),
+                str(r.window_key),
+                int(r.step),
+                pd.Timestamp(r.due_at).to_pydatetime(),
+                pd.Timestamp(r.anchor_ts).to_pydatetime(),
+                json.loads(r.context or "{}"),
+            )
+            for r in due.itertuples(index=False)
+        ]
+        since = min(t.anchor for t in timers) - CART_LOOKBACK
+        walk = _Walk(
+            now=now,
+            people=load_people(self.store, uids, salt=self.salt),
+            sends=recent_sends(self.store, uids, now - self._longest_cap),
+            events=person_events(self.store, uids, since, now),
+            decided=existing_decisions(
+                self.store,
+                [
+                    message_id(t.trigger, t.uid, t.key, i)
+                    for t in timers
+                    for i in self._send_steps[t.trigger]
+                ],
+            ),
         )
-        if row.empty or row["state"].iloc[0] != "waiting":
-            return "skipped"
-        step = int(row["step"].iloc[0])
-        due = pd.Timestamp(row["due_at"].iloc[0]).to_pydatetime()
-        anchor = pd.Timestamp(row["anchor_ts"].iloc[0]).to_pydatetime()
-        ctx = json.loads(row["context"].iloc[0] or "{}")
-        if due > now:
-            return "skipped"
-        trigger, plan = self.triggers[name], self._plans[name]
-        tkey = (name, uid, key)
+        for t in timers:
+            state = self._walk(t, walk)
+            report.due += 1
+            report.cancelled += state == "cancelled"
+            report.retried += state == "retry"
+        info = item_info(self.store, {i for m in walk.messages for i, _ in m["_blocks"]})
+        for m in walk.messages:
+            m["items"] = to_json(describe_items(m.pop("_blocks"), info) + m.pop("_recs"))
+        new = [m for m in walk.messages if walk.decided.get(m["message_id"]) is None]
+        upd = [m for m in walk.messages if walk.decided.get(m["message_id"]) == "deferred"]
+        write_chunk(self.store, walk.moves, new, upd)
+        counts.update(m["decision"] for m in walk.messages)
 
-        def save(step: int, due: dt.datetime, state: str, reason: str | None) -> str:
-            save_timer(self.store, tkey, step, due, state, reason, now)
-            return state
+    def _walk(self, t: _Timer, w: _Walk) -> str:
+        """Run one timer's steps in memory; the move and messages go to ``w``."""
+        trigger, plan = self.triggers[t.trigger], self._plans[t.trigger]
+        step, due, now = t.step, t.due, w.now
+        person = w.people.get(t.uid) or PersonState(unified_id=t.uid, known=False)
+        evs = w.events.get(t.uid, [])
 
-        person = people.get(uid) or PersonState(unified_id=uid, known=False)
+        def move(
+            state: str, reason: str | None, at: dt.datetime, outcome: str | None = None
+        ) -> str:
+            w.moves.append(
+                {"trigger": t.trigger, "unified_id": t.uid, "window_key": t.key,
+                 "old_step": t.step, "old_due": t.due, "step": step, "due_at": at,
+                 "state": state, "reason": reason, "updated_at": now}
+            )  # fmt: skip
+            return outcome or state
+
         while step < len(plan):
             s = plan[step]
             if isinstance(s, WaitStep):
                 due, step = due + s.delta, step + 1
                 if due > now:
-                    return save(step, due, "waiting", None)
+                    return move("waiting", None, due)
             elif isinstance(s, UnlessStep):
-                hit = self._happened(uid, s.unless.event, anchor, now)
+                hit = first_event(evs, s.unless.event, t.anchor, now)
                 if hit:
-                    return save(step, due, "cancelled", hit)
+                    return move("cancelled", f"unless: {hit[1]} at {hit[0].isoformat()}", due)
                 step += 1
             else:
-                bought = self._bought_item(trigger, uid, ctx, now)
-                if bought:
-                    return save(step, due, "cancelled", bought)
-                res = self._send(trigger, s, step, person, key, ctx, anchor, now, sends, counts)
+                item = t.context.get("item_id") if isinstance(trigger.when, CatalogWhen) else None
+                if item and first_event(
+                    evs, ["purchase"], _ts(t.context.get("interest_at")), now, item
+                ):
+                    return move("cancelled", f"bought {item} since the interest", due)
+                res = self._send(trigger, s, step, person, t, evs, w)
                 if res is not None:
                     kind, until, reason = res
-                    save(step, until, "waiting", reason)
-                    return kind
+                    return move("waiting", reason, until, kind)
                 step += 1
-        return save(step, due, "done", None)
-
-    def _happened(
-        self, uid: str, types: Sequence[str], since: dt.datetime, now: dt.datetime
-    ) -> str | None:
-        ph = ", ".join("?" for _ in types)
-        df = self.store.sql(
-            f"SELECT event_type, ts FROM {EVENTS} WHERE unified_id = ? AND event_type IN ({ph}) "
-            "AND ts > CAST(? AS TIMESTAMP) AND ts <= CAST(? AS TIMESTAMP) ORDER BY ts LIMIT 1",
-            [uid, *types, since, now],
-        )
-        if df.empty:
-            return None
-        return f"unless: {df['event_type'].iloc[0]} at {pd.Timestamp(df['ts'].iloc[0]).isoformat()}"
-
-    def _bought_item(
-        self, trigger: Trigger, uid: str, ctx: dict[str, Any], now: dt.datetime
-    ) -> str | None:
-        if not isinstance(trigger.when, CatalogWhen) or not ctx.get("item_id"):
-            return None
-        df = self.store.sql(
-            f"SELECT ts FROM {EVENTS} WHERE unified_id = ? AND item_id = ? AND event_type = "
-            "'purchase' AND ts > CAST(? AS TIMESTAMP) AND ts <= CAST(? AS TIMESTAMP) LIMIT 1",
-            [uid, ctx["item_id"], pd.Timestamp(ctx["interest_at"]).to_pydatetime(), now],
-        )
-        return None if df.empty else f"bought {ctx['item_id']} since the interest"
+        return move("done", None, due)
 
     def _send(
         self,
@@ -294,30 +305,27 @@ class TriggerEngine:
         s: SendStep,
         step: int,
         person: PersonState,
-        key: str,
-        ctx: dict[str, Any],
-        anchor: dt.datetime,
-        now: dt.datetime,
-        sends: dict[tuple[str, str], list[dt.datetime]],
-        counts: Counter[str],
+        t: _Timer,
+        evs: list[PersonEvent],
+        w: _Walk,
     ) -> tuple[str, dt.datetime, str] | None:
-        """Decide and record one message; returns (outcome, wait until, reason) when it must wait."""
-        uid, channel = person.unified_id, s.send.channel or trigger.channel
+        """Decide one message; returns (outcome, wait until, reason) when the timer must wait."""
+        uid, channel, now = person.unified_id, s.send.channel or trigger.channel, w.now
         content = s.send.content or trigger.content
-        mid = message_id(trigger.name, uid, key, step)
-        old = message_decision(self.store, mid)
-        if old is not None and old != "deferred":
+        mid = message_id(trigger.name, uid, t.key, step)
+        if w.decided.get(mid) not in (None, "deferred"):
             return None  # decided before (a re-run): never a second message
         req = MessageRequest(
             trigger.name, channel, trigger.purpose_of(channel), trigger.control_pct
         )
-        d = decide(req, person, sends.get((uid, channel), ()), now, self.policy, self.secret)
+        d = decide(req, person, w.sends.get((uid, channel), ()), now, self.policy, self.secret)
         blocks: list[tuple[str, str]] = []
-        if content.item and ctx.get("item_id") and isinstance(trigger.when, CatalogWhen):
-            blocks.append((ctx["item_id"], "item"))
+        if content.item and isinstance(trigger.when, CatalogWhen) and t.context.get("item_id"):
+            blocks.append((str(t.context["item_id"]), "item"))
         if content.cart:
-            blocks += [(i, "cart") for i in cart_items(self.store, uid, anchor, now)]
-        items, versions = describe_items(self.store, blocks), {}
+            blocks += [(i, "cart") for i in cart_items(evs, t.anchor, now)]
+        recs: list[dict[str, Any]] = []
+        versions: dict[str, str] = {}
         if d.kind == "sent" and content.recommend:
             try:
                 if self.content is None:
@@ -328,34 +336,53 @@ class TriggerEngine:
                 got = self.content(ask)
             except ContentUnavailable as exc:
                 return "retry", now + self.retry_after, f"content unavailable: {exc}"
-            items += [{**it, "block": "recommend"} for it in got.items[: content.recommend]]
-            versions = got.model_versions
-        row = {
-            "message_id": mid,
-            "trigger": trigger.name,
-            "unified_id": uid,
-            "window_key": key,
-            "step": step,
-            "channel": channel,
-            "destination": s.send.destination,
-            "purpose": req.purpose,
-            "decision": d.kind,
-            "control": d.control,
-            "reason": d.reason,
-            "items": to_json(items),
-            "context": to_json(ctx),
-            "model_versions": to_json(versions),
-            "decided_at": now,
-            "deferred_until": d.deferred_until,
-        }
-        write_message(self.store, row, update_deferred=old == "deferred")
-        counts[d.kind] += 1
+            recs = [{**it, "block": "recommend"} for it in got.items[: content.recommend]]
+            versions = dict(got.model_versions)
+        w.messages.append(
+            {
+                "message_id": mid, "trigger": trigger.name, "unified_id": uid,
+                "window_key": t.key, "step": step, "channel": channel,
+                "destination": s.send.destination, "purpose": req.purpose, "decision": d.kind,
+                "control": d.control, "reason": d.reason, "items": None,
+                "context": to_json(t.context), "model_versions": to_json(versions),
+                "decided_at": now, "deferred_until": d.deferred_until,
+                "_blocks": blocks, "_recs": recs,
+            }
+        )  # fmt: skip
         if d.kind == "deferred":
             assert d.deferred_until is not None
             return "deferred", d.deferred_until, d.reason
         if d.kind == "sent":
-            sends.setdefault((uid, channel), []).append(now)
+            w.sends.setdefault((uid, channel), []).append(now)
         return None
+
+
+@dataclass
+class _Timer:
+    trigger: str
+    uid: str
+    key: str
+    step: int
+    due: dt.datetime
+    anchor: dt.datetime
+    context: dict[str, Any]
+
+
+@dataclass
+class _Walk:
+    """What one chunk reads once and what it collects to write."""
+
+    now: dt.datetime
+    people: dict[str, PersonState]
+    sends: dict[tuple[str, str], list[dt.datetime]]
+    events: dict[str, list[PersonEvent]]
+    decided: dict[str, str]
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ts(value: Any) -> dt.datetime:
+    return pd.Timestamp(value).to_pydatetime() if value else dt.datetime.min
 
 
 def process_batch(
