@@ -157,19 +157,30 @@ def thin_starts(
         for t, u, k, a in df.itertuples(index=False):
             old[(str(t), str(u))].append((str(k), pd.Timestamp(a)))
     keep: list[Any] = []
-    for (name, uid), grp in starts.groupby(["trigger", "unified_id"], sort=False):
-        gap = triggers[str(name)].reentry_delta
-        known = {k for k, _ in old[(str(name), str(uid))]}
-        taken = [a for _, a in old[(str(name), str(uid))]]
-        for idx, key, ts in zip(grp.index, grp["window_key"], grp["anchor_ts"], strict=True):
-            t = pd.Timestamp(ts)
-            if key in known or (gap is None and taken):
-                continue
-            if gap is not None and any(abs(t - a) < gap for a in taken):
-                continue
-            taken.append(t)
-            known.add(key)
-            keep.append(idx)
+    known: dict[tuple[str, str], set[str]] = {}
+    taken: dict[tuple[str, str], list[pd.Timestamp]] = {}
+    cols = zip(
+        starts.index,
+        starts["trigger"],
+        starts["unified_id"],
+        starts["window_key"],
+        starts["anchor_ts"],
+        strict=True,
+    )
+    for idx, name, uid, key, ts in cols:
+        pk = (str(name), str(uid))
+        if pk not in known:
+            known[pk] = {k for k, _ in old.get(pk, ())}
+            taken[pk] = [a for _, a in old.get(pk, ())]
+        gap = triggers[pk[0]].reentry_delta
+        t = pd.Timestamp(ts)
+        if key in known[pk] or (gap is None and taken[pk]):
+            continue
+        if gap is not None and any(abs(t - a) < gap for a in taken[pk]):
+            continue
+        taken[pk].append(t)
+        known[pk].add(str(key))
+        keep.append(idx)
     return starts.loc[keep, list(START_COLUMNS)]
 
 
