@@ -157,3 +157,76 @@ def test_purchase_after_the_change_cancels_before_the_wait_ends(store):
 def store():
     with open_store("duckdb") as s:
         yield s
+
+
+def test_ingested_products_and_events_feed_the_engine(store):
+    """The canonical tables as ingest leaves them: products snapshots and raw events/order lines."""
+    from cip.activation.triggers import events_from_store, snapshot_catalog
+
+    def products(rows, ingested):
+        for item, price, stock in rows:
+            store.execute(
+                "INSERT INTO products (source, record_id, ingested_at, item_id, title, price, "
+                "in_stock) VALUES ('shop', ?, ?, ?, ?, ?, ?)",
+                [f"{item}-{ingested}", ingested, item, item.title(), price, stock],
+            )
+
+    products([("sku-1", 100.0, True), ("sku-2", 50.0, True)], at(days=-5))
+    assert len(snapshot_catalog(store, at(days=-5))) == 2
+    store.execute(
+        "INSERT INTO events (source, record_id, ingested_at, event_id, ts, event_type, "
+        "customer_id, item_id) VALUES ('web', 'r1', ?, 'ev-1', ?, 'add_to_cart', 'c-carter', "
+        "'sku-1'), ('web', 'r2', ?, NULL, ?, 'add_to_cart', 'c-buyer', 'sku-1')",
+        [at(days=-2), at(days=-2), at(days=-2), at(days=-2)],
+    )
+    store.execute(
+        "INSERT INTO order_lines (source, record_id, ingested_at, order_id, ts, customer_id, "
+        "item_id, quantity, unit_price) VALUES ('shop', 'l1', ?, 'o1', ?, 'c-buyer', 'sku-1', "
+        "1, 100)",
+        [at(days=-1), at(days=-1)],
+    )
+    feed = events_from_store(store, at(days=-3), at(0))
+    assert sorted(zip(feed["unified_id"], feed["event_type"], strict=True)) == [
+        ("c-buyer", "add_to_cart"),
+        ("c-buyer", "purchase"),
+        ("c-carter", "add_to_cart"),
+    ]
+    assert "ev-1" in set(feed["event_id"]) and feed["event_id"].is_unique
+    add_profiles(store, [{"uid": "c-carter"}, {"uid": "c-buyer"}])
+    eng = engine(store, [PRICE_DROP])
+    eng.process(at(0), events=feed)
+    products([("sku-1", 80.0, True), ("sku-2", 50.0, True)], at(0))
+    changes = snapshot_catalog(store, at(0))
+    assert changes[["item_id", "kind"]].values.tolist() == [["sku-1", "price_drop"]]
+    eng.process(at(1), catalog_changes=changes)
+    assert messages(store)["unified_id"].tolist() == ["c-carter"]
+
+
+def test_events_from_store_resolve_persons_through_record_map(store):
+    from cip.activation.triggers import events_from_store
+
+    store.execute(
+        "INSERT INTO events (source, record_id, ingested_at, event_id, ts, event_type, email, "
+        "item_id) VALUES ('web', 'r1', ?, 'ev-1', ?, 'product_view', 'a@x.com', 'sku-1'), "
+        "('web', 'r2', ?, 'ev-2', ?, 'product_view', 'nobody@x.com', 'sku-1')",
+        [at(0), at(0), at(0), at(0)],
+    )
+    store.execute(
+        "INSERT INTO order_lines (source, record_id, ingested_at, order_id, ts, email, item_id, "
+        "quantity, unit_price, status) VALUES ('shop', 'l1', ?, 'o1', ?, 'a@x.com', 'sku-1', 1, "
+        "9, 'completed'), ('shop', 'l2', ?, 'o2', ?, 'a@x.com', 'sku-2', 1, 9, 'cancelled')",
+        [at(1), at(1), at(1), at(1)],
+    )
+    store.execute(
+        "CREATE TABLE record_map (source_table VARCHAR, record_id VARCHAR, unified_id VARCHAR)"
+    )
+    store.execute(
+        "INSERT INTO record_map VALUES ('events', 'r1', 'U1'), "
+        "('orders', md5('shop:order_lines:o1'), 'U1'), ('orders', md5('shop:order_lines:o2'), 'U1')"
+    )
+    feed = events_from_store(store, at(-1), at(5))
+    # the unresolved event has no person; the cancelled line is no purchase
+    assert feed[["unified_id", "event_type", "item_id"]].values.tolist() == [
+        ["U1", "product_view", "sku-1"],
+        ["U1", "purchase", "sku-1"],
+    ]

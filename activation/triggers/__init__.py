@@ -17,6 +17,7 @@ from cip.activation.triggers.catalog import (
     diff_catalog,
     products_snapshot,
     record_catalog,
+    snapshot_catalog,
 )
 from cip.activation.triggers.content import (
     ContentProvider,
@@ -67,5 +68,6 @@ __all__ = [
     "products_snapshot",
     "recent_sends",
     "record_catalog",
+    "snapshot_catalog",
     "validate_triggers",
 ]

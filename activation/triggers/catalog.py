@@ -32,6 +32,7 @@ __all__ = [
     "current_catalog",
     "record_catalog",
     "products_snapshot",
+    "snapshot_catalog",
 ]
 
 CATALOG_COLUMNS: tuple[str, ...] = ("item_id", "title", "category", "price", "in_stock")
@@ -160,6 +161,12 @@ def record_catalog(store: Store, snapshot: pd.DataFrame, ts: dt.datetime | str) 
             store.load_arrow(HISTORY, _plain(opened))
         store.load_arrow(CHANGES, _plain(changes))
     return changes
+
+
+def snapshot_catalog(store: Store, ts: dt.datetime | str) -> pd.DataFrame:
+    """Record the canonical ``products`` table as the catalog at ``ts`` (call after ingest);
+    returns the changes."""
+    return record_catalog(store, products_snapshot(store), ts)
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
