@@ -13,6 +13,7 @@ Tables written: ``trigger_events``, ``trigger_timers``, ``messages``,
 from cip.activation.triggers._people import add_suppression, load_people, recent_sends
 from cip.activation.triggers._tables import ensure_trigger_tables
 from cip.activation.triggers.catalog import (
+    catalog_changes_since,
     current_catalog,
     diff_catalog,
     products_snapshot,
@@ -38,6 +39,7 @@ from cip.activation.triggers.definitions import (
     validate_triggers,
 )
 from cip.activation.triggers.engine import BatchReport, TriggerEngine, message_id, process_batch
+from cip.activation.triggers.report import explain, message_log, trigger_status
 from cip.activation.triggers.sources import events_from_store, normalise_events
 
 __all__ = [
@@ -56,18 +58,22 @@ __all__ = [
     "Trigger",
     "TriggerEngine",
     "add_suppression",
+    "catalog_changes_since",
     "check_triggers",
     "current_catalog",
     "diff_catalog",
     "ensure_trigger_tables",
     "events_from_store",
+    "explain",
     "load_people",
     "message_id",
+    "message_log",
     "normalise_events",
     "process_batch",
     "products_snapshot",
     "recent_sends",
     "record_catalog",
     "snapshot_catalog",
+    "trigger_status",
     "validate_triggers",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "record_catalog",
     "products_snapshot",
     "snapshot_catalog",
+    "catalog_changes_since",
 ]
 
 CATALOG_COLUMNS: tuple[str, ...] = ("item_id", "title", "category", "price", "in_stock")
@@ -167,6 +168,17 @@ def snapshot_catalog(store: Store, ts: dt.datetime | str) -> pd.DataFrame:
     """Record the canonical ``products`` table as the catalog at ``ts`` (call after ingest);
     returns the changes."""
     return record_catalog(store, products_snapshot(store), ts)
+
+
+def catalog_changes_since(store: Store, since: dt.datetime | str) -> pd.DataFrame:
+    """The recorded changes with ``ts > since`` (feeding them to the engine again is safe:
+    journey starts are idempotent)."""
+    ensure_trigger_tables(store)
+    cols = ", ".join(CHANGE_COLUMNS)
+    return store.sql(
+        f"SELECT {cols} FROM {CHANGES} WHERE ts > CAST(? AS TIMESTAMP) ORDER BY ts, item_id, kind",
+        [to_timestamp(since, what="since")],
+    )
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:

@@ -143,7 +143,8 @@ class TriggerEngine:
             n: [i for i, s in enumerate(p) if isinstance(s, SendStep)]
             for n, p in self._plans.items()
         }
-        self._longest_cap = max(
+        #: the longest frequency-cap window of any channel (how far back sends are read)
+        self.longest_cap = max(
             (c.per_delta for c in self.policy.channels.values()), default=dt.timedelta(0)
         )
         self._types = sorted(
@@ -234,7 +235,7 @@ class TriggerEngine:
         walk = _Walk(
             now=now,
             people=load_people(self.store, uids, salt=self.salt),
-            sends=recent_sends(self.store, uids, now - self._longest_cap),
+            sends=recent_sends(self.store, uids, now - self.longest_cap),
             events=person_events(self.store, uids, since, now),
             decided=existing_decisions(
                 self.store,
