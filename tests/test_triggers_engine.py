@@ -367,3 +367,30 @@ def test_suppression_list_and_erasure(store):
     assert m.loc["p1", "decision"] == "suppressed" and "suppression list" in m.loc["p1", "reason"]
     assert (m.loc["p2", "decision"], m.loc["p2", "reason"]) == ("suppressed", "person erased")
     assert m.loc["p3", "decision"] == "sent"
+
+
+def test_erasure_reaches_the_trigger_tables_and_late_events(store):
+    from cip.profiles.erasure import erase_persons
+
+    add_profiles(store, [{"uid": "p1"}, {"uid": "p2"}])
+    eng = engine(store, [CART])
+    batch = events(("e1", "p1", "add_to_cart", at(0), "s"), ("e2", "p2", "add_to_cart", at(0), "s"))
+    eng.process(at(31), events=batch)
+    report = erase_persons(store, unified_ids=["p1"], salt=SECRET)
+    assert {
+        t: report.rows_deleted[t] for t in ("messages", "trigger_events", "trigger_timers")
+    } == {
+        "messages": 1,
+        "trigger_events": 1,
+        "trigger_timers": 1,
+    }
+    for table in ("messages", "trigger_events", "trigger_timers"):
+        assert store.sql(f"SELECT DISTINCT unified_id FROM {table}")["unified_id"].tolist() == [
+            "p2"
+        ]
+    # the erased person's events arriving late (a replayed stream) are dropped
+    late = eng.process(at(days=3), events=events(("e9", "p1", "add_to_cart", at(days=3), "s")))
+    assert (late.events, late.events_new, late.started) == (1, 0, 0)
+    assert (
+        store.sql("SELECT count(*) AS n FROM trigger_events WHERE unified_id = 'p1'")["n"][0] == 0
+    )

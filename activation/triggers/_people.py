@@ -23,7 +23,7 @@ from cip.profiles.errors import ConfigError
 from cip.profiles.privacy import hash_identifier
 from cip.profiles.store import Store
 
-__all__ = ["load_people", "recent_sends", "add_suppression", "TIMEZONE_TRAITS"]
+__all__ = ["load_people", "erased_ids", "recent_sends", "add_suppression", "TIMEZONE_TRAITS"]
 
 #: Profile columns read as the person's IANA time zone, first present wins.
 TIMEZONE_TRAITS: tuple[str, ...] = ("timezone", "time_zone", "tz")
@@ -39,10 +39,19 @@ def _in(values: Sequence[str]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def erased_ids(store: Store, unified_ids: Iterable[str], *, salt: bytes) -> set[str]:
+    """The person ids erasure tombstoned (``("unified_id", id)`` hashes in ``_tombstones``)."""
+    by_hash = {hash_identifier("unified_id", u, salt): u for u in {str(x) for x in unified_ids}}
+    hit = _hits(store, "_tombstones", set(by_hash), "identifier_hash")
+    return {by_hash[h] for h in hit}
+
+
 def load_people(store: Store, unified_ids: Iterable[str], *, salt: bytes) -> dict[str, PersonState]:
-    """The policy state of each person (``known=False`` for persons without a profile)."""
+    """The policy state of each person (``known=False`` for persons without a profile;
+    ``erased`` for persons whose id or a contact identifier is tombstoned)."""
     ids = sorted({str(u) for u in unified_ids})
-    out = {u: PersonState(unified_id=u, known=False) for u in ids}
+    gone = erased_ids(store, ids, salt=salt)
+    out = {u: PersonState(unified_id=u, known=False, erased=u in gone) for u in ids}
     if not ids or not store.has_table("profiles"):
         return out
     pcols = set(store.sql("SELECT * FROM profiles WHERE FALSE").columns)
@@ -76,7 +85,7 @@ def load_people(store: Store, unified_ids: Iterable[str], *, salt: bytes) -> dic
             consent={p: rec[f"consent_{p}"] is True for p in consent},
             contacts=mine,
             timezone=tz if isinstance(tz, str) and tz else None,
-            erased=bool(my_hashes & tomb),
+            erased=bool(my_hashes & tomb) or uid in gone,
             suppressed=frozenset(ch for h in my_hashes for ch in supp.get(h, ())),
             known=True,
         )

@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 from cip.activation.policy import MessageRequest, PersonState, PolicyConfig, decide
-from cip.activation.triggers._people import load_people, recent_sends
+from cip.activation.triggers._people import erased_ids, load_people, recent_sends
 from cip.activation.triggers._tables import TIMERS, ensure_trigger_tables
 from cip.activation.triggers._timers import (
     existing_decisions,
@@ -85,7 +85,13 @@ def message_id(trigger: str, unified_id: str, window_key: str, step: int) -> str
 
 @dataclass
 class BatchReport:
-    """What one :meth:`TriggerEngine.process` call did (counts only, no identifiers)."""
+    """What one :meth:`TriggerEngine.process` call did (counts only, no identifiers).
+
+    ``events``: the batch's events with a person; ``events_new``: those journaled
+    for the first time; ``started``: new journeys; ``due``: timers run;
+    ``cancelled``: journeys ended by ``unless``; ``retried``: messages waiting for
+    content; ``decisions``: messages decided, per decision.
+    """
 
     events: int = 0
     events_new: int = 0
@@ -169,6 +175,9 @@ class TriggerEngine:
         if events is not None:
             ev = normalise_events(events)
             report.events = len(ev)
+            gone = erased_ids(self.store, ev["unified_id"], salt=self.salt)
+            if gone:  # an erased person's late events are neither kept nor acted on
+                ev = ev[~ev["unified_id"].isin(sorted(gone))]
             report.events_new = journal_events(self.store, ev, self._types, now)
             starts += [event_starts(t, ev, now, self.max_event_age) for t in self.triggers.values()]
         if catalog_changes is not None:
