@@ -164,20 +164,15 @@ class PredictedWhen(_Model):
     within_days: int = Field(0, ge=0, le=365)
 
 
-_WHEN_KEYS = ("event", "catalog", "segment", "score", "predicted")
+def _kind_of(*keys: str) -> Any:
+    """A discriminator: the one of ``keys`` a mapping (or a model's fields) has, else None."""
 
-
-def _when_kind(v: Any) -> str | None:
-    if isinstance(v, Mapping):
-        found = [k for k in _WHEN_KEYS if k in v]
+    def kind(v: Any) -> str | None:
+        have = v.keys() if isinstance(v, Mapping) else type(v).model_fields
+        found = [k for k in keys if k in have]
         return found[0] if len(found) == 1 else None
-    return {
-        EventWhen: "event",
-        CatalogWhen: "catalog",
-        SegmentWhen: "segment",
-        ScoreWhen: "score",
-        PredictedWhen: "predicted",
-    }.get(type(v))
+
+    return kind
 
 
 When = Annotated[
@@ -187,7 +182,7 @@ When = Annotated[
     | Annotated[ScoreWhen, Tag("score")]
     | Annotated[PredictedWhen, Tag("predicted")],
     Discriminator(
-        _when_kind,
+        _kind_of("event", "catalog", "segment", "score", "predicted"),
         custom_error_type="when",
         custom_error_message="needs exactly one of event, catalog, segment, score, predicted",
     ),
@@ -242,19 +237,12 @@ class UnlessStep(_Model):
     unless: Unless
 
 
-def _step_kind(v: Any) -> str | None:
-    if isinstance(v, Mapping):
-        found = [k for k in ("send", "wait", "unless") if k in v]
-        return found[0] if len(found) == 1 else None
-    return {SendStep: "send", WaitStep: "wait", UnlessStep: "unless"}.get(type(v))
-
-
 Step = Annotated[
     Annotated[SendStep, Tag("send")]
     | Annotated[WaitStep, Tag("wait")]
     | Annotated[UnlessStep, Tag("unless")],
     Discriminator(
-        _step_kind,
+        _kind_of("send", "wait", "unless"),
         custom_error_type="step",
         custom_error_message="a step is one of {send: ...}, {wait: 2d}, {unless: {event: ...}}",
     ),
