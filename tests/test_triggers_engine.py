@@ -394,3 +394,16 @@ def test_erasure_reaches_the_trigger_tables_and_late_events(store):
     assert (
         store.sql("SELECT count(*) AS n FROM trigger_events WHERE unified_id = 'p1'")["n"][0] == 0
     )
+
+
+def test_normalise_events_handles_concatenated_batches_and_missing_ids():
+    import pandas as pd
+    from cip.activation.triggers import normalise_events
+
+    a = events(("e1", "p1", "add_to_cart", at(0), "s"))
+    b = events((None, "p2", "add_to_cart", at(1), "s"), ("e3", None, "page_view", at(2)))
+    ev = normalise_events(pd.concat([a, b, a]))  # repeated index labels, a duplicate event
+    assert ev["unified_id"].tolist() == ["p1", "p2"]  # no person: dropped; duplicate: once
+    assert ev["event_id"].iloc[0] == "e1" and len(ev["event_id"].iloc[1]) == 32  # content hash
+    again = normalise_events(b)
+    assert again["event_id"].tolist() == [ev["event_id"].iloc[1]]  # the hash is stable

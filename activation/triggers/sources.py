@@ -76,6 +76,7 @@ def normalise_events(events: pd.DataFrame) -> pd.DataFrame:
     for c in ("ts", "event_type", "unified_id"):
         if c not in events.columns:
             raise DataError(f"event batch: missing column {c}")
+    events = events.reset_index(drop=True)  # a concatenated batch may repeat index labels
     df = pd.DataFrame(
         {
             "ts": pd.to_datetime(events["ts"], utc=True, errors="coerce")
