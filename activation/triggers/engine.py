@@ -227,7 +227,6 @@ class TriggerEngine:
     def _chunk(
         self, due: pd.DataFrame, now: dt.datetime, report: BatchReport, counts: Counter[str]
     ) -> None:
-        uids = sorted(set(due["unified_id"].astype(str)))
         timers = [
             _Timer(
                 str(r.trigger),
@@ -241,20 +240,21 @@ class TriggerEngine:
             for r in due.itertuples(index=False)
         ]
         since = min(t.anchor for t in timers) - CART_LOOKBACK
-        walk = _Walk(
-            now=now,
-            people=load_people(self.store, uids, salt=self.salt),
-            sends=recent_sends(self.store, uids, now - self.longest_cap),
-            events=person_events(self.store, uids, since, now),
-            decided=existing_decisions(
+        walk = _Walk(now=now, people={}, sends={}, events={}, decided={})
+        busy = [t for t in timers if self._goes_past_waits(t, now)]
+        if busy:  # only waits to move on: nothing about the persons needs reading
+            ids = sorted({t.uid for t in busy})
+            walk.people = load_people(self.store, ids, salt=self.salt)
+            walk.sends = recent_sends(self.store, ids, now - self.longest_cap)
+            walk.events = person_events(self.store, ids, since, now)
+            walk.decided = existing_decisions(
                 self.store,
                 [
                     message_id(t.trigger, t.uid, t.key, i)
-                    for t in timers
+                    for t in busy
                     for i in self._send_steps[t.trigger]
                 ],
-            ),
-        )
+            )
         for t in timers:
             state = self._walk(t, walk)
             report.due += 1
@@ -267,6 +267,16 @@ class TriggerEngine:
         upd = [m for m in walk.messages if walk.decided.get(m["message_id"]) == "deferred"]
         write_chunk(self.store, walk.moves, new, upd)
         counts.update(m["decision"] for m in walk.messages)
+
+    def _goes_past_waits(self, t: _Timer, now: dt.datetime) -> bool:
+        """Whether the timer reaches an ``unless`` or ``send`` step at ``now``."""
+        plan, step, due = self._plans[t.trigger], t.step, t.due
+        while step < len(plan) and isinstance(plan[step], WaitStep):
+            due += plan[step].delta  # type: ignore[union-attr]
+            step += 1
+            if due > now:
+                return False
+        return step < len(plan)
 
     def _walk(self, t: _Timer, w: _Walk) -> str:
         """Run one timer's steps in memory; the move and messages go to ``w``."""
