@@ -20,6 +20,13 @@ from cip.activation import (
     check_definitions,
     default_definitions,
 )
+from cip.activation.policy import PolicyConfig
+from cip.activation.triggers.definitions import (
+    Destination,
+    Trigger,
+    check_triggers,
+    validate_triggers,
+)
 from cip.profiles.contracts import schema
 from cip.profiles.errors import ConfigError
 from cip.profiles.retention import check_policy
@@ -309,6 +316,17 @@ class CIPConfig(_Model):
     run: RunConfig = Field(default_factory=RunConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     retention: dict[str, int] = Field(default_factory=dict)  # see profiles.retention
+    destinations: dict[str, Destination] = Field(default_factory=dict)  # trigger receivers
+    triggers: list[Trigger] = Field(default_factory=list)  # see activation.triggers
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)  # see activation.policy
+
+    @field_validator("triggers", mode="before")
+    @classmethod
+    def _triggers(cls, v: Any) -> Any:
+        try:
+            return validate_triggers(v or [])
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("retention")
     @classmethod
@@ -324,6 +342,10 @@ class CIPConfig(_Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate source names: {dup}")
+        try:
+            check_triggers(self.triggers, self.destinations)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def source(self, name: str) -> SourceConfig:
