@@ -16,7 +16,7 @@ class Receiver:
 
     Half of the failures happen *after* the batch was processed (the answer is
     lost), so the sender resends a batch the receiver already has: the receiver
-    de-duplicates by Idempotency-Key.
+    de-duplicates by webhook-id (the same as Idempotency-Key).
 
     With ``secret`` it verifies every request first with the official Standard
     Webhooks library (``standardwebhooks``) and answers 401 to one that does not
@@ -44,7 +44,7 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                key = headers.get("idempotency-key")
+                key = headers.get("webhook-id") or headers.get("idempotency-key")
                 extra: dict[str, str] = {}
                 with lock:
                     outer.requests += 1
