@@ -25,9 +25,9 @@ import sys
 from typing import Any
 
 import attr
+import bentoml
 import yaml
-from _bentoml_sdk.service.factory import Service
-from bentoml._internal.service.openapi.specification import OpenAPISpecification
+from bentoml._internal.service.openapi.specification import OpenAPISpecification  # its type
 from cip.serving.auth import MAX_BODY, ROUTE_SCOPES
 
 import cip
@@ -165,7 +165,7 @@ class OpenAPIDocument(OpenAPISpecification):
 yaml.add_representer(OpenAPIDocument, lambda d, spec: d.represent_dict(spec.asdict()))
 
 
-class DocumentedService(Service):  # type: ignore[type-arg]
+class DocumentedService(bentoml.Service):  # type: ignore[type-arg]
     """A BentoML service whose OpenAPI document is :func:`complete_document` of BentoML's."""
 
     @property
