@@ -8,7 +8,8 @@ Typical use (``cip segments ...`` does the same)::
 
 Tables written: ``segment_members``, ``segment_changes``, ``segment_builds``,
 ``webhook_deliveries`` and ``webhook_batches``. Consent (per purpose) and
-erasure are applied to every export, page and webhook batch.
+erasure are applied to every export, page and webhook batch. Webhook requests
+are signed per the Standard Webhooks specification (:mod:`cip.activation.signing`).
 """
 
 from cip.activation.build import BuildReport, SegmentResult, build_segments
@@ -27,11 +28,13 @@ from cip.activation.insights import (
     segment_sizes,
     segment_transitions,
 )
+from cip.activation.signing import SignatureError, verify_signature, webhook_secret
 from cip.activation.webhooks import (
     DeliveryReport,
     WebhookDestination,
     deliver_webhooks,
     idempotency_key,
+    retry_after_seconds,
 )
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "RFM_SEGMENT_NAMES",
     "SegmentDefinition",
     "SegmentResult",
+    "SignatureError",
     "WebhookDestination",
     "build_segments",
     "check_definitions",
@@ -52,10 +56,13 @@ __all__ = [
     "deliver_webhooks",
     "export_segment",
     "idempotency_key",
+    "retry_after_seconds",
     "latest_as_of",
     "segment_overlaps",
     "segment_page",
     "segment_sizes",
     "segment_transitions",
     "select_definitions",
+    "verify_signature",
+    "webhook_secret",
 ]

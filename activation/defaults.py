@@ -17,6 +17,7 @@ from cip.activation.definitions import (
     SegmentDefinition,
     slug,
 )
+from cip.activation.signing import check_webhook_name
 from cip.profiles.errors import ConfigError
 
 __all__ = ["default_definitions", "check_definitions", "select_definitions"]
@@ -84,7 +85,7 @@ def default_definitions() -> list[SegmentDefinition]:
 def check_definitions(
     definitions: Sequence[SegmentDefinition], webhooks: Iterable[str] = ()
 ) -> None:
-    """Names unique; every ``webhook`` names a configured destination.
+    """Names unique; every ``webhook`` names a configured destination; destination names valid.
 
     Raises:
         ConfigError: naming the segment and the problem.
@@ -94,7 +95,7 @@ def check_definitions(
         if d.name in seen:
             raise ConfigError(f"segments: duplicate segment name {d.name!r}")
         seen.add(d.name)
-    known = set(webhooks)
+    known = {check_webhook_name(n) for n in webhooks}  # also its secret's file name
     for d in definitions:
         if d.webhook and d.webhook not in known:
             close = difflib.get_close_matches(d.webhook, sorted(known), n=3)

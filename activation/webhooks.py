@@ -12,6 +12,14 @@ crash between a receiver's 2xx and the log update resends that batch, which is
 why receivers de-duplicate by the key. Consent for the segment's purpose and
 erasure are applied when a batch is sent, so a withdrawn or erased person is
 never sent later.
+
+Every request is signed the Standard Webhooks way (:mod:`cip.activation.signing`):
+``webhook-id`` is the batch's key (the same on every retry), ``webhook-timestamp``
+the attempt's time, ``webhook-signature`` the HMAC of both and the body with the
+destination's secret. A 429 or 5xx answer's ``Retry-After`` (seconds or an HTTP
+date, RFC 9110 10.2.3) replaces the backoff when it asks for at most
+``retry_after_max_s``; a longer wait ends this run's attempts at that batch (it
+stays ``failed`` and the next delivery sends it).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,20 +38,32 @@ from typing import Any
 import httpx
 import pandas as pd
 from cip.activation._tables import BATCHES, DELIVERIES, ensure_tables, to_timestamp
+from cip.activation._webhook_http import post_batch, retry_after_seconds
 from cip.activation.definitions import SegmentDefinition
 from cip.activation.export import member_rows_sql
+from cip.activation.signing import secret_key, webhook_secret
 from cip.profiles.errors import ConfigError
 from cip.profiles.store import Store
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["WebhookDestination", "DeliveryReport", "deliver_webhooks", "idempotency_key"]
+__all__ = [
+    "WebhookDestination",
+    "DeliveryReport",
+    "deliver_webhooks",
+    "idempotency_key",
+    "retry_after_seconds",
+]
 
 log = logging.getLogger(__name__)
-_RETRY = frozenset({408, 425, 429})
+_OURS = frozenset({"content-type", "idempotency-key", "webhook-id", "webhook-timestamp"})
 
 
 class WebhookDestination(BaseModel):
-    """A configured receiver of segment changes (``segments.webhooks.<name>`` in cip.yaml)."""
+    """A configured receiver of segment changes (``segments.webhooks.<name>`` in cip.yaml).
+
+    ``secret`` (``whsec_...``, best given as ``${ENV}``) signs the requests;
+    without it the workspace keeps one in ``secrets/webhooks/<name>.key``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,8 +72,28 @@ class WebhookDestination(BaseModel):
     max_attempts: int = Field(6, ge=1, le=20)
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
+    retry_after_max_s: float = Field(60.0, ge=0)
     timeout_s: float = Field(10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = Field(None, repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                secret_key(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        clash = sorted(k for k in v if k.lower() in _OURS or k.lower() == "webhook-signature")
+        if clash:
+            raise ValueError(f"headers {clash} are set by the sender (signature, ids)")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -97,6 +138,7 @@ def deliver_webhooks(
     destinations: Mapping[str, WebhookDestination],
     as_of: Any = None,
     *,
+    secrets_dir: str | os.PathLike[str] | None = None,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     seed: int | None = None,
@@ -104,7 +146,10 @@ def deliver_webhooks(
     """Send the changes of every segment with a ``webhook`` to its destination.
 
     With ``as_of`` only that build is sent; otherwise each segment's latest
-    build plus every earlier build with batches still undelivered.
+    build plus every earlier build with batches still undelivered. Requests
+    are signed with the destination's ``secret``, else with the one kept in
+    ``secrets_dir`` (``<name>.key``, made on first use); a destination with
+    neither is a ConfigError (nothing is sent unsigned).
     """
     ensure_tables(store, (DELIVERIES, BATCHES))
     rng = random.Random(seed)
@@ -118,15 +163,27 @@ def deliver_webhooks(
             if d.webhook not in destinations:
                 raise ConfigError(f"segment {d.name!r}: unknown webhook {d.webhook!r}")
             dest = destinations[d.webhook]
+            secret = _secret(d.webhook, dest, secrets_dir)
             for ts, digest in _builds(store, d.webhook, d.name, as_of):
                 _plan(store, d.webhook, dest, d.name, ts, digest)
                 rep = DeliveryReport(d.webhook, d.name, ts)
-                _send(store, http, d, dest, rep, digest, rng, sleep)
+                _send(store, http, d, dest, secret, rep, digest, rng, sleep)
                 reports.append(rep)
     finally:
         if own:
             http.close()
     return reports
+
+
+def _secret(name: str, dest: WebhookDestination, secrets_dir: str | os.PathLike[str] | None) -> str:
+    if dest.secret is not None:
+        return dest.secret
+    if secrets_dir is None:
+        raise ConfigError(
+            f"webhook {name!r} has no signing secret: give it secret: ${{ENV}} in cip.yaml "
+            "or deliver with the workspace's secrets folder"
+        )
+    return webhook_secret(secrets_dir, name)
 
 
 def _builds(store: Store, dest: str, segment: str, as_of: Any) -> list[tuple[dt.datetime, str]]:
@@ -254,6 +311,7 @@ def _send(
     http: httpx.Client,
     d: SegmentDefinition,
     dest: WebhookDestination,
+    secret: str,
     rep: DeliveryReport,
     digest: str,
     rng: random.Random,
@@ -279,6 +337,7 @@ def _send(
             rep.empty += 1
             continue
         head = {
+            "type": "segment.changes",
             "destination": rep.destination,
             "segment": d.name,
             "as_of": rep.as_of.isoformat(),
@@ -288,7 +347,9 @@ def _send(
             "idempotency_key": b.idempotency_key,
         }
         body = json.dumps(head)[:-1] + ', "changes": [' + ",".join(items) + "]}"
-        status, code, err, n = _post(http, dest, b.idempotency_key, body, rng, sleep)
+        status, code, err, n = post_batch(
+            http, dest, secret, b.idempotency_key, body.encode(), rng, sleep
+        )
         rep.requests += n
         _record(store, b.idempotency_key, status, int(b.attempts) + n, code, err)
         if status == "delivered":
@@ -304,48 +365,6 @@ def _send(
                 n,
                 err,
             )
-
-
-def _post(
-    http: httpx.Client,
-    dest: WebhookDestination,
-    key: str,
-    body: str,
-    rng: random.Random,
-    sleep: Callable[[float], None],
-) -> tuple[str, int | None, str | None, int]:
-    """POST one batch with retries; returns (status, last code, last error, attempts)."""
-    headers = {**dest.headers, "Content-Type": "application/json", "Idempotency-Key": key}
-    code: int | None = None
-    err: str | None = None
-    for attempt in range(dest.max_attempts):
-        retry_after = None
-        try:
-            resp = http.post(dest.url, content=body, headers=headers, timeout=dest.timeout_s)
-        except httpx.HTTPError as exc:
-            code, err = None, type(exc).__name__
-        else:
-            code = resp.status_code
-            if 200 <= code < 300:
-                return "delivered", code, None, attempt + 1
-            err = f"HTTP {code}"
-            if code < 500 and code not in _RETRY:
-                return "failed", code, err, attempt + 1  # the receiver refuses it: do not insist
-            retry_after = _retry_after(resp.headers.get("Retry-After"))
-        if attempt + 1 < dest.max_attempts:
-            cap = min(dest.backoff_max_s, dest.backoff_base_s * 2**attempt)
-            wait = (
-                rng.uniform(0, cap) if retry_after is None else min(retry_after, dest.backoff_max_s)
-            )
-            sleep(wait)
-    return "failed", code, err, dest.max_attempts
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _record(

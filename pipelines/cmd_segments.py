@@ -1,4 +1,4 @@
-"""Segment commands: ``cip segments build | list | export | deliver``."""
+"""Segment commands: ``cip segments build | list | export | deliver | webhook-secret``."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from cip.activation import (
     export_segment,
     segment_sizes,
     select_definitions,
+    webhook_secret,
 )
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
 from cip.pipelines.workspace import Workspace
+from cip.profiles.errors import NotFoundError
 from cip.profiles.store import Store
 from rich.table import Table
 
-__all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet"]
+__all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet", "webhook_secrets_dir"]
 
 segments_app = typer.Typer(
     help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
@@ -48,11 +50,18 @@ def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> B
         return build_segments(store, defs, as_of, features_table=cfg.features_table)
 
 
+def webhook_secrets_dir(ws: Workspace) -> Path:
+    """Where the workspace keeps the webhook signing secrets (``<destination>.key``)."""
+    return ws.root / "secrets" / "webhooks"
+
+
 def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
-    """Send pending segment changes to the configured webhooks."""
+    """Send pending segment changes to the configured webhooks (signed)."""
     cfg = ws.config.segments
     with open_quiet(ws) as store:
-        return deliver_webhooks(store, cfg.effective(), cfg.webhooks, as_of)
+        return deliver_webhooks(
+            store, cfg.effective(), cfg.webhooks, as_of, secrets_dir=webhook_secrets_dir(ws)
+        )
 
 
 def _deliveries_table(reports: list[DeliveryReport]) -> Table:
@@ -248,3 +257,22 @@ def deliver(
     if failed:
         console.print(f"[red]{failed} batches not delivered[/]; run `cip segments deliver` again")
         raise typer.Exit(1)
+
+
+@segments_app.command("webhook-secret")
+def show_webhook_secret(
+    name: Annotated[str, typer.Argument(help="A destination of segments.webhooks in cip.yaml.")],
+) -> None:
+    """Print a webhook destination's signing secret (whsec_...) for its receiver.
+
+    Made on first use in secrets/webhooks/NAME.key (owner-only), unless cip.yaml
+    gives the destination a secret. Receivers verify the Standard Webhooks headers
+    with it (see the README, Webhooks).
+    """
+    ws = workspace()
+    dests = ws.config.segments.webhooks
+    if name not in dests:
+        known = ", ".join(sorted(dests)) or "none"
+        raise NotFoundError(f"no webhook named {name!r} in cip.yaml (segments.webhooks: {known})")
+    secret = dests[name].secret or webhook_secret(webhook_secrets_dir(ws), name)
+    typer.echo(secret)

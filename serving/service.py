@@ -1,8 +1,9 @@
 """The CIP BentoML service: ``bentoml serve serving.service:CIPService`` or ``cip serve``.
 
-One class service; every endpoint takes a typed pydantic body (its OpenAPI
-schema is served at ``/docs.json``) and is protected by an API key scope
-(:mod:`serving.auth`). Health (``/livez``, ``/readyz``) and Prometheus
+One class service; every endpoint takes a typed pydantic body and is
+protected by an API key scope (:mod:`serving.auth`). The OpenAPI document at
+``/docs.json`` (committed as ``serving/openapi.json``) carries the version,
+both ways to send a key and every error answer (:mod:`serving.openapi`). Health (``/livez``, ``/readyz``) and Prometheus
 ``/metrics`` come from BentoML; ``/readyz`` answers 200 once the first state
 (champion model + store snapshot) is loaded.
 
@@ -35,6 +36,7 @@ from cip.serving._segments import segment_page, segment_sizes
 from cip.serving.auth import AuthMiddleware, KeyStore, RequestIdFilter, request_id
 from cip.serving.erasure import record_erasure
 from cip.serving.events import ValidEvent, validate_events
+from cip.serving.openapi import DESCRIPTION, DocumentedService
 from cip.serving.schemas import (
     EventsRequest,
     EventsResponse,
@@ -150,6 +152,8 @@ _WORKERS = int(os.environ.get("CIP_SERVE_WORKERS", "1"))
 
 @bentoml.service(
     name="cip",
+    description=DESCRIPTION,
+    service_class=DocumentedService,  # /docs.json: version, auth schemes, errors (serving.openapi)
     workers=_WORKERS,
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # our own access log: ids hashed, request ids

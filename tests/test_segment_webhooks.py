@@ -1,4 +1,4 @@
-"""Webhook delivery against a local receiver that fails 30 % of requests."""
+"""Webhook delivery against a local receiver that fails 30 % of requests (and verifies signatures)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from cip.activation import (
     build_segments,
     deliver_webhooks,
 )
+from cip.activation.signing import new_secret
+
+SECRET = new_secret()
 
 
 def _store_with_many_changes():
@@ -62,7 +65,9 @@ SEG = SegmentDefinition(
 
 
 def _dest(url, **kw):
-    return {"crm": WebhookDestination(url=url, batch_size=40, backoff_base_s=0.001, **kw)}
+    return {
+        "crm": WebhookDestination(url=url, batch_size=40, backoff_base_s=0.001, secret=SECRET, **kw)
+    }
 
 
 def test_every_change_arrives_at_least_once_with_30pct_failures():
@@ -70,7 +75,7 @@ def test_every_change_arrives_at_least_once_with_30pct_failures():
     build_segments(store, [SEG], A1)
     build_segments(store, [SEG], A2)
     waits = []
-    with Receiver(fail_rate=0.3) as rx:
+    with Receiver(fail_rate=0.3, secret=SECRET) as rx:
         reps = deliver_webhooks(
             store, [SEG], _dest(rx.url, max_attempts=12), sleep=waits.append, seed=1
         )
@@ -81,6 +86,11 @@ def test_every_change_arrives_at_least_once_with_30pct_failures():
     got = rx.changes()
     assert set(got) == expected and len(got) == len(expected)  # de-duplicated by key
     assert rx.failures > 0.2 * rx.requests and rx.duplicates > 0  # the receiver did fail
+    assert rx.rejected == 0  # every request, retries too, carried a valid signature
+    # a retried batch keeps its message id: webhook-id is the batch's Idempotency-Key
+    ids = [h["webhook-id"] for h, _ in rx.seen]
+    assert all(h["webhook-id"] == h["idempotency-key"] for h, _ in rx.seen)
+    assert len(set(ids)) == 17 and len(ids) == rx.requests > 17
     assert all(r.failed == 0 for r in reps)
     # A2: 350 changes (150 entered + 200 exited with consent, 50 without) -> 10 batches of 40
     a2 = next(r for r in reps if r.as_of == A2.to_pydatetime())

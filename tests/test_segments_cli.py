@@ -138,6 +138,7 @@ def test_config_rejects_unknown_webhooks_and_bad_definitions(tmp_path):
 
 def test_build_delivers_to_configured_webhooks(tmp_workspace, capsys):
     from _webhook_receiver import Receiver
+    from standardwebhooks import Webhook
 
     with Receiver(fail_rate=0.3, seed=5) as rx:
         config = (
@@ -146,13 +147,15 @@ def test_build_delivers_to_configured_webhooks(tmp_workspace, capsys):
             "    - {name: champions, kind: rfm, rfm_segments: [Champions], purpose: email, webhook: crm}\n"
         )
         ws = _ws(tmp_workspace, config)
+        code, secret, _ = run(ws, capsys, "segments", "webhook-secret", "crm")
+        rx.verifier = Webhook(secret.strip())  # the receiver checks every signature
         code, out, _ = run(ws, capsys, "segments", "build", "--as-of", "2024-03-01", "--json")
         assert code == 0
         [d] = json.loads(out)["deliveries"]
         assert (d["batches"], d["delivered"], d["failed"]) == (2, 2, 0)
         code, out, _ = run(ws, capsys, "segments", "deliver", "--json")
         assert code == 0 and json.loads(out)[0]["already_delivered"] == 2
-    assert sorted(c[2] for c in rx.changes()) == ["u1", "u6"]
+    assert sorted(c[2] for c in rx.changes()) == ["u1", "u6"] and rx.rejected == 0
 
 
 def test_example_segments_config_loads():

@@ -72,7 +72,9 @@ def test_postgres_builds_the_same_segments_as_duckdb(pg_url, pg_schema, tmp_path
         assert rows == [] and cur is None
         # a destination nobody listens on: delivery fails but is logged the same way
         dest = {"none": WebhookDestination(url="http://127.0.0.1:9/x", max_attempts=1)}
-        reps = deliver_webhooks(store, defs, dest, sleep=lambda s: None)
+        reps = deliver_webhooks(
+            store, defs, dest, secrets_dir=tmp_path / "secrets", sleep=lambda s: None
+        )
         assert [(r.batches, r.failed) for r in reps] == [(1, 1)]
     assert (tmp_path / "postgres.csv").read_text() == (tmp_path / "duckdb.csv").read_text()
     pg.close()
