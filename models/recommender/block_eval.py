@@ -34,8 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.models.evaluation import per_user_metrics
-from cip.models.recommender.blocks import BuyAgainBlock, fit_blocks
-from cip.models.recommender.blocks._base import Queries
+from cip.models.recommender.blocks import BuyAgainBlock, Queries, fit_blocks
 from cip.profiles.errors import DataError
 
 __all__ = [

@@ -66,6 +66,7 @@ __all__ = [
     "NoCandidatesError",
     "PersonalBlock",
     "PopularBlock",
+    "Queries",
     "RecentlyViewedBlock",
     "Rules",
     "SimilarBlock",
