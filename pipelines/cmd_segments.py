@@ -2,57 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from cip.activation import (
-    BuildReport,
-    DeliveryReport,
-    build_segments,
-    deliver_webhooks,
-    export_segment,
-    segment_sizes,
-    select_definitions,
-)
+from cip.activation import DeliveryReport
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.workspace import Workspace
-from cip.profiles.store import Store
 from rich.table import Table
 
-__all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet"]
+__all__ = ["segments_app"]
 
 segments_app = typer.Typer(
     help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
     no_args_is_help=True,
 )
 app.add_typer(segments_app, name="segments")
-
-
-@contextmanager
-def open_quiet(ws: Workspace) -> Iterator[Store]:
-    """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
-    with ws.open_store() as store:
-        if store.backend == "duckdb":
-            store.execute("SET enable_progress_bar = false")
-        yield store
-
-
-def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> BuildReport:
-    """Build the workspace's segments (all, or ``names``) for ``as_of``."""
-    cfg = ws.config.segments
-    defs = select_definitions(cfg.effective(), names)
-    with open_quiet(ws) as store:
-        return build_segments(store, defs, as_of, features_table=cfg.features_table)
-
-
-def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
-    """Send pending segment changes to the configured webhooks."""
-    cfg = ws.config.segments
-    with open_quiet(ws) as store:
-        return deliver_webhooks(store, cfg.effective(), cfg.webhooks, as_of)
 
 
 def _deliveries_table(reports: list[DeliveryReport]) -> Table:
@@ -99,10 +63,10 @@ def build(
     """
     ws = workspace()
     with console.status(f"building segments as of {as_of}", spinner="dots"):
-        rep = run_segments(ws, as_of, segment)
+        rep = ws.segments.build(as_of, segment)
     cfg = ws.config.segments
     send = cfg.deliver_on_build if deliver is None else deliver
-    deliveries = run_deliveries(ws, as_of) if send and cfg.webhooks else []
+    deliveries = ws.segments.deliver(as_of).reports if send and cfg.webhooks else []
     if as_json:
         emit_json({**rep.as_dict(), "deliveries": [d.as_dict() for d in deliveries]})
         return
@@ -133,26 +97,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the configured segments with their size at their latest build."""
-    ws = workspace()
-    with open_quiet(ws) as store:
-        sizes = segment_sizes(store)
-    by = {r["segment"]: r for r in sizes.to_dict("records")}
-    rows: list[dict[str, Any]] = []
-    for d in ws.config.segments.effective():
-        b = by.get(d.name, {})
-        rows.append(
-            {
-                "segment": d.name,
-                "kind": d.kind,
-                "purpose": d.purpose,
-                "webhook": d.webhook,
-                "description": d.describe(),
-                "as_of": str(b["as_of"]) if b else None,
-                "members": int(b["members"]) if b else None,
-                "entered": int(b["entered"]) if b else None,
-                "exited": int(b["exited"]) if b else None,
-            }
-        )
+    rows = [s.as_dict() for s in workspace().segments.list().segments]
     if as_json:
         emit_json(rows)
         return
@@ -201,9 +146,9 @@ def export(
     Only profiles that consented to the purpose (and have its contact
     identifier) are written; erased profiles never are.
     """
-    ws = workspace()
-    with open_quiet(ws) as store:
-        rep = export_segment(store, name, out_path, fmt, changes, purpose, as_of)  # type: ignore[arg-type]
+    rep = workspace().segments.export(
+        name, out_path, fmt, changes=changes, purpose=purpose, as_of=as_of
+    )
     if as_json:
         emit_json(rep.as_dict())
         return
@@ -235,7 +180,7 @@ def deliver(
     ws = workspace()
     if not ws.config.segments.webhooks:
         console.print("no webhooks configured (segments.webhooks in cip.yaml)")
-    reports = run_deliveries(ws, as_of)
+    reports = ws.segments.deliver(as_of).reports
     if as_json:
         emit_json([r.as_dict() for r in reports])
         return
