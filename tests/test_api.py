@@ -11,9 +11,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cip
 import pandas as pd
 import pytest
+import yaml
 from cip.activation import BuildReport, ExportReport
 from cip.models.scoring import ScoreResult
 from cip.models.training import TrainResult
@@ -33,6 +33,8 @@ from cip.pipelines.workflows.results import (
 )
 from cip.profiles.errors import CIPError, ConfigError, NotFoundError
 from cip.profiles.identity import UnifyResult
+
+import cip
 
 ROOT = Path(__file__).resolve().parents[1]
 END = dt.date(2024, 12, 31)  # last simulated day
@@ -58,7 +60,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     sim = ws.simulate(customers=300, days=400, seed=11, end=END)
     ingested = ws.ingest()
     unified = ws.unify()
-    churn = ws.train("churn", as_of=END, horizon_days=60)
+    churn = ws.train("churn", as_of=END, horizon_days=60, n_snapshots=6)
     if not churn.promoted:  # a tiny shop may not beat the baselines; promote by hand
         ws.models.promote("churn", churn.version)
     feats = ws.features(AS_OF)
@@ -94,9 +96,9 @@ def test_features_hold_the_frame_and_its_counts(shop: Shop) -> None:
     assert f.columns == f.frame.shape[1] and set(f.features) < set(f.frame.columns)
     assert "frame" not in f.as_dict() and f.as_dict()["rows"] == f.rows
     with shop.ws.open_store(read_only=True) as store:
-        n = store.sql(
-            f"SELECT count(*) AS n FROM {f.table} WHERE as_of = TIMESTAMP '{AS_OF}'"
-        )["n"].iloc[0]
+        n = store.sql(f"SELECT count(*) AS n FROM {f.table} WHERE as_of = TIMESTAMP '{AS_OF}'")[
+            "n"
+        ].iloc[0]
     assert n == f.rows
 
 
@@ -139,7 +141,9 @@ def test_status_matches_the_cli_json(shop: Shop, capsys: pytest.CaptureFixture[s
 
 
 def test_run_then_export_and_forget_a_person(shop: Shop) -> None:
-    ws = cip.Workspace.open(shop.ws.root)
+    raw = yaml.safe_load(shop.ws.config_path.read_text())
+    shop.ws.config_path.write_text(yaml.safe_dump({**raw, "run": {"train": "never"}}))
+    ws = cip.Workspace.open(shop.ws.root)  # reads the edited cip.yaml
     run = ws.run(AS_OF)
     assert isinstance(run, RunResult) and run.as_of == dt.date(2025, 1, 1)
     assert run.steps["train"]["churn"] == "champion kept"
