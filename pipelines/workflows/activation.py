@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,13 @@ log = logging.getLogger(__name__)
 @contextmanager
 def open_quiet(ws: Workspace) -> Iterator[Store]:
     """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
+    import duckdb
+
     with ws.open_store() as store:
         if store.backend == "duckdb":
-            store.execute("SET enable_progress_bar = false")
+            # in Jupyter without ipywidgets DuckDB refuses the setting (and draws no bar)
+            with suppress(duckdb.InvalidInputException):
+                store.execute("SET enable_progress_bar = false")
         yield store
 
 
