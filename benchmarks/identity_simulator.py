@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    from cip.pipelines.cmd_identity import options
+    from cip.pipelines.workflows.setup import identity_options as options
     from cip.pipelines.workspace import Workspace
     from cip.profiles.identity import pairwise_scores, unify
 

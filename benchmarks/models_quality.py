@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from cip.pipelines.cli import main as cip
-from cip.pipelines.cmd_models import run_train
+from cip.pipelines.workflows.modeling import train as run_train
 from cip.pipelines.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

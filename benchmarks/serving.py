@@ -225,7 +225,7 @@ def load(
 
 def in_process(root: Path, customers: list[str], calls: int = 2000) -> dict:
     """The service's decision function and the bare model call, without HTTP."""
-    from cip.pipelines.cmd_serve import serving_settings
+    from cip.pipelines.workflows.setup import serving_settings
     from cip.pipelines.workspace import Workspace
     from cip.serving import engine
     from cip.serving.schemas import RecommendRequest, ScoreRequest

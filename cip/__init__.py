@@ -18,13 +18,9 @@ imports a higher one).
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("cip-platform")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from cip.version import __version__
 
 if TYPE_CHECKING:
     from cip.pipelines.api import Workspace

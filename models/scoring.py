@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,10 @@ class ScoreResult:
     out: str | None = None
     out_rows: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` output of ``cip score``."""
+        return asdict(self)
 
 
 def load_champions(tracking_uri: str) -> dict[str, tuple[str, Any]]:

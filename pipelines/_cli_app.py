@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from cip.pipelines.workspace import Workspace, resolve_workspace
+from cip.pipelines.api import Workspace
+from cip.pipelines.workspace import resolve_workspace
 from cip.profiles.privacy import RedactingFilter, redact
 from rich.console import Console
 

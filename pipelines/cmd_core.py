@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace, workspace_path
-from cip.pipelines.run import last_run
-from cip.pipelines.workspace import Workspace
-from cip.profiles.identity import identity_status
+from cip.pipelines.api import Workspace
 from rich.table import Table
 
 
@@ -31,40 +29,13 @@ def init(
     )
 
 
-def collect_status(ws: Workspace) -> dict[str, Any]:
-    """Tables, row counts, quarantine counts per reason and the last ingest runs."""
-    with ws.open_store() as store:
-        tables = {t: store.count(t) for t in store.table_names() if not t.startswith("_stage")}
-        quarantine = (
-            store.sql(
-                "SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY n DESC"
-            ).to_dict("records")
-            if "quarantine" in tables
-            else []
-        )
-        runs = store.sql("SELECT * FROM _ingest_runs ORDER BY finished_at DESC LIMIT 10").to_dict(
-            "records"
-        )
-        identity = identity_status(store)
-    return {
-        "workspace": str(ws.root),
-        "store": ws.config.store.backend,
-        "sources": [s.name for s in ws.config.sources],
-        "tables": tables,
-        "quarantine": quarantine,
-        "last_ingests": runs,
-        "identity": identity,
-        "last_run": last_run(ws),
-    }
-
-
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show the workspace: tables and row counts, quarantine, last runs."""
     ws = workspace()
-    info = collect_status(ws)
+    info = ws.status().as_dict()
     if as_json:
         emit_json(info)
         return

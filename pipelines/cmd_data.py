@@ -6,63 +6,8 @@ from typing import Annotated
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.cmd_identity import options
-from cip.pipelines.cmd_serve import salt_path
-from cip.pipelines.workspace import Workspace
-from cip.profiles import Suppressor
-from cip.profiles.errors import ConfigError
-from cip.profiles.ingest import IngestReport, ingest_source
-from cip.profiles.privacy import load_salt
-from cip.profiles.retention import cutoffs, ingest_cutoff
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-__all__ = ["run_ingest"]
-
-
-def run_ingest(
-    ws: Workspace, source: str | None = None, *, show_progress: bool = True
-) -> list[IngestReport]:
-    """Ingest every source of the workspace (or one), in declaration order."""
-    sources = [ws.config.source(source)] if source else list(ws.config.sources)
-    if not sources:
-        raise ConfigError(
-            f"{ws.config_path}: no sources declared; add some under 'sources:' or run `cip simulate`"
-        )
-    reports: list[IngestReport] = []
-    salt = load_salt(salt_path(ws))
-    normaliser = options(ws).normaliser_kwargs()
-    with (
-        ws.open_store() as store,
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not show_progress,
-            transient=True,
-        ) as progress,
-    ):
-        task = progress.add_task("ingesting", total=len(sources))
-        # rows of erased persons (tombstones) are not loaded again
-        suppressor = Suppressor.from_store(store, salt, normaliser)
-        # rows older than the retention policy allows are not loaded either
-        limits = cutoffs(ws.config.retention)
-        for src in sources:
-            progress.update(task, description=f"ingesting {src.name} -> {src.table}")
-            reports.append(
-                ingest_source(
-                    store,
-                    src,
-                    base_dir=ws.root,
-                    suppressor=suppressor,
-                    expire_before=ingest_cutoff(limits, src.table),
-                )
-            )
-            progress.advance(task)
-    return reports
 
 
 @app.command()
@@ -78,7 +23,24 @@ def ingest(
     counted as expired and not loaded; each source loads atomically.
     """
     ws = workspace()
-    reports = run_ingest(ws, source, show_progress=not as_json)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("ingesting", total=None)
+        result = ws.ingest(
+            source,
+            progress=lambda done, total, what: progress.update(
+                task, completed=done, total=total, description=what
+            ),
+        )
+    reports = result.reports
     if as_json:
         emit_json([r.as_dict() for r in reports])
         return

@@ -9,12 +9,9 @@ from typing import Annotated
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, log_to_workspace, out, state
-from cip.pipelines.cmd_core import collect_status
+from cip.pipelines.api import Workspace
 from cip.pipelines.cmd_run import print_run
-from cip.pipelines.cmd_simulate import register_sources
-from cip.pipelines.run import run_pipeline
-from cip.pipelines.simulator import simulate as run_simulation
-from cip.pipelines.workspace import Workspace, resolve_workspace
+from cip.pipelines.workspace import resolve_workspace
 from rich.table import Table
 
 
@@ -41,31 +38,24 @@ def demo(
     log_to_workspace(ws)
     if not ws.config.sources:
         with console.status(f"simulating {customers:,} customers over {days} days"):
-            result = run_simulation(
-                ws.sources_dir,
-                customers=customers,
-                days=days,
-                seed=seed,
-                path_prefix=os.path.relpath(ws.sources_dir, ws.root),
-            )
-        register_sources(ws, result.sources)
+            ws.simulate(customers=customers, days=days, seed=seed)
         ws.reload()
     with console.status("running the pipeline", spinner="dots") as status:
-        run = run_pipeline(ws, on_step=lambda name, what: status.update(f"{name}: {what}"))
-    info = collect_status(ws)
+        run = ws.run(on_step=lambda name, what: status.update(f"{name}: {what}"))
+    info = ws.status()
     if as_json:
         emit_json(
             {
                 "workspace": str(ws.root),
                 "run": run.steps,
                 "as_of": run.as_of,
-                "tables": info["tables"],
+                "tables": info.tables,
             }
         )
         return
     print_run(run)
     t = Table("table", "rows", title="What was built")
-    for name, n in sorted(info["tables"].items()):
+    for name, n in sorted(info.tables.items()):
         if not name.startswith("_"):
             t.add_row(name, f"{n:,}")
     out.print(t)
@@ -86,11 +76,8 @@ def _rel(p: Path) -> str:
 
 
 def _print_segments(ws: Workspace) -> None:
-    from cip.activation import segment_sizes
-
-    with ws.open_store() as store:
-        sizes = segment_sizes(store)
-    if sizes.empty:
+    built = [s for s in ws.segments.list().segments if s.as_of is not None]
+    if not built:
         return
     t = Table(
         "segment",
@@ -98,8 +85,8 @@ def _print_segments(ws: Workspace) -> None:
         "members",
         "entered",
         "exited",
-        title=f"Segments (as of {str(sizes['as_of'].max())[:10]})",
+        title=f"Segments (as of {max(str(s.as_of) for s in built)[:10]})",
     )
-    for r in sizes.itertuples():
-        t.add_row(r.segment, r.kind, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
+    for s in built:
+        t.add_row(s.segment, s.kind, f"{s.members:,}", f"{s.entered:,}", f"{s.exited:,}")
     out.print(t)

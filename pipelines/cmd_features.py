@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
-from cip.features import (
-    FEATURE_SET_VERSION,
-    FeatureParams,
-    build_features,
-    catalog,
-    catalog_markdown,
-    write_features,
-)
-from cip.features.spec import to_as_of
+from cip.features import FEATURE_SET_VERSION, FeatureParams, catalog, catalog_markdown
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.config import FeaturesConfig
-from cip.pipelines.workspace import Workspace
+from cip.pipelines.workflows.data import feature_params
 from cip.profiles.errors import ConfigError, NotFoundError
 from rich.table import Table
 
-__all__ = ["feature_params", "run_features"]
+__all__ = ["feature_params", "features_app"]
 
 features_app = typer.Typer(
     help="Point-in-time features: build a snapshot (--as-of) or describe the catalog.",
@@ -34,63 +22,15 @@ features_app = typer.Typer(
 app.add_typer(features_app, name="features")
 
 
-def feature_params(cfg: FeaturesConfig) -> FeatureParams:
-    """The :class:`features.FeatureParams` of a workspace's ``features:`` config section."""
-    kw: dict[str, Any] = {
-        "windows": tuple(cfg.windows),
-        "lookback_days": cfg.lookback_days,
-        "channels": tuple(cfg.channels),
-        "low_review_max": cfg.low_review_max,
-        "trend_windows": tuple(cfg.trend_windows),
-    }
-    if cfg.event_types is not None:
-        kw["event_types"] = tuple(cfg.event_types)
-    return FeatureParams(**kw)
-
-
-def run_features(ws: Workspace, as_of: Any, out_path: Path | None = None) -> dict[str, Any]:
-    """Build the snapshot of ``as_of``, write it to the store (and Parquet); returns a summary.
-
-    Used by ``cip features`` and by the pipeline commands (``cip demo``, ``cip run``).
-    """
-    cfg = ws.config.features
-    params = feature_params(cfg)
-    ts = to_as_of(as_of)
-    t0 = time.perf_counter()
-    with ws.open_store() as store:
-        df = build_features(store, ts, params)
-        written = write_features(store, df, cfg.table)
-    if out_path is not None:
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tbl = pa.Table.from_pandas(df, preserve_index=False)
-        meta = dict(tbl.schema.metadata or {})
-        meta.update(
-            {
-                b"cip.feature_set_version": FEATURE_SET_VERSION.encode(),
-                b"cip.as_of": df.attrs["as_of"].encode(),
-            }
-        )
-        pq.write_table(tbl.replace_schema_metadata(meta), out_path)
-    return {
-        "as_of": df.attrs["as_of"],
-        "feature_set_version": FEATURE_SET_VERSION,
-        "rows": written,
-        "columns": df.shape[1],
-        "features": [c for c in df.columns if c not in ("unified_id", "as_of")],
-        "event_features": any(c.startswith("events_") for c in df.columns),
-        "table": cfg.table,
-        "out": str(out_path) if out_path else None,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-
-
 @features_app.callback()
 def features(
     ctx: typer.Context,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Snapshot date (YYYY-MM-DD, midnight UTC) or timestamp."),
+        typer.Option(
+            "--as-of",
+            help="Snapshot date (YYYY-MM-DD, midnight UTC; a timestamp counts as its day).",
+        ),
     ] = None,
     out_file: Annotated[
         Path | None,
@@ -110,7 +50,7 @@ def features(
         raise ConfigError("give --as-of DATE (or run `cip features describe`)")
     ws = workspace()
     with console.status(f"Computing features as of {as_of} ..."):
-        summary = run_features(ws, as_of, out_file)
+        summary = ws.features(as_of, out=out_file).as_dict()
     if as_json:
         emit_json({k: v for k, v in summary.items() if k != "features"})
         return

@@ -6,17 +6,17 @@ from typing import Annotated, Any
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.workspace import Workspace
+from cip.pipelines.api import Workspace
+from cip.pipelines.workflows.setup import identity_options as options
 from cip.profiles.errors import NotFoundError
 from cip.profiles.identity import (
-    IdentityOptions,
+    UnifyResult,
     allow_link,
     forbid_link,
     forbidden_links,
     identity_history,
     person_report,
 )
-from cip.profiles.identity import unify as run_unify
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,40 +30,19 @@ app.add_typer(identity_app, name="identity")
 _JSON = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def options(ws: Workspace) -> IdentityOptions:
-    """The library options of the workspace's ``identity:`` config section.
-
-    New unified ids are seeded from the workspace secret (``secrets/salt``), so
-    rebuilding the store from the same sources gives every person the same id.
-    """
-    from cip.pipelines.cmd_serve import salt_path
-    from cip.profiles.privacy import hash_identifier, load_salt
-
-    seed = hash_identifier("unified_id", "seed", load_salt(salt_path(ws)))
-    return IdentityOptions.from_mapping({**ws.config.identity.model_dump(), "id_salt": seed})
-
-
-def unify_workspace(ws: Workspace, *, full: bool = False, show_progress: bool = True) -> dict:
-    """Run identity resolution on the workspace store (used by ``cip unify`` and pipelines)."""
-    opts = options(ws)
-    with ws.open_store() as store:
-        if not show_progress:
-            return run_unify(store, opts, incremental=not full).to_dict()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]unify[/] {task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as prog:
-            task = prog.add_task("starting", total=None)
-            res = run_unify(
-                store,
-                opts,
-                incremental=not full,
-                progress=lambda msg: prog.update(task, description=msg),
-            )
-    return res.to_dict()
+def _unify(ws: Workspace, *, full: bool = False, quiet: bool = False) -> UnifyResult:
+    """``ws.unify()`` with a spinner naming the current phase (none with ``quiet``)."""
+    if quiet:
+        return ws.unify(full)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]unify[/] {task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("starting", total=None)
+        return ws.unify(full, progress=lambda msg: prog.update(task, description=msg))
 
 
 @app.command()
@@ -74,7 +53,7 @@ def unify(
     as_json: _JSON = False,
 ) -> None:
     """Resolve identities: link records into persons, rebuild record_map and profiles."""
-    res = unify_workspace(workspace(), full=full, show_progress=not as_json)
+    res = _unify(workspace(), full=full, quiet=as_json).as_dict()
     if as_json:
         emit_json(res)
         return
@@ -119,7 +98,7 @@ def split(
         rule = forbid_link(store, a, b, reason=reason, options=options(ws))
     result: dict[str, Any] = {"forbidden": rule}
     if now:
-        result["unify"] = unify_workspace(ws, show_progress=not as_json)
+        result["unify"] = _unify(ws, quiet=as_json).as_dict()
     if as_json:
         emit_json(result)
         return

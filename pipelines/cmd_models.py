@@ -6,21 +6,14 @@ recommender) add their own commands to it.
 
 from __future__ import annotations
 
-import os
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.workspace import Workspace
-from cip.profiles.contracts import REGISTERED_MODELS
 from rich.table import Table
 
-__all__ = ["train_app", "models_app", "run_train", "run_score"]
-
-# MLflow's per-file download bars would clutter the terminal; our status line says enough.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+__all__ = ["train_app", "models_app"]
 
 train_app = typer.Typer(
     help="Train a model on the workspace's data (tracked in MLflow, promoted only if it wins).",
@@ -32,8 +25,6 @@ models_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
-
-_KIND_NAMES = {k: REGISTERED_MODELS[k] for k in ("churn", "propensity")}
 
 AsOf = Annotated[
     str | None,
@@ -90,78 +81,6 @@ def _status(message: str) -> Any:
     return console.status(message) if console.is_terminal else _Quiet()
 
 
-def _date(value: str | None, option: str = "--as-of") -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
-        ) from None
-
-
-def run_train(
-    ws: Workspace,
-    kind: str,
-    as_of: date | None = None,
-    *,
-    horizon_days: int | None = None,
-    tune_trials: int | None = None,
-    tune_minutes: float | None = None,
-    seed: int = 0,
-    snapshot_every_days: int | None = None,
-    n_snapshots: int | None = None,
-    holdout: str | None = None,
-    progress: Any = None,
-) -> Any:
-    """Train ``kind`` on the workspace (options default to ``cip.yaml``'s ``models:``).
-
-    Returns a :class:`models.TrainResult`; used by ``cip train`` and pipeline steps.
-    """
-    from cip.models.training import train_model
-
-    cfg = ws.config.models
-    with ws.open_store() as store:
-        return train_model(
-            store,
-            kind,
-            as_of,
-            horizon_days or cfg.horizon_days,
-            ws.mlflow_tracking_uri,
-            ws.mlflow_artifact_location,
-            tune_trials=tune_trials,
-            tune_minutes=tune_minutes,
-            seed=seed,
-            snapshot_every_days=snapshot_every_days or cfg.snapshot_every_days,
-            n_snapshots=n_snapshots or cfg.n_snapshots,
-            holdout=holdout or cfg.holdout,
-            study_dir=ws.models_dir,
-            min_delta=cfg.min_delta,
-            progress=progress,
-        )
-
-
-def run_score(
-    ws: Workspace,
-    as_of: date,
-    *,
-    out: Path | None = None,
-    reasons: str | None = None,
-    progress: Any = None,
-) -> Any:
-    """Score every profile at ``as_of`` with the champions; returns a :class:`models.ScoreResult`."""
-    from cip.models.scoring import score
-
-    method = reasons or ws.config.models.reasons
-    if method not in ("path", "shap"):
-        raise typer.BadParameter("must be path or shap", param_hint="--reasons")
-    with ws.open_store() as store:
-        return score(
-            store, as_of, ws.mlflow_tracking_uri, out=out, reasons=method, progress=progress
-        )
-
-
 def _train(
     kind: str,
     as_of: str | None,
@@ -178,10 +97,9 @@ def _train(
         raise typer.BadParameter("give --tune-trials or --tune-minutes, not both")
     ws = workspace()
     with _status(f"training {kind}") as status:
-        result = run_train(
-            ws,
+        result = ws.train(
             kind,
-            _date(as_of),
+            as_of,
             horizon_days=horizon_days,
             tune_trials=tune_trials,
             tune_minutes=tune_minutes,
@@ -268,12 +186,11 @@ def score_cmd(
     as_json: Json = False,
 ) -> None:
     """Score every profile with the champion models into the scores table (and --out)."""
-    d = _date(as_of)
     ws = workspace()
     with _status("scoring") as status:
-        res = run_score(ws, d, out=out_file, reasons=reasons, progress=status.update)
+        res = ws.score(as_of, out=out_file, reasons=reasons, progress=status.update)
     if as_json:
-        emit_json(res.__dict__)
+        emit_json(res.as_dict())
         return
     models = ", ".join(f"{k} v{v}" for k, v in res.models.items())
     out.print(
@@ -284,21 +201,10 @@ def score_cmd(
         out.print(f"Wrote {res.out_rows:,} rows to {res.out}")
 
 
-def _registry(ws: Workspace) -> Any:
-    from cip.models import registry
-
-    registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
-    return registry
-
-
-def _name(name: str) -> str:
-    return _KIND_NAMES.get(name, name)
-
-
 @models_app.command("list")
 def models_list(as_json: Json = False) -> None:
     """List every registered model version, its holdout AUC and the champion."""
-    rows = _registry(workspace()).list_models()
+    rows = [v.as_dict() for v in workspace().models.list().versions]
     if as_json:
         emit_json(rows)
         return
@@ -323,12 +229,11 @@ def models_promote(
     as_json: Json = False,
 ) -> None:
     """Make VERSION the champion of NAME by hand (bypasses the promotion gate)."""
-    reg = _registry(workspace())
-    reg.set_champion(_name(name), version)
+    change = workspace().models.promote(name, version)
     if as_json:
-        emit_json({"name": _name(name), "champion": version})
+        emit_json(change.as_dict())
         return
-    out.print(f"{_name(name)}: version {version} is now the champion")
+    out.print(f"{change.name}: version {change.champion} is now the champion")
 
 
 @models_app.command("rollback")
@@ -337,9 +242,8 @@ def models_rollback(
     as_json: Json = False,
 ) -> None:
     """Restore the previous champion of NAME."""
-    reg = _registry(workspace())
-    version = reg.rollback(_name(name))
+    change = workspace().models.rollback(name)
     if as_json:
-        emit_json({"name": _name(name), "champion": version})
+        emit_json(change.as_dict())
         return
-    out.print(f"{_name(name)}: rolled back, version {version} is the champion again")
+    out.print(f"{change.name}: rolled back, version {change.champion} is the champion again")

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.workspace import Workspace
-from cip.profiles.retention import RETENTION_TABLES, RetentionReport, apply_retention, cutoffs
+from cip.profiles.retention import RETENTION_TABLES, cutoffs
 from rich.table import Table
 
-__all__ = ["run_retention", "retention_app"]
+__all__ = ["retention_app"]
 
 retention_app = typer.Typer(
     help="Retention: delete rows older than the maximum age set per table in cip.yaml.",
     no_args_is_help=True,
 )
 app.add_typer(retention_app, name="retention")
-
-
-def run_retention(ws: Workspace, now: datetime | None = None) -> RetentionReport:
-    """Apply the workspace's retention policy (one transaction); returns the counts."""
-    with ws.open_store() as store:
-        return apply_retention(store, ws.config.retention, now=now)
-
-
-def summary(report: RetentionReport) -> dict[str, Any]:
-    """The short form ``cip run`` records: rows deleted per table (tables with deletions)."""
-    return {"deleted": report.total, **{t: n for t, n in report.deleted.items() if n}}
-
-
-def _parse_now(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date or time (ISO 8601)") from None
 
 
 @retention_app.command("show")
@@ -78,7 +56,7 @@ def apply(
     if not ws.config.retention and not as_json:
         console.print("no retention policy: nothing to delete (set `retention:` in cip.yaml)")
         return
-    report = run_retention(ws, _parse_now(now))
+    report = ws.retention(now)
     if as_json:
         emit_json(report.as_dict())
         return

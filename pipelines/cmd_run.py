@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.run import RunResult, run_pipeline
+from cip.pipelines.run import RunResult
 from rich.table import Table
-
-
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def print_run(result: RunResult) -> None:
@@ -49,20 +39,11 @@ def run_cmd(
     """
     ws = workspace()
     with console.status("running the pipeline", spinner="dots") as status:
-        result = run_pipeline(
-            ws,
-            as_of=_parse_date(as_of),
+        result = ws.run(
+            as_of,
             on_step=lambda name, what: status.update(f"{name}: {what}") if not as_json else None,
         )
     if as_json:
-        emit_json(
-            {
-                "run_id": result.run_id,
-                "as_of": result.as_of,
-                "resumed": result.resumed,
-                "seconds": result.seconds,
-                "steps": result.steps,
-            }
-        )
+        emit_json(result.as_dict())
     else:
         print_run(result)

@@ -2,66 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
-from cip.activation import (
-    BuildReport,
-    DeliveryReport,
-    build_segments,
-    deliver_webhooks,
-    export_segment,
-    segment_sizes,
-    select_definitions,
-    webhook_secret,
-)
+from cip.activation import DeliveryReport
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.workspace import Workspace
-from cip.profiles.errors import NotFoundError
-from cip.profiles.store import Store
 from rich.table import Table
 
-__all__ = ["run_segments", "run_deliveries", "segments_app", "open_quiet", "webhook_secrets_dir"]
+__all__ = ["segments_app"]
 
 segments_app = typer.Typer(
     help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
     no_args_is_help=True,
 )
 app.add_typer(segments_app, name="segments")
-
-
-@contextmanager
-def open_quiet(ws: Workspace) -> Iterator[Store]:
-    """The workspace store, without DuckDB's progress bar (it writes to stdout, breaking --json)."""
-    with ws.open_store() as store:
-        if store.backend == "duckdb":
-            store.execute("SET enable_progress_bar = false")
-        yield store
-
-
-def run_segments(ws: Workspace, as_of: str, names: list[str] | None = None) -> BuildReport:
-    """Build the workspace's segments (all, or ``names``) for ``as_of``."""
-    cfg = ws.config.segments
-    defs = select_definitions(cfg.effective(), names)
-    with open_quiet(ws) as store:
-        return build_segments(store, defs, as_of, features_table=cfg.features_table)
-
-
-def webhook_secrets_dir(ws: Workspace) -> Path:
-    """Where the workspace keeps the webhook signing secrets (``<destination>.key``)."""
-    return ws.root / "secrets" / "webhooks"
-
-
-def run_deliveries(ws: Workspace, as_of: str | None = None) -> list[DeliveryReport]:
-    """Send pending segment changes to the configured webhooks (signed)."""
-    cfg = ws.config.segments
-    with open_quiet(ws) as store:
-        return deliver_webhooks(
-            store, cfg.effective(), cfg.webhooks, as_of, secrets_dir=webhook_secrets_dir(ws)
-        )
 
 
 def _deliveries_table(reports: list[DeliveryReport]) -> Table:
@@ -108,10 +63,10 @@ def build(
     """
     ws = workspace()
     with console.status(f"building segments as of {as_of}", spinner="dots"):
-        rep = run_segments(ws, as_of, segment)
+        rep = ws.segments.build(as_of, segment)
     cfg = ws.config.segments
     send = cfg.deliver_on_build if deliver is None else deliver
-    deliveries = run_deliveries(ws, as_of) if send and cfg.webhooks else []
+    deliveries = ws.segments.deliver(as_of).reports if send and cfg.webhooks else []
     if as_json:
         emit_json({**rep.as_dict(), "deliveries": [d.as_dict() for d in deliveries]})
         return
@@ -142,26 +97,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the configured segments with their size at their latest build."""
-    ws = workspace()
-    with open_quiet(ws) as store:
-        sizes = segment_sizes(store)
-    by = {r["segment"]: r for r in sizes.to_dict("records")}
-    rows: list[dict[str, Any]] = []
-    for d in ws.config.segments.effective():
-        b = by.get(d.name, {})
-        rows.append(
-            {
-                "segment": d.name,
-                "kind": d.kind,
-                "purpose": d.purpose,
-                "webhook": d.webhook,
-                "description": d.describe(),
-                "as_of": str(b["as_of"]) if b else None,
-                "members": int(b["members"]) if b else None,
-                "entered": int(b["entered"]) if b else None,
-                "exited": int(b["exited"]) if b else None,
-            }
-        )
+    rows = [s.as_dict() for s in workspace().segments.list().segments]
     if as_json:
         emit_json(rows)
         return
@@ -214,9 +150,9 @@ def export(
     Only profiles that consented to the purpose (and have its contact
     identifier) are written; erased profiles never are.
     """
-    ws = workspace()
-    with open_quiet(ws) as store:
-        rep = export_segment(store, name, out_path, fmt, changes, purpose, as_of)  # type: ignore[arg-type]
+    rep = workspace().segments.export(
+        name, out_path, fmt, changes=changes, purpose=purpose, as_of=as_of
+    )
     if as_json:
         emit_json(rep.as_dict())
         return
@@ -248,7 +184,7 @@ def deliver(
     ws = workspace()
     if not ws.config.segments.webhooks:
         console.print("no webhooks configured (segments.webhooks in cip.yaml)")
-    reports = run_deliveries(ws, as_of)
+    reports = ws.segments.deliver(as_of).reports
     if as_json:
         emit_json([r.as_dict() for r in reports])
         return
@@ -269,10 +205,5 @@ def show_webhook_secret(
     gives the destination a secret. Receivers verify the Standard Webhooks headers
     with it (see the README, Webhooks).
     """
-    ws = workspace()
-    dests = ws.config.segments.webhooks
-    if name not in dests:
-        known = ", ".join(sorted(dests)) or "none"
-        raise NotFoundError(f"no webhook named {name!r} in cip.yaml (segments.webhooks: {known})")
-    secret = dests[name].secret or webhook_secret(webhook_secrets_dir(ws), name)
+    secret = workspace().segments.webhook_secret(name)
     typer.echo(secret)

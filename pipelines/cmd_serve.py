@@ -9,61 +9,24 @@ from typing import Annotated, Any, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.workflows.setup import (
+    EVENTS_DIR,
+    ensure_events_source,
+    salt_path,
+    serving_settings,
+)
 from cip.pipelines.workspace import Workspace
 from cip.profiles.errors import ConfigError
 from cip.serving.settings import WORKSPACE_SETTINGS
 from rich.table import Table
 
-__all__ = ["serving_settings", "ensure_events_source", "salt_path"]
+# re-exported from their former home (serving.service and scripts import them from here)
+__all__ = ["EVENTS_DIR", "serving_settings", "ensure_events_source", "salt_path"]
 
 keys_app = typer.Typer(
     help="API keys of the HTTP service (scopes shop, campaign, admin).", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
-
-EVENTS_DIR = "sources/_http_events"
-
-
-def salt_path(ws: Workspace) -> Path:
-    """The workspace's secret salt for identifier hashes."""
-    return ws.root / "secrets" / "salt"
-
-
-def serving_settings(ws: Workspace, **overrides: Any) -> Any:
-    """The service settings of a workspace (``serving:`` section plus resolved paths)."""
-    from cip.serving.settings import ServingSettings
-
-    st = ws.config.store
-    opts = ws.config.serving.model_dump()
-    opts.update({k: v for k, v in overrides.items() if v is not None})
-    return ServingSettings(
-        **opts,
-        store_backend=st.backend,
-        store_path=str(ws.store_path),
-        store_url=st.url,
-        store_schema=st.db_schema,
-        mlflow_tracking_uri=ws.mlflow_tracking_uri,
-        model_cache_dir=str(ws.root / "serving" / "models"),
-        events_dir=str(ws.root / EVENTS_DIR),
-        keys_path=str(ws.root / "keys.json"),
-        salt_path=str(salt_path(ws)),
-        erasure_journal=str(ws.root / "serving" / "erasures.jsonl"),
-        reload_stamp=str(ws.root / "serving" / "reload.stamp"),
-        log_path=str(ws.logs_dir / "serving.log"),
-    )
-
-
-def ensure_events_source(ws: Workspace) -> bool:
-    """Declare the ``http_events`` source in ``cip.yaml`` if missing; returns True if added."""
-    from cip.serving.events import EventSink, source_declaration
-
-    EventSink.ensure_schema_file(ws.root / EVENTS_DIR)
-    decl = source_declaration(EVENTS_DIR)
-    if any(s.name == decl["name"] for s in ws.config.sources):
-        return False
-    register_sources(ws, [decl])
-    return True
 
 
 @app.command()

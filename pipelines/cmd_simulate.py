@@ -2,80 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
-from cip.pipelines.config import load_config
-from cip.pipelines.simulator import SimulationResult
-from cip.pipelines.simulator import simulate as run_simulation
-from cip.pipelines.workspace import Workspace
-from cip.profiles.errors import ConfigError
+from cip.pipelines.workflows.setup import register_sources
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-__all__ = ["register_sources"]
-
-
-def register_sources(ws: Workspace, declarations: list[dict[str, Any]]) -> list[str]:
-    """Add (or replace, by name) source declarations in the workspace's ``cip.yaml``.
-
-    The file is rewritten atomically and validated with :func:`load_config`; if the
-    result does not validate, the previous file is put back and the error raised.
-    Leading comment lines are kept; other comments are lost by the YAML round trip.
-
-    Returns:
-        The names of the sources that were replaced (the others were added).
-    """
-    path = ws.config_path
-    before = path.read_text()
-    try:
-        data = yaml.safe_load(before) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    sources = list(data.get("sources") or [])
-    index = {s.get("name"): i for i, s in enumerate(sources) if isinstance(s, dict)}
-    replaced = []
-    for decl in declarations:
-        if decl["name"] in index:
-            sources[index[decl["name"]]] = decl
-            replaced.append(decl["name"])
-        else:
-            index[decl["name"]] = len(sources)
-            sources.append(decl)
-    data["sources"] = sources
-    header = "".join(line + "\n" for line in _leading_comments(before))
-    text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    try:
-        ws.config = load_config(path)
-    except ConfigError:
-        path.write_text(before)
-        raise
-    return replaced
-
-
-def _leading_comments(text: str) -> list[str]:
-    lines = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line)
-    return lines
-
-
-def _parse_date(value: str) -> date:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+__all__ = ["register_sources"]  # re-exported for callers of the former location
 
 
 @app.command()
@@ -105,9 +40,6 @@ def simulate(
     Existing sources of the same names are replaced; others are kept.
     """
     ws = workspace()
-    end_day = _parse_date(end)
-    prefix = os.path.relpath(ws.sources_dir, ws.root)
-    ws.sources_dir.mkdir(parents=True, exist_ok=True)
     with Progress(
         TextColumn("simulating people"),
         BarColumn(),
@@ -118,38 +50,24 @@ def simulate(
         transient=True,
     ) as progress:
         task = progress.add_task("simulate", total=customers)
-        result = run_simulation(
-            ws.sources_dir,
+        result = ws.simulate(
             customers=customers,
             days=days,
             seed=seed,
-            end=end_day,
-            path_prefix=prefix,
+            end=end,
             progress=lambda done, total: progress.update(task, completed=done),
         )
-    replaced = register_sources(ws, result.sources)
     if as_json:
-        emit_json(_summary(result, replaced))
+        emit_json(result.as_dict())
         return
     t = Table("source", "table", "file", "rows", title=f"Simulated {customers:,} people")
-    for decl in result.sources:
+    for decl in result.declarations:
         t.add_row(decl["name"], decl["table"], decl["path"], f"{result.counts[decl['name']]:,}")
     out.print(t)
-    added = len(result.sources) - len(replaced)
+    added = len(result.sources) - len(result.replaced)
+    prefix = ws.sources_dir.relative_to(ws.root)
     out.print(
-        f"{added} sources added and {len(replaced)} replaced in {ws.config_path.name}; "
+        f"{added} sources added and {len(result.replaced)} replaced in {ws.config_path.name}; "
         f"truth in {prefix}/_truth/ ({result.truth_rows:,} record links); "
-        f"{result.elapsed_s:.1f} s. Next: cip ingest"
+        f"{result.seconds:.1f} s. Next: cip ingest"
     )
-
-
-def _summary(result: SimulationResult, replaced: list[str]) -> dict[str, Any]:
-    return {
-        "people": result.people,
-        "counts": result.counts,
-        "truth_rows": result.truth_rows,
-        "sources": [d["name"] for d in result.sources],
-        "replaced": replaced,
-        "files": {k: str(v) for k, v in result.files.items()},
-        "seconds": round(result.elapsed_s, 2),
-    }

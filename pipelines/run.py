@@ -12,21 +12,19 @@ kernel even on ``kill -9``) refuses a second concurrent run with a clear message
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+from cip.pipelines.steps import DEFAULT_STEPS, Step, resolve_as_of
+from cip.pipelines.workflows.setup import workspace_lock
 from cip.pipelines.workspace import Workspace
-from cip.profiles.errors import ConflictError
 from cip.profiles.tables import PIPELINE_STEPS, ensure_tables
 
 __all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_state", "last_run"]
@@ -34,46 +32,25 @@ __all__ = ["Step", "run_pipeline", "workspace_lock", "RunResult", "pipeline_stat
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One pipeline step: ``fn(ws, as_of) -> summary dict``."""
-
-    name: str
-    fn: Callable[[Workspace, date | None], dict[str, Any]]
-    description: str
-
-
 @dataclass
 class RunResult:
+    """What one ``cip run`` did: its id, as_of, whether it resumed, each step's summary."""
+
     run_id: str
     as_of: date | None
     resumed: bool
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
-
-@contextmanager
-def workspace_lock(ws: Workspace, what: str = "cip run") -> Iterator[None]:
-    """Hold the workspace's exclusive lock, or raise ConflictError at once."""
-    path = ws.root / ".cip.lock"
-    fh = open(path, "a+")  # noqa: SIM115 - held for the duration of the context
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise ConflictError(
-                f"workspace {ws.root} is busy: {holder} holds its lock; wait for it to finish "
-                f"(nothing was changed)"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{what} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)")
-        fh.flush()
-        yield
-    finally:
-        fh.close()
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` output of ``cip run``."""
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of,
+            "resumed": self.resumed,
+            "seconds": self.seconds,
+            "steps": self.steps,
+        }
 
 
 def _ensure_state(ws: Workspace) -> None:
@@ -124,8 +101,6 @@ def _unfinished_run(ws: Workspace, steps: list[Step]) -> tuple[str, date | None,
 
 def last_run(ws: Workspace, steps: list[Step] | None = None) -> dict[str, Any] | None:
     """The latest ``cip run``: id, as_of, steps done, and where it stopped if unfinished."""
-    from cip.pipelines.steps import DEFAULT_STEPS
-
     steps = steps or DEFAULT_STEPS
     with ws.open_store() as store:
         if not store.has_table("_pipeline_steps"):
@@ -187,8 +162,6 @@ def run_pipeline(
     ``as_of`` is resolved by the first step that needs it when not given; a
     resumed run keeps the as_of it started with.
     """
-    from cip.pipelines.steps import DEFAULT_STEPS, resolve_as_of
-
     steps = steps or DEFAULT_STEPS
     t0 = time.perf_counter()
     with workspace_lock(ws):

@@ -30,7 +30,7 @@ import yaml
 from bentoml._internal.service.openapi.specification import OpenAPISpecification  # its type
 from cip.serving.auth import MAX_BODY, ROUTE_SCOPES
 
-import cip
+from cip.version import __version__
 
 __all__ = ["DESCRIPTION", "DocumentedService", "OpenAPIDocument", "complete_document", "main"]
 
@@ -128,7 +128,7 @@ def complete_document(spec: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(spec)
     doc["info"] = {
         "title": "CIP serving API",
-        "version": cip.__version__,
+        "version": __version__,
         "description": DESCRIPTION,
     }
     for path, item in doc["paths"].items():

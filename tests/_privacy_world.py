@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cip.pipelines.cmd_simulate import register_sources
 from cip.pipelines.run import Step, run_pipeline
 from cip.pipelines.simulator import simulate
 from cip.pipelines.steps import DEFAULT_STEPS
+from cip.pipelines.workflows.setup import register_sources
 from cip.pipelines.workspace import Workspace
 
 CUSTOMERS = 160

@@ -84,7 +84,7 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
 @pytest.mark.slow
 def test_shared_training_sets_build_once_and_change_no_result(tmp_workspace, monkeypatch) -> None:
     import cip.models.training as training
-    from cip.pipelines.cmd_models import run_train
+    from cip.pipelines.workflows.modeling import train as run_train
 
     ws = tmp_workspace
     with ws.open_store() as store:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from cip.pipelines.cli import main
-from cip.pipelines.cmd_simulate import register_sources
+from cip.pipelines.workflows.setup import register_sources
 from cip.pipelines.workspace import Workspace
 
 from tests._privacy_world import Person, pick_person

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from cip.pipelines.cli import main
-from cip.pipelines.cmd_serve import serving_settings
+from cip.pipelines.workflows.setup import serving_settings
 from cip.pipelines.workspace import Workspace
 from cip.profiles.privacy import hash_identifier, load_salt
 
@@ -84,7 +84,7 @@ def _late_source(ws: Workspace, p: Person) -> list[str]:
         f"L2,not a time,page_view,,{local},\n"
         f"L3,not a time,page_view,,,{OTHER_ANON}\n"
     )
-    from cip.pipelines.cmd_simulate import register_sources
+    from cip.pipelines.workflows.setup import register_sources
 
     register_sources(
         ws,

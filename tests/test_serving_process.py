@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cip.pipelines.cmd_data import run_ingest
+from cip.pipelines.workflows.data import ingest as run_ingest
 from cip.pipelines.workspace import Workspace
 
 pytest_plugins = ["tests._serving_fixtures"]
@@ -145,7 +145,7 @@ def test_cip_serve_process_end_to_end(shop, tmp_path) -> None:
     files = sorted((shop.root / "sources" / "_http_events").glob("events-*.jsonl"))
     assert files and json.loads(files[0].read_text().splitlines()[0])["item_id"] == "b1"
     assert "http_events" in [s.name for s in ws.reload().config.sources]
-    [report] = run_ingest(ws, "http_events", show_progress=False)
+    [report] = run_ingest(ws, "http_events").reports
     assert report.rows_loaded == 2 and report.rows_quarantined == 0
     with ws.open_store(read_only=True) as st:
         got = st.sql(

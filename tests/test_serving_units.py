@@ -10,8 +10,8 @@ from datetime import datetime
 import pandas as pd
 import pytest
 from cip.pipelines.cli import main as cli_main
-from cip.pipelines.cmd_data import run_ingest
-from cip.pipelines.cmd_serve import ensure_events_source
+from cip.pipelines.workflows.data import ingest as run_ingest
+from cip.pipelines.workflows.setup import ensure_events_source
 from cip.profiles.store import open_store
 from cip.serving.auth import KeyStore, presented_key
 from cip.serving.erasure import ErasureIndex, read_journal, record_erasure
@@ -123,7 +123,7 @@ def test_events_sink_rotates_recovers_and_feeds_ingest(tmp_workspace) -> None:
     [part] = d.glob("*.jsonl.part")
     assert json.loads(part.read_text())["item_id"] == "x1"
     # the ingest sees only published files: nothing yet (the placeholder line is filtered)
-    [rep] = run_ingest(ws, "http_events", show_progress=False)
+    [rep] = run_ingest(ws, "http_events").reports
     assert rep.rows_loaded == 0 and rep.rows_filtered == 1 and rep.rows_quarantined == 0
     # a crash leaves the .part file; a new process publishes it (its writer is gone)
     dead = part.with_name(part.name.replace(f"-{os.getpid()}-", "-999999999-"))
@@ -131,8 +131,8 @@ def test_events_sink_rotates_recovers_and_feeds_ingest(tmp_workspace) -> None:
     sink._fd = None  # the crashed writer's descriptor is gone with it
     assert EventSink(d).recover() == 0  # already published by the constructor
     assert not list(d.glob("*.part")) and len(list(d.glob("events-*.jsonl"))) == 1
-    [rep] = run_ingest(ws, "http_events", show_progress=False)
-    [again] = run_ingest(ws, "http_events", show_progress=False)
+    [rep] = run_ingest(ws, "http_events").reports
+    [again] = run_ingest(ws, "http_events").reports
     assert rep.rows_loaded == 1 and again.rows_loaded == 0 and again.rows_already_present == 1
 
 

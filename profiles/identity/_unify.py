@@ -68,6 +68,10 @@ class UnifyResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def as_dict(self) -> dict:
+        """The ``--json`` output of ``cip unify`` (same as :meth:`to_dict`)."""
+        return asdict(self)
+
 
 def _meta(store: Store) -> dict[str, str]:
     if not store.has_table("_identity_meta"):

@@ -1,0 +1,321 @@
+"""The Python API: :class:`Workspace`, exported as ``cip.Workspace``.
+
+A workspace is a folder holding ``cip.yaml``, the store, the MLflow store and
+the sources. Every method runs one workflow of :mod:`cip.pipelines.workflows`
+(the same code the ``cip`` command line runs) and returns a typed result with
+``as_dict()``::
+
+    import cip
+
+    ws = cip.Workspace.init("my-shop")          # or cip.Workspace.open("my-shop")
+    ws.simulate(customers=2000, days=365)
+    ws.ingest()
+    ws.unify()
+    feats = ws.features("2025-06-01").frame     # a pandas DataFrame
+    churn = ws.train("churn", as_of="2025-06-01")
+    ws.score("2025-09-01")
+    ws.segments.build("2025-09-01")
+
+Every ``as_of`` is a ``date``, a ``datetime`` or ISO 8601 text, normalised once
+by :func:`to_date`; a bad one raises :class:`cip.profiles.errors.ConfigError`.
+This module imports no Typer, click or rich: pass ``progress`` callbacks to
+follow long steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cip.pipelines.workflows import activation, data, modeling, privacy
+from cip.pipelines.workflows.results import (
+    AsOf,
+    ChampionChange,
+    DeliveryResult,
+    FeaturesResult,
+    ForgetResult,
+    IngestResult,
+    ModelList,
+    PersonExport,
+    RecommenderTrainResult,
+    SegmentList,
+    SimulateResult,
+    WorkspaceStatus,
+    to_date,
+    to_datetime,
+)
+from cip.pipelines.workflows.setup import simulate_shop
+from cip.pipelines.workspace import Workspace as _WorkspaceFolder
+from cip.profiles.errors import ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    from cip.activation import BuildReport, ExportReport
+    from cip.models.scoring import ScoreResult
+    from cip.models.training import TrainResult
+    from cip.pipelines.run import RunResult
+    from cip.profiles.identity import UnifyResult
+    from cip.profiles.retention import RetentionReport
+
+__all__ = ["Workspace", "Segments", "Models", "AsOf", "to_date"]
+
+_SUPERVISED_ONLY = ("horizon_days", "snapshot_every_days", "n_snapshots", "holdout")
+
+
+def _as_list(values: str | Sequence[str] | None) -> list[str]:
+    if values is None:
+        return []
+    return [values] if isinstance(values, str) else list(values)
+
+
+@dataclass
+class Workspace(_WorkspaceFolder):
+    """An opened workspace folder and everything the product does with it.
+
+    Create one with :meth:`init` (a new folder, or an existing one kept as it
+    is) or :meth:`open`; then ``simulate``/``ingest`` data, ``unify`` identities,
+    build ``features``, ``train`` and ``score`` models, build ``segments`` and
+    export them, ``forget`` a person, or ``run`` the whole pipeline.
+    """
+
+    # -- data ------------------------------------------------------------------
+    def simulate(
+        self,
+        *,
+        customers: int = 2000,
+        days: int = 365,
+        seed: int = 0,
+        end: AsOf | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SimulateResult:
+        """Write a simulated shop's sources (``days`` ending on ``end``) and register them."""
+        day = None if end is None else to_date(end, what="end")
+        return simulate_shop(
+            self, customers=customers, days=days, seed=seed, end=day, progress=progress
+        )
+
+    def ingest(
+        self,
+        source: str | None = None,
+        *,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> IngestResult:
+        """Ingest every declared source (or ``source``): idempotent, bad rows quarantined."""
+        return data.ingest(self, source, progress=progress)
+
+    def unify(
+        self, full: bool = False, *, progress: Callable[[str], None] | None = None
+    ) -> UnifyResult:
+        """Resolve identities into persons and profiles (only new records unless ``full``)."""
+        return data.unify(self, full=full, progress=progress)
+
+    def features(self, as_of: AsOf, *, out: str | Path | None = None) -> FeaturesResult:
+        """Build (and store) the point-in-time feature snapshot of ``as_of``.
+
+        ``result.frame`` is the DataFrame; ``out`` also writes it to Parquet.
+        """
+        return data.build_feature_snapshot(self, as_of, None if out is None else Path(out))
+
+    def retention(self, now: AsOf | None = None) -> RetentionReport:
+        """Delete every row older than its table's maximum age (``retention:``)."""
+        return data.apply_retention(self, None if now is None else to_datetime(now, what="now"))
+
+    # -- models ----------------------------------------------------------------
+    def train(
+        self,
+        kind: str,
+        as_of: AsOf | None = None,
+        *,
+        horizon_days: int | None = None,
+        tune_trials: int | None = None,
+        tune_minutes: float | None = None,
+        seed: int = 0,
+        snapshot_every_days: int | None = None,
+        n_snapshots: int | None = None,
+        holdout: str | None = None,
+        algorithm: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> TrainResult | RecommenderTrainResult:
+        """Train ``churn``, ``propensity`` or ``recommender``; promoted only if it wins.
+
+        Options left out come from ``cip.yaml``. ``churn``/``propensity`` return a
+        :class:`cip.models.TrainResult`, ``recommender`` a
+        :class:`RecommenderTrainResult` (``algorithm`` applies to it only;
+        ``horizon_days``, ``snapshot_every_days``, ``n_snapshots`` and ``holdout``
+        to the other two only).
+        """
+        if kind == "recommender":
+            given = {
+                "horizon_days": horizon_days,
+                "snapshot_every_days": snapshot_every_days,
+                "n_snapshots": n_snapshots,
+                "holdout": holdout,
+            }
+            wrong = [k for k in _SUPERVISED_ONLY if given[k] is not None]
+            if wrong:
+                raise ConfigError(f"{', '.join(wrong)} does not apply to the recommender")
+            return modeling.train_recommender(
+                self,
+                algorithm,
+                tune_trials=tune_trials,
+                tune_minutes=tune_minutes,
+                as_of=as_of,
+            )
+        if algorithm is not None:
+            raise ConfigError(f"algorithm applies to the recommender only, not to {kind}")
+        return modeling.train(
+            self,
+            kind,
+            as_of,
+            horizon_days=horizon_days,
+            tune_trials=tune_trials,
+            tune_minutes=tune_minutes,
+            seed=seed,
+            snapshot_every_days=snapshot_every_days,
+            n_snapshots=n_snapshots,
+            holdout=holdout,
+            progress=progress,
+        )
+
+    def score(
+        self,
+        as_of: AsOf,
+        *,
+        out: str | Path | None = None,
+        reasons: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ScoreResult:
+        """Score every profile with the champion models into ``scores`` (and ``out``)."""
+        path = None if out is None else Path(out)
+        return modeling.score(self, as_of, out=path, reasons=reasons, progress=progress)
+
+    @property
+    def models(self) -> Models:
+        """The model registry of this workspace: ``list``, ``promote``, ``rollback``."""
+        return Models(self)
+
+    @property
+    def segments(self) -> Segments:
+        """Segments of this workspace: ``build``, ``list``, ``export``, ``deliver``."""
+        return Segments(self)
+
+    # -- privacy ---------------------------------------------------------------
+    def forget(
+        self,
+        identifiers: str | Sequence[str] | None = None,
+        unified_ids: str | Sequence[str] | None = None,
+        *,
+        rewrite: bool = True,
+        actor: str | None = None,
+    ) -> ForgetResult:
+        """Erase persons everywhere (store, sessions, files); ``TYPE:VALUE`` identifiers.
+
+        An incomplete erasure is reported in ``result.warnings`` (the CLI turns
+        them into an error).
+        """
+        return privacy.forget(
+            self, _as_list(identifiers), _as_list(unified_ids), rewrite=rewrite, actor=actor
+        )
+
+    def export_person(
+        self,
+        identifiers: str | Sequence[str] | None = None,
+        unified_ids: str | Sequence[str] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> PersonExport:
+        """Access request: everything held on the persons (``result.document``)."""
+        return privacy.export_person(
+            self, _as_list(identifiers), _as_list(unified_ids), actor=actor
+        )
+
+    # -- the whole pipeline ------------------------------------------------------
+    def status(self) -> WorkspaceStatus:
+        """Tables and row counts, quarantine, the last ingests and the last ``run``."""
+        from cip.pipelines.workflows.status import collect_status
+
+        return collect_status(self)
+
+    def run(
+        self,
+        as_of: AsOf | None = None,
+        *,
+        on_step: Callable[[str, str], None] | None = None,
+    ) -> RunResult:
+        """Run (or resume) the whole pipeline under the workspace lock (``cip run``).
+
+        ``as_of`` defaults to the day after the last order or event;
+        ``on_step(name, "start" | "done")`` follows the steps.
+        """
+        from cip.pipelines.run import run_pipeline
+
+        day = None if as_of is None else to_date(as_of)
+        return run_pipeline(self, as_of=day, on_step=on_step)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """``ws.segments``: build, list, export and deliver the workspace's segments."""
+
+    ws: Workspace
+
+    def build(self, as_of: AsOf, names: Sequence[str] | None = None) -> BuildReport:
+        """Build the segments (all, or ``names``) for ``as_of``: members, entries, exits."""
+        return activation.build_segments(self.ws, as_of, list(names) if names else None)
+
+    def list(self) -> SegmentList:
+        """Every configured segment with its size at its latest build."""
+        return activation.list_segments(self.ws)
+
+    def export(
+        self,
+        name: str,
+        out: str | Path,
+        fmt: str = "csv",
+        *,
+        changes: str | None = None,
+        purpose: str | None = None,
+        as_of: AsOf | None = None,
+    ) -> ExportReport:
+        """Write a segment's consented members (or entries/exits) to ``out`` (csv|parquet|jsonl)."""
+        return activation.export_segment(
+            self.ws, name, out, fmt, changes=changes, purpose=purpose, as_of=as_of
+        )
+
+    def deliver(self, as_of: AsOf | None = None) -> DeliveryResult:
+        """Send pending segment changes to the configured webhooks (signed)."""
+        return activation.deliver(self.ws, as_of)
+
+    def webhook_secret(self, name: str) -> str:
+        """The signing secret (``whsec_...``) a receiver verifies webhook ``name`` with.
+
+        ``secret:`` of the destination in cip.yaml when given, else the workspace's
+        ``secrets/webhooks/<name>.key`` (made on first use, owner-only).
+        """
+        dests = self.ws.config.segments.webhooks
+        if name not in dests:
+            known = ", ".join(sorted(dests)) or "none"
+            raise NotFoundError(
+                f"no webhook named {name!r} in cip.yaml (segments.webhooks: {known})"
+            )
+        return dests[name].secret or activation.webhook_secret(self.ws, name)
+
+
+@dataclass(frozen=True)
+class Models:
+    """``ws.models``: the MLflow model registry of the workspace."""
+
+    ws: Workspace
+
+    def list(self, names: Sequence[str] | None = None) -> ModelList:
+        """Every registered version (``churn`` or ``cip-churn`` names) and the champions."""
+        return modeling.list_models(self.ws, list(names) if names else None)
+
+    def promote(self, name: str, version: str | int) -> ChampionChange:
+        """Make ``version`` the champion of ``name`` (bypasses the promotion gate)."""
+        return modeling.promote(self.ws, name, version)
+
+    def rollback(self, name: str) -> ChampionChange:
+        """Restore the previous champion of ``name``."""
+        return modeling.rollback(self.ws, name)
