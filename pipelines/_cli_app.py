@@ -57,6 +57,20 @@ def workspace_path() -> Path:
     return resolve_workspace(state.workspace)
 
 
+def check_as_of(value: str | None) -> str | None:
+    """Option callback: a malformed ``--as-of`` is a usage error (one line, exit 2)."""
+    from cip.pipelines.workflows.results import to_date
+    from cip.profiles.errors import CIPError
+
+    if value is None:
+        return None
+    try:
+        to_date(value)
+    except CIPError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    return value
+
+
 def emit_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (for ``--json``)."""
     typer.echo(json.dumps(data, indent=2, default=str))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from cip.features import FEATURE_SET_VERSION, FeatureParams, catalog, catalog_markdown
-from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from cip.pipelines.workflows.data import feature_params
 from cip.profiles.errors import ConfigError, NotFoundError
 from rich.table import Table
@@ -29,6 +29,7 @@ def features(
         str | None,
         typer.Option(
             "--as-of",
+            callback=check_as_of,
             help="Snapshot date (YYYY-MM-DD, midnight UTC; a timestamp counts as its day).",
         ),
     ] = None,

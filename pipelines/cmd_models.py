@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from rich.table import Table
 
 __all__ = ["train_app", "models_app"]
@@ -30,6 +30,7 @@ AsOf = Annotated[
     str | None,
     typer.Option(
         "--as-of",
+        callback=check_as_of,
         help="As-of date D (YYYY-MM-DD); labels used for fitting end on or before D "
         "(default: the last day with data).",
     ),
@@ -172,7 +173,10 @@ def train_propensity(
 
 @app.command("score")
 def score_cmd(
-    as_of: Annotated[str, typer.Option("--as-of", help="Score as of this date (YYYY-MM-DD).")],
+    as_of: Annotated[
+        str,
+        typer.Option("--as-of", callback=check_as_of, help="Score as of this date (YYYY-MM-DD)."),
+    ],
     out_file: Annotated[
         Path | None,
         typer.Option("--out", help="Also write a file (.csv or .parquet) with customer_id."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import typer
-from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +26,10 @@ def train_recommender(
         float | None, typer.Option("--tune-minutes", min=0.1, help="Tune for this many minutes.")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Only use interactions before this date.")
+        str | None,
+        typer.Option(
+            "--as-of", callback=check_as_of, help="Only use interactions before this date."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

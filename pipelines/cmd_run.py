@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from cip.pipelines.run import RunResult
 from rich.table import Table
 
@@ -26,7 +26,11 @@ def print_run(result: RunResult) -> None:
 def run_cmd(
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Snapshot date (default: the day after the last data)."),
+        typer.Option(
+            "--as-of",
+            callback=check_as_of,
+            help="Snapshot date (default: the day after the last data).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

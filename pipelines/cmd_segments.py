@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 from cip.activation import DeliveryReport
-from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from rich.table import Table
 
 __all__ = ["segments_app"]
@@ -45,7 +45,10 @@ def _deliveries_table(reports: list[DeliveryReport]) -> Table:
 
 @segments_app.command("build")
 def build(
-    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date (features must exist).")],
+    as_of: Annotated[
+        str,
+        typer.Option("--as-of", callback=check_as_of, help="Snapshot date (features must exist)."),
+    ],
     segment: Annotated[
         list[str] | None, typer.Option("--segment", "-s", help="Only these segments.")
     ] = None,
@@ -142,7 +145,9 @@ def export(
         Literal["email", "sms", "push"] | None,
         typer.Option("--purpose", help="Consent purpose and contact (default: the segment's)."),
     ] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Build (default: latest).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", callback=check_as_of, help="Build (default: latest).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Export a segment's members (or entries/exits) with contact identifiers, score, reasons.
@@ -176,7 +181,8 @@ def export(
 @segments_app.command("deliver")
 def deliver(
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Build (default: latest plus pending).")
+        str | None,
+        typer.Option("--as-of", callback=check_as_of, help="Build (default: latest plus pending)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
