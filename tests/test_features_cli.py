@@ -58,7 +58,8 @@ def test_features_command_errors_are_one_line(tmp_workspace, capsys) -> None:
     code, _, err = _run(capsys, "-w", ws, "features")
     assert code == 3 and "--as-of" in err  # ConfigError (README, "Exit codes")
     code, _, err = _run(capsys, "-w", ws, "features", "--as-of", "not-a-date")
-    assert code == 3 and "invalid as_of" in err
+    assert code == 2 and "'not-a-date' is not a date" in err  # usage error, like every --as-of
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_describe_json_and_markdown(tmp_workspace, capsys) -> None:
