@@ -78,9 +78,7 @@ def ingest(
             f"{r.rows_filtered:,}",
             f"{r.rows_suppressed:,}",
             f"{r.rows_expired:,}",
-            r.read_mode
-            if r.read_mode != "incremental"
-            else f"incremental from {r.watermark_from}",
+            r.read_mode if r.read_mode != "incremental" else f"incremental from {r.watermark_from}",
         )
     out.print(t)
     reasons = [(r.source, k, v) for r in reports for k, v in r.quarantine_reasons.items()]

@@ -163,14 +163,15 @@ def read_database(
         if isinstance(exc, duckdb.Error):
             raise
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SourceError(
-            f"source {src.name!r}: {kind} read failed: {_redact(msg)}"
-        ) from None
+        raise SourceError(f"source {src.name!r}: {kind} read failed: {_redact(msg)}") from None
     watermark = None
     if col is not None:
         watermark = Watermark(col, hi) if hi is not None else since
     log.info(
-        "source %s: read %d rows from %s%s", src.name, n, kind,
+        "source %s: read %d rows from %s%s",
+        src.name,
+        n,
+        kind,
         f" ({col} >= {since.text})" if since is not None else "",
     )
     return DbRead(kind, n, columns, watermark, since)
@@ -232,9 +233,7 @@ def _text_array(values: tuple) -> pa.Array:
         arr = pa.array([None if v is None else _text(v) for v in values], pa.string())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return arr.cast(pa.string())
-    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type) or pa.types.is_time(
-        arr.type
-    ):
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type) or pa.types.is_time(arr.type):
         return pa.array([None if v is None else _text(v) for v in values], pa.string())
     if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
         return pa.array([None if v is None else _text(v) for v in values], pa.string())

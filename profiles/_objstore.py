@@ -51,9 +51,7 @@ def filesystem(scheme: str):  # noqa: ANN201 (an fsspec AbstractFileSystem)
     except ImportError:
         extra = _EXTRA.get(package)
         hint = f"pip install 'cip-platform[{extra}]'" if extra else f"pip install {package}"
-        raise ConfigError(
-            f"{scheme}:// paths need the {package} package ({hint})"
-        ) from None
+        raise ConfigError(f"{scheme}:// paths need the {package} package ({hint})") from None
 
 
 def fetch_objects(src: SourceConfig, scratch: Path) -> list[str]:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import SourceConfig
-from cip.profiles.sql import quote_ident, quote_literal
+from cip.profiles.sql import quote_literal
 
 if TYPE_CHECKING:
     from cip.profiles._dbsource import DbRead, Watermark

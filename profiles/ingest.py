@@ -412,9 +412,7 @@ def _stage_and_commit(
     # a file row is keyed by its file and line; a database row has no stable row number
     # (an incremental read numbers only what it read), so it is keyed by its content
     where_from = (
-        f"CAST({raw_json} AS VARCHAR)"
-        if raw.db is not None
-        else "q._file, CAST(q._row AS VARCHAR)"
+        f"CAST({raw_json} AS VARCHAR)" if raw.db is not None else "q._file, CAST(q._row AS VARCHAR)"
     )
     work.execute(
         f"CREATE TEMP TABLE {own}_bad AS SELECT "

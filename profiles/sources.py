@@ -156,9 +156,11 @@ class SourceConfig(_Model):
     @property
     def is_object_store(self) -> bool:
         """True when ``path`` is an object storage URL (``s3://``, ``gs://``, ``az://``...)."""
-        return self.path is not None and self.path.split("://", 1)[0].lower() in (
-            OBJECT_STORE_SCHEMES
-        ) and "://" in self.path
+        return (
+            self.path is not None
+            and self.path.split("://", 1)[0].lower() in (OBJECT_STORE_SCHEMES)
+            and "://" in self.path
+        )
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
