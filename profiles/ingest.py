@@ -494,6 +494,10 @@ def _stage_and_commit(
                 f"DELETE FROM {target} WHERE item_id IN (SELECT item_id FROM {good_src}) "
                 f"AND record_id NOT IN (SELECT record_id FROM {good_src})"
             )
+        if raw.db is not None and "source_record_id" in src.columns and src.table != "products":
+            # a database row is the current version of its record: a new version (same
+            # source_record_id, other content) replaces the ones loaded before
+            _replace_versions(store, target, src.name, good_src)
         loaded = _insert_new(store, target, all_cols, good_src)
         already = good_n - loaded
         _insert_new(store, "quarantine", q_cols, bad_src)
@@ -532,6 +536,24 @@ def _stage_and_commit(
         int(suppressed),
         {k: int(v) for k, v in reasons.items()},
     )
+
+
+def _replace_versions(store: Store, target: str, source: str, good_src: str) -> int:
+    """Delete older versions of the records in ``good_src`` (and the resolver's rows of them)."""
+    n = store.execute(
+        f"DELETE FROM {target} WHERE source = {_lit(source)} AND source_record_id IN "
+        f"(SELECT source_record_id FROM {good_src} WHERE source_record_id IS NOT NULL) "
+        f"AND record_id NOT IN (SELECT record_id FROM {good_src})"
+    )
+    if n:
+        canonical = "orders" if target == physical_table("orders") else target
+        for bookkeeping in ("_identity_records", "record_map"):
+            if store.has_table(bookkeeping):
+                store.execute(
+                    f"DELETE FROM {bookkeeping} WHERE source_table = {_lit(canonical)} AND NOT "
+                    f"EXISTS (SELECT 1 FROM {canonical} x WHERE x.record_id = {bookkeeping}.record_id)"
+                )
+    return n
 
 
 def load_watermark(store: Store, source: str, column: str) -> Watermark | None:
