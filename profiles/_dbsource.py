@@ -157,7 +157,7 @@ def read_database(
         columns, n, hi = reader(
             con, src, db, base, col, since, hi_sql, params, stage, db.chunk_rows
         )
-    except SourceError:
+    except (SourceError, ConfigError):
         raise
     except Exception as exc:  # the drivers' own errors: one line naming the source
         if isinstance(exc, duckdb.Error):

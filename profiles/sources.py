@@ -109,6 +109,12 @@ class PostgresSourceConfig(DatabaseSourceConfig):
 class MySQLSourceConfig(DatabaseSourceConfig):
     """A MySQL or MariaDB source (``url: mysql://user:${MYSQL_PASSWORD}@host:3306/db``)."""
 
+    @model_validator(mode="after")
+    def _scheme(self) -> MySQLSourceConfig:
+        if self.url.split("://", 1)[0].split("+")[0].lower() not in ("mysql", "mariadb"):
+            raise ValueError("url must start with mysql:// or mariadb://")
+        return self
+
 
 class CsvOptions(_Model):
     delimiter: str | None = None
