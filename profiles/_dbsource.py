@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -235,7 +236,11 @@ def _text_array(values: tuple) -> pa.Array:
         return arr.cast(pa.string())
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type) or pa.types.is_time(arr.type):
         return pa.array([None if v is None else _text(v) for v in values], pa.string())
-    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+    if (
+        pa.types.is_binary(arr.type)
+        or pa.types.is_large_binary(arr.type)
+        or pa.types.is_nested(arr.type)
+    ):
         return pa.array([None if v is None else _text(v) for v in values], pa.string())
     try:
         return arr.cast(pa.string())
@@ -248,6 +253,8 @@ def _text(v: Any) -> str:
         return v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat()
     if isinstance(v, bytes | bytearray | memoryview):
         return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, dict | list):  # PostgreSQL json/jsonb and arrays: JSON text
+        return json.dumps(v, default=str, ensure_ascii=False)
     return str(v)
 
 
