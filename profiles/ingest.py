@@ -17,6 +17,15 @@ The whole step runs in DuckDB (vectorised SQL, no per-row Python):
 
 Products are keyed by ``item_id`` instead: the newest row of an item replaces
 the older one (a catalog is a snapshot, not a log).
+
+Database sources (``postgres:``, ``mysql:``) stream through a server-side cursor
+(``profiles._dbsource``); an incremental one reads only the rows at or past its
+watermark and moves the watermark (``_source_watermarks``) in the same
+transaction as the load. A database row is the current version of its record:
+with ``source_record_id`` mapped, it replaces the versions loaded before. Its
+quarantine key is its content (a database row has no stable row number).
+Object storage paths (``s3://`` ...) are copied to a scratch folder for the
+ingest and read like local files (``profiles._objstore``).
 """
 
 from __future__ import annotations
