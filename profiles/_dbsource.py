@@ -299,6 +299,29 @@ def _empty_pg(pcon: Any, con: duckdb.DuckDBPyConnection, base: str, stage: str) 
     return columns
 
 
+def _text_decoders() -> dict:
+    """PyMySQL's converters, less the Python parsing of dates, times and decimals.
+
+    Those values then arrive as the server's text (``2024-01-01 10:00:00.000000``,
+    ``12.50``), which the ingest mapping types in DuckDB: half the read time of
+    building datetime and Decimal objects only to turn them back into text.
+    """
+    import pymysql.converters as conv
+    from pymysql.constants import FIELD_TYPE as F
+
+    skip = {F.DATETIME, F.TIMESTAMP, F.DATE, F.TIME, F.DECIMAL, F.NEWDECIMAL}
+    return {**conv.encoders, **{k: v for k, v in conv.decoders.items() if k not in skip}}
+
+
+def _mysql_value(value: Any, type_code: int) -> Any:
+    """A value read as text, typed as PyMySQL would (for the watermark)."""
+    import pymysql.converters as conv
+
+    if isinstance(value, str) and type_code in conv.decoders:
+        return conv.decoders[type_code](value)
+    return value
+
+
 def _mysql_connect(url: str) -> Any:
     import pymysql
 
@@ -314,6 +337,7 @@ def _mysql_connect(url: str) -> Any:
         charset="utf8mb4",
         cursorclass=pymysql.cursors.SSCursor,  # server-side: rows stream, not buffered
         init_command="SET time_zone = '+00:00'",
+        conv=_text_decoders(),
         connect_timeout=10,
     )
 
@@ -338,7 +362,8 @@ def _read_mysql(
             hi = None
             if hi_sql is not None:
                 cur.execute(hi_sql, params)
-                hi = cur.fetchall()[0][0]
+                type_code = cur.description[0][1]
+                hi = _mysql_value(cur.fetchall()[0][0], type_code)
             query = _range_query("mysql", base, col, since)
             if col is not None and hi is None:
                 query = f"SELECT * FROM ({base}) AS _cip_src LIMIT 0"
