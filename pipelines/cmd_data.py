@@ -78,9 +78,13 @@ def ingest(
             f"{r.rows_filtered:,}",
             f"{r.rows_suppressed:,}",
             f"{r.rows_expired:,}",
-            r.read_mode if r.read_mode != "incremental" else f"incremental from {r.watermark_from}",
+            r.read_mode,
         )
     out.print(t)
+    for r in reports:
+        if r.watermark is not None:
+            since = f"from {r.watermark_from} " if r.watermark_from else "all rows "
+            out.print(f"{r.source}: read {since}up to the watermark {r.watermark}")
     reasons = [(r.source, k, v) for r in reports for k, v in r.quarantine_reasons.items()]
     if reasons:
         q = Table(
