@@ -22,6 +22,8 @@ BENCHMARKS = [
     "identity_fake1000",
     "simulate_signal",
     "ingest_speed",
+    "objstore_retail",
+    "ingest_incremental",
     "identity_speed",
     "segments_speed",
     "score_speed",

@@ -99,10 +99,15 @@ class Workspace(_WorkspaceFolder):
         self,
         source: str | None = None,
         *,
+        full: bool = False,
         progress: Callable[[int, int, str], None] | None = None,
     ) -> IngestResult:
-        """Ingest every declared source (or ``source``): idempotent, bad rows quarantined."""
-        return data.ingest(self, source, progress=progress)
+        """Ingest every declared source (or ``source``): idempotent, bad rows quarantined.
+
+        Incremental database sources read only the rows past their watermark unless
+        ``full=True`` (read everything again).
+        """
+        return data.ingest(self, source, full=full, progress=progress)
 
     def unify(
         self, full: bool = False, *, progress: Callable[[str], None] | None = None

@@ -13,6 +13,13 @@ from rich.table import Table
 @app.command()
 def ingest(
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Read incremental database sources whole again (and reset their watermark).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Ingest all (or one) sources declared in cip.yaml into the store.
@@ -21,6 +28,8 @@ def ingest(
     skipped (re-running is idempotent); rows of erased persons are suppressed
     (not loaded again); rows older than the `retention:` policy allows are
     counted as expired and not loaded; each source loads atomically.
+    Incremental database sources (`incremental: {column: ...}`) read only the rows
+    at or past their stored watermark; `--full` reads them whole again.
     """
     ws = workspace()
     with Progress(
@@ -36,6 +45,7 @@ def ingest(
         task = progress.add_task("ingesting", total=None)
         result = ws.ingest(
             source,
+            full=full,
             progress=lambda done, total, what: progress.update(
                 task, completed=done, total=total, description=what
             ),
@@ -54,6 +64,7 @@ def ingest(
         "filtered",
         "suppressed",
         "expired",
+        "read as",
         title="Ingest",
     )
     for r in reports:
@@ -67,8 +78,13 @@ def ingest(
             f"{r.rows_filtered:,}",
             f"{r.rows_suppressed:,}",
             f"{r.rows_expired:,}",
+            r.read_mode,
         )
     out.print(t)
+    for r in reports:
+        if r.watermark is not None:
+            since = f"from {r.watermark_from} " if r.watermark_from else "all rows "
+            out.print(f"{r.source}: read {since}up to the watermark {r.watermark}")
     reasons = [(r.source, k, v) for r in reports for k, v in r.quarantine_reasons.items()]
     if reasons:
         q = Table(

@@ -34,6 +34,8 @@ from cip.profiles.sources import (
     ColumnExpr,
     ColumnValue,
     CsvOptions,
+    IncrementalConfig,
+    MySQLSourceConfig,
     PostgresSourceConfig,
     SourceConfig,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "FeaturesConfig",
     "ServingConfig",
     "PostgresSourceConfig",
+    "MySQLSourceConfig",
+    "IncrementalConfig",
     "ColumnValue",
     "ColumnExpr",
     "load_config",

@@ -15,6 +15,7 @@ import glob
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -22,9 +23,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import SourceConfig
-from cip.profiles.sql import quote_ident, quote_literal
+from cip.profiles.sql import quote_literal
+
+if TYPE_CHECKING:
+    from cip.profiles._dbsource import DbRead, Watermark
 
 log = logging.getLogger(__name__)
+
+#: DuckDB temp table a database source is streamed into.
+DB_STAGE = "_cip_raw_db"
 
 __all__ = ["RawInput", "read_source", "resolve_files", "source_format"]
 
@@ -39,6 +46,7 @@ class RawInput:
     #: rows the file parser itself rejected (wrong field count, invalid JSON): (file, row, text, reason)
     rejected: list[tuple[str, int, str, str]] = field(default_factory=list)
     json_lines: bool = False  # JSONL: user columns are keys of the ``_line`` JSON text
+    db: DbRead | None = None  # a database source: what was read and the new watermark
 
 
 def resolve_files(src: SourceConfig, base_dir: Path) -> list[str]:
@@ -73,11 +81,35 @@ def source_format(src: SourceConfig, path: str) -> str:
     )
 
 
-def read_source(con: duckdb.DuckDBPyConnection, src: SourceConfig, base_dir: Path) -> RawInput:
-    """Register the relation ``raw`` for ``src`` in ``con``."""
-    if src.postgres is not None:
-        return _read_postgres(con, src)
-    files = resolve_files(src, base_dir)
+def read_source(
+    con: duckdb.DuckDBPyConnection,
+    src: SourceConfig,
+    base_dir: Path,
+    *,
+    since: Watermark | None = None,
+    scratch: Path | None = None,
+) -> RawInput:
+    """Register the relation ``raw`` for ``src`` in ``con``.
+
+    ``since``: for an incremental database source, the stored watermark (rows
+    before it are not read). ``scratch``: a folder that lives as long as ``raw``
+    is used; objects of an ``s3://`` (``gs://``, ``az://``) path are copied there
+    and read by the same file readers as local files.
+    """
+    if src.database is not None:
+        from cip.profiles._dbsource import read_database
+
+        read = read_database(con, src, since=since, stage=DB_STAGE)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM {DB_STAGE}")
+        return RawInput(_describe(con), [read.kind], read.rows, db=read)
+    if src.is_object_store:
+        from cip.profiles._objstore import fetch_objects
+
+        if scratch is None:
+            raise AssertionError("object storage sources need a scratch folder")
+        files = fetch_objects(src, scratch)
+    else:
+        files = resolve_files(src, base_dir)
     fmt = source_format(src, files[0])
     if fmt == "parquet":
         return _read_parquet(con, src, files)
@@ -228,51 +260,3 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, src: SourceConfig, files: list[s
     )
     rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
     return RawInput({k: "VARCHAR" for k in keys}, files, rows, json_lines=True)
-
-
-def _read_postgres(con: duckdb.DuckDBPyConnection, src: SourceConfig) -> RawInput:
-    """Stream the query result with ``COPY ... TO STDOUT`` as CSV (fast, no per-row Python)."""
-    import io
-
-    import psycopg
-
-    pg = src.postgres
-    assert pg is not None
-    query = pg.query or f"SELECT * FROM {_pg_table(pg.table or '')}"
-    buf = io.BytesIO()
-    try:
-        with (
-            psycopg.connect(pg.url) as pcon,
-            pcon.cursor() as cur,
-            cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy,
-        ):
-            for chunk in copy:
-                buf.write(chunk)
-    except psycopg.Error as exc:
-        msg = str(exc).strip().splitlines()[0]
-        raise SourceError(f"source {src.name!r}: PostgreSQL query failed: {msg}") from None
-    buf.seek(0)
-    header = next(csv.reader([buf.readline().decode()]))
-    buf.seek(0)
-    table = pacsv.read_csv(
-        buf,
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={h: pa.string() for h in header},
-            strings_can_be_null=True,
-            null_values=[""],
-        ),
-    )
-    n = table.num_rows
-    table = table.append_column("_file", pa.array(["postgres"] * n, pa.string()))
-    table = table.append_column("_row", pa.array(np.arange(1, n + 1, dtype=np.int64)))
-    con.register("_raw_arrow", table)
-    con.execute("CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM _raw_arrow")
-    return RawInput(_describe(con), ["postgres"], n)
-
-
-def _pg_table(name: str) -> str:
-    parts = name.split(".")
-    if not all(p.replace("_", "").isalnum() for p in parts) or len(parts) > 2:
-        raise SourceError(f"invalid PostgreSQL table name {name!r}")
-    return ".".join(quote_ident(p) for p in parts)

@@ -17,11 +17,21 @@ The whole step runs in DuckDB (vectorised SQL, no per-row Python):
 
 Products are keyed by ``item_id`` instead: the newest row of an item replaces
 the older one (a catalog is a snapshot, not a log).
+
+Database sources (``postgres:``, ``mysql:``) stream through a server-side cursor
+(``profiles._dbsource``); an incremental one reads only the rows at or past its
+watermark and moves the watermark (``_source_watermarks``) in the same
+transaction as the load. A database row is the current version of its record:
+with ``source_record_id`` mapped, it replaces the versions loaded before. Its
+quarantine key is its content (a database row has no stable row number).
+Object storage paths (``s3://`` ...) are copied to a scratch folder for the
+ingest and read like local files (``profiles._objstore``).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,17 +39,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-from cip.profiles._readers import RawInput, read_source
+from cip.profiles._dbsource import Watermark, decode_watermark, encode_watermark
+from cip.profiles._readers import DB_STAGE, RawInput, read_source
 from cip.profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import ColumnExpr, ColumnValue, SourceConfig
 from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.store import DuckDBStore, Store, physical_table
+from cip.profiles.tables import SOURCE_WATERMARKS, ensure_tables
 
 if TYPE_CHECKING:
     from cip.profiles._suppress import Suppressor
 
-__all__ = ["IngestReport", "ingest_source"]
+__all__ = ["IngestReport", "ingest_source", "load_watermark", "save_watermark"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,12 @@ class IngestReport:
     rows_suppressed: int
     quarantine_reasons: dict[str, int]
     rows_expired: int = 0
+    #: how the source was read: ``files``, ``full`` (a whole table or query) or
+    #: ``incremental`` (only the rows at or past the stored watermark)
+    read_mode: str = "files"
+    #: incremental sources: the watermark the read started from, and the one stored now
+    watermark_from: str | None = None
+    watermark: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -244,6 +262,7 @@ def ingest_source(
     suppress_sql: str | None = None,
     suppressor: Suppressor | None = None,
     expire_before: datetime | None = None,
+    full: bool = False,
 ) -> IngestReport:
     """Ingest one source into ``store``; returns the counts.
 
@@ -263,6 +282,9 @@ def ingest_source(
         The erasure tombstones (:class:`profiles.privacy.Suppressor`): rows and
         quarantine-bound records carrying an erased identifier are not loaded
         and counted as suppressed.
+    full:
+        Incremental database sources: read the whole table or query again (the
+        watermark is then reset to its maximum); other sources are always read whole.
     """
     sch = schema(src.table)
     run_id = uuid.uuid4().hex[:12]
@@ -270,8 +292,19 @@ def ingest_source(
     work = store.con if isinstance(store, DuckDBStore) else duckdb.connect()
     work.execute("SET TimeZone = 'UTC'")
     own = "_stage_" + run_id
+    since = None
+    db = src.database
+    if db is not None and db.incremental is not None:
+        ensure_tables(store, SOURCE_WATERMARKS)
+        if not full:
+            since = load_watermark(store, src.name, db.incremental.column)
+    scratch = (
+        tempfile.TemporaryDirectory(prefix=f"cip-{src.name}-") if src.is_object_store else None
+    )
     try:
-        raw = read_source(work, src, base_dir)
+        raw = read_source(
+            work, src, base_dir, since=since, scratch=Path(scratch.name) if scratch else None
+        )
         _check_columns(src, raw)
         try:
             mapped = _mapping_sql(src, raw, sch)
@@ -294,9 +327,19 @@ def ingest_source(
             store, work, src, sch, raw, own, run_id, started, filtered, suppress_sql, suppressor
         )
         report.rows_expired = expired
+        if raw.db is not None:
+            incremental = db is not None and db.incremental is not None
+            report.read_mode = "incremental" if since is not None else "full"
+            report.watermark_from = since.text if since is not None else None
+            report.watermark = (
+                raw.db.watermark.text if incremental and raw.db.watermark is not None else None
+            )
     finally:
         for t in ("_m", "_good", "_bad"):
             work.execute(f"DROP TABLE IF EXISTS {own}{t}")
+        work.execute(f"DROP TABLE IF EXISTS {DB_STAGE}")
+        if scratch is not None:
+            scratch.cleanup()
         if suppressor is not None:
             suppressor.cleanup(work, f"{own}_m")
             suppressor.cleanup(work, f"{own}_bad")
@@ -375,9 +418,14 @@ def _stage_and_commit(
         if raw.json_lines
         else 'json_merge_patch(to_json(r), \'{"_file": null, "_row": null}\')'
     )
+    # a file row is keyed by its file and line; a database row has no stable row number
+    # (an incremental read numbers only what it read), so it is keyed by its content
+    where_from = (
+        f"CAST({raw_json} AS VARCHAR)" if raw.db is not None else "q._file, CAST(q._row AS VARCHAR)"
+    )
     work.execute(
         f"CREATE TEMP TABLE {own}_bad AS SELECT "
-        f"md5(concat_ws('\x1f', {_lit(src.name)}, q._file, CAST(q._row AS VARCHAR), "
+        f"md5(concat_ws('\x1f', {_lit(src.name)}, {where_from}, "
         f"array_to_string(_reasons, '; '))) AS record_id, {_lit(src.name)} AS source, "
         f"{_lit(sch.name)} AS target_table, q._file AS file, q._row AS row_number, "
         f"array_to_string(_reasons, '; ') AS reason, CAST({raw_json} AS VARCHAR) AS raw_record, "
@@ -455,6 +503,10 @@ def _stage_and_commit(
                 f"DELETE FROM {target} WHERE item_id IN (SELECT item_id FROM {good_src}) "
                 f"AND record_id NOT IN (SELECT record_id FROM {good_src})"
             )
+        if raw.db is not None and "source_record_id" in src.columns and src.table != "products":
+            # a database row is the current version of its record: a new version (same
+            # source_record_id, other content) replaces the ones loaded before
+            _replace_versions(store, target, src.name, good_src)
         loaded = _insert_new(store, target, all_cols, good_src)
         already = good_n - loaded
         _insert_new(store, "quarantine", q_cols, bad_src)
@@ -474,6 +526,9 @@ def _stage_and_commit(
                 int(suppressed),
             ],
         )
+        if raw.db is not None and raw.db.watermark is not None:
+            # in the load's transaction: a crash before the commit keeps the old watermark
+            save_watermark(store, src.name, raw.db.watermark, run_id)
         if not same_db:
             store.execute(f"DROP TABLE {good_src}")
             store.execute(f"DROP TABLE {bad_src}")
@@ -489,6 +544,55 @@ def _stage_and_commit(
         int(filtered),
         int(suppressed),
         {k: int(v) for k, v in reasons.items()},
+    )
+
+
+def _replace_versions(store: Store, target: str, source: str, good_src: str) -> int:
+    """Delete older versions of the records in ``good_src`` (and the resolver's rows of them)."""
+    n = store.execute(
+        f"DELETE FROM {target} WHERE source = {_lit(source)} AND source_record_id IN "
+        f"(SELECT source_record_id FROM {good_src} WHERE source_record_id IS NOT NULL) "
+        f"AND record_id NOT IN (SELECT record_id FROM {good_src})"
+    )
+    if n:
+        canonical = "orders" if target == physical_table("orders") else target
+        for bookkeeping in ("_identity_records", "record_map"):
+            if store.has_table(bookkeeping):
+                store.execute(
+                    f"DELETE FROM {bookkeeping} WHERE source_table = {_lit(canonical)} AND NOT "
+                    f"EXISTS (SELECT 1 FROM {canonical} x WHERE x.record_id = {bookkeeping}.record_id)"
+                )
+    return n
+
+
+def load_watermark(store: Store, source: str, column: str) -> Watermark | None:
+    """The stored watermark of ``source`` (None: never loaded, or the column changed)."""
+    ensure_tables(store, SOURCE_WATERMARKS)
+    rows = store.sql(
+        "SELECT column_name, value, value_type FROM _source_watermarks WHERE source = ?", [source]
+    )
+    if rows.empty:
+        return None
+    col, text, kind = rows.iloc[0]
+    if col != column:
+        log.warning(
+            "source %s: incremental column changed from %s to %s; reading everything",
+            source,
+            col,
+            column,
+        )
+        return None
+    return Watermark(column, decode_watermark(str(text), str(kind)))
+
+
+def save_watermark(store: Store, source: str, mark: Watermark, run_id: str) -> None:
+    """Replace the stored watermark of ``source`` (call inside the load's transaction)."""
+    text, kind = encode_watermark(mark.value)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    store.execute("DELETE FROM _source_watermarks WHERE source = ?", [source])
+    store.execute(
+        "INSERT INTO _source_watermarks VALUES (?, ?, ?, ?, ?, ?)",
+        [source, mark.column, text, kind, run_id, now],
     )
 
 

@@ -12,7 +12,40 @@ from typing import Any, Literal
 from cip.profiles.contracts import schema
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["SourceConfig", "PostgresSourceConfig", "ColumnValue", "ColumnExpr", "CsvOptions"]
+__all__ = [
+    "SourceConfig",
+    "DatabaseSourceConfig",
+    "PostgresSourceConfig",
+    "MySQLSourceConfig",
+    "IncrementalConfig",
+    "ColumnValue",
+    "ColumnExpr",
+    "CsvOptions",
+    "OBJECT_STORE_SCHEMES",
+]
+
+#: URL schemes of object storage a source ``path`` may use (read through fsspec).
+OBJECT_STORE_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+
+#: Keys that would put a credential into cip.yaml (refused with a clear error).
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "credentials",
+        "storage_options",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "access_key",
+        "secret_key",
+        "secret",
+        "token",
+        "key",
+        "account_key",
+        "sas_token",
+        "connection_string",
+        "service_account",
+    }
+)
 
 
 class _Model(BaseModel):
@@ -37,17 +70,49 @@ class ColumnExpr(_Model):
 ColumnSpec = str | ColumnValue | ColumnExpr
 
 
-class PostgresSourceConfig(_Model):
-    """Read a source from PostgreSQL: a ``query`` or a ``table`` (``schema.name``)."""
+class IncrementalConfig(_Model):
+    """Read only the rows past the stored watermark of a monotone ``column``.
+
+    ``column`` is a timestamp (e.g. ``updated_at``) or an id that only grows. Each
+    ingest reads the rows with ``column >= watermark`` (the watermark is the largest
+    value the previous ingest read) up to the current maximum, and stores the new
+    maximum in the same transaction as the load. The rows at the watermark itself
+    are read again on purpose: a row committed later with the same value is not
+    missed, and the rows read twice are recognised by their record id and counted
+    as already there.
+    """
+
+    column: str = Field(min_length=1)
+
+
+class DatabaseSourceConfig(_Model):
+    """Read a source from a database: a ``query`` or a ``table`` (``schema.name``)."""
 
     url: str
     query: str | None = None
     table: str | None = None
+    incremental: IncrementalConfig | None = None
+    #: rows fetched per round trip from the server-side cursor (bounds the memory used)
+    chunk_rows: int = Field(default=50_000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")
-    def _one_of(self) -> PostgresSourceConfig:
+    def _one_of(self) -> DatabaseSourceConfig:
         if (self.query is None) == (self.table is None):
             raise ValueError("give exactly one of 'query' or 'table'")
+        return self
+
+
+class PostgresSourceConfig(DatabaseSourceConfig):
+    """A PostgreSQL source (``url: postgresql://user@host:5432/db``)."""
+
+
+class MySQLSourceConfig(DatabaseSourceConfig):
+    """A MySQL or MariaDB source (``url: mysql://user:${MYSQL_PASSWORD}@host:3306/db``)."""
+
+    @model_validator(mode="after")
+    def _scheme(self) -> MySQLSourceConfig:
+        if self.url.split("://", 1)[0].split("+")[0].lower() not in ("mysql", "mariadb"):
+            raise ValueError("url must start with mysql:// or mariadb://")
         return self
 
 
@@ -68,16 +133,60 @@ class SourceConfig(_Model):
     path: str | None = None
     format: Literal["csv", "parquet", "jsonl"] | None = None
     postgres: PostgresSourceConfig | None = None
+    mysql: MySQLSourceConfig | None = None
     columns: dict[str, ColumnSpec]
     where: str | None = None
     timestamp_format: str | None = None
     timezone: str = "UTC"
     csv: CsvOptions = Field(default_factory=CsvOptions)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(k for k in data if str(k).lower() in _CREDENTIAL_KEYS)
+            if found:
+                raise ValueError(
+                    f"source {data.get('name')!r}: {', '.join(found)}: credentials do not belong "
+                    "in cip.yaml; object storage reads them from the environment or the standard "
+                    "provider chain (AWS_ACCESS_KEY_ID / AWS_PROFILE, "
+                    "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY ...)"
+                )
+        return data
+
+    @property
+    def database(self) -> DatabaseSourceConfig | None:
+        """The ``postgres:`` or ``mysql:`` block, if the source is a database."""
+        return self.postgres or self.mysql
+
+    @property
+    def is_object_store(self) -> bool:
+        """True when ``path`` is an object storage URL (``s3://``, ``gs://``, ``az://``...)."""
+        return (
+            self.path is not None
+            and self.path.split("://", 1)[0].lower() in (OBJECT_STORE_SCHEMES)
+            and "://" in self.path
+        )
+
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
-        if (self.path is None) == (self.postgres is None):
-            raise ValueError(f"source {self.name!r}: give exactly one of 'path' or 'postgres'")
+        given = [k for k in ("path", "postgres", "mysql") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"source {self.name!r}: give exactly one of 'path', 'postgres' or 'mysql'"
+            )
+        if self.path is not None and "://" in self.path:
+            scheme, rest = self.path.split("://", 1)
+            if scheme.lower() not in OBJECT_STORE_SCHEMES:
+                raise ValueError(
+                    f"source {self.name!r}: path scheme {scheme!r}:// is not supported "
+                    f"(object storage: {', '.join(s + '://' for s in OBJECT_STORE_SCHEMES)})"
+                )
+            if "@" in rest.split("/", 1)[0]:
+                raise ValueError(
+                    f"source {self.name!r}: path {scheme}://...@...: credentials do not belong in "
+                    "cip.yaml; set them in the environment or the provider's standard chain"
+                )
         sch = schema(self.table)
         unknown = [c for c in self.columns if c not in sch.mappable]
         if unknown:

@@ -30,6 +30,7 @@ __all__ = [
     "WEBHOOK_DELIVERIES",
     "WEBHOOK_BATCHES",
     "PIPELINE_STEPS",
+    "SOURCE_WATERMARKS",
     "ensure_tables",
     "table",
 ]
@@ -60,6 +61,21 @@ AUDIT_LOG = TableSchema(
     ),
     "Who did what to personal data, when and how many rows.",
     key=(),
+)
+
+# -- ingestion (profiles) ------------------------------------------------------
+SOURCE_WATERMARKS = TableSchema(
+    "_source_watermarks",
+    (
+        _c("source", "VARCHAR", "Source name (from cip.yaml)."),
+        _c("column_name", "VARCHAR", "The source's incremental column."),
+        _c("value", "VARCHAR", "Largest value of that column loaded so far, as text."),
+        _c("value_type", "VARCHAR", "int | decimal | float | datetime | date | text."),
+        _c("run_id", "VARCHAR", "The ingest run that moved it (see _ingest_runs)."),
+        _c("updated_at", "TIMESTAMP", "When it moved (UTC)."),
+    ),
+    "Per incremental database source, how far it was read; moved in the load's transaction.",
+    key=("source",),
 )
 
 # -- scores (models) -----------------------------------------------------------
@@ -188,6 +204,7 @@ TABLES: dict[str, TableSchema] = {
             WEBHOOK_DELIVERIES,
             WEBHOOK_BATCHES,
             PIPELINE_STEPS,
+            SOURCE_WATERMARKS,
         )
     },
 }

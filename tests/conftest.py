@@ -1,6 +1,6 @@
 """Shared fixtures.
 
-Service-backed fixtures (PostgreSQL, Redis, Spark) skip with the reason on a
+Service-backed fixtures (PostgreSQL, MariaDB, Redis, Spark) skip with the reason on a
 laptop without the service, but FAIL when ``CI=true``: CI must test them.
 """
 
@@ -16,6 +16,7 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("CIP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get("CIP_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("CIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SHARED = Path(os.environ.get("CIP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
@@ -51,6 +52,17 @@ def pg_schema(pg_url: str) -> Iterator[str]:
     yield name
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def mariadb_url() -> str:
+    """The local MariaDB (MySQL) server's test database; fails instead of skipping in CI."""
+    from urllib.parse import urlparse
+
+    u = urlparse(MARIADB_URL)
+    if not _port_open(u.hostname or "127.0.0.1", u.port or 3306):
+        unavailable(f"MariaDB is not reachable at {u.hostname}:{u.port or 3306}")
+    return MARIADB_URL
 
 
 @pytest.fixture

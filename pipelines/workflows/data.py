@@ -33,10 +33,13 @@ def ingest(
     ws: Workspace,
     source: str | None = None,
     *,
+    full: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> IngestResult:
     """Ingest every source of the workspace (or one), in declaration order.
 
+    Incremental database sources read only the rows past their stored watermark
+    unless ``full`` (then the whole table or query, and the watermark is reset).
     Rows of erased persons (tombstones) and rows older than the retention policy
     allows are not loaded. ``progress(done, total, message)`` is called before
     each source and once at the end.
@@ -67,6 +70,7 @@ def ingest(
                     base_dir=ws.root,
                     suppressor=suppressor,
                     expire_before=ingest_cutoff(limits, src.table),
+                    full=full,
                 )
             )
         if progress:
