@@ -178,6 +178,18 @@ class IdentityConfig(_Model):
         return v
 
 
+class ClvConfig(_Model):
+    """``models.clv``: the CLV model (``cip train clv`` and the train step of ``cip run``)."""
+
+    train: bool = True  # train it in `cip run` (per run.train), score with it in `cip score`
+    horizon_days: int | None = Field(None, ge=1)  # CLV horizon H (default: models.horizon_days)
+    snapshot_every_days: int | None = Field(None, ge=1)  # default: 30
+    n_snapshots: int | None = Field(None, ge=2)  # default: 12
+    tune_trials: int | None = Field(
+        None, ge=1
+    )  # Optuna trials of the two-part model (default: none)
+
+
 class ModelsConfig(_Model):
     """Defaults of ``cip train`` and ``cip score`` (command-line options override them)."""
 
@@ -187,6 +199,13 @@ class ModelsConfig(_Model):
     holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
     reasons: Literal["path", "shap"] = "path"
+    clv: ClvConfig = Field(default_factory=ClvConfig)
+
+    @field_validator("clv", mode="before")
+    @classmethod
+    def _clv_flag(cls, v: Any) -> Any:
+        """``clv: false`` / ``clv: true`` is short for ``clv: {train: false|true}``."""
+        return {"train": v} if isinstance(v, bool) else v
 
 
 class SegmentExport(_Model):
