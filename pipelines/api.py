@@ -293,10 +293,23 @@ class Segments:
         changes: str | None = None,
         purpose: str | None = None,
         as_of: AsOf | None = None,
+        columns: Sequence[str] | None = None,
     ) -> ExportReport:
-        """Write a segment's consented members (or entries/exits) to ``out`` (csv|parquet|jsonl)."""
+        """Write a segment's consented members (or entries/exits) to ``out`` (csv|parquet|jsonl).
+
+        ``columns`` adds the members' score columns, any of ``churn_probability``,
+        ``purchase_probability``, ``clv``, ``expected_orders``, ``p_alive``,
+        ``next_order_date``, ``clv_model_version``.
+        """
         return activation.export_segment(
-            self.ws, name, out, fmt, changes=changes, purpose=purpose, as_of=as_of
+            self.ws,
+            name,
+            out,
+            fmt,
+            changes=changes,
+            purpose=purpose,
+            as_of=as_of,
+            columns=list(columns) if columns else None,
         )
 
     def deliver(self, as_of: AsOf | None = None) -> DeliveryResult:

@@ -216,6 +216,17 @@ class SegmentExport(_Model):
     format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
     purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
     changes: Literal["entered", "exited"] | None = None  # only entries / exits
+    columns: list[  # score columns to add (e.g. clv, p_alive, next_order_date)
+        Literal[
+            "churn_probability",
+            "purchase_probability",
+            "clv",
+            "expected_orders",
+            "p_alive",
+            "next_order_date",
+            "clv_model_version",
+        ]
+    ] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _format(self) -> SegmentExport:
