@@ -115,7 +115,7 @@ def train_clv(
     are compared on the same holdout (normalized Gini); the winner is registered
     and becomes the champion when it beats the current one (see
     :func:`cip.models.clv.train_clv`). Options left out come from ``models.clv``
-    of ``cip.yaml`` (then ``models:``).
+    of ``cip.yaml``, then from ``models:`` (the snapshot grid only when set there).
     """
     from cip.models.clv import train_clv as run_train_clv
 
@@ -123,13 +123,15 @@ def train_clv(
         raise ConfigError("give --tune-trials or --tune-minutes, not both")
     cfg = ws.config.models
     clv = cfg.clv
+    # the snapshot grid: the option, else models.clv, else models: when set there (else
+    # the CLV defaults, 12 snapshots 30 days apart)
     extra: dict[str, Any] = {}
-    every = snapshot_every_days or clv.snapshot_every_days
-    if every is not None:
-        extra["snapshot_every_days"] = every
-    n = n_snapshots or clv.n_snapshots
-    if n is not None:
-        extra["n_snapshots"] = n
+    for key, given in (("snapshot_every_days", snapshot_every_days), ("n_snapshots", n_snapshots)):
+        value = given or getattr(clv, key)
+        if value is None and key in cfg.model_fields_set:
+            value = getattr(cfg, key)
+        if value is not None:
+            extra[key] = value
     with ws.open_store() as store:
         return run_train_clv(
             store,
