@@ -112,3 +112,21 @@ def test_score_with_only_a_clv_champion_fills_the_clv_columns(trained, capsys) -
     exported = pd.read_csv(out)
     assert {"clv", "expected_orders", "p_alive", "next_order_date"} <= set(exported.columns)
     assert len(exported) == 295
+
+
+def test_models_clv_config(tmp_path) -> None:
+    from cip.pipelines.config import load_config
+    from cip.profiles.errors import ConfigError
+
+    p = tmp_path / "cip.yaml"
+    p.write_text("models:\n  clv: false\n")
+    assert load_config(p).models.clv.train is False
+    p.write_text("models:\n  clv: {horizon_days: 365, tune_trials: 5}\n")
+    clv = load_config(p).models.clv
+    assert (clv.train, clv.horizon_days, clv.tune_trials) == (True, 365, 5)
+    p.write_text("models:\n  clv: {horizon_days: 0}\n")
+    with pytest.raises(ConfigError, match="horizon_days"):
+        load_config(p)
+    p.write_text("models:\n  clv: {horizon: 365}\n")
+    with pytest.raises(ConfigError, match="horizon"):
+        load_config(p)
