@@ -21,7 +21,13 @@ from cip.activation.definitions import (
     EventRule,
     SegmentDefinition,
 )
-from cip.activation.export import CONTACT, ExportReport, export_segment, segment_page
+from cip.activation.export import (
+    CONTACT,
+    EXPORT_SCORE_COLUMNS,
+    ExportReport,
+    export_segment,
+    segment_page,
+)
 from cip.activation.insights import (
     latest_as_of,
     segment_overlaps,
@@ -55,6 +61,7 @@ __all__ = [
     "default_definitions",
     "deliver_webhooks",
     "export_segment",
+    "EXPORT_SCORE_COLUMNS",
     "idempotency_key",
     "retry_after_seconds",
     "latest_as_of",

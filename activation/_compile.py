@@ -36,8 +36,14 @@ __all__ = [
 #: (field, ASC|DESC, percentage) -> name of the one-row table holding the boundary value
 Thresholds = dict[tuple[str, str, float], str]
 
+#: The CLV champion's columns of ``scores`` (null where no CLV champion scored).
+CLV_FIELDS = frozenset(
+    {"clv", "expected_orders", "p_alive", "next_order_date", "clv_model_version"}
+)
 #: Columns the ``scores`` table is known to have (for a clear message when it is absent).
-SCORE_FIELDS = frozenset({"churn_probability", "purchase_probability", "model", "model_version"})
+SCORE_FIELDS = (
+    frozenset({"churn_probability", "purchase_probability", "model", "model_version"}) | CLV_FIELDS
+)
 #: Profile columns that a condition may read only once ``profiles`` exists.
 PROFILE_FIELDS = frozenset({"first_seen", "last_seen", "known", "country", "city", "record_count"})
 #: Personal data and keys: never usable in a condition or as a score.
@@ -94,6 +100,7 @@ class Inputs:
     has_record_map: bool
     has_erased: bool
     notes: list[str] = field(default_factory=list)
+    has_clv: bool = False  # some score at this as_of has CLV outputs
 
     def resolve(self, name: str, segment: str) -> tuple[str, str]:
         """``(alias, sql_type)`` of a field: ``f`` features, ``s`` scores, ``p`` profiles."""
@@ -101,6 +108,12 @@ class Inputs:
             raise ConfigError(
                 f"segment {segment!r}: field {name!r} is a key or personal data and cannot be "
                 "used in a condition or as a score"
+            )
+        if name in CLV_FIELDS and name not in self.feature_cols and not self.has_clv:
+            if self.score_cols is None:
+                raise Missing(f"needs scores at this as_of ({name}); run `cip score` first")
+            raise Missing(
+                f"needs CLV scores at this as_of ({name}); run `cip train clv`, then `cip score`"
             )
         for alias, cols in (
             ("f", self.feature_cols),
@@ -169,6 +182,13 @@ def discover(store: Store, features_table: str, as_of: dt.datetime) -> Inputs:
             raise DataError(f"scores has several rows per profile at as_of {as_of}")
         if s["n"]:
             inputs.score_cols = _columns(store, "scores")
+            if "clv" in inputs.score_cols:
+                inputs.has_clv = bool(
+                    store.sql(
+                        "SELECT count(clv) AS n FROM scores WHERE as_of = CAST(? AS TIMESTAMP)",
+                        [as_of],
+                    )["n"].iloc[0]
+                )
         else:
             inputs.notes.append(f"no scores at as_of {as_of}")
     else:
@@ -231,6 +251,15 @@ class _Compiler:
             key = (c.field, "DESC" if top else "ASC", float(c.value))  # type: ignore[arg-type]
             tbl = self.thresholds.setdefault(key, f"_seg_thr{len(self.thresholds)}")
             return _Frag(f"({col} {'>=' if top else '<='} (SELECT v FROM {tbl}))", [])
+        if c.op == "within_days":
+            if t not in ("TIMESTAMP", "DATE"):
+                raise ConfigError(
+                    f"segment {self.segment!r}: within_days needs a date or time field, "
+                    f"{c.field!r} is {t}"
+                )
+            shifted = "b.as_of + CAST(? AS INTEGER) * INTERVAL '1 day'"
+            lo, hi = ("b.as_of", shifted) if c.value > 0 else (shifted, "b.as_of")  # type: ignore[operator]
+            return _Frag(f"({col} >= {lo} AND {col} < {hi})", [int(c.value)])  # type: ignore[arg-type]
         if c.op in ("in", "not_in"):
             vals = [_value(v, t, self.segment, c.field) for v in c.value]  # type: ignore[union-attr]
             ph = ", ".join(f"CAST(? AS {t})" for _ in vals)

@@ -1,8 +1,9 @@
 """The segments shipped with CIP, and checks of a whole set of definitions.
 
-Used when ``cip.yaml`` declares no segments: the 11 RFM segments, two
-predictive segments (``high_value_at_risk``, ``likely_buyers``) and two
-recent-event rules (``abandoned_cart``, ``abandoned_browse``).
+Used when ``cip.yaml`` declares no segments: the 11 RFM segments, four
+predictive segments (``high_value_at_risk``, ``likely_buyers`` and, once a CLV
+champion scored, ``high_clv`` and ``replenishment_due``) and two recent-event
+rules (``abandoned_cart``, ``abandoned_browse``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ def default_definitions() -> list[SegmentDefinition]:
             score="purchase_probability",
             purpose="email",
             description="purchase_probability in the top 10%",
+        ),
+        SegmentDefinition(
+            name="high_clv",
+            kind="predictive",
+            conditions=[Condition(field="clv", op="top_pct", value=10)],
+            score="clv",
+            purpose="email",
+            description="clv (predicted net revenue in the CLV horizon) in the top 10%",
+        ),
+        SegmentDefinition(
+            name="replenishment_due",
+            kind="predictive",
+            conditions=[
+                Condition(field="next_order_date", op="within_days", value=7),
+                Condition(field="p_alive", op=">=", value=0.5),
+            ],
+            score="p_alive",
+            purpose="email",
+            description="next_order_date within the next 7 days and p_alive >= 0.5; score: p_alive",
         ),
         SegmentDefinition(
             name="abandoned_cart",

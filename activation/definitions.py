@@ -5,7 +5,8 @@ Three kinds of segment share one model, :class:`SegmentDefinition`:
 * ``rfm``: members of named RFM segments (the ``rfm_segment`` column of the
   feature table, e.g. ``Champions``);
 * ``predictive``: conditions on model scores and features, e.g.
-  ``churn_probability >= 0.7`` and ``monetary_365d`` in the top 20 %;
+  ``churn_probability >= 0.7`` and ``monetary_365d`` in the top 20 %, ``clv``
+  in the top 10 %, ``p_alive < 0.3``, ``next_order_date`` within the next 7 days;
 * ``rule``: conditions on features and profile traits and/or one recent-event
   rule (:class:`EventRule`), e.g. an add-to-cart in the last 24 h with no
   purchase since.
@@ -52,7 +53,10 @@ OPS: tuple[str, ...] = (
     "bottom_pct",
     "is_null",
     "not_null",
+    "within_days",
 )
+#: the widest ``within_days`` window (ten years)
+MAX_WITHIN_DAYS = 3660
 Purpose = Literal["email", "sms", "push"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -77,7 +81,11 @@ class Condition(_Model):
     ``top_pct`` / ``bottom_pct`` (a percentage in (0, 100]: the row's value is
     among the highest / lowest ``value`` % of the non-null values of the whole
     snapshot; ties at the boundary are all included), ``is_null`` / ``not_null``
-    (no value). NULL values never satisfy a comparison.
+    (no value), ``within_days`` (a whole number of days ``N`` for a date or time
+    field: ``N > 0`` keeps values in ``[as_of, as_of + N days)``, e.g.
+    ``next_order_date`` within the next 7 days, a replenishment due; ``N < 0``
+    keeps values in ``[as_of - |N| days, as_of)``, e.g. ``first_seen`` within
+    the last 30 days). NULL values never satisfy a comparison.
     """
 
     field: str | None = None
@@ -108,6 +116,18 @@ class Condition(_Model):
         elif self.op in ("in", "not_in"):
             if not isinstance(v, list) or not v:
                 raise ValueError(f"op {self.op} needs a non-empty list value")
+        elif self.op == "within_days":
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or v != int(v)
+                or v == 0
+                or abs(v) > MAX_WITHIN_DAYS
+            ):
+                raise ValueError(
+                    f"op within_days needs a whole number of days, not 0, at most "
+                    f"{MAX_WITHIN_DAYS} either way (7: the next 7 days, -30: the last 30), got {v!r}"
+                )
         elif self.op in ("top_pct", "bottom_pct"):
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 100:
                 raise ValueError(f"op {self.op} needs a percentage in (0, 100], got {v!r}")
@@ -131,6 +151,9 @@ class Condition(_Model):
             return f"{self.field} in {self.op.split('_')[0]} {v:g}%"
         if self.op in ("is_null", "not_null"):
             return f"{self.field} {'is unknown' if self.op == 'is_null' else 'is known'}"
+        if self.op == "within_days":
+            n = int(v)  # type: ignore[arg-type]
+            return f"{self.field} within the {'next' if n > 0 else 'last'} {abs(n)} days"
         if self.op in ("in", "not_in"):
             items = ", ".join(str(x) for x in v)  # type: ignore[union-attr]
             return f"{self.field} {'in' if self.op == 'in' else 'not in'} [{items}]"

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,11 +27,28 @@ from cip.profiles.errors import ConfigError, DataError, NotFoundError, PrivacyEr
 from cip.profiles.sql import quote_literal
 from cip.profiles.store import Store
 
-__all__ = ["export_segment", "segment_page", "ExportReport", "member_rows_sql", "CONTACT"]
+__all__ = [
+    "export_segment",
+    "segment_page",
+    "ExportReport",
+    "member_rows_sql",
+    "CONTACT",
+    "EXPORT_SCORE_COLUMNS",
+]
 
 #: The contact identifier a campaign of each purpose needs (must be present).
 CONTACT: dict[str, str] = {"email": "email", "sms": "phone", "push": "customer_id"}
 FORMATS = ("csv", "parquet", "jsonl")
+#: Columns of ``scores`` an export may carry (``columns=``), with their SQL types.
+EXPORT_SCORE_COLUMNS: dict[str, str] = {
+    "churn_probability": "DOUBLE PRECISION",
+    "purchase_probability": "DOUBLE PRECISION",
+    "clv": "DOUBLE PRECISION",
+    "expected_orders": "DOUBLE PRECISION",
+    "p_alive": "DOUBLE PRECISION",
+    "next_order_date": "DATE",
+    "clv_model_version": "VARCHAR",
+}
 
 
 @dataclass
@@ -49,11 +67,46 @@ class ExportReport:
     no_contact: int
     erased: int
     notes: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["as_of"] = self.as_of.isoformat()
         return d
+
+
+def check_columns(columns: Sequence[str] | None) -> list[str]:
+    """The extra score columns of an export, checked (ConfigError naming the unknown ones)."""
+    cols = list(dict.fromkeys(columns or ()))
+    bad = [c for c in cols if c not in EXPORT_SCORE_COLUMNS]
+    if bad:
+        raise ConfigError(
+            f"unknown export column(s) {bad}; expected some of {', '.join(EXPORT_SCORE_COLUMNS)}"
+        )
+    return cols
+
+
+def _score_columns(store: Store, columns: Sequence[str]) -> tuple[str, str, list[str]]:
+    """``(select part, join, notes)`` adding ``columns`` of ``scores`` at the member's as_of."""
+    if not columns:
+        return "", "", []
+    have = (
+        set(store.sql("SELECT * FROM scores WHERE FALSE").columns)
+        if store.has_table("scores")
+        else set()
+    )
+    missing = [c for c in columns if c not in have]
+    sel = "".join(
+        f", s.{c} AS {c}" if c in have else f", CAST(NULL AS {EXPORT_SCORE_COLUMNS[c]}) AS {c}"
+        for c in columns
+    )
+    join = (
+        " LEFT JOIN scores s ON s.unified_id = m.unified_id AND s.as_of = m.as_of" if have else ""
+    )
+    notes = (
+        [f"the scores table has no {', '.join(missing)} (null in the export)"] if missing else []
+    )
+    return sel, join, notes
 
 
 def _build_info(store: Store, segment: str, as_of: Any) -> tuple[dt.datetime, str | None]:
@@ -98,12 +151,14 @@ def member_rows_sql(
     as_of: dt.datetime,
     purpose: str,
     changes: Literal["entered", "exited", "all"] | None = None,
+    columns: Sequence[str] = (),
 ) -> tuple[str, list[Any], str, str]:
     """``(select, params, from_where, eligible)`` for releasable members.
 
     ``select`` returns the member rows (contact identifiers, score, reasons,
-    model version, as_of and, with ``changes``, the change); ``from_where`` and
-    ``eligible`` let callers count what was left out and why.
+    model version, as_of and, with ``changes``, the change, then the score
+    ``columns`` of the member's build); ``from_where`` and ``eligible`` let
+    callers count what was left out and why.
     """
     contact = CONTACT[purpose]
     ids = ["customer_id"] + ([contact] if contact != "customer_id" else [])
@@ -142,10 +197,11 @@ def member_rows_sql(
         if store.dialect == "postgres"
         else "round(m.score, 6)"
     )
+    score_sel, score_join, _ = _score_columns(store, columns)
     select = (
         f"SELECT m.segment, {as_of_col} AS as_of, m.unified_id, {id_cols}, {score} AS score, "
         f"m.reasons, "
-        f"m.model_version{extra_cols} {frm} WHERE {where} AND {eligible}"
+        f"m.model_version{extra_cols}{score_sel} {frm}{score_join} WHERE {where} AND {eligible}"
     )
     counts = (
         f"SELECT count(*) AS candidates, "
@@ -165,13 +221,17 @@ def export_segment(
     changes: Literal["entered", "exited"] | None = None,
     purpose: Literal["email", "sms", "push"] | None = None,
     as_of: Any = None,
+    columns: Sequence[str] | None = None,
 ) -> ExportReport:
     """Write the releasable members (or entries/exits) of a segment to ``path``.
 
     Rows carry ``segment, as_of, unified_id, customer_id``, the purpose's
     contact identifier (``email``, ``phone``; ``customer_id`` for push),
     ``score, reasons, model_version`` (and ``change, previous_as_of`` with
-    ``changes``), ordered by ``unified_id``. ``reasons`` is a JSON text list in
+    ``changes``), then the ``columns`` asked for (any of :data:`EXPORT_SCORE_COLUMNS`,
+    e.g. ``clv``, ``p_alive``, ``next_order_date``: the member's values in
+    ``scores`` at the build's as_of; null where there are none), ordered by
+    ``unified_id``. ``reasons`` is a JSON text list in
     CSV and a list of strings in Parquet and JSONL. The file is written to a
     temporary name beside ``path`` and moved into place with ``os.replace``, so
     readers never see half a file. ``as_of`` defaults to the latest build;
@@ -185,15 +245,16 @@ def export_segment(
         raise ConfigError(f"unknown export format {fmt!r}; expected csv, parquet or jsonl")
     if changes not in (None, "entered", "exited"):
         raise ConfigError(f"changes must be entered or exited, not {changes!r}")
+    cols = check_columns(columns)
     ts, built_purpose = _build_info(store, name, as_of)
     purp = _purpose(name, purpose, built_purpose)
-    select, params, counts_sql, _ = member_rows_sql(store, name, ts, purp, changes)
+    select, params, counts_sql, _ = member_rows_sql(store, name, ts, purp, changes, cols)
     table = store.arrow(select + " ORDER BY m.unified_id", params)
     counts = store.sql(counts_sql, params).iloc[0]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(table, out, fmt)
-    notes = []
+    notes = _score_columns(store, cols)[2]
     if not store.has_table("profiles"):
         notes.append(
             "no profiles table (identity not run): no profile has consent or contact data, "
@@ -212,6 +273,7 @@ def export_segment(
         no_contact=int(counts["no_contact"] or 0),
         erased=int(counts["erased"] or 0),
         notes=notes,
+        columns=cols,
     )
 
 

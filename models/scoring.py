@@ -3,9 +3,15 @@
 One row per profile and ``as_of``: churn and purchase probabilities, the model
 versions used, the top reasons of each model (a JSON list of strings, the churn
 model's first; each says which score it moves, e.g. "recency_days = 120 (days
-since the last completed purchase) raises churn risk") and the RFM segment. Profiles whose
-``consent_profiling`` is false in ``profiles`` are not scored. Writing replaces
-the rows of that ``as_of`` in one transaction (re-running is idempotent).
+since the last completed purchase) raises churn risk"), the RFM segment and,
+when a ``cip-clv`` champion exists, the CLV outputs (:data:`CLV_COLUMNS`:
+``clv``, ``expected_orders``, ``p_alive``, ``next_order_date``,
+``clv_model_version``; null without one). Whatever champions exist are used: a
+missing one leaves its columns null; only when there is none at all is it an
+error. Profiles whose ``consent_profiling`` is false in ``profiles`` are not
+scored by any model. Writing replaces the rows of that ``as_of`` in one
+transaction (re-running is idempotent); a ``scores`` table written by an older
+version gains the new columns first.
 The export (CSV or Parquet by extension) adds the source ``customer_id``: one
 row per customer id of a profile (from ``record_map`` when identity resolution
 ran, else the profile id is the customer id).
@@ -24,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from cip.models._reasons import join_reasons_json
-from cip.profiles.contracts import CHURN_MODEL, PROPENSITY_MODEL
+from cip.profiles.contracts import CHURN_MODEL, CLV_MODEL, PROPENSITY_MODEL
 from cip.profiles.errors import ConfigError, DataError, NotFoundError
 from cip.profiles.sql import quote_ident, quote_literal
 from cip.profiles.tables import SCORES, ensure_tables
@@ -33,6 +39,7 @@ __all__ = [
     "SCORES_TABLE",
     "SCORE_COLUMNS",
     "MODEL_NAMES",
+    "CLV_COLUMNS",
     "ScoreResult",
     "load_champions",
     "score_frame",
@@ -51,6 +58,14 @@ MODEL_NAMES: dict[str, str] = {
     CHURN_MODEL: "churn_probability",
     PROPENSITY_MODEL: "purchase_probability",
 }
+#: the columns the ``cip-clv`` champion fills (null without one)
+CLV_COLUMNS: tuple[str, ...] = (
+    "clv",
+    "expected_orders",
+    "p_alive",
+    "next_order_date",
+    "clv_model_version",
+)
 
 
 @dataclass
@@ -65,14 +80,23 @@ class ScoreResult:
     out: str | None = None
     out_rows: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the horizon of ``clv`` / ``expected_orders`` (None: no CLV champion)
+    clv_horizon_days: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` output of ``cip score``."""
         return asdict(self)
 
 
-def load_champions(tracking_uri: str) -> dict[str, tuple[str, Any]]:
-    """``{registry name: (version, estimator)}`` of the champions that exist."""
+def load_champions(tracking_uri: str, *, clv: bool = True) -> dict[str, tuple[str, Any]]:
+    """``{registry name: (version, model)}`` of the champions that exist.
+
+    The churn and propensity champions are classifiers; with ``clv`` the
+    ``cip-clv`` champion (a :class:`cip.models.clv.CLVModel`) is included too.
+
+    Raises:
+        NotFoundError: when none of them has a champion.
+    """
     from cip.models.registry import configure_mlflow
     from cip.models.tracking import load_champion
 
@@ -82,9 +106,16 @@ def load_champions(tracking_uri: str) -> dict[str, tuple[str, Any]]:
         champ = load_champion(name)
         if champ is not None:
             found[name] = champ
+    if clv:
+        from cip.models.clv import load_clv_champion
+
+        champ = load_clv_champion(tracking_uri)
+        if champ is not None:
+            found[CLV_MODEL] = champ
     if not found:
         raise NotFoundError(
-            "no champion model: train one first (`cip train churn` / `cip train propensity`)"
+            "no champion model: train one first "
+            "(`cip train churn` / `cip train propensity` / `cip train clv`)"
         )
     return found
 
@@ -96,25 +127,31 @@ def score_frame(
     *,
     top: int = 3,
     reasons: str = "path",
+    clv: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Score a feature frame (one row per ``unified_id``) with the given models.
 
     Args:
         features: output of :func:`features.build_features` (any extra columns ignored).
-        champions: ``{registry name: (version, estimator)}`` (see :func:`load_champions`).
+        champions: ``{registry name: (version, model)}`` (see :func:`load_champions`).
         as_of: the snapshot date written to ``as_of``.
         top: reasons per model.
         reasons: contributions by ``path`` (fast decision-path attribution, the
             default for batch) or ``shap`` (exact TreeSHAP; minutes per million rows).
+        clv: the CLV champion's outputs for these persons
+            (:func:`cip.models.clv.predict_clv`, matched on ``unified_id``); None
+            leaves the CLV columns null.
 
     Returns:
         DataFrame with :data:`SCORE_COLUMNS`; a model absent from ``champions``
-        leaves its probability column null.
+        leaves its columns null.
     """
     n = len(features)
     out = pd.DataFrame({"unified_id": features["unified_id"].astype("string").to_numpy()})
     out["as_of"] = pd.Timestamp(as_of)
-    names = [m for m in MODEL_NAMES if m in champions]
+    names = [m for m in (*MODEL_NAMES, CLV_MODEL) if m in champions]
+    if clv is None:
+        names = [m for m in names if m != CLV_MODEL]
     out["model"] = "+".join(names)
     out["model_version"] = "+".join(champions[m][0] for m in names)
     texts: list[pd.Series] = []
@@ -136,7 +173,26 @@ def score_frame(
     out["reasons"] = pd.Series(join_reasons_json(texts, n), dtype="string")
     seg = features["rfm_segment"] if "rfm_segment" in features else pd.Series([None] * n)
     out["rfm_segment"] = seg.astype("string").to_numpy()
+    _add_clv(out, clv)
     return out[list(SCORE_COLUMNS)]
+
+
+def _add_clv(out: pd.DataFrame, clv: pd.DataFrame | None) -> None:
+    """Fill :data:`CLV_COLUMNS` of ``out`` from a :func:`predict_clv` frame (null without one)."""
+    if clv is None:
+        for c in ("clv", "expected_orders", "p_alive"):
+            out[c] = np.nan
+        out["next_order_date"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[s]")
+        out["clv_model_version"] = pd.Series(pd.NA, index=out.index, dtype="string")
+        return
+    by = clv.assign(unified_id=clv["unified_id"].astype(str)).set_index("unified_id")
+    rows = by.reindex(out["unified_id"].astype(str).to_numpy())
+    for c in ("clv", "expected_orders", "p_alive"):
+        out[c] = rows[c].to_numpy(dtype=np.float64)
+    out["next_order_date"] = (
+        pd.to_datetime(rows["next_order_date"]).dt.floor("D").astype("datetime64[s]").to_numpy()
+    )
+    out["clv_model_version"] = rows["clv_model_version"].astype("string").to_numpy()
 
 
 def _consent_denied(store: Any) -> set[str] | None:
@@ -164,6 +220,11 @@ def write_scores(store: Any, scores: pd.DataFrame, as_of: Any) -> int:
                 ("purchase_probability", pa.float64()),
                 ("reasons", pa.string()),
                 ("rfm_segment", pa.string()),
+                ("clv", pa.float64()),
+                ("expected_orders", pa.float64()),
+                ("p_alive", pa.float64()),
+                ("next_order_date", pa.date32()),
+                ("clv_model_version", pa.string()),
             ]
         )
     )
@@ -247,8 +308,9 @@ def score(
     say = progress or (lambda msg: log.info(msg))
     t0 = time.perf_counter()
     champions = load_champions(tracking_uri)
-    for _, model in champions.values():
-        model.set_params(n_jobs=n_jobs or 0)
+    for name, (_, model) in champions.items():
+        if name in MODEL_NAMES:
+            model.set_params(n_jobs=n_jobs or 0)
     say(f"building features as of {pd.Timestamp(as_of).date()}")
     feats = build_features(store, as_of, params=feature_params)
     t1 = time.perf_counter()
@@ -257,9 +319,18 @@ def score(
     if denied:
         keep = ~feats["unified_id"].astype(str).isin(denied)
         excluded = int((~keep).sum())
-        feats = feats[keep.to_numpy()]
+        feats = feats[keep.to_numpy()].reset_index(drop=True)
     say(f"scoring {len(feats):,} profiles")
-    scores = score_frame(feats, champions, as_of, top=top, reasons=reasons)
+    clv = None
+    if CLV_MODEL in champions:
+        from cip.models.clv import predict_clv
+        from cip.models.clv.frames import with_btyd_summary
+
+        version, model = champions[CLV_MODEL]
+        say(f"predicting CLV ({model.horizon_days} days) for {len(feats):,} profiles")
+        frame = with_btyd_summary(store, feats, as_of, model.horizon_days)
+        clv = predict_clv(model, frame, as_of, version)
+    scores = score_frame(feats, champions, as_of, top=top, reasons=reasons, clv=clv)
     t2 = time.perf_counter()
     write_scores(store, scores, as_of)
     t3 = time.perf_counter()
@@ -279,4 +350,7 @@ def score(
             "predict": round(t2 - t1, 3),
             "write": round(t3 - t2, 3),
         },
+        clv_horizon_days=None
+        if CLV_MODEL not in champions
+        else int(champions[CLV_MODEL][1].horizon_days),
     )

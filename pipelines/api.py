@@ -52,6 +52,7 @@ from cip.profiles.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from cip.activation import BuildReport, ExportReport
+    from cip.models.clv import CLVTrainResult
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
@@ -141,14 +142,16 @@ class Workspace(_WorkspaceFolder):
         holdout: str | None = None,
         algorithm: str | None = None,
         progress: Callable[[str], None] | None = None,
-    ) -> TrainResult | RecommenderTrainResult:
-        """Train ``churn``, ``propensity`` or ``recommender``; promoted only if it wins.
+    ) -> TrainResult | CLVTrainResult | RecommenderTrainResult:
+        """Train ``churn``, ``propensity``, ``clv`` or ``recommender``; promoted only if it wins.
 
         Options left out come from ``cip.yaml``. ``churn``/``propensity`` return a
-        :class:`cip.models.TrainResult`, ``recommender`` a
+        :class:`cip.models.TrainResult`, ``clv`` a :class:`cip.models.clv.CLVTrainResult`
+        (``winner``: two_part, btyd or last_period; ``candidates``: each one's holdout
+        normalized Gini and total predicted / actual), ``recommender`` a
         :class:`RecommenderTrainResult` (``algorithm`` applies to it only;
         ``horizon_days``, ``snapshot_every_days``, ``n_snapshots`` and ``holdout``
-        to the other two only).
+        to the other three only).
         """
         if kind == "recommender":
             given = {
@@ -169,6 +172,19 @@ class Workspace(_WorkspaceFolder):
             )
         if algorithm is not None:
             raise ConfigError(f"algorithm applies to the recommender only, not to {kind}")
+        if kind == "clv":
+            return modeling.train_clv(
+                self,
+                as_of,
+                horizon_days=horizon_days,
+                tune_trials=tune_trials,
+                tune_minutes=tune_minutes,
+                seed=seed,
+                snapshot_every_days=snapshot_every_days,
+                n_snapshots=n_snapshots,
+                holdout=holdout,
+                progress=progress,
+            )
         return modeling.train(
             self,
             kind,
@@ -282,10 +298,23 @@ class Segments:
         changes: str | None = None,
         purpose: str | None = None,
         as_of: AsOf | None = None,
+        columns: Sequence[str] | None = None,
     ) -> ExportReport:
-        """Write a segment's consented members (or entries/exits) to ``out`` (csv|parquet|jsonl)."""
+        """Write a segment's consented members (or entries/exits) to ``out`` (csv|parquet|jsonl).
+
+        ``columns`` adds the members' score columns, any of ``churn_probability``,
+        ``purchase_probability``, ``clv``, ``expected_orders``, ``p_alive``,
+        ``next_order_date``, ``clv_model_version``.
+        """
         return activation.export_segment(
-            self.ws, name, out, fmt, changes=changes, purpose=purpose, as_of=as_of
+            self.ws,
+            name,
+            out,
+            fmt,
+            changes=changes,
+            purpose=purpose,
+            as_of=as_of,
+            columns=list(columns) if columns else None,
         )
 
     def deliver(self, as_of: AsOf | None = None) -> DeliveryResult:

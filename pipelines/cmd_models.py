@@ -1,4 +1,4 @@
-"""Model commands: ``cip train churn|propensity``, ``cip score``, ``cip models list|promote|rollback``.
+"""Model commands: ``cip train churn|propensity|clv``, ``cip score``, ``cip models list|promote|rollback``.
 
 ``train_app`` is the ``cip train`` group; other model families (the
 recommender) add their own commands to it.
@@ -113,7 +113,32 @@ def _train(
     if as_json:
         emit_json(result.as_dict())
         return
-    _print_result(result)
+    if kind == "clv":
+        _print_clv_result(result)
+    else:
+        _print_result(result)
+
+
+#: the CLV candidates, in the order they are shown
+_CLV_CANDIDATES = ("two_part", "btyd", "last_period")
+_CLV_METRICS = ("normalized_gini", "total_ratio", "spearman", "decile_mae")
+
+
+def _print_clv_result(r: Any) -> None:
+    """The CLV run: every candidate and the champion on the same holdout, the winner, the gate."""
+    names = [c for c in _CLV_CANDIDATES if c in r.candidates]
+    names += [c for c in r.candidates if c not in names]
+    champ = ["champion"] if r.champion_metrics else []
+    t = Table("metric", *[f"{n}{' (winner)' if n == r.winner else ''}" for n in names], *champ)
+    t.title = f"clv: holdout {r.holdout_as_of} (fit on {', '.join(r.fit_as_ofs)})"
+    for k in _CLV_METRICS:
+        row = [_fmt(r.candidates[n].get(k)) for n in names]
+        if r.champion_metrics:
+            row.append(_fmt(r.champion_metrics.get(k)))
+        t.add_row(k, *row)
+    out.print(t)
+    verdict = "[green]promoted to champion[/]" if r.promoted else "[yellow]not promoted[/]"
+    out.print(f"cip-clv version {r.version} ({r.winner}, run {r.run_id}): {verdict}: {r.decision}")
 
 
 def _print_result(r: Any) -> None:
@@ -171,6 +196,45 @@ def train_propensity(
     )  # fmt: skip
 
 
+@train_app.command("clv")
+def train_clv(
+    as_of: AsOf = None,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            "--horizon-days",
+            min=1,
+            help="CLV horizon H in days: predict net revenue in [D, D + H) "
+            "(default: cip.yaml models.clv.horizon_days, else models.horizon_days, 90).",
+        ),
+    ] = None,
+    tune_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--tune-trials",
+            min=1,
+            help="Tune the two-part LightGBM with Optuna for N trials (default: cip.yaml, none).",
+        ),
+    ] = None,
+    tune_minutes: Minutes = None,
+    seed: Seed = 0,
+    snapshot_every_days: Every = None,
+    snapshots: NSnap = None,
+    holdout: Holdout = None,
+    as_json: Json = False,
+) -> None:
+    """Train the CLV model: each person's net revenue in the next H days, plus P(alive) and next order.
+
+    BG/NBD x Gamma-Gamma, last period's spend and a two-part LightGBM are compared on
+    the same holdout (normalized Gini); the winner is registered as cip-clv and
+    promoted when it beats the current champion.
+    """
+    _train(
+        "clv", as_of, horizon_days, tune_trials, tune_minutes, seed,
+        snapshot_every_days, snapshots, holdout, as_json,
+    )  # fmt: skip
+
+
 @app.command("score")
 def score_cmd(
     as_of: Annotated[
@@ -201,25 +265,37 @@ def score_cmd(
         f"Scored {res.profiles_scored:,} profiles as of {res.as_of} with {models} "
         f"in {res.seconds:.1f} s ({res.excluded_no_consent:,} without profiling consent skipped)"
     )
+    if res.clv_horizon_days:
+        out.print(f"clv, expected_orders: the next {res.clv_horizon_days} days after {res.as_of}")
     if res.out:
         out.print(f"Wrote {res.out_rows:,} rows to {res.out}")
 
 
 @models_app.command("list")
 def models_list(as_json: Json = False) -> None:
-    """List every registered model version, its holdout AUC and the champion."""
+    """List every registered model version, its holdout metric and the champion.
+
+    The holdout metric is the ROC AUC for churn and propensity, the normalized
+    Gini for cip-clv (with its kind: two_part, btyd or last_period).
+    """
     rows = [v.as_dict() for v in workspace().models.list().versions]
     if as_json:
         emit_json(rows)
         return
-    t = Table("name", "version", "champion", "holdout AUC", "holdout as of", "run", title="Models")
+    t = Table("name", "version", "champion", "holdout", "holdout as of", "run", title="Models")
     for r in rows:
         tags = r["tags"]
+        if "holdout_normalized_gini" in tags:
+            metric = f"Gini {tags['holdout_normalized_gini']} ({tags.get('kind', '?')})"
+        elif "holdout_roc_auc" in tags:
+            metric = f"AUC {tags['holdout_roc_auc']}"
+        else:
+            metric = "-"
         t.add_row(
             r["name"],
             r["version"],
             "[green]champion[/]" if r["champion"] else "",
-            tags.get("holdout_roc_auc", "-"),
+            metric,
             tags.get("holdout_as_of", "-"),
             r["run_id"] or "-",
         )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from cip.activation import DeliveryReport
+from cip.activation import EXPORT_SCORE_COLUMNS, DeliveryReport
 from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from rich.table import Table
 
 __all__ = ["segments_app"]
+
+
+#: the score columns an export may add (``--column``)
+ScoreColumn = Enum("ScoreColumn", {c: c for c in EXPORT_SCORE_COLUMNS}, type=str)  # type: ignore[misc]
 
 segments_app = typer.Typer(
     help="Segments: build them for a snapshot, list them, export members, deliver webhooks.",
@@ -148,6 +153,15 @@ def export(
     as_of: Annotated[
         str | None, typer.Option("--as-of", callback=check_as_of, help="Build (default: latest).")
     ] = None,
+    column: Annotated[
+        list[ScoreColumn] | None,
+        typer.Option(
+            "--column",
+            "-c",
+            help="Add this score column of each member (repeat for several), e.g. "
+            "-c clv -c p_alive -c next_order_date.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Export a segment's members (or entries/exits) with contact identifiers, score, reasons.
@@ -156,7 +170,13 @@ def export(
     identifier) are written; erased profiles never are.
     """
     rep = workspace().segments.export(
-        name, out_path, fmt, changes=changes, purpose=purpose, as_of=as_of
+        name,
+        out_path,
+        fmt,
+        changes=changes,
+        purpose=purpose,
+        as_of=as_of,
+        columns=[c.value for c in column or []],
     )
     if as_json:
         emit_json(rep.as_dict())

@@ -182,6 +182,18 @@ class IdentityConfig(_Model):
         return v
 
 
+class ClvConfig(_Model):
+    """``models.clv``: the CLV model (``cip train clv`` and the train step of ``cip run``)."""
+
+    train: bool = True  # train it in `cip run` (per run.train), score with it in `cip score`
+    horizon_days: int | None = Field(None, ge=1)  # CLV horizon H (default: models.horizon_days)
+    snapshot_every_days: int | None = Field(None, ge=1)  # default: 30
+    n_snapshots: int | None = Field(None, ge=2)  # default: 12
+    tune_trials: int | None = Field(
+        None, ge=1
+    )  # Optuna trials of the two-part model (default: none)
+
+
 class ModelsConfig(_Model):
     """Defaults of ``cip train`` and ``cip score`` (command-line options override them)."""
 
@@ -191,6 +203,13 @@ class ModelsConfig(_Model):
     holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
     reasons: Literal["path", "shap"] = "path"
+    clv: ClvConfig = Field(default_factory=ClvConfig)
+
+    @field_validator("clv", mode="before")
+    @classmethod
+    def _clv_flag(cls, v: Any) -> Any:
+        """``clv: false`` / ``clv: true`` is short for ``clv: {train: false|true}``."""
+        return {"train": v} if isinstance(v, bool) else v
 
 
 class SegmentExport(_Model):
@@ -201,6 +220,17 @@ class SegmentExport(_Model):
     format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
     purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
     changes: Literal["entered", "exited"] | None = None  # only entries / exits
+    columns: list[  # score columns to add (e.g. clv, p_alive, next_order_date)
+        Literal[
+            "churn_probability",
+            "purchase_probability",
+            "clv",
+            "expected_orders",
+            "p_alive",
+            "next_order_date",
+            "clv_model_version",
+        ]
+    ] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _format(self) -> SegmentExport:

@@ -16,7 +16,7 @@ from typing import Any
 from cip.pipelines.workflows import activation, data, modeling
 from cip.pipelines.workflows.setup import resolve_as_of
 from cip.pipelines.workspace import Workspace
-from cip.profiles.contracts import RECOMMENDER_MODEL, REGISTERED_MODELS
+from cip.profiles.contracts import CLV_MODEL, RECOMMENDER_MODEL, REGISTERED_MODELS
 from cip.profiles.errors import DataError, NotFoundError
 
 __all__ = ["DEFAULT_STEPS", "Step", "resolve_as_of"]
@@ -113,6 +113,8 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
             out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
                 " (champion)" if r.promoted else " (not promoted)"
             )
+    if ws.config.models.clv.train:
+        out["clv"] = _train_clv(ws, as_of)
     if ws.config.run.recommender:
         if _needs_training(ws, RECOMMENDER_MODEL):
             try:
@@ -127,6 +129,21 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
         else:
             out["recommender"] = "champion kept"
     return out
+
+
+def _train_clv(ws: Workspace, as_of: date | None) -> str:
+    """The CLV model, per ``run.train`` (``models.clv.train: false`` skips it)."""
+    if not _needs_training(ws, CLV_MODEL):
+        return "champion kept"
+    try:
+        r = modeling.train_clv(ws, as_of, tune_trials=ws.config.run.tune_trials)
+    except DataError as exc:  # e.g. too little history for a labelled snapshot
+        log.warning("run: clv not trained: %s", exc)
+        return f"not trained: {exc}"
+    gini = r.metrics.get("normalized_gini", float("nan"))
+    return f"v{r.version} {r.winner} gini={gini:.3f}" + (
+        " (champion)" if r.promoted else " (not promoted)"
+    )
 
 
 def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
@@ -144,7 +161,7 @@ DEFAULT_STEPS: list[Step] = [
     Step("retention", _retention, "delete rows older than the retention policy allows"),
     Step("unify", _unify, "identity resolution -> profiles"),
     Step("features", _features, "point-in-time features as of the run date"),
-    Step("train", _train, "train churn, propensity and recommender models (per run.train)"),
+    Step("train", _train, "train churn, propensity, CLV and recommender models (per run.train)"),
     Step("score", _score, "score every profile with the champion models"),
     Step("segments", _segments, "build segments and their transitions"),
     Step("exports", _exports, "deliver segment changes to webhooks, write segments.exports files"),

@@ -44,6 +44,7 @@ __all__ = [
     "CHURN_MODEL",
     "PROPENSITY_MODEL",
     "RECOMMENDER_MODEL",
+    "CLV_MODEL",
     "REGISTERED_MODELS",
 ]
 
@@ -51,11 +52,13 @@ __all__ = [
 CHURN_MODEL = "cip-churn"
 PROPENSITY_MODEL = "cip-propensity"
 RECOMMENDER_MODEL = "cip-recommender"
+CLV_MODEL = "cip-clv"
 #: Model kind -> registered model name.
 REGISTERED_MODELS: dict[str, str] = {
     "churn": CHURN_MODEL,
     "propensity": PROPENSITY_MODEL,
     "recommender": RECOMMENDER_MODEL,
+    "clv": CLV_MODEL,
 }
 
 #: Identifier columns, in order of trust (a shop account id is the strongest).
@@ -136,12 +139,13 @@ class TableSchema:
     def ddl(self, table_name: str | None = None, *, dialect: str = "duckdb") -> str:
         """``CREATE TABLE IF NOT EXISTS`` statement for this schema."""
         cols = ",\n  ".join(
-            f"{quote_ident(c.name)} {_sql_type(c.type, dialect)}" for c in self.columns
+            f"{quote_ident(c.name)} {sql_type(c.type, dialect)}" for c in self.columns
         )
         return f"CREATE TABLE IF NOT EXISTS {quote_ident(table_name or self.name)} (\n  {cols}\n)"
 
 
-def _sql_type(t: str, dialect: str) -> str:
+def sql_type(t: str, dialect: str) -> str:
+    """The SQL type of a contract column type in ``dialect`` (``duckdb`` or ``postgres``)."""
     if dialect == "postgres":
         return {"DOUBLE": "DOUBLE PRECISION", "VARCHAR": "TEXT"}.get(t, t)
     return t

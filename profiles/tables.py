@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cip.profiles.contracts import SCHEMAS, Column, TableSchema
+from cip.profiles.contracts import SCHEMAS, Column, TableSchema, sql_type
+from cip.profiles.sql import quote_ident
 
 if TYPE_CHECKING:
     from cip.profiles.store import Store
@@ -90,8 +91,21 @@ SCORES = TableSchema(
         _c("purchase_probability", "DOUBLE", "P(purchase) from the propensity champion."),
         _c("reasons", "VARCHAR", "JSON list of readable reasons."),
         _c("rfm_segment", "VARCHAR", "RFM segment at as_of."),
+        _c(
+            "clv",
+            "DOUBLE",
+            "Predicted net revenue in the CLV champion's horizon (null: no CLV champion).",
+        ),
+        _c("expected_orders", "DOUBLE", "Expected orders in that horizon (BG/NBD)."),
+        _c("p_alive", "DOUBLE", "Probability the customer is still active (BG/NBD)."),
+        _c(
+            "next_order_date",
+            "DATE",
+            "Expected date of the next order if alive (null: no purchase yet).",
+        ),
+        _c("clv_model_version", "VARCHAR", "Version of the cip-clv champion used."),
     ),
-    "Churn and purchase probabilities per person per snapshot (`cip score`).",
+    "Churn, purchase and CLV predictions per person per snapshot (`cip score`).",
     key=("as_of", "unified_id"),
 )
 
@@ -219,6 +233,18 @@ def table(name: str) -> TableSchema:
 
 
 def ensure_tables(store: Store, *schemas: TableSchema) -> None:
-    """Create the tables of ``schemas`` that do not exist yet (``CREATE TABLE IF NOT EXISTS``)."""
+    """Create the tables of ``schemas`` that do not exist yet, and add columns they lack.
+
+    A table made by an older version of CIP (e.g. ``scores`` before the CLV
+    columns) gets the schema's newer columns appended as nullable columns
+    (``ALTER TABLE ... ADD COLUMN``), so its old rows read as null there.
+    """
     for sch in schemas:
         store.execute(sch.ddl(dialect=store.dialect))
+        have = set(store.sql(f"SELECT * FROM {quote_ident(sch.name)} WHERE FALSE").columns)
+        for c in sch.columns:
+            if c.name not in have:
+                store.execute(
+                    f"ALTER TABLE {quote_ident(sch.name)} ADD COLUMN {quote_ident(c.name)} "
+                    f"{sql_type(c.type, store.dialect)}"
+                )

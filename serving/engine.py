@@ -47,7 +47,20 @@ __all__ = ["recommend", "similar_items", "score", "session_updates"]
 
 log = logging.getLogger(__name__)
 
-_SCORE_FIELDS = ("churn_probability", "purchase_probability", "rfm_segment", "model")
+_SCORE_FIELDS = (
+    "churn_probability",
+    "purchase_probability",
+    "rfm_segment",
+    "model",
+    "clv",
+    "expected_orders",
+    "p_alive",
+)
+
+
+def _day(value: Any) -> str | None:
+    """A date of the snapshot as ``YYYY-MM-DD`` (None stays None)."""
+    return None if value is None else pd.Timestamp(value).date().isoformat()
 
 
 def _keep(ids: np.ndarray, snap: Snapshot, in_stock: bool, exclude: set[str]) -> np.ndarray:
@@ -254,6 +267,10 @@ def score(state: ServingState, req: ScoreRequest) -> ScoreResponse:
                     if r.get("model_version") is None
                     else str(r["model_version"]),
                     as_of=snap.scores_as_of,
+                    next_order_date=_day(r.get("next_order_date")),
+                    clv_model_version=None
+                    if r.get("clv_model_version") is None
+                    else str(r["clv_model_version"]),
                     **{k: r.get(k) for k in _SCORE_FIELDS},
                 )
             )

@@ -124,6 +124,15 @@ class CustomerScore(_Out):
     churn_probability: float | None = None
     purchase_probability: float | None = None
     rfm_segment: str | None = None
+    #: Predicted net revenue in the CLV champion's horizon (null: no CLV champion).
+    clv: float | None = None
+    #: Expected orders in that horizon.
+    expected_orders: float | None = None
+    #: Probability that the customer is still active.
+    p_alive: float | None = None
+    #: Expected date of the next order if the customer is alive (YYYY-MM-DD).
+    next_order_date: str | None = None
+    clv_model_version: str | None = None
     reasons: dict[str, Any] = Field(default_factory=dict)
     model: str | None = None
     model_version: str | None = None

@@ -115,6 +115,12 @@ def build_store(path: Path) -> None:
                 "purchase_probability": np.linspace(0.9, 0.1, 10),
                 "reasons": json.dumps({"churn": ["few orders lately"]}),
                 "rfm_segment": "loyal",
+                # CLV outputs for the first two only (the others: no CLV champion then)
+                "clv": [250.0, 12.5] + [None] * 8,
+                "expected_orders": [3.5, 0.25] + [None] * 8,
+                "p_alive": [0.95, 0.2] + [None] * 8,
+                "next_order_date": pd.to_datetime(["2024-06-09", "2024-07-30"] + [None] * 8).date,
+                "clv_model_version": ["4", "4"] + [None] * 8,
             }
         )
         old = scores.iloc[:1].assign(as_of=pd.Timestamp("2024-05-01"), churn_probability=0.5)

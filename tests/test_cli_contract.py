@@ -41,7 +41,7 @@ JSON_COMMANDS = sorted(
     " ".join(path) for path, cmd in COMMANDS if any("--json" in p.opts for p in cmd.params)
 )
 CHOICES = [
-    (path, p.opts[0], tuple(p.type_descriptor.choices))
+    (path, p.opts[0], tuple(getattr(c, "value", c) for c in p.type_descriptor.choices))
     for path, cmd in COMMANDS
     for p in cmd.params
     if getattr(p, "type_descriptor", None) is not None and p.type_descriptor.is_choice
@@ -100,7 +100,7 @@ def test_version(capsys) -> None:
 
 
 def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
-    from cip.activation.export import CONTACT, FORMATS
+    from cip.activation.export import CONTACT, EXPORT_SCORE_COLUMNS, FORMATS
     from cip.models import ALGORITHMS
     from cip.models.training import HOLDOUT_MODES
     from cip.serving.auth import SCOPES
@@ -111,8 +111,9 @@ def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
         ("segments export", "--format"): set(FORMATS),
         ("segments export", "--changes"): {"entered", "exited", "all"},
         ("segments export", "--purpose"): set(CONTACT),
+        ("segments export", "--column"): set(EXPORT_SCORE_COLUMNS),
         ("keys create", "--scope"): set(SCOPES),
-        **{(f"train {k}", "--holdout"): set(HOLDOUT_MODES) for k in ("churn", "propensity")},
+        **{(f"train {k}", "--holdout"): set(HOLDOUT_MODES) for k in ("churn", "propensity", "clv")},
         **{
             (c, "--algorithm"): {*ALGORITHMS, "auto"}
             for c in ("train-recommender", "train recommender")
@@ -122,8 +123,8 @@ def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "300")  # rich wraps a long metavar at 80 columns
     for path, opt, choices in CHOICES:
         _, out, _ = _cip(capsys, *path, "--help")
-        shown = re.escape(f"<{'|'.join(choices)}>")
-        assert re.search(rf"{opt} .*{shown}", out), (path, opt, out)
+        shown = re.escape("|".join(choices))  # a repeatable option: <list[a|b]>
+        assert re.search(rf"{opt} .*<(list\[)?{shown}\]?>", out), (path, opt, out)
 
 
 # --- usage errors: one line, exit 2 -------------------------------------------------------------
@@ -284,6 +285,8 @@ def test_an_internal_error_through_a_real_process(tmp_path) -> None:
 ELSEWHERE: dict[str, str] = {
     # the table appears with the first merge or split; the demo shop has none (here: exit 4)
     "identity history": "tests/test_identity_cli.py::test_cli_unify_split_show_status",
+    # a CLV training run costs more than the demo shop's other commands together
+    "train clv": "tests/test_clv_wiring.py::test_train_clv_reports_the_winner_and_registers_cip_clv",
 }
 
 

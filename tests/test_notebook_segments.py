@@ -30,6 +30,6 @@ def test_segments_notebook_executes(monkeypatch):
         if c.cell_type == "code"
         for o in c.outputs
     )
-    assert "2024-06-01: 15 segments" in text and "skipped: none" in text
+    assert "2024-06-01: 17 segments" in text and "skipped: none" in text
     assert "persons kept their RFM segment" in text
     assert "entered at_risk:" in text

@@ -142,6 +142,15 @@ def test_scores_latest_snapshot_unknown_consent_and_erasure(svc) -> None:
     assert s.as_of.startswith("2024-06-01") and s.model_version == "3+2"
     assert s.reasons == {"churn": ["few orders lately"]} and s.rfm_segment == "loyal"
     assert r.no_consent == ["C04"] and r.unknown == ["C11", "nobody", "C12"]
+    # the CLV outputs, when the scores carry them; null for persons scored without a CLV champion
+    assert (s.clv, s.expected_orders, s.p_alive) == (250.0, 3.5, 0.95)
+    assert s.next_order_date == "2024-06-09" and s.clv_model_version == "4"
+    r = asyncio.run(svc.score(ScoreRequest(customer_ids=["C02", "C03"])))
+    assert [(x.customer_id, x.next_order_date, x.p_alive) for x in r.scores] == [
+        ("C02", "2024-07-30", 0.2),
+        ("C03", None, None),
+    ]
+    assert r.scores[1].clv is None and r.scores[1].churn_probability is not None
 
 
 def test_segments_and_pages(svc) -> None:

@@ -32,6 +32,12 @@ BEFORE: dict[str, list[tuple[str, str]]] = {
         ("purchase_probability", "DOUBLE"),
         ("reasons", "VARCHAR"),
         ("rfm_segment", "VARCHAR"),
+        # added with the CLV model (K): an older scores table gains them (see below)
+        ("clv", "DOUBLE"),
+        ("expected_orders", "DOUBLE"),
+        ("p_alive", "DOUBLE"),
+        ("next_order_date", "DATE"),
+        ("clv_model_version", "VARCHAR"),
     ],
     "_pipeline_steps": [
         ("run_id", "VARCHAR"),
@@ -82,6 +88,25 @@ def test_registry_creates_the_tables_as_before(any_store) -> None:
         assert [c for c, _ in _columns(store, s.name)] == s.names
 
 
+def test_ensure_tables_adds_new_columns_to_an_old_table(any_store) -> None:
+    store = any_store
+    old = BEFORE["scores"][:8]  # the scores table before the CLV columns
+    types = {"VARCHAR": "VARCHAR", "TIMESTAMP": "TIMESTAMP", "DOUBLE": "DOUBLE PRECISION"}
+    store.execute(
+        "CREATE TABLE scores (" + ", ".join(f"{c} {types[t]}" for c, t in old) + ")"
+    )
+    store.execute(
+        "INSERT INTO scores VALUES ('u1', TIMESTAMP '2024-01-01', 'cip-churn', '1', 0.25, NULL, "
+        "'[]', 'Champions')"
+    )
+    ensure_tables(store, table("scores"))
+    ensure_tables(store, table("scores"))  # idempotent
+    assert [c for c, _ in _columns(store, "scores")] == table("scores").names
+    row = store.sql("SELECT * FROM scores").iloc[0]
+    assert row["churn_probability"] == 0.25 and row["rfm_segment"] == "Champions"
+    assert row[["clv", "p_alive", "next_order_date", "clv_model_version"]].isna().all()
+
+
 def test_registry_holds_every_layers_tables() -> None:
     assert set(SCHEMAS) <= set(TABLES)
     for name in (*BEFORE, "segment_members", "segment_builds", "webhook_batches"):
@@ -101,12 +126,16 @@ def test_model_names_have_one_home() -> None:
         "churn": "cip-churn",
         "propensity": "cip-propensity",
         "recommender": "cip-recommender",
+        "clv": "cip-clv",
     }
     assert {k: s.registry_name for k, s in KIND_SPECS.items()} == {
         k: REGISTERED_MODELS[k] for k in ("churn", "propensity")
     }
     assert list(MODEL_NAMES) == [REGISTERED_MODELS["churn"], REGISTERED_MODELS["propensity"]]
     assert REGISTRY_NAME == ServingOptions().recommender_model == REGISTERED_MODELS["recommender"]
+    from cip.models.clv import REGISTRY_NAME as CLV_NAME
+
+    assert REGISTERED_MODELS["clv"] == CLV_NAME
 
 
 def test_quoting_round_trips_odd_names_and_values() -> None:

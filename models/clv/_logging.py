@@ -11,9 +11,10 @@ import pandas as pd
 from cip.models.clv.metrics import decile_figure, decile_table, evaluate_values
 from cip.models.clv.model import OUTPUT_COLUMNS
 from cip.models.registry import PromotionDecision, decide_promotion
+from cip.profiles.contracts import CLV_MODEL
 
 _ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
-REGISTRY_NAME = "cip-clv"
+REGISTRY_NAME = CLV_MODEL
 
 
 def load_clv_champion(tracking_uri: str | None = None) -> tuple[str, Any] | None:

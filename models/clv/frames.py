@@ -19,7 +19,7 @@ from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel
 from cip.models.clv.model import BTYD_FEATURES, btyd_features
 from cip.profiles.errors import DataError
 
-__all__ = ["clv_frame", "clv_score_frame", "fit_btyd", "add_btyd_features"]
+__all__ = ["clv_frame", "clv_score_frame", "with_btyd_summary", "fit_btyd", "add_btyd_features"]
 
 _PREFIX = {
     "frequency": "btyd_frequency",
@@ -36,6 +36,17 @@ def _with_summary(store: Any, feats: pd.DataFrame, as_of: Any, horizon_days: int
     out = feats.merge(s, on="unified_id", how="left", validate="1:1")
     out["last_period_spend"] = out["last_period_spend"].fillna(0.0)
     return out
+
+
+def with_btyd_summary(
+    store: Any, feats: pd.DataFrame, as_of: Any, horizon_days: int
+) -> pd.DataFrame:
+    """``feats`` (one row per person at ``as_of``) joined with the BTYD summary at ``as_of``.
+
+    What :func:`clv_score_frame` returns, for callers that built the features already
+    (``cip score`` builds them once for every model).
+    """
+    return _with_summary(store, feats, as_of, horizon_days)
 
 
 def clv_frame(

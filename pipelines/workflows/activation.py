@@ -124,17 +124,19 @@ def export_segment(
     changes: str | None = None,
     purpose: str | None = None,
     as_of: AsOf | None = None,
+    columns: list[str] | None = None,
 ) -> ExportReport:
     """Write a segment's releasable members (or ``changes``: entered | exited) to ``out``.
 
     Only profiles that consented to the purpose (and have its contact
-    identifier) are written; erased profiles never are.
+    identifier) are written; erased profiles never are. ``columns`` adds score
+    columns (e.g. ``clv``, ``p_alive``, ``next_order_date``) of the members.
     """
     from cip.activation import export_segment as export
 
     day = None if as_of is None else str(to_date(as_of))
     with open_quiet(ws) as store:
-        return export(store, name, out, fmt, changes, purpose, day)  # type: ignore[arg-type]
+        return export(store, name, out, fmt, changes, purpose, day, columns)  # type: ignore[arg-type]
 
 
 def configured_exports(ws: Workspace) -> dict[str, Any]:
@@ -155,7 +157,9 @@ def configured_exports(ws: Workspace) -> dict[str, Any]:
         for e in cfg.exports:
             path = ws.root / e.path
             try:
-                rep = export(store, e.segment, path, e.format, e.changes, e.purpose)
+                rep = export(
+                    store, e.segment, path, e.format, e.changes, e.purpose, columns=e.columns
+                )
             except NotFoundError as exc:  # e.g. a predictive segment before any model scored
                 log.warning("export of %s skipped: %s", e.segment, exc)
                 skipped.append(e.segment)

@@ -20,6 +20,7 @@ from cip.profiles.contracts import REGISTERED_MODELS
 from cip.profiles.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from cip.models.clv import CLVTrainResult
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
 
@@ -30,6 +31,7 @@ __all__ = [
     "registry_name",
     "train",
     "train_recommender",
+    "train_clv",
     "score",
     "list_models",
     "promote",
@@ -70,7 +72,7 @@ def train(
     from cip.models.training import train_model
 
     if kind not in MODEL_KINDS:
-        raise ConfigError(f"unknown model kind {kind!r}: churn, propensity or recommender")
+        raise ConfigError(f"unknown model kind {kind!r}: churn, propensity, clv or recommender")
     if tune_trials is not None and tune_minutes is not None:
         raise ConfigError("give --tune-trials or --tune-minutes, not both")
     cfg = ws.config.models
@@ -91,6 +93,59 @@ def train(
             study_dir=ws.models_dir,
             min_delta=cfg.min_delta,
             progress=progress,
+        )
+
+
+def train_clv(
+    ws: Workspace,
+    as_of: AsOf | None = None,
+    *,
+    horizon_days: int | None = None,
+    tune_trials: int | None = None,
+    tune_minutes: float | None = None,
+    seed: int = 0,
+    snapshot_every_days: int | None = None,
+    n_snapshots: int | None = None,
+    holdout: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CLVTrainResult:
+    """Train the CLV model (``cip-clv``): predicted net revenue in ``[as_of, as_of + H)``.
+
+    Candidates BG/NBD x Gamma-Gamma, last period's spend and a two-part LightGBM
+    are compared on the same holdout (normalized Gini); the winner is registered
+    and becomes the champion when it beats the current one (see
+    :func:`cip.models.clv.train_clv`). Options left out come from ``models.clv``
+    of ``cip.yaml``, then from ``models:`` (the snapshot grid only when set there).
+    """
+    from cip.models.clv import train_clv as run_train_clv
+
+    if tune_trials is not None and tune_minutes is not None:
+        raise ConfigError("give --tune-trials or --tune-minutes, not both")
+    cfg = ws.config.models
+    clv = cfg.clv
+    # the snapshot grid: the option, else models.clv, else models: when set there (else
+    # the CLV defaults, 12 snapshots 30 days apart)
+    extra: dict[str, Any] = {}
+    for key, given in (("snapshot_every_days", snapshot_every_days), ("n_snapshots", n_snapshots)):
+        value = given or getattr(clv, key)
+        if value is None and key in cfg.model_fields_set:
+            value = getattr(cfg, key)
+        if value is not None:
+            extra[key] = value
+    with ws.open_store() as store:
+        return run_train_clv(
+            store,
+            None if as_of is None else to_date(as_of),
+            horizon_days or clv.horizon_days or cfg.horizon_days,
+            ws.mlflow_tracking_uri,
+            ws.mlflow_artifact_location,
+            seed=seed,
+            tune_trials=tune_trials if tune_trials is not None or tune_minutes else clv.tune_trials,
+            tune_minutes=tune_minutes,
+            holdout=holdout or cfg.holdout,
+            min_delta=cfg.min_delta,
+            progress=progress,
+            **extra,
         )
 
 
