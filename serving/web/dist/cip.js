@@ -121,7 +121,7 @@
         while (batch.length && wire(batch).length > BEACON_MAX) batch = batch.slice(0, batch.length >> 1);
         if (!batch.length) return;
         const sent = navigator.sendBeacon(opt.url, new Blob([wire(batch)], { type: "text/plain" }));
-        if (sent) remove(batch.map((e) => e.event_id));
+        if (sent && failures === 0) remove(batch.map((e) => e.event_id));
       }
     };
   }

@@ -4,7 +4,8 @@
 // rejected one by one) or a 4xx that retrying cannot fix. Network errors, 5xx, 408
 // and 429 keep them and retry after retryBase * 2^failures ms (at most retryMax,
 // with jitter). On page hide the queue goes out with navigator.sendBeacon; what the
-// browser took is removed, the rest waits for the next page of the site.
+// browser took is removed (kept while the service is failing), the rest waits for
+// the site's next page.
 
 const RETRY = new Set([408, 425, 429]);
 const BEACON_MAX = 60000; // bytes: browsers cap a page's beacons near 64 KB
@@ -138,7 +139,10 @@ export function createQueue(opt) {
       while (batch.length && wire(batch).length > BEACON_MAX) batch = batch.slice(0, batch.length >> 1);
       if (!batch.length) return;
       const sent = navigator.sendBeacon(opt.url, new Blob([wire(batch)], { type: "text/plain" }));
-      if (sent) remove(batch.map((e) => e.event_id));
+      // a beacon's fate is unknown: while the service answers, what the browser took is
+      // gone; while it is failing, the events stay queued for the site's next page
+      // (at least once: a duplicate has the same event_id)
+      if (sent && failures === 0) remove(batch.map((e) => e.event_id));
     },
   };
 }
