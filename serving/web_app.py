@@ -8,7 +8,7 @@ need no key (:mod:`serving.auth`). What it serves:
 * ``/web/demo/`` -- a small storefront over the served workspace's products, only
   with ``serving.web_demo: true`` (``cip serve --demo``); ``/web/demo/config.json``
   gives the page the publishable demo key and ``/web/demo/products.json`` the
-  catalog (at most 48 products). Otherwise 404.
+  catalog (at most 5,000 products, categories interleaved). Otherwise 404.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _DEMO_FILES = {
     "demo.css": "text/css; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",
 }
-_MAX_PRODUCTS = 48
+_MAX_PRODUCTS = 5000
 
 
 class WebApp:
@@ -93,11 +93,13 @@ def _products(holder: Any) -> list[dict[str, Any]]:
     state = holder.state
     if state is None:
         return []
-    try:
+    try:  # categories interleaved: the first products of the list show the range
         df = state.snapshot.store.sql(
+            "SELECT item_id, title, category, price, in_stock FROM ("
+            "SELECT *, row_number() OVER (PARTITION BY category ORDER BY item_id) AS rk FROM ("
             "SELECT DISTINCT ON (item_id) CAST(item_id AS VARCHAR) AS item_id, title, category, "
-            f"price, in_stock FROM products WHERE item_id IS NOT NULL ORDER BY item_id "
-            f"LIMIT {_MAX_PRODUCTS}"
+            "price, in_stock FROM products WHERE item_id IS NOT NULL)) "
+            f"ORDER BY rk, category, item_id LIMIT {_MAX_PRODUCTS}"
         )
     except Exception as exc:  # no products table: an empty shop window, said in the log
         log.warning("demo storefront: no products (%s)", type(exc).__name__)

@@ -2,8 +2,9 @@
 
 One served shop (``cip serve --demo`` over the small serving shop) and one browser for
 the whole module; each test gets a fresh browser context (cookies, localStorage).
-Pages are either the real demo storefront or a tiny page that Playwright answers at the
-service's origin (``page.route``), loading the real ``/web/cip.js``. What the service
+Pages are either the real demo storefront (same origin as the service) or a tiny shop
+page from a second local web server (another origin, as a real shop's pages are),
+loading the real ``/web/cip.js``; the shop's browser key allows that origin only. What the service
 accepted is read back from its durable events log. Debian's chromium only (``make
 install-dev`` installs it); missing chromium or playwright fails under CI=true.
 """
@@ -20,7 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import pytest
@@ -107,11 +110,34 @@ class Proxy:
         self.conns.difference_update((w, uw))
 
 
-class Site:
-    """The served shop: URL, keys, and the events the service has accepted."""
+class _ShopPage(BaseHTTPRequestHandler):
+    """``/shop.html?cfg=JSON``: a blank shop page loading cip.js and calling cip.init(cfg)."""
 
-    def __init__(self, root: Path, url: str, pk: str, shop_key: str) -> None:
+    service = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        cfg = parse_qs(urlparse(self.path).query).get("cfg", ["{}"])[0]
+        json.loads(cfg)  # only JSON goes into the page
+        body = (
+            f'<html><body><div id="recs"></div><script src="{self.service}/web/cip.js">'
+            f"</script><script>cip.init({cfg});</script></body></html>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Site:
+    """The served shop: URLs, keys, and the events the service has accepted."""
+
+    def __init__(self, root: Path, url: str, pk: str, shop_key: str, pages: str) -> None:
         self.root, self.url, self.pk, self.shop_key = root, url, pk, shop_key
+        self.pages = pages  # the shop's page server (another origin)
 
     def events(self, anonymous_id: str | None = None) -> list[dict]:
         rows = []
@@ -145,8 +171,14 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("web") / "shop"
     shutil.copytree(_shop_template, root)
     Workspace.init(root)
-    shop_key = KeyStore(root / "keys.json").create("shop")[0]
-    port = _free_port()
+    port, page_port = _free_port(), _free_port()
+    pages = f"http://127.0.0.1:{page_port}"
+    ks = KeyStore(root / "keys.json")
+    shop_key = ks.create("shop")[0]
+    pk = ks.create("browser", "shop-pages", origins=[pages])[0]
+    _ShopPage.service = f"http://127.0.0.1:{port}"
+    httpd = ThreadingHTTPServer(("127.0.0.1", page_port), _ShopPage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     log = root.parent / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "cip.pipelines.cli", "--workspace", str(root)]
@@ -170,10 +202,11 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        pk = json.loads(httpx.get(f"{url}/web/demo/config.json").text)["key"]
-        assert pk.startswith("pk_")
-        yield Site(root, url, pk, shop_key)
+        demo_key = json.loads(httpx.get(f"{url}/web/demo/config.json").text)["key"]
+        assert demo_key.startswith("pk_") and demo_key != pk
+        yield Site(root, url, pk, shop_key, pages)
     finally:
+        httpd.shutdown()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -183,18 +216,13 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
                 proc.wait(10)
 
 
-def _page(browser, site: Site, init: dict | None = None, origin: str | None = None):
-    """A fresh context and a blank page at ``origin`` (default: the service's) with cip.js."""
+def _page(browser, site: Site, init: dict | None = None, host: str = "127.0.0.1"):
+    """A fresh context and a shop page (on the page server, at ``host``) with cip.js."""
     ctx = browser.new_context()
     page = ctx.new_page()
-    origin = origin or site.url
-    cfg = {"host": site.url, "key": site.pk, **(init or {})}
-    html = (
-        f'<html><body><div id="recs"></div><script src="{site.url}/web/cip.js"></script>'
-        f"<script>cip.init({json.dumps(cfg)});</script></body></html>"
-    )
-    page.route(f"{origin}/test.html", lambda r: r.fulfill(body=html, content_type="text/html"))
-    page.goto(f"{origin}/test.html")
+    cfg = json.dumps({"host": site.url, "key": site.pk, **(init or {})})
+    url = site.pages.replace("127.0.0.1", host)
+    page.goto(f"{url}/shop.html?{urlencode({'cfg': cfg})}")
     page.wait_for_function("window.cip && window.cip.cfg")
     return ctx, page
 
@@ -379,8 +407,7 @@ def test_browser_key_is_refused_for_secret_endpoints_and_other_origins(browser, 
     finally:
         ctx.close()
     # the same key on a page of another origin: refused, and the page cannot read it
-    other = site.url.replace("127.0.0.1", "localhost")
-    ctx, page = _page(browser, site, {"flushInterval": 100}, origin=other)
+    ctx, page = _page(browser, site, {"flushInterval": 100}, host="localhost")
     try:
         err = page.evaluate(
             """async () => {

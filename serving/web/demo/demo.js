@@ -49,7 +49,7 @@
     }
   }
   const grid = $("#products");
-  for (const p of products) {
+  for (const p of products.slice(0, 24)) {
     const card = document.createElement("div");
     card.className = "card" + (p.in_stock === false ? " out" : "");
     card.dataset.item = p.item_id;
