@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import pytest
+import yaml
+from cip.pipelines.api import Workspace as Api
 from cip.pipelines.workspace import Workspace
 from cip.serving.auth import KeyStore
 
@@ -170,7 +172,16 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
     """``cip serve --demo`` over a copy of the serving shop, stopped after the module."""
     root = tmp_path_factory.mktemp("web") / "shop"
     shutil.copytree(_shop_template, root)
-    Workspace.init(root)
+    ws = Workspace.init(root)
+    cfg = yaml.safe_load(ws.config_path.read_text()) or {}
+    # events files published each second (the stitching test ingests them); the
+    # service never reopens the store meanwhile (the test's ingest writes it)
+    cfg["serving"] = {
+        **(cfg.get("serving") or {}),
+        "events_rotate_seconds": 1,
+        "reload_interval_seconds": 0,
+    }
+    ws.config_path.write_text(yaml.safe_dump(cfg))
     port, page_port = _free_port(), _free_port()
     pages = f"http://127.0.0.1:{page_port}"
     ks = KeyStore(root / "keys.json")
@@ -288,6 +299,24 @@ def test_identify_stitches_the_anonymous_visitor_to_the_customer(browser, site) 
         )
         assert r.json()["strategy"] == "session"
         assert {i["item_id"] for i in r.json()["items"]} <= {"b1", "b4", "b5"}
+        # and the identity graph: once ingested, the visitor and the customer are one person
+        deadline = time.monotonic() + 20
+        while not any(  # the events file with the identify event is published (1 s)
+            "C-web-7" in f.read_text()
+            for f in (site.root / "sources" / "_http_events").glob("events-*.jsonl")
+        ):
+            assert time.monotonic() < deadline, "events file not published"
+            time.sleep(0.3)
+        api = Api.open(site.root)
+        api.ingest("http_events")
+        api.unify()
+        with api.open_store(read_only=True) as st:
+            ids = st.sql(
+                "SELECT identifier_value, unified_id FROM identity_map "
+                "WHERE identifier_value IN (?, ?)",
+                [anon, "C-web-7"],
+            )
+        assert len(ids) == 2 and ids["unified_id"].nunique() == 1
         # logging out starts a new anonymous visitor
         page.evaluate("cip.reset()")
         assert page.evaluate("cip.customerId()") is None
