@@ -210,7 +210,7 @@ class KeyStore:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = [{**k.__dict__, "hash": k.hash} for k in self._keys]
+        keys = [dict(k.__dict__) for k in self._keys]
         for k in keys:
             if k["origins"] is None:
                 k.pop("origins")

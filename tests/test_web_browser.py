@@ -29,6 +29,7 @@ import httpx
 import pytest
 import yaml
 from cip.pipelines.api import Workspace as Api
+from cip.pipelines.workflows.setup import EVENTS_DIR, ensure_events_source
 from cip.pipelines.workspace import Workspace
 from cip.serving.auth import KeyStore
 
@@ -174,8 +175,7 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
     shutil.copytree(_shop_template, root)
     ws = Workspace.init(root)
     cfg = yaml.safe_load(ws.config_path.read_text()) or {}
-    # events files published each second (the stitching test ingests them); the
-    # service never reopens the store meanwhile (the test's ingest writes it)
+    # events files published each second (the stitching test ingests them)
     cfg["serving"] = {
         **(cfg.get("serving") or {}),
         "events_rotate_seconds": 1,
@@ -277,7 +277,7 @@ def test_events_are_batched_and_accepted(browser, site) -> None:
         ctx.close()
 
 
-def test_identify_stitches_the_anonymous_visitor_to_the_customer(browser, site) -> None:
+def test_identify_stitches_the_anonymous_visitor_to_the_customer(browser, site, tmp_path) -> None:
     ctx, page = _page(browser, site, {"flushInterval": 100})
     try:
         page.evaluate("cip.productView('b2')")
@@ -299,15 +299,20 @@ def test_identify_stitches_the_anonymous_visitor_to_the_customer(browser, site) 
         )
         assert r.json()["strategy"] == "session"
         assert {i["item_id"] for i in r.json()["items"]} <= {"b1", "b4", "b5"}
-        # and the identity graph: once ingested, the visitor and the customer are one person
+        # and the identity graph: the published events, ingested and unified in a fresh
+        # workspace, make the visitor and the customer one person
         deadline = time.monotonic() + 20
-        while not any(  # the events file with the identify event is published (1 s)
-            "C-web-7" in f.read_text()
-            for f in (site.root / "sources" / "_http_events").glob("events-*.jsonl")
-        ):
+        published: list[Path] = []
+        while not any("C-web-7" in f.read_text() for f in published):
             assert time.monotonic() < deadline, "events file not published"
             time.sleep(0.3)
-        api = Api.open(site.root)
+            published = sorted((site.root / EVENTS_DIR).glob("events-*.jsonl"))
+        api = Api.init(tmp_path / "ws")
+        (api.root / EVENTS_DIR).mkdir(parents=True, exist_ok=True)
+        for f in published:
+            shutil.copy(f, api.root / EVENTS_DIR / f.name)
+        ensure_events_source(api)
+        api.reload()
         api.ingest("http_events")
         api.unify()
         with api.open_store(read_only=True) as st:
