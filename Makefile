@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
-.PHONY: demo test install install-dev lint pytest bench clean
+.PHONY: demo test install install-dev lint pytest bench clean chromium web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ $(VENV)/.installed-dev: $(BIN)/python requirements-dev.lock pyproject.toml
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev chromium
+
+# The browser tests drive Debian's chromium (never a downloaded browser build); we run as root.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Rebuild the vendored tracker serving/web/dist/cip.js (only when serving/web/src changes).
+web:
+	cd serving/web && npm ci --no-audit --no-fund && npm run build
 
 demo: $(VENV)/.installed
 	$(BIN)/cip --workspace cip-workspace demo

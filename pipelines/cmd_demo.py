@@ -66,7 +66,9 @@ def demo(
     )
     out.print(
         f"Next: [bold]cip -w {_rel(ws.root)} status[/], "
-        f"[bold]cip -w {_rel(ws.root)} segments list[/]."
+        f"[bold]cip -w {_rel(ws.root)} segments list[/]; the demo shop page: "
+        f"[bold]cip -w {_rel(ws.root)} serve --demo[/], then open "
+        f"http://127.0.0.1:{ws.config.serving.port}/web/demo/"
     )
 
 

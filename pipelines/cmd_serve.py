@@ -11,6 +11,7 @@ import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
 from cip.pipelines.workflows.setup import (
     EVENTS_DIR,
+    demo_browser_key,
     ensure_events_source,
     salt_path,
     serving_settings,
@@ -24,7 +25,8 @@ from rich.table import Table
 __all__ = ["EVENTS_DIR", "serving_settings", "ensure_events_source", "salt_path"]
 
 keys_app = typer.Typer(
-    help="API keys of the HTTP service (scopes shop, campaign, admin).", no_args_is_help=True
+    help="API keys of the HTTP service (scopes shop, campaign, admin, browser).",
+    no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
 
@@ -48,6 +50,14 @@ def serve(
     print_settings: Annotated[
         bool, typer.Option("--print-settings", help="Print the service settings JSON and exit.")
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also serve the demo storefront at /web/demo/ (makes a browser key "
+            "'web-demo' for this host and port; same as serving.web_demo: true).",
+        ),
+    ] = False,
 ) -> None:
     """Serve recommendations, scores, segments and events over HTTP (BentoML).
 
@@ -56,10 +66,13 @@ def serve(
     (``POST /admin/reload`` or every serving.reload_interval_seconds). Calls need
     an API key (``cip keys create``); /livez, /readyz and /metrics are open.
     Accepted /events are written to sources/_http_events and loaded by the next
-    ``cip ingest`` (source ``http_events``).
+    ``cip ingest`` (source ``http_events``). The browser tracker is served at
+    /web/cip.js; with --demo, a demo storefront at /web/demo/.
     """
     ws = workspace()
     settings = serving_settings(ws, port=port, workers=workers, host=host)
+    if (demo or settings.web_demo) and not check and not print_settings:
+        settings = demo_browser_key(ws, settings)
     if print_settings:
         typer.echo(settings.to_env())
         return
@@ -89,6 +102,9 @@ def serve(
     console.print(
         f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"
     )
+    if settings.web_demo:
+        shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        console.print(f"demo storefront: http://{shown}:{settings.port}/web/demo/")
     argv = [
         sys.executable,
         "-m",
@@ -142,18 +158,37 @@ def _keystore(ws: Workspace) -> Any:
 @keys_app.command("create")
 def keys_create(
     scope: Annotated[
-        Literal["shop", "campaign", "admin"], typer.Option("--scope", help="What the key may call.")
+        Literal["shop", "campaign", "admin", "browser"],
+        typer.Option(
+            "--scope",
+            help="What the key may call. browser: a publishable pk_ key for web pages "
+            "(/events and /recommend only, from the --origin pages only).",
+        ),
     ],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin",
+            help="Page origin a browser key may be used from, e.g. https://shop.example "
+            "(repeatable; browser keys only).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Create an API key and print it ONCE (only its salted hash is stored)."""
-    key, rec = _keystore(workspace()).create(scope, name)
+    key, rec = _keystore(workspace()).create(scope, name, origins=origin)
     if as_json:
         emit_json({**rec.public(), "key": key})
         return
     out.print(f"API key [bold]{rec.name}[/] (id {rec.id}, scope {rec.scope}):")
     typer.echo(key)
+    if rec.scope == "browser":
+        console.print(
+            "A publishable key for pages on " + ", ".join(rec.origins or ()) + ": "
+            "cip.init({host: ..., key: ...}) with /web/cip.js. It cannot be shown again."
+        )
+        return
     console.print("Store it now: it cannot be shown again. Send it as the X-API-Key header.")
 
 
@@ -166,9 +201,11 @@ def keys_list(
     if as_json:
         emit_json([k.public() for k in keys])
         return
-    t = Table("id", "name", "scope", "created", "revoked", title="API keys")
+    t = Table("id", "name", "scope", "origins", "created", "revoked", title="API keys")
     for k in keys:
-        t.add_row(k.id, k.name, k.scope, k.created_at, k.revoked_at or "")
+        t.add_row(
+            k.id, k.name, k.scope, " ".join(k.origins or ()), k.created_at, k.revoked_at or ""
+        )
     out.print(t)
 
 

@@ -7,9 +7,16 @@ and dates: a leaked file gives no usable key. Scopes:
 
 * ``shop`` — ``/recommend``, ``/similar_items``, ``/events``;
 * ``campaign`` — ``/score``, ``/segments``, ``/segment_members``, ``/admin/reload``;
-* ``admin`` — everything, including ``/admin/forget``.
+* ``admin`` — everything, including ``/admin/forget``;
+* ``browser`` — a *publishable* key (``pk_<id>_<secret>``) for web pages: only
+  ``/recommend`` and ``/events``, and only from the origins it was created with
+  (``cip keys create --scope browser --origin https://shop.example``). It is not a
+  secret (it sits in the page), so a browser key is refused without an allowed
+  ``Origin`` header, and CORS answers (preflights included) name only allowed
+  origins. A page may send it as ``?key=`` with a ``text/plain`` JSON body, which
+  is what ``navigator.sendBeacon`` can send. A shop key never goes into a page.
 
-Health, metrics and the OpenAPI document stay open. A missing or unknown key is
+Health, metrics, the OpenAPI document and the tracker files under ``/web/`` stay open. A missing or unknown key is
 401, a key of the wrong scope 403. The middleware also gives every request an
 id (``X-Request-ID``, echoed in the response and in every log line of the
 request) and writes one access-log line per request without identifiers.
@@ -34,6 +41,8 @@ from typing import Any
 from cip.profiles.errors import ConfigError, NotFoundError
 
 __all__ = [
+    "BROWSER_PATHS",
+    "normalise_origins",
     "SCOPES",
     "ROUTE_SCOPES",
     "ApiKey",
@@ -45,12 +54,12 @@ __all__ = [
 
 log = logging.getLogger("cip.serving.access")
 
-SCOPES: tuple[str, ...] = ("shop", "campaign", "admin")
+SCOPES: tuple[str, ...] = ("shop", "campaign", "admin", "browser")
 #: Path -> scopes allowed to call it (``admin`` may call everything).
 ROUTE_SCOPES: dict[str, frozenset[str]] = {
-    "/recommend": frozenset({"shop", "admin"}),
+    "/recommend": frozenset({"shop", "admin", "browser"}),
     "/similar_items": frozenset({"shop", "admin"}),
-    "/events": frozenset({"shop", "admin"}),
+    "/events": frozenset({"shop", "admin", "browser"}),
     "/score": frozenset({"campaign", "admin"}),
     "/segments": frozenset({"campaign", "admin"}),
     "/segment_members": frozenset({"campaign", "admin"}),
@@ -58,7 +67,10 @@ ROUTE_SCOPES: dict[str, frozenset[str]] = {
     "/admin/forget": frozenset({"admin"}),
 }
 _OPEN = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
-_OPEN_PREFIXES = ("/static_content/", "/assets/")
+_OPEN_PREFIXES = ("/static_content/", "/assets/", "/web/")
+#: Paths a browser key may call, hence the only ones answering CORS preflights.
+BROWSER_PATHS = frozenset(p for p, s in ROUTE_SCOPES.items() if "browser" in s)
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 MAX_BODY = 4 * 1024 * 1024
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -88,10 +100,20 @@ class ApiKey:
     hash: str
     created_at: str
     revoked_at: str | None = None
+    #: Origins (``scheme://host[:port]``) a ``browser`` key may be used from.
+    origins: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.origins is not None:
+            object.__setattr__(self, "origins", tuple(self.origins))
 
     def public(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d.pop("hash")
+        if d["origins"] is None:
+            d.pop("origins")
+        else:
+            d["origins"] = list(d["origins"])
         return d
 
 
@@ -119,6 +141,9 @@ class KeyStore:
                 raise ConfigError(f"{self.path}: not a valid keys file ({exc})") from None
             self.mtime = self.path.stat().st_mtime
         self._by_hash = {k.hash: k for k in self._keys if k.revoked_at is None}
+        self.browser_origins = frozenset(
+            o for k in self._by_hash.values() if k.scope == "browser" for o in k.origins or ()
+        )
         return self
 
     def _hash(self, key: str) -> str:
@@ -133,22 +158,38 @@ class KeyStore:
     def list_keys(self) -> list[ApiKey]:
         return list(self._keys)
 
-    def create(self, scope: str, name: str | None = None) -> tuple[str, ApiKey]:
-        """Make a new key; returns ``(the key, its record)``. The key is not stored."""
+    def create(
+        self, scope: str, name: str | None = None, origins: list[str] | None = None
+    ) -> tuple[str, ApiKey]:
+        """Make a new key; returns ``(the key, its record)``. The key is not stored.
+
+        A ``browser`` key needs ``origins`` (``https://shop.example``, no path);
+        other scopes take none.
+        """
         if scope not in SCOPES:
             raise ConfigError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+        allowed = normalise_origins(origins or [])
+        if scope == "browser" and not allowed:
+            raise ConfigError(
+                "a browser key needs at least one --origin (the shop's page origin, "
+                "e.g. https://shop.example)"
+            )
+        if scope != "browser" and allowed:
+            raise ConfigError("--origin applies to browser keys only (--scope browser)")
         if not self._salt:
             self._salt = secrets.token_bytes(16)
         kid = secrets.token_hex(4)
         while any(k.id == kid for k in self._keys):
             kid = secrets.token_hex(4)
-        key = f"cip_{kid}_{secrets.token_urlsafe(32)}"
+        prefix = "pk" if scope == "browser" else "cip"
+        key = f"{prefix}_{kid}_{secrets.token_urlsafe(32)}"
         rec = ApiKey(
             id=kid,
             name=name or f"{scope}-{kid}",
             scope=scope,
             hash=self._hash(key),
             created_at=_now(),
+            origins=tuple(allowed) if scope == "browser" else None,
         )
         self._keys.append(rec)
         self._save()
@@ -169,7 +210,13 @@ class KeyStore:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"version": 1, "salt": self._salt.hex(), "keys": [k.__dict__ for k in self._keys]}
+        keys = [dict(k.__dict__) for k in self._keys]
+        for k in keys:
+            if k["origins"] is None:
+                k.pop("origins")
+            else:
+                k["origins"] = list(k["origins"])
+        data = {"version": 1, "salt": self._salt.hex(), "keys": keys}
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -182,6 +229,34 @@ class KeyStore:
 
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def normalise_origins(origins: list[str]) -> list[str]:
+    """Check and normalise origins (``https://shop.example[:port]``, lower case, no slash).
+
+    Raises:
+        ConfigError: an origin is not ``scheme://host[:port]``.
+    """
+    out: list[str] = []
+    for o in origins:
+        o2 = o.strip().rstrip("/").lower()
+        if not _ORIGIN.match(o2):
+            raise ConfigError(
+                f"origin {o!r} is not scheme://host[:port] (e.g. https://shop.example); "
+                "no path, no wildcard"
+            )
+        if o2 not in out:
+            out.append(o2)
+    return out
+
+
+def _query_key(scope: dict) -> str | None:
+    """A publishable key sent as ``?key=pk_...`` (pages and ``sendBeacon``; never secrets)."""
+    qs = scope.get("query_string") or b""
+    for part in qs.split(b"&"):
+        if part.startswith(b"key=pk_"):
+            return part[4:].decode("latin-1")
+    return None
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -231,11 +306,16 @@ class AuthMiddleware:
         who = "-"
 
         held: dict[str, Any] = {}
+        cors: dict[str, str] = {}
+        origin = headers.get(b"origin", b"").decode("latin-1").strip().lower() or None
 
         async def send_with_id(msg: dict) -> None:
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
-                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid.encode())]
+                extra = [(b"x-request-id", rid.encode())]
+                if cors:
+                    extra += _cors_headers(cors["origin"])
+                msg["headers"] = [*msg.get("headers", []), *extra]
                 if msg["status"] == 400:  # rewritten once complete, see _readable_400
                     held["start"], held["body"] = msg, []
                     return
@@ -250,7 +330,7 @@ class AuthMiddleware:
 
         try:
             path = scope["path"].rstrip("/") or "/"
-            if path in _OPEN or path.startswith(_OPEN_PREFIXES):
+            if path in _OPEN or path.startswith(_OPEN_PREFIXES) or path == "/web":
                 who = ""  # health and metrics: not worth an access-log line
                 await self.app(scope, receive, send_with_id)
                 return
@@ -258,7 +338,17 @@ class AuthMiddleware:
             if store is None:
                 await _json(send_with_id, 503, "the service is starting; retry shortly")
                 return
-            key = store.verify(presented_key(headers))
+            if scope.get("method") == "OPTIONS" and origin:
+                # CORS preflight: carries no key, so it is answered for the browser paths
+                # and the origins of the active browser keys only
+                who = "preflight"
+                if path in BROWSER_PATHS and origin in store.browser_origins:
+                    cors["origin"] = origin
+                    await _json(send_with_id, 204, "")
+                else:
+                    await _json(send_with_id, 403, f"origin {origin[:100]} is not allowed here")
+                return
+            key = store.verify(presented_key(headers) or _query_key(scope))
             if key is None:
                 await _json(
                     send_with_id,
@@ -269,16 +359,34 @@ class AuthMiddleware:
                 )
                 return
             who = key.id
+            browser = key.scope == "browser"
+            if browser:
+                if origin is None or origin not in (key.origins or ()):
+                    await _json(
+                        send_with_id,
+                        403,
+                        f"this browser key is not allowed from origin {(origin or 'none')[:100]} "
+                        "(add it with `cip keys create --scope browser --origin ...`)",
+                    )
+                    return
+                cors["origin"] = origin
             allowed = ROUTE_SCOPES.get(path)
             if allowed is not None and key.scope not in allowed:
-                need = " or ".join(sorted(allowed - {"admin"}) or ["admin"])
+                need = " or ".join(sorted(allowed - {"admin", "browser"}) or ["admin"])
                 await _json(
                     send_with_id, 403, f"this key has scope {key.scope!r}; {path} needs {need}"
                 )
                 return
+            if browser and allowed is None:  # anything not listed (new endpoints): refused
+                await _json(send_with_id, 403, f"a browser key cannot call {path[:100]}")
+                return
             if scope.get("method") == "POST":
                 ctype = headers.get(b"content-type", b"application/json").decode("latin-1")
-                if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
+                kind = ctype.split(";")[0].strip().lower()
+                if browser and kind == "text/plain":  # sendBeacon / simple CORS requests
+                    hs = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                    scope = {**scope, "headers": [*hs, (b"content-type", b"application/json")]}
+                elif kind not in ("application/json", ""):
                     await _json(send_with_id, 415, "send the request body as application/json")
                     return
                 body = await _read_body(receive)
@@ -300,6 +408,17 @@ class AuthMiddleware:
                     rid,
                 )
             _request_id.reset(token)
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
+        (b"access-control-allow-headers", b"content-type, x-api-key, x-request-id"),
+        (b"access-control-expose-headers", b"x-request-id"),
+        (b"access-control-max-age", b"600"),
+        (b"vary", b"Origin"),
+    ]
 
 
 def _readable_400(start: dict, body: bytes) -> tuple[dict, bytes]:
@@ -358,7 +477,7 @@ def _replay(body: bytes, original: Callable) -> Callable[[], Awaitable[dict]]:
 async def _json(
     send: Callable, code: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps({"error": message}).encode()
+    body = json.dumps({"error": message}).encode() if code != 204 else b""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -39,11 +39,14 @@ Recommendations, churn and purchase scores, segments and real-time events of \
 one CIP workspace (CIP, the customer intelligence platform).
 
 **Authentication.** Every endpoint except `/livez`, `/readyz`, `/healthz` and \
-`/metrics` needs an API key (`cip keys create --scope shop|campaign|admin`), \
+`/metrics` needs an API key (`cip keys create --scope shop|campaign|admin|browser`), \
 sent as `X-API-Key: <key>` or `Authorization: Bearer <key>`. A missing or \
 unknown key is answered 401, a key whose scope does not cover the endpoint 403. \
 Scopes: `shop` calls `/recommend`, `/similar_items`, `/events`; `campaign` calls \
-`/score`, `/segments`, `/segment_members`, `/admin/reload`; `admin` calls everything.
+`/score`, `/segments`, `/segment_members`, `/admin/reload`; `admin` calls everything; \
+`browser` (a publishable `pk_` key for web pages) calls `/recommend` and `/events` \
+only, from the page origins it was created for (CORS), also as `?key=` with a \
+`text/plain` JSON body.
 
 **Errors** are JSON `{"error": "<one readable line>"}` (400 for invalid input \
 also has `detail`, the failing fields). Every response carries `X-Request-ID` \

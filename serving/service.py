@@ -61,6 +61,7 @@ from cip.serving.schemas import (
 from cip.serving.session_store import SessionStore
 from cip.serving.settings import ServingSettings
 from cip.serving.state import ServingState, StateHolder
+from cip.serving.web_app import WebApp
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
@@ -321,6 +322,7 @@ class CIPService:
         return ForgetResponse(identifiers=len(pairs), sessions_deleted=deleted)
 
 
+CIPService.mount_asgi_app(WebApp(lambda: _HOLDER), path="/web", name="web")
 CIPService.add_asgi_middleware(
     AuthMiddleware,
     keys=_current_keys,

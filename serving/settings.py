@@ -65,6 +65,8 @@ class ServingOptions(BaseModel):
     #: Rotate the HTTP events file after this many seconds (ingest reads rotated files).
     events_rotate_seconds: float = Field(60.0, ge=1)
     access_log: bool = True
+    #: Serve the demo storefront at ``/web/demo/`` (``cip serve --demo`` turns it on).
+    web_demo: bool = False
 
     @model_validator(mode="after")
     def _redis(self) -> ServingOptions:
@@ -95,6 +97,8 @@ class ServingSettings(ServingOptions):
     reload_stamp: str
     #: Service log file (request ids, no identifiers); None: BentoML's logging only.
     log_path: str | None = None
+    #: The publishable (``browser``) key the demo storefront uses; made by ``cip serve --demo``.
+    web_demo_key: str | None = None
 
     @classmethod
     def for_folder(cls, root: str | Path, **options: object) -> ServingSettings:

@@ -126,6 +126,27 @@ def serving_settings(ws: Workspace, **overrides: Any) -> Any:
     )
 
 
+def demo_browser_key(ws: Workspace, settings: Any) -> Any:
+    """Settings with a fresh publishable key for the demo storefront at ``/web/demo/``.
+
+    The key (scope ``browser``, named ``web-demo``) allows the origin the service is
+    served on; earlier ``web-demo`` keys are revoked. Browser keys are publishable (the
+    page shows it), so it travels in the settings like any other setting.
+    """
+    from cip.serving.auth import KeyStore
+
+    ks = KeyStore(ws.root / "keys.json")
+    for k in ks.list_keys():
+        if k.name == "web-demo" and k.scope == "browser" and k.revoked_at is None:
+            ks.revoke(k.id)
+    hosts = [settings.host]
+    if settings.host in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
+        hosts = ["127.0.0.1", "localhost"] if settings.host in ("0.0.0.0", "::") else hosts
+    origins = [f"http://{h}:{settings.port}" for h in hosts]
+    key, _ = ks.create("browser", "web-demo", origins=origins)
+    return settings.model_copy(update={"web_demo": True, "web_demo_key": key})
+
+
 def ensure_events_source(ws: Workspace) -> bool:
     """Declare the ``http_events`` source in ``cip.yaml`` if missing; returns True if added."""
     from cip.serving.events import EventSink, source_declaration
