@@ -1,0 +1,415 @@
+"""Recommendation-block workflows: fit the named blocks of ``cip.yaml``, recommend for campaigns.
+
+``fit_blocks`` reads completed order lines, product views and the catalogue
+from the store (:func:`cip.models.recommender.blocks.block_inputs_from_store`),
+fits every block of ``blocks:`` (the ``personal`` kind uses the registry's
+champion recommender when there is one, else fits ALS on the purchases),
+saves them atomically to ``models/blocks/blocks.pkl`` in the workspace (the
+file the service reads) and logs the fit to MLflow (experiment
+``cip-blocks``: parameters, sizes, seconds).
+
+``recommend`` writes one row per person for a campaign: ``unified_id,
+customer_id, items, scores, sources, block, fallback, model_version``; only
+persons whose profile says yes to personalisation (``consent_personalization
+IS TRUE``) and who are not erased; the file is written to a temporary name and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from cip.pipelines.workflows.results import AsOf
+from cip.pipelines.workspace import Workspace
+from cip.profiles.contracts import RECOMMENDER_MODEL
+from cip.profiles.errors import ConfigError, DataError, NotFoundError
+
+__all__ = [
+    "BLOCKS_FILE",
+    "FitBlocksResult",
+    "CampaignResult",
+    "blocks_path",
+    "fit_blocks",
+    "load_saved_blocks",
+    "forget_in_blocks",
+    "campaign_rows",
+    "recommend",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where the fitted blocks live, relative to the workspace's ``models/`` folder.
+BLOCKS_FILE = Path("blocks") / "blocks.pkl"
+#: The MLflow experiment of block fits.
+EXPERIMENT = "cip-blocks"
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+def blocks_path(ws: Workspace) -> Path:
+    """The workspace's fitted-blocks file."""
+    return ws.models_dir / BLOCKS_FILE
+
+
+@dataclass
+class FitBlocksResult:
+    """What ``cip recommend fit-blocks`` did."""
+
+    version: str
+    path: str
+    as_of: str
+    blocks: dict[str, str]
+    people: int
+    items: int
+    order_lines: int
+    personal_model_version: str | None
+    run_id: str | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CampaignResult:
+    """What ``cip recommend --segment/--all`` wrote (counts only, no identifiers)."""
+
+    path: str
+    format: str
+    block: str
+    n: int
+    segment: str | None
+    candidates: int
+    rows: int
+    no_consent: int
+    empty: int
+    model_version: str
+    seconds: float
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _champion_model(ws: Workspace) -> tuple[Any, str | None]:
+    """The registry's champion recommender (and its version), or ``(None, None)``."""
+    from cip.models import registry
+    from cip.models.recommender import load_recommender
+
+    registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
+    version = registry.champion_version(RECOMMENDER_MODEL)
+    if version is None:
+        return None, None
+    import mlflow
+
+    with tempfile.TemporaryDirectory(dir=ws.models_dir) as tmp:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{RECOMMENDER_MODEL}/{version}", dst_path=tmp
+        )
+        for meta in sorted(Path(tmp).rglob("model.json")):
+            try:
+                return load_recommender(meta.parent), str(version)
+            except Exception as exc:  # not the recommender's own folder: keep looking
+                log.debug("skipping %s: %s", meta, exc)
+    return None, None
+
+
+def fit_blocks(
+    ws: Workspace, as_of: AsOf | None = None, *, log_mlflow: bool = True
+) -> FitBlocksResult:
+    """Fit the ``blocks:`` of ``cip.yaml`` on the store, save them, log the fit to MLflow."""
+    from cip.models.recommender.blocks import BlockSet, PersonalBlock, build_history, make_block
+    from cip.models.recommender.blocks.inputs import block_inputs_from_store
+    from cip.models.recommender.blocks.rules import Rules
+    from cip.models.recommender.blocks.saved import SavedBlocks, save_blocks
+
+    t0 = time.perf_counter()
+    cfg = ws.config.blocks
+    ws.models_dir.mkdir(parents=True, exist_ok=True)
+    cut = None if as_of is None else pd.Timestamp(str(as_of))
+    with ws.open_store(read_only=True) as store:
+        lines, products, views = block_inputs_from_store(store, cut)
+    if lines.empty:
+        raise DataError("no completed order lines in the store: run `cip ingest` first")
+    history = build_history(lines, products, views, cut)
+    champion, champion_version = (None, None)
+    if any(b.kind == "personal" for b in cfg.values()):
+        try:
+            champion, champion_version = _champion_model(ws)
+        except Exception as exc:  # registry trouble: the block fits its own ALS
+            log.warning("champion recommender not loaded (%s); personal fits ALS", exc)
+    fitted: dict[str, Any] = {}
+    for name, b in cfg.items():
+        try:
+            if b.kind == "personal":
+                block = PersonalBlock(model=champion, **b.params)
+            else:
+                block = make_block(b.kind, **b.params)
+            fitted[name] = block.fit(history)
+        except ConfigError as exc:
+            raise ConfigError(f"blocks.{name}: {exc}") from None
+    rules = {n: Rules.from_dict(b.rules) for n, b in cfg.items()}
+    bs = BlockSet(history, fitted, rules)
+    for name in fitted:  # a rule naming a missing product field fails now, not per request
+        try:
+            bs._rule_arrays(bs.rules[name])
+        except ConfigError as exc:
+            raise ConfigError(f"blocks.{name}.rules: {exc}") from None
+        except DataError:
+            pass  # rules leaving nothing: a clear error per request
+    now = dt.datetime.now(dt.UTC)
+    version = f"blocks-{history.as_of:%Y%m%d}-{now:%Y%m%dT%H%M%S}"
+    meta = {
+        "as_of": history.as_of.isoformat(),
+        "fitted_at": now.isoformat(),
+        "personal_model_version": champion_version,
+    }
+    saved = SavedBlocks(
+        bs, {n: b.k for n, b in cfg.items()}, {n: b.kind for n, b in cfg.items()}, version, meta
+    )
+    run_id = None
+    if log_mlflow:
+        run_id = _log_run(ws, saved, len(lines), time.perf_counter() - t0)
+        saved.meta["run_id"] = run_id
+    path = save_blocks(saved, blocks_path(ws))
+    log.info(
+        "blocks %s fitted: %s", version, ", ".join(f"{n} ({k})" for n, k in saved.kinds.items())
+    )
+    return FitBlocksResult(
+        version=version,
+        path=str(path),
+        as_of=history.as_of.isoformat(),
+        blocks=dict(saved.kinds),
+        people=len(history.users),
+        items=history.catalog.size,
+        order_lines=len(lines),
+        personal_model_version=champion_version,
+        run_id=run_id,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _log_run(ws: Workspace, saved: Any, n_lines: int, seconds: float) -> str:
+    import mlflow
+    from cip.models import registry
+
+    registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
+    registry.ensure_experiment(EXPERIMENT, ws.mlflow_artifact_location)
+    h = saved.blocks.history
+    with mlflow.start_run(run_name=saved.version) as run:
+        params: dict[str, Any] = {"as_of": h.as_of.isoformat(), "version": saved.version}
+        for name, kind in saved.kinds.items():
+            params[f"{name}.kind"] = kind
+            params[f"{name}.k"] = saved.k[name]
+            for p, v in saved.blocks.blocks[name].get_params().items():
+                if p != "model":
+                    params[f"{name}.{p}"] = v
+        if saved.meta.get("personal_model_version"):
+            params["personal_model_version"] = saved.meta["personal_model_version"]
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(
+            {
+                "people": float(len(h.users)),
+                "items": float(h.catalog.size),
+                "order_lines": float(n_lines),
+                "orders": float(h.baskets.shape[0]),
+                "fit_seconds": float(seconds),
+            }
+        )
+        return run.info.run_id
+
+
+def load_saved_blocks(ws: Workspace) -> Any:
+    """The workspace's fitted blocks (:class:`cip.models.recommender.blocks.saved.SavedBlocks`)."""
+    from cip.models.recommender.blocks.saved import load_blocks
+
+    return load_blocks(blocks_path(ws))
+
+
+def _version(saved: Any) -> str:
+    pv = saved.meta.get("personal_model_version")
+    return saved.version if not pv else f"{saved.version}+{RECOMMENDER_MODEL}:{pv}"
+
+
+def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:
+    """``(unified_id, customer_id)`` of consenting, non-erased persons; and those without consent."""
+    with ws.open_store(read_only=True) as store:
+        if not store.has_table("profiles"):
+            raise DataError("no profiles table: run `cip unify` (identity) before `cip recommend`")
+        pcols = set(store.sql("SELECT * FROM profiles LIMIT 0").columns)
+        consent = (
+            "p.consent_personalization IS TRUE" if "consent_personalization" in pcols else "FALSE"
+        )
+        cust = "CAST(p.customer_id AS VARCHAR)" if "customer_id" in pcols else "NULL"
+        gone = (
+            "NOT EXISTS (SELECT 1 FROM erased x_ WHERE x_.unified_id = p.unified_id)"
+            if store.has_table("erased")
+            else "TRUE"
+        )
+        where, params = f"WHERE {gone}", []
+        if segment is not None:
+            if not store.has_table("segment_members"):
+                raise NotFoundError(f"segment {segment!r} is not built: run `cip segments build`")
+            n = store.sql("SELECT count(*) AS n FROM segment_members WHERE segment = ?", [segment])[
+                "n"
+            ].iloc[0]
+            if int(n) == 0:
+                raise NotFoundError(f"segment {segment!r} has no members (or is not built)")
+            where += (
+                " AND p.unified_id IN (SELECT unified_id FROM segment_members WHERE segment = ? "
+                "AND as_of = (SELECT max(as_of) FROM segment_members WHERE segment = ?))"
+            )
+            params = [segment, segment]
+        rows = store.sql(
+            f"SELECT CAST(p.unified_id AS VARCHAR) AS unified_id, {cust} AS customer_id, "
+            f"({consent}) AS ok FROM profiles p {where} ORDER BY p.unified_id",
+            params,
+        )
+    ok = rows["ok"].fillna(False).astype(bool).to_numpy()
+    return rows.loc[ok, ["unified_id", "customer_id"]].reset_index(drop=True), int((~ok).sum())
+
+
+def campaign_rows(
+    saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int = 4096
+) -> pd.DataFrame:
+    """One row per person: ``items, scores, sources, block, fallback, model_version``.
+
+    ``fallback`` names the first fallback tier that filled a place in the list
+    (``None``: the block's own candidates filled all ``n``). Persons whom the
+    rules leave nothing get no row.
+    """
+    if block not in saved.blocks.blocks:
+        raise NotFoundError(f"unknown block {block!r}; known: {', '.join(saved.names)}")
+    uids = people["unified_id"].astype(str).tolist()
+    recs = saved.blocks.recommend_many(block, uids, k=n, chunk=chunk)
+    if recs.empty:
+        return pd.DataFrame(
+            columns=[
+                "unified_id",
+                "customer_id",
+                "items",
+                "scores",
+                "sources",
+                "block",
+                "fallback",
+                "model_version",
+            ]
+        )
+    g = recs.groupby("user_id", sort=False)
+    out = pd.DataFrame(
+        {
+            "unified_id": list(g.groups.keys()),
+            "items": g["item_id"].agg(list).to_numpy(),
+            "scores": g["score"].agg(lambda s: [float(x) for x in s]).to_numpy(),
+            "sources": g["source"].agg(list).to_numpy(),
+        }
+    )
+    kind = saved.kinds.get(block, block)
+    out["fallback"] = [next((s for s in src if s != kind), None) for src in out["sources"]]
+    out["block"] = block
+    out["model_version"] = _version(saved)
+    cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
+    out.insert(1, "customer_id", cust.reindex(out["unified_id"]).to_numpy())
+    return out
+
+
+def _write(df: pd.DataFrame, out: Path, fmt: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            flat = df.copy()
+            for c in ("items", "scores", "sources"):
+                flat[c] = [
+                    " ".join(str(x) for x in v)
+                    if c != "scores"
+                    else " ".join(f"{x:.6g}" for x in v)
+                    for v in flat[c]
+                ]
+            flat.to_csv(tmp, index=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def recommend(
+    ws: Workspace,
+    block: str,
+    *,
+    segment: str | None = None,
+    all_people: bool = False,
+    n: int | None = None,
+    out: str | Path | None = None,
+    fmt: str | None = None,
+) -> tuple[CampaignResult, pd.DataFrame]:
+    """Top-``n`` of ``block`` per consenting person of ``segment`` (or everyone); write ``out``.
+
+    Returns the report and the rows (also written to ``out`` when given).
+    """
+    t0 = time.perf_counter()
+    if (segment is None) == (not all_people):
+        raise ConfigError("give --segment NAME or --all (one of them)")
+    saved = load_saved_blocks(ws)
+    if block not in saved.blocks.blocks:
+        raise NotFoundError(f"unknown block {block!r}; known: {', '.join(saved.names)}")
+    k = n or saved.k.get(block, 10)
+    if k < 1:
+        raise ConfigError(f"--n must be >= 1, not {k}")
+    path, form = None, None
+    if out is not None:
+        path = Path(out)
+        form = fmt or path.suffix.lower().lstrip(".")
+        if form not in FORMATS:
+            raise ConfigError(
+                f"cannot tell the format of {path.name}: use .parquet, .csv or .jsonl (or --format)"
+            )
+    people, no_consent = _people(ws, segment)
+    rows = campaign_rows(saved, people, block, k)
+    if path is not None:
+        _write(rows, path, form or "parquet")
+    fb = rows["fallback"].fillna("none").value_counts().to_dict() if len(rows) else {}
+    return (
+        CampaignResult(
+            path=str(path) if path else "",
+            format=form or "",
+            block=block,
+            n=int(k),
+            segment=segment,
+            candidates=len(people),
+            rows=len(rows),
+            no_consent=no_consent,
+            empty=len(people) - len(rows),
+            model_version=_version(saved),
+            seconds=time.perf_counter() - t0,
+            fallbacks={str(a): int(b) for a, b in fb.items()},
+        ),
+        rows,
+    )
+
+
+def forget_in_blocks(ws: Workspace, unified_ids: list[str]) -> int | None:
+    """Remove persons from the saved blocks (``cip forget``); None when no blocks are fitted."""
+    from cip.models.recommender.blocks.saved import forget_users, load_blocks, save_blocks
+
+    p = blocks_path(ws)
+    if not p.is_file() or not unified_ids:
+        return None if not p.is_file() else 0
+    saved = load_blocks(p)
+    n = forget_users(saved, [str(u) for u in unified_ids])
+    if n:
+        save_blocks(saved, p)
+    return n
