@@ -95,6 +95,8 @@ class ServingSettings(ServingOptions):
     reload_stamp: str
     #: Service log file (request ids, no identifiers); None: BentoML's logging only.
     log_path: str | None = None
+    #: The fitted recommendation blocks (``cip recommend fit-blocks``); None: no blocks.
+    blocks_path: str | None = None
 
     @classmethod
     def for_folder(cls, root: str | Path, **options: object) -> ServingSettings:
@@ -110,6 +112,7 @@ class ServingSettings(ServingOptions):
             erasure_journal=str(r / "serving" / "erasures.jsonl"),
             reload_stamp=str(r / "serving" / "reload.stamp"),
             log_path=str(r / "logs" / "serving.log"),
+            blocks_path=str(r / "models" / "blocks" / "blocks.pkl"),
             **options,  # type: ignore[arg-type]
         )
 

@@ -17,7 +17,6 @@ renamed into place.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -126,10 +125,8 @@ def fit_blocks(
     ws: Workspace, as_of: AsOf | None = None, *, log_mlflow: bool = True
 ) -> FitBlocksResult:
     """Fit the ``blocks:`` of ``cip.yaml`` on the store, save them, log the fit to MLflow."""
-    from cip.models.recommender.blocks import BlockSet, PersonalBlock, build_history, make_block
     from cip.models.recommender.blocks.inputs import block_inputs_from_store
-    from cip.models.recommender.blocks.rules import Rules
-    from cip.models.recommender.blocks.saved import SavedBlocks, save_blocks
+    from cip.models.recommender.blocks.saved import fit_named_blocks, save_blocks
 
     t0 = time.perf_counter()
     cfg = ws.config.blocks
@@ -139,47 +136,22 @@ def fit_blocks(
         lines, products, views = block_inputs_from_store(store, cut)
     if lines.empty:
         raise DataError("no completed order lines in the store: run `cip ingest` first")
-    history = build_history(lines, products, views, cut)
     champion, champion_version = (None, None)
     if any(b.kind == "personal" for b in cfg.values()):
         try:
             champion, champion_version = _champion_model(ws)
         except Exception as exc:  # registry trouble: the block fits its own ALS
             log.warning("champion recommender not loaded (%s); personal fits ALS", exc)
-    fitted: dict[str, Any] = {}
-    for name, b in cfg.items():
-        try:
-            if b.kind == "personal":
-                block = PersonalBlock(model=champion, **b.params)
-            else:
-                block = make_block(b.kind, **b.params)
-            fitted[name] = block.fit(history)
-        except ConfigError as exc:
-            raise ConfigError(f"blocks.{name}: {exc}") from None
-    rules = {n: Rules.from_dict(b.rules) for n, b in cfg.items()}
-    bs = BlockSet(history, fitted, rules)
-    for name in fitted:  # a rule naming a missing product field fails now, not per request
-        try:
-            bs._rule_arrays(bs.rules[name])
-        except ConfigError as exc:
-            raise ConfigError(f"blocks.{name}.rules: {exc}") from None
-        except DataError:
-            pass  # rules leaving nothing: a clear error per request
-    now = dt.datetime.now(dt.UTC)
-    version = f"blocks-{history.as_of:%Y%m%d}-{now:%Y%m%dT%H%M%S}"
-    meta = {
-        "as_of": history.as_of.isoformat(),
-        "fitted_at": now.isoformat(),
-        "personal_model_version": champion_version,
-    }
-    saved = SavedBlocks(
-        bs, {n: b.k for n, b in cfg.items()}, {n: b.kind for n, b in cfg.items()}, version, meta
-    )
+    spec = {n: b.model_dump() for n, b in cfg.items()}
+    saved = fit_named_blocks(lines, products, views, spec, cut, champion, champion_version)
+    history = saved.blocks.history
+    version = saved.version
     run_id = None
     if log_mlflow:
         run_id = _log_run(ws, saved, len(lines), time.perf_counter() - t0)
         saved.meta["run_id"] = run_id
     path = save_blocks(saved, blocks_path(ws))
+    _tell_services(ws)
     log.info(
         "blocks %s fitted: %s", version, ", ".join(f"{n} ({k})" for n, k in saved.kinds.items())
     )
@@ -412,4 +384,14 @@ def forget_in_blocks(ws: Workspace, unified_ids: list[str]) -> int | None:
     n = forget_users(saved, [str(u) for u in unified_ids])
     if n:
         save_blocks(saved, p)
+        _tell_services(ws)
     return n
+
+
+def _tell_services(ws: Workspace) -> None:
+    """Touch the reload stamp: running services load the new blocks within a second."""
+    from cip.pipelines.workflows.setup import serving_settings
+
+    stamp = Path(serving_settings(ws).reload_stamp)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.touch()

@@ -31,7 +31,14 @@ import scipy.sparse as sp
 from cip.models.recommender.blocks import BlockSet
 from cip.profiles.errors import DataError, NotFoundError
 
-__all__ = ["SavedBlocks", "save_blocks", "load_blocks", "forget_users", "FORMAT"]
+__all__ = [
+    "SavedBlocks",
+    "save_blocks",
+    "load_blocks",
+    "forget_users",
+    "fit_named_blocks",
+    "FORMAT",
+]
 
 #: Format tag of the file (checked on load).
 FORMAT = "cip-blocks/1"
@@ -142,3 +149,58 @@ def forget_users(saved: SavedBlocks, user_ids: list[str]) -> int:
     saved.meta["forgotten"] = int(saved.meta.get("forgotten", 0)) + len(rows)
     saved.meta["forgotten_at"] = dt.datetime.now(dt.UTC).isoformat()
     return int(len(rows))
+
+
+def fit_named_blocks(
+    lines: pd.DataFrame,
+    products: pd.DataFrame | None,
+    views: pd.DataFrame | None,
+    spec: dict[str, dict[str, Any]],
+    as_of: Any = None,
+    personal_model: Any = None,
+    personal_model_version: str | None = None,
+) -> SavedBlocks:
+    """Fit named blocks (``spec``: name -> ``{kind, k, params, rules}``) into a :class:`SavedBlocks`.
+
+    ``personal``-kind blocks use ``personal_model`` (the champion recommender) when
+    given, else fit their own ALS. A rule naming a product field that does not
+    exist fails here, naming the block.
+    """
+    from cip.models.recommender.blocks import PersonalBlock, build_history, make_block
+    from cip.models.recommender.blocks.rules import Rules
+    from cip.profiles.errors import ConfigError
+
+    history = build_history(lines, products, views, as_of)
+    fitted: dict[str, Any] = {}
+    rules: dict[str, Rules] = {}
+    for name, b in spec.items():
+        kind, params = b["kind"], dict(b.get("params") or {})
+        try:
+            if kind == "personal":
+                block = PersonalBlock(model=personal_model, **params)
+            else:
+                block = make_block(kind, **params)
+            fitted[name] = block.fit(history)
+            rules[name] = Rules.from_dict(b.get("rules") or {})
+        except ConfigError as exc:
+            raise ConfigError(f"blocks.{name}: {exc}") from None
+    bs = BlockSet(history, fitted, rules)
+    for name in fitted:
+        try:
+            bs._rule_arrays(bs.rules[name])
+        except ConfigError as exc:
+            raise ConfigError(f"blocks.{name}.rules: {exc}") from None
+        except DataError:
+            pass  # rules that leave nothing: a clear error per request
+    now = dt.datetime.now(dt.UTC)
+    return SavedBlocks(
+        bs,
+        {n: int(b.get("k", 10)) for n, b in spec.items()},
+        {n: str(b["kind"]) for n, b in spec.items()},
+        f"blocks-{history.as_of:%Y%m%d}-{now:%Y%m%dT%H%M%S}",
+        {
+            "as_of": history.as_of.isoformat(),
+            "fitted_at": now.isoformat(),
+            "personal_model_version": personal_model_version if personal_model else None,
+        },
+    )
