@@ -162,11 +162,12 @@ def test_forget_removes_the_person_from_the_saved_blocks(ws) -> None:
 
 
 def test_cip_forget_erases_the_person_from_the_saved_blocks(privacy_world) -> None:
+    from cip.pipelines.api import Workspace
     from cip.pipelines.workflows.blocks import load_saved_blocks
 
     from tests._privacy_world import pick_person
 
-    w = privacy_world
+    w = Workspace.open(privacy_world.root)
     w.fit_blocks()
     person = pick_person(w)
     saved = load_saved_blocks(w)
