@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from cip.pipelines.workflows.results import AsOf
 from cip.pipelines.workspace import Workspace
@@ -211,7 +212,7 @@ def _version(saved: Any) -> str:
     return saved.version if not pv else f"{saved.version}+{RECOMMENDER_MODEL}:{pv}"
 
 
-def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:
+def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:  # noqa: D401
     """``(unified_id, customer_id)`` of consenting, non-erased persons; and those without consent."""
     with ws.open_store(read_only=True) as store:
         if not store.has_table("profiles"):
@@ -249,48 +250,83 @@ def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:
     return rows.loc[ok, ["unified_id", "customer_id"]].reset_index(drop=True), int((~ok).sum())
 
 
+_FORKED: dict[str, Any] = {}
+
+
+def _part(bounds: tuple[int, int]) -> pd.DataFrame:
+    """One worker's share of :func:`campaign_rows` (the state was inherited by fork)."""
+    saved, people, block, n, chunk = _FORKED["args"]
+    return _rows(saved, people.iloc[bounds[0] : bounds[1]], block, n, chunk)
+
+
 def campaign_rows(
-    saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int = 4096
+    saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int = 1024, workers: int = 1
 ) -> pd.DataFrame:
     """One row per person: ``items, scores, sources, block, fallback, model_version``.
 
     ``fallback`` names the first fallback tier that filled a place in the list
     (``None``: the block's own candidates filled all ``n``). Persons whom the
-    rules leave nothing get no row.
+    rules leave nothing get no row. ``workers`` > 1 splits the persons over
+    forked processes (POSIX only; the fitted blocks are shared copy-on-write).
     """
     if block not in saved.blocks.blocks:
         raise NotFoundError(f"unknown block {block!r}; known: {', '.join(saved.names)}")
+    workers = max(1, min(int(workers), len(people) // max(chunk, 1) or 1))
+    if workers == 1 or "fork" not in __import__("multiprocessing").get_all_start_methods():
+        return _rows(saved, people, block, n, chunk)
+    import multiprocessing as mp
+
+    edges = np.linspace(0, len(people), workers + 1).astype(int)
+    _FORKED["args"] = (saved, people, block, n, chunk)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_part, list(zip(edges[:-1], edges[1:], strict=True)))
+    finally:
+        _FORKED.clear()
+    return pd.concat(parts, ignore_index=True)
+
+
+_COLUMNS = [
+    "unified_id",
+    "customer_id",
+    "items",
+    "scores",
+    "sources",
+    "block",
+    "fallback",
+    "model_version",
+]
+
+
+def _rows(saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int) -> pd.DataFrame:
     uids = people["unified_id"].astype(str).tolist()
     recs = saved.blocks.recommend_many(block, uids, k=n, chunk=chunk)
     if recs.empty:
-        return pd.DataFrame(
-            columns=[
-                "unified_id",
-                "customer_id",
-                "items",
-                "scores",
-                "sources",
-                "block",
-                "fallback",
-                "model_version",
-            ]
-        )
-    g = recs.groupby("user_id", sort=False)
-    out = pd.DataFrame(
+        return pd.DataFrame(columns=_COLUMNS)
+    # rows come per person in request order, rank 1..m: split at every rank 1
+    starts = np.flatnonzero(recs["rank"].to_numpy() == 1)
+    cuts = starts[1:]
+    items = [a.tolist() for a in np.split(recs["item_id"].to_numpy(dtype=object), cuts)]
+    scores = [a.tolist() for a in np.split(recs["score"].to_numpy(dtype=np.float64), cuts)]
+    srcs = np.split(recs["source"].to_numpy(dtype=object), cuts)
+    kind = saved.kinds.get(block, block)
+    own = recs["source"].to_numpy(dtype=object) == kind
+    first_other = np.split(~own, cuts)
+    fallback = [s[f.argmax()] if f.any() else None for s, f in zip(srcs, first_other, strict=True)]
+    persons = recs["user_id"].to_numpy(dtype=object)[starts]
+    cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
+    return pd.DataFrame(
         {
-            "unified_id": list(g.groups.keys()),
-            "items": g["item_id"].agg(list).to_numpy(),
-            "scores": g["score"].agg(lambda s: [float(x) for x in s]).to_numpy(),
-            "sources": g["source"].agg(list).to_numpy(),
+            "unified_id": persons,
+            "customer_id": cust.reindex(persons).to_numpy(),
+            "items": items,
+            "scores": scores,
+            "sources": [a.tolist() for a in srcs],
+            "block": block,
+            "fallback": fallback,
+            "model_version": _version(saved),
         }
     )
-    kind = saved.kinds.get(block, block)
-    out["fallback"] = [next((s for s in src if s != kind), None) for src in out["sources"]]
-    out["block"] = block
-    out["model_version"] = _version(saved)
-    cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
-    out.insert(1, "customer_id", cust.reindex(out["unified_id"]).to_numpy())
-    return out
 
 
 def _write(df: pd.DataFrame, out: Path, fmt: str) -> None:
