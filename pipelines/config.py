@@ -192,6 +192,13 @@ class ModelsConfig(_Model):
     reasons: Literal["path", "shap"] = "path"
 
 
+class RecommendColumn(_Model):
+    """``recommend: {block, n}`` of an export: a ``recommended_items`` column from a block."""
+
+    block: str
+    n: int = Field(6, ge=1, le=100)
+
+
 class SegmentExport(_Model):
     """One file ``cip run`` writes after each segment build (``segments.exports``)."""
 
@@ -200,6 +207,8 @@ class SegmentExport(_Model):
     format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
     purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
     changes: Literal["entered", "exited"] | None = None  # only entries / exits
+    #: add the top-n of a block (from ``blocks:``) per member, personalisation consent only
+    recommend: RecommendColumn | None = None
 
     @model_validator(mode="after")
     def _format(self) -> SegmentExport:
@@ -417,6 +426,12 @@ class CIPConfig(_Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate source names: {dup}")
+        for e in self.segments.exports:
+            if e.recommend is not None and e.recommend.block not in self.blocks:
+                raise ValueError(
+                    f"segments.exports ({e.segment}).recommend.block: unknown block "
+                    f"{e.recommend.block!r}; blocks: {', '.join(self.blocks)}"
+                )
         try:
             check_triggers(self.triggers, self.destinations)
         except ConfigError as exc:

@@ -181,3 +181,18 @@ def test_cip_forget_erases_the_person_from_the_saved_blocks(privacy_world) -> No
     assert not (saved.blocks.history.purchases["u"] == row).any()
     r = saved.blocks.recommend("buy_again", user_id=person.unified_id, k=3)
     assert "buy_again" not in set(r.sources)  # served as an unknown person
+
+
+def test_segment_export_carries_recommended_items_for_consenting_members(ws) -> None:
+    from cip.activation import export_segment
+    from cip.pipelines.workflows.blocks import recommender_for
+
+    out = ws.root / "exports" / "at_risk.jsonl"
+    with ws.open_store() as store:
+        rec = recommender_for(ws, store, "again", 2)
+        rep = export_segment(store, "at_risk", out, "jsonl", recommend=rec)
+    rows = {r["unified_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rep.exported == len(rows) and "U01" in rows and "U03" in rows
+    assert len(rows["U01"]["recommended_items"]) == 2
+    assert set(rows["U01"]["recommended_items"]) <= {"a1", "a2", "a3"}
+    assert rows["U03"]["recommended_items"] is None  # no consent to personalisation

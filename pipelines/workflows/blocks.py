@@ -43,6 +43,7 @@ __all__ = [
     "forget_in_blocks",
     "campaign_rows",
     "recommend",
+    "recommender_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -212,40 +213,42 @@ def _version(saved: Any) -> str:
     return saved.version if not pv else f"{saved.version}+{RECOMMENDER_MODEL}:{pv}"
 
 
-def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:  # noqa: D401
+def _people(ws: Workspace, segment: str | None) -> tuple[pd.DataFrame, int]:
     """``(unified_id, customer_id)`` of consenting, non-erased persons; and those without consent."""
     with ws.open_store(read_only=True) as store:
-        if not store.has_table("profiles"):
-            raise DataError("no profiles table: run `cip unify` (identity) before `cip recommend`")
-        pcols = set(store.sql("SELECT * FROM profiles LIMIT 0").columns)
-        consent = (
-            "p.consent_personalization IS TRUE" if "consent_personalization" in pcols else "FALSE"
+        return _people_in(store, segment)
+
+
+def _people_in(store: Any, segment: str | None) -> tuple[pd.DataFrame, int]:
+    if not store.has_table("profiles"):
+        raise DataError("no profiles table: run `cip unify` (identity) before `cip recommend`")
+    pcols = set(store.sql("SELECT * FROM profiles LIMIT 0").columns)
+    consent = "p.consent_personalization IS TRUE" if "consent_personalization" in pcols else "FALSE"
+    cust = "CAST(p.customer_id AS VARCHAR)" if "customer_id" in pcols else "NULL"
+    gone = (
+        "NOT EXISTS (SELECT 1 FROM erased x_ WHERE x_.unified_id = p.unified_id)"
+        if store.has_table("erased")
+        else "TRUE"
+    )
+    where, params = f"WHERE {gone}", []
+    if segment is not None:
+        if not store.has_table("segment_members"):
+            raise NotFoundError(f"segment {segment!r} is not built: run `cip segments build`")
+        n = store.sql("SELECT count(*) AS n FROM segment_members WHERE segment = ?", [segment])[
+            "n"
+        ].iloc[0]
+        if int(n) == 0:
+            raise NotFoundError(f"segment {segment!r} has no members (or is not built)")
+        where += (
+            " AND p.unified_id IN (SELECT unified_id FROM segment_members WHERE segment = ? "
+            "AND as_of = (SELECT max(as_of) FROM segment_members WHERE segment = ?))"
         )
-        cust = "CAST(p.customer_id AS VARCHAR)" if "customer_id" in pcols else "NULL"
-        gone = (
-            "NOT EXISTS (SELECT 1 FROM erased x_ WHERE x_.unified_id = p.unified_id)"
-            if store.has_table("erased")
-            else "TRUE"
-        )
-        where, params = f"WHERE {gone}", []
-        if segment is not None:
-            if not store.has_table("segment_members"):
-                raise NotFoundError(f"segment {segment!r} is not built: run `cip segments build`")
-            n = store.sql("SELECT count(*) AS n FROM segment_members WHERE segment = ?", [segment])[
-                "n"
-            ].iloc[0]
-            if int(n) == 0:
-                raise NotFoundError(f"segment {segment!r} has no members (or is not built)")
-            where += (
-                " AND p.unified_id IN (SELECT unified_id FROM segment_members WHERE segment = ? "
-                "AND as_of = (SELECT max(as_of) FROM segment_members WHERE segment = ?))"
-            )
-            params = [segment, segment]
-        rows = store.sql(
-            f"SELECT CAST(p.unified_id AS VARCHAR) AS unified_id, {cust} AS customer_id, "
-            f"({consent}) AS ok FROM profiles p {where} ORDER BY p.unified_id",
-            params,
-        )
+        params = [segment, segment]
+    rows = store.sql(
+        f"SELECT CAST(p.unified_id AS VARCHAR) AS unified_id, {cust} AS customer_id, "
+        f"({consent}) AS ok FROM profiles p {where} ORDER BY p.unified_id",
+        params,
+    )
     ok = rows["ok"].fillna(False).astype(bool).to_numpy()
     return rows.loc[ok, ["unified_id", "customer_id"]].reset_index(drop=True), int((~ok).sum())
 
@@ -327,6 +330,25 @@ def _rows(saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int) -> p
             "model_version": _version(saved),
         }
     )
+
+
+def recommender_for(ws: Workspace, store: Any, block: str, n: int) -> Any:
+    """``unified ids -> top-n item ids`` of ``block`` for segment exports.
+
+    Only persons with personalisation consent (as for ``cip recommend``) get items.
+    """
+    saved = load_saved_blocks(ws)
+    if block not in saved.blocks.blocks:
+        raise NotFoundError(f"unknown block {block!r}; known: {', '.join(saved.names)}")
+    consenting, _ = _people_in(store, None)
+    allowed = consenting.set_index("unified_id")
+
+    def recommend(uids: list[str]) -> dict[str, list[str]]:
+        people = allowed.reindex([u for u in uids if u in allowed.index]).reset_index()
+        rows = campaign_rows(saved, people, block, n)
+        return dict(zip(rows["unified_id"], rows["items"], strict=True))
+
+    return recommend
 
 
 def _write(df: pd.DataFrame, out: Path, fmt: str) -> None:
