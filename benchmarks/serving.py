@@ -341,7 +341,9 @@ def main() -> None:
             report["blocks_fit_s"] = round(time.perf_counter() - t0, 1)
             with Workspace.open(root).open_store(read_only=True) as st:
                 its = st.sql("SELECT item_id FROM products WHERE in_stock")["item_id"]
-            items_file.write_text("\n".join(its.astype(str).sample(2000, random_state=0)))
+            items_file.write_text(
+                "\n".join(its.astype(str).sample(min(2000, len(its)), random_state=0))
+            )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = serve(root, port, args.workers, Path(tmp) / "serve.log")
