@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -222,8 +222,13 @@ def export_segment(
     purpose: Literal["email", "sms", "push"] | None = None,
     as_of: Any = None,
     columns: Sequence[str] | None = None,
+    recommend: Callable[[list[str]], dict[str, list[str]]] | None = None,
 ) -> ExportReport:
     """Write the releasable members (or entries/exits) of a segment to ``path``.
+
+    ``recommend`` (unified ids -> item ids) adds a ``recommended_items`` column
+    (a list; null for a person it has nothing for, e.g. without consent to
+    personalisation); the caller decides the block and the consent rule.
 
     Rows carry ``segment, as_of, unified_id, customer_id``, the purpose's
     contact identifier (``email``, ``phone``; ``customer_id`` for push),
@@ -250,6 +255,12 @@ def export_segment(
     purp = _purpose(name, purpose, built_purpose)
     select, params, counts_sql, _ = member_rows_sql(store, name, ts, purp, changes, cols)
     table = store.arrow(select + " ORDER BY m.unified_id", params)
+    if recommend is not None:
+        uids = [str(u) for u in table.column("unified_id").to_pylist()]
+        got = recommend(uids) if uids else {}
+        table = table.append_column(
+            "recommended_items", pa.array([got.get(u) for u in uids], pa.list_(pa.string()))
+        )
     counts = store.sql(counts_sql, params).iloc[0]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,9 +63,20 @@ async def run(args: argparse.Namespace) -> dict:
     lat_send = np.full(total, np.nan)
     status = np.zeros(total, np.int32)
 
+    extra = json.loads(args.extra) if args.extra else {}
+    items = []
+    if args.item_ids:
+        with open(args.item_ids) as fh:
+            items = [line.strip() for line in fh if line.strip()]
+
     def body() -> bytes:
         if args.batch > 1:
             return json.dumps({"customer_ids": rng.sample(ids, args.batch)}).encode()
+        if extra:  # a block request: k from the block unless given, context items if any
+            doc = {"customer_id": rng.choice(ids), **extra}
+            if items:
+                doc["items"] = [rng.choice(items)]
+            return json.dumps(doc).encode()
         return json.dumps({"customer_id": rng.choice(ids), "n": args.n}).encode()
 
     async def worker() -> None:
@@ -138,6 +149,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", default=None, help="JSON merged into each body (block requests).")
+    ap.add_argument("--item-ids", default=None, help="File of item ids: one context item each.")
     print(json.dumps(asyncio.run(run(ap.parse_args()))))
 
 

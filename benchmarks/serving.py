@@ -13,6 +13,13 @@
 3. Measures the same calls in-process (the service's decision function and the
    bare model call), to show what HTTP adds.
 
+With ``--blocks personal,bought_together,...`` the workspace's blocks are fitted
+(``cip recommend fit-blocks``, one block per kind) and each block is loaded at
+``--rate`` for ``--seconds`` with rules on (``in_stock_only``,
+``max_per_category=3``; a random in-stock context item for ``similar``,
+``bought_together`` and ``upsell``); issue N's target: p99 <= 10 ms at 500 req/s
+per block with 2 workers.
+
 Targets (issue F): /recommend p50 <= 5 ms and p99 <= 20 ms at 300 req/s for
 60 s with zero errors; /score for 100 customers p99 <= 50 ms.
 """
@@ -190,8 +197,19 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def load(
-    url: str, key: str, ids: Path, path: str, rate: float, seconds: float, batch: int = 1
+    url: str,
+    key: str,
+    ids: Path,
+    path: str,
+    rate: float,
+    seconds: float,
+    batch: int = 1,
+    extra: dict | None = None,
+    item_ids: Path | None = None,
 ) -> dict:
+    more = [] if extra is None else ["--extra", json.dumps(extra)]
+    if item_ids is not None:
+        more += ["--item-ids", str(item_ids)]
     out = subprocess.run(
         [
             sys.executable,
@@ -211,6 +229,7 @@ def load(
             str(seconds),
             "--batch",
             str(batch),
+            *more,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -276,6 +295,12 @@ def main() -> None:
     ap.add_argument("--ladder-seconds", type=float, default=10)
     ap.add_argument("--out", default=None)
     ap.add_argument(
+        "--blocks",
+        default=None,
+        help="Also load /recommend with these blocks (comma-separated kinds, rules on), "
+        "--rate for --seconds each, after `cip recommend fit-blocks` on the workspace.",
+    )
+    ap.add_argument(
         "--keep",
         default=None,
         help="Workspace folder to build once and reuse (default: a temporary one).",
@@ -306,10 +331,49 @@ def main() -> None:
         ids = customers_file
         report["in_process"] = in_process(root, customers)
         print(json.dumps({"in_process": report["in_process"]}), flush=True)
+        blocks = [b for b in (args.blocks or "").split(",") if b]
+        items_file = root / "bench_items.txt"
+        if blocks:
+            from cip.pipelines.api import Workspace
+
+            t0 = time.perf_counter()
+            Workspace.open(root).fit_blocks()
+            report["blocks_fit_s"] = round(time.perf_counter() - t0, 1)
+            with Workspace.open(root).open_store(read_only=True) as st:
+                its = st.sql("SELECT item_id FROM products WHERE in_stock")["item_id"]
+            items_file.write_text(
+                "\n".join(its.astype(str).sample(min(2000, len(its)), random_state=0))
+            )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = serve(root, port, args.workers, Path(tmp) / "serve.log")
         try:
+            if blocks:
+                report["blocks"] = {}
+                rules = {"in_stock_only": True, "max_per_category": 3}
+                for b in blocks:
+                    extra = {"block": b, "rules": rules}
+                    ctx = items_file if b in ("similar", "bought_together", "upsell") else None
+                    load(url, shop_key, ids, "/recommend", 100, 3, extra=extra, item_ids=ctx)
+                    r = load(
+                        url, shop_key, ids, "/recommend", args.rate, args.seconds, 1, extra, ctx
+                    )
+                    report["blocks"][b] = r
+                    print(
+                        json.dumps(
+                            {
+                                "block": b,
+                                "achieved": r["achieved_rate"],
+                                "errors": r["errors"],
+                                **r["latency_ms"],
+                            }
+                        ),
+                        flush=True,
+                    )
+                print(json.dumps(report, indent=1))
+                if args.out:
+                    Path(args.out).write_text(json.dumps(report, indent=1))
+                return
             load(url, shop_key, ids, "/recommend", 100, 5)  # warm-up
             report["recommend_sustained"] = load(
                 url, shop_key, ids, "/recommend", args.rate, args.seconds

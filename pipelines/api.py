@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cip.pipelines.workflows import activation, data, modeling, privacy
+from cip.pipelines.workflows import activation, blocks, data, modeling, privacy
 from cip.pipelines.workflows.results import (
     AsOf,
     ChampionChange,
@@ -51,6 +51,7 @@ from cip.pipelines.workspace import Workspace as _WorkspaceFolder
 from cip.profiles.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from cip.activation import BuildReport, ExportReport
     from cip.models.clv import CLVTrainResult
     from cip.models.scoring import ScoreResult
@@ -210,6 +211,35 @@ class Workspace(_WorkspaceFolder):
         """Score every profile with the champion models into ``scores`` (and ``out``)."""
         path = None if out is None else Path(out)
         return modeling.score(self, as_of, out=path, reasons=reasons, progress=progress)
+
+    # -- recommendation blocks -----------------------------------------------------
+    def fit_blocks(self, as_of: AsOf | None = None) -> blocks.FitBlocksResult:
+        """Fit the named blocks of ``cip.yaml`` (``blocks:``) on the store and save them.
+
+        The saved blocks serve ``/recommend`` with ``"block"`` and :meth:`recommend`;
+        the fit is logged to MLflow (experiment ``cip-blocks``).
+        """
+        return blocks.fit_blocks(self, None if as_of is None else to_date(as_of))
+
+    def recommend(
+        self,
+        block: str = "personal",
+        *,
+        segment: str | None = None,
+        all_people: bool = False,
+        n: int | None = None,
+        out: str | Path | None = None,
+        fmt: str | None = None,
+    ) -> tuple[blocks.CampaignResult, pd.DataFrame]:
+        """Top-``n`` of ``block`` per consenting person of ``segment`` (or ``all_people``).
+
+        Returns the report and the rows (``unified_id, customer_id, items, scores,
+        sources, block, fallback, model_version``); ``out`` (``.parquet``, ``.csv``,
+        ``.jsonl``) also writes them, atomically.
+        """
+        return blocks.recommend(
+            self, block, segment=segment, all_people=all_people, n=n, out=out, fmt=fmt
+        )
 
     @property
     def models(self) -> Models:

@@ -30,6 +30,7 @@ from cip.pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_identity,
     cmd_models,
     cmd_privacy,
+    cmd_recommend,
     cmd_recommender,
     cmd_retention,
     cmd_run,

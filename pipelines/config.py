@@ -62,6 +62,9 @@ __all__ = [
     "expand_env",
     "CsvOptions",
     "SegmentsConfig",
+    "BlockConfig",
+    "BLOCK_KINDS",
+    "default_blocks",
     "SegmentExport",
 ]
 
@@ -212,6 +215,13 @@ class ModelsConfig(_Model):
         return {"train": v} if isinstance(v, bool) else v
 
 
+class RecommendColumn(_Model):
+    """``recommend: {block, n}`` of an export: a ``recommended_items`` column from a block."""
+
+    block: str
+    n: int = Field(6, ge=1, le=100)
+
+
 class SegmentExport(_Model):
     """One file ``cip run`` writes after each segment build (``segments.exports``)."""
 
@@ -231,6 +241,8 @@ class SegmentExport(_Model):
             "clv_model_version",
         ]
     ] = Field(default_factory=list)
+    #: add the top-n of a block (from ``blocks:``) per member, personalisation consent only
+    recommend: RecommendColumn | None = None
 
     @model_validator(mode="after")
     def _format(self) -> SegmentExport:
@@ -323,6 +335,68 @@ class RecommenderConfig(_Model):
         return v
 
 
+#: Block kinds (``models.recommender.blocks.BLOCKS``), in their default order.
+BLOCK_KINDS = (
+    "personal",
+    "similar",
+    "bought_together",
+    "buy_again",
+    "popular",
+    "trending",
+    "recently_viewed",
+    "upsell",
+)
+
+
+class BlockConfig(_Model):
+    """One named recommendation block (``blocks.<name>``): its kind, size, parameters, rules."""
+
+    kind: Literal[
+        "personal",
+        "similar",
+        "bought_together",
+        "buy_again",
+        "popular",
+        "trending",
+        "recently_viewed",
+        "upsell",
+    ]
+    k: int = Field(10, ge=1, le=100)
+    #: the kind's hyperparameters (e.g. ``half_life_days`` of ``buy_again``)
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: default rules (``models.recommender.blocks.Rules``); requests add theirs on top
+    rules: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_blocks() -> dict[str, BlockConfig]:
+    """One block per kind, named after it (used when ``blocks:`` is absent)."""
+    return {k: BlockConfig(kind=k) for k in BLOCK_KINDS}  # type: ignore[arg-type]
+
+
+def _check_blocks(blocks: dict[str, BlockConfig]) -> None:
+    """Names, parameters and rules of ``blocks:``; errors name the block and the key."""
+    from cip.models.recommender.blocks import BLOCKS, Rules
+
+    for name, b in blocks.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
+            raise ValueError(
+                f"blocks.{name}: a block name is a letter then letters, digits, _ or - (max 64)"
+            )
+        known = BLOCKS[b.kind]._param_names()
+        if b.kind == "personal":
+            known = [p for p in known if p != "model"]
+        for p in b.params:
+            if p not in known:
+                raise ValueError(
+                    f"blocks.{name}.params.{p}: unknown parameter of a {b.kind} block "
+                    f"(known: {', '.join(known) or 'none'})"
+                )
+        try:
+            Rules.from_dict(b.rules)
+        except (ConfigError, TypeError) as exc:
+            raise ValueError(f"blocks.{name}.rules: {exc}") from None
+
+
 class RunConfig(_Model):
     """``run:`` section: what ``cip run`` does besides ingest, unify, features, score, segments."""
 
@@ -347,6 +421,8 @@ class CIPConfig(_Model):
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    #: named recommendation blocks (default: one block per kind, named after it)
+    blocks: dict[str, BlockConfig] = Field(default_factory=default_blocks)
     run: RunConfig = Field(default_factory=RunConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     retention: dict[str, int] = Field(default_factory=dict)  # see profiles.retention
@@ -362,6 +438,14 @@ class CIPConfig(_Model):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("blocks")
+    @classmethod
+    def _blocks(cls, v: dict[str, BlockConfig]) -> dict[str, BlockConfig]:
+        if not v:
+            raise ValueError("give at least one block (or leave blocks: out for the defaults)")
+        _check_blocks(v)
+        return v
+
     @field_validator("retention")
     @classmethod
     def _retention(cls, v: dict[str, int]) -> dict[str, int]:
@@ -376,6 +460,12 @@ class CIPConfig(_Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate source names: {dup}")
+        for e in self.segments.exports:
+            if e.recommend is not None and e.recommend.block not in self.blocks:
+                raise ValueError(
+                    f"segments.exports ({e.segment}).recommend.block: unknown block "
+                    f"{e.recommend.block!r}; blocks: {', '.join(self.blocks)}"
+                )
         try:
             check_triggers(self.triggers, self.destinations)
         except ConfigError as exc:

@@ -12,6 +12,10 @@ Strategy of ``recommend`` (the first that applies):
 4. nothing known -> ``popular`` (per category when one is given).
 
 If the model could only backfill popular items, the answer says ``popular``.
+
+A request naming a ``block`` is answered by that fitted block
+(:func:`recommend_block`) instead: strategy ``block``, the block's name, the
+first fallback tier that filled a place, and each item's source.
 Filters (catalog, category, in stock, already purchased) never cost ``n``:
 the model is asked for more than ``n`` and, if filtering still leaves fewer,
 asked again with the exact allow-list, so ``n`` items come back whenever the
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.models.recommender import Ranked
+from cip.profiles.errors import ConfigError, NotFoundError
 from cip.serving.catalog import Snapshot
 from cip.serving.events import SESSION_EVENTS, ValidEvent
 from cip.serving.schemas import (
@@ -43,7 +48,7 @@ from cip.serving.schemas import (
 from cip.serving.session_store import SessionStore
 from cip.serving.state import ServingState
 
-__all__ = ["recommend", "similar_items", "score", "session_updates"]
+__all__ = ["recommend", "recommend_block", "similar_items", "score", "session_updates"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,10 @@ def recommend(
     state: ServingState, sessions: SessionStore, req: RecommendRequest, max_history: int = 50
 ) -> RecommendResponse:
     """Recommendations for one visitor (see the module docstring for the strategy)."""
+    if req.block is not None:
+        return recommend_block(state, sessions, req, max_history)
+    if req.items or req.k is not None or req.rules is not None:
+        raise ConfigError('items, k and rules apply to a block: give "block" too')
     snap, er, model = state.snapshot, state.erasure, state.champion.model
     n, cat, stock = req.n, req.category, req.in_stock_only
     snap.candidates(cat, stock)  # a bad category is a 400 whatever the strategy
@@ -205,6 +214,88 @@ def recommend(
         return _response(ids, scores, "popular" if filled else kind, state)
     ids, scores = _popular(state, n, cat, stock, exclude)
     return _response(ids, scores, "popular", state)
+
+
+def _person(
+    state: ServingState, sessions: SessionStore, req: RecommendRequest
+) -> tuple[str | None, list[tuple[str, str]], bool]:
+    """``(unified id or None, visitor keys, personalisation allowed)`` of a request."""
+    snap, er = state.snapshot, state.erasure
+    erased = er.is_erased("customer_id", req.customer_id) or er.is_erased(
+        "anonymous_id", req.anonymous_id
+    )
+    uid = None if erased else snap.person(req.customer_id, req.anonymous_id)
+    if uid is not None and er.is_erased("unified_id", uid):
+        erased, uid = True, None
+    visitors = [
+        (k, v)
+        for k, v in (("anonymous_id", req.anonymous_id), ("customer_id", req.customer_id))
+        if v
+    ]
+    allowed = not erased
+    if allowed:
+        said = sessions.consent(visitors, "personalization") if visitors else None
+        allowed = said if said is not None else snap.personalization_allowed(uid)
+    return uid, visitors, allowed
+
+
+def recommend_block(
+    state: ServingState, sessions: SessionStore, req: RecommendRequest, max_history: int = 50
+) -> RecommendResponse:
+    """One fitted block's answer (``req.block``), under its rules and the request's.
+
+    The person's history is used only with personalisation allowed (consent, not
+    erased); otherwise the request is anonymous (context items only). Without
+    ``items``, the visitor's session items (``/events``, ``recent_items``) are the
+    context. ``n``, ``in_stock_only`` and ``exclude_purchased`` count when sent
+    explicitly (``k`` and ``rules`` win over them).
+
+    Raises:
+        NotFoundError: no blocks are fitted, or the block is unknown (names the known ones).
+        NoCandidatesError: the rules leave no item (a 400 naming the rule).
+    """
+    saved = state.blocks
+    if saved is None:
+        raise NotFoundError("no recommendation blocks are fitted: run `cip recommend fit-blocks`")
+    name = req.block
+    if name not in saved.blocks.blocks:
+        raise NotFoundError(f"unknown block {name!r}; known blocks: {', '.join(saved.names)}")
+    given = req.model_fields_set
+    k = req.k or (req.n if "n" in given else saved.k.get(name, 10))
+    rules = {} if req.rules is None else req.rules.model_dump(exclude_none=True)
+    for f in ("in_stock_only", "exclude_purchased"):
+        if f in given and f not in rules:
+            rules[f] = getattr(req, f)
+    uid, visitors, allowed = _person(state, sessions, req)
+    items = list(req.items)
+    if not items and allowed:
+        session = sessions.recent_items(visitors, max_history) if visitors else []
+        items = [*req.recent_items[:max_history], *session][-max_history:]
+    if req.category is not None and state.snapshot.has_catalog:
+        state.snapshot.candidates(req.category, False)  # an unknown category: 400 as elsewhere
+    res = saved.blocks.recommend(
+        name,
+        user_id=uid if allowed else None,
+        items=items,
+        k=int(k),
+        rules=rules or None,
+        category=req.category,
+    )
+    kind = saved.kinds.get(name, name)
+    sources = [str(x) for x in res.sources]
+    fallback = next((x for x in sources if x != kind), None)
+    pv = saved.meta.get("personal_model_version")
+    version = saved.version if not pv else f"{saved.version}+{state.champion.name}:{pv}"
+    return RecommendResponse(
+        items=[
+            ScoredItem(item_id=str(i), score=float(s), source=src)
+            for i, s, src in zip(res.item_ids, res.scores, sources, strict=True)
+        ],
+        strategy="block",
+        model_version=version,
+        block=name,
+        fallback=fallback,
+    )
 
 
 def similar_items(state: ServingState, req: SimilarItemsRequest) -> SimilarItemsResponse:

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_IDS",
     "MAX_N",
     "MAX_EVENTS",
+    "BlockRules",
     "RecommendRequest",
     "RecommendResponse",
     "ScoredItem",
@@ -78,8 +79,40 @@ Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=MA
 Text = Annotated[str, Field(max_length=MAX_LEN)]
 
 
+Names = Annotated[list[Text], Field(max_length=MAX_IDS)]
+
+
+class BlockRules(_In):
+    """Business rules of one request, merged over the block's rules from ``cip.yaml``.
+
+    A field given here replaces the block's (``exclude_items`` lists are joined).
+    """
+
+    include_tags: Names | None = None
+    exclude_tags: Names | None = None
+    include_brands: Names | None = None
+    exclude_brands: Names | None = None
+    include_categories: Names | None = None
+    exclude_categories: Names | None = None
+    min_price: float | None = Field(None, ge=0)
+    max_price: float | None = Field(None, ge=0)
+    in_stock_only: bool | None = None
+    exclude_purchased: bool | None = None
+    exclude_items: Annotated[list[Id], Field(max_length=MAX_IDS)] | None = None
+    max_per_category: int | None = Field(None, ge=1, le=MAX_N)
+    boost_field: Text | None = None
+    boost_weight: float | None = Field(None, gt=-1)
+
+
 class RecommendRequest(_In):
-    """Who to recommend for; nothing known gives popular items."""
+    """Who to recommend for; nothing known gives popular items.
+
+    With ``block`` (a block name from ``blocks:`` in ``cip.yaml``) the block
+    answers: ``items`` are the page's context items (product page, cart), ``k``
+    the number wanted (default: the block's ``k``; ``n`` when given) and
+    ``rules`` apply on top of the block's rules. Without ``block``, ``items``,
+    ``k`` and ``rules`` are not accepted.
+    """
 
     customer_id: Id | None = None
     anonymous_id: Id | None = None
@@ -88,17 +121,28 @@ class RecommendRequest(_In):
     exclude_purchased: bool = True
     category: Text | None = None
     in_stock_only: bool = True
+    block: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    items: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
+    k: int | None = Field(None, ge=1, le=MAX_N)
+    rules: BlockRules | None = None
 
 
 class ScoredItem(_Out):
     item_id: str
     score: float
+    #: block answers only: the tier that scored the item (the block's kind or a fallback)
+    source: str | None = None
 
 
 class RecommendResponse(_Out):
     items: list[ScoredItem]
-    strategy: Literal["personalized", "session", "popular"]
+    strategy: Literal["personalized", "session", "popular", "block"]
     model_version: str | None = None
+    #: block answers only: the block asked for
+    block: str | None = None
+    #: block answers only: the first fallback that filled a place
+    #: (``popular_category``, ``popular``, ``catalogue``), null when the block filled all
+    fallback: str | None = None
 
 
 class SimilarItemsRequest(_In):

@@ -99,6 +99,8 @@ class ServingSettings(ServingOptions):
     log_path: str | None = None
     #: The publishable (``browser``) key the demo storefront uses; made by ``cip serve --demo``.
     web_demo_key: str | None = None
+    #: The fitted recommendation blocks (``cip recommend fit-blocks``); None: no blocks.
+    blocks_path: str | None = None
 
     @classmethod
     def for_folder(cls, root: str | Path, **options: object) -> ServingSettings:
@@ -114,6 +116,7 @@ class ServingSettings(ServingOptions):
             erasure_journal=str(r / "serving" / "erasures.jsonl"),
             reload_stamp=str(r / "serving" / "reload.stamp"),
             log_path=str(r / "logs" / "serving.log"),
+            blocks_path=str(r / "models" / "blocks" / "blocks.pkl"),
             **options,  # type: ignore[arg-type]
         )
 

@@ -49,6 +49,8 @@ class ServingState:
     snapshot: Snapshot
     erasure: ErasureIndex
     built_at: float = field(default_factory=time.time)
+    #: the fitted recommendation blocks (``SavedBlocks``), None when none are fitted
+    blocks: Any = None
 
     @property
     def model_version(self) -> str | None:
@@ -100,6 +102,9 @@ class StateHolder:
         self._store_sig: Any = object()
         self._journal_mtime: float | None = None
         self._stamp_mtime: float | None = _mtime(settings.reload_stamp)
+        self._blocks_mtime: float | None = None
+        #: why the blocks file could not be loaded (the previous blocks keep serving)
+        self.blocks_error: str | None = None
         self._last_check = 0.0
         self.last_error: str | None = None
         self.model_error: str | None = None
@@ -167,11 +172,12 @@ class StateHolder:
         journal = read_journal(s.erasure_journal)
         erasure = ErasureIndex(self.salt, journal | snapshot.erased_hashes(self.salt))
         erasures_changed = old is None or erasure.hashes != old.erasure.hashes
-        if not (model_changed or store_changed or erasures_changed):
+        blocks, blocks_changed = self._load_blocks(old)
+        if not (model_changed or store_changed or erasures_changed or blocks_changed):
             self._store_sig = sig
             return ReloadReport(False, False, False, False, 0.0)
         champion = _without_erased(champion, erasure, snapshot)
-        self.state = ServingState(champion, snapshot, erasure)
+        self.state = ServingState(champion, snapshot, erasure, blocks=blocks)
         self._forget_sessions(erasure, old.erasure if old else None)
         self._store_sig = sig
         self._journal_mtime = _mtime(s.erasure_journal)
@@ -179,6 +185,29 @@ class StateHolder:
             old.snapshot.close()
         _freeze_heap(collect=model_changed or store_changed)
         return ReloadReport(True, model_changed, store_changed, erasures_changed, 0.0)
+
+    def _load_blocks(self, old: ServingState | None) -> tuple[Any, bool]:
+        """The fitted blocks: re-read when the file changed; the old ones on any error."""
+        path = self.settings.blocks_path
+        current = old.blocks if old is not None else None
+        mtime = _mtime(path) if path else None
+        if mtime == self._blocks_mtime:  # a new fit replaces the file: a new mtime
+            return current, False
+        if mtime is None:
+            self._blocks_mtime = None
+            return None, current is not None
+        from cip.models.recommender.blocks.saved import load_blocks
+
+        try:
+            blocks = load_blocks(path)  # type: ignore[arg-type]
+        except CIPError as exc:
+            self.blocks_error = str(exc)
+            log.error("cannot load the recommendation blocks, keeping the previous: %s", exc)
+            return current, False
+        self.blocks_error = None
+        self._blocks_mtime = mtime
+        log.info("loaded recommendation blocks %s (%s)", blocks.version, ", ".join(blocks.names))
+        return blocks, True
 
     def apply_erasures(self) -> bool:
         """Re-read the journal only (cheap); returns whether the state changed."""
@@ -193,7 +222,7 @@ class StateHolder:
                 return False
             erasure = ErasureIndex(self.salt, hashes)
             champion = _without_erased(old.champion, erasure, old.snapshot)
-            self.state = ServingState(champion, old.snapshot, erasure)
+            self.state = ServingState(champion, old.snapshot, erasure, blocks=old.blocks)
             self._forget_sessions(erasure, old.erasure)
             _freeze_heap(collect=False)
         log.info("erasures applied: %d erased identifiers", len(erasure))

@@ -316,6 +316,7 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
         ("train propensity", ["train", "propensity", "--json"]),
         ("train recommender", ["train", "recommender", "--algorithm", "popular", "--json"]),
         ("train-recommender", ["train-recommender", "--algorithm", "popular", "--json"]),
+        ("recommend fit-blocks", ["recommend", "fit-blocks", "--json"]),
         ("models list", ["models", "list", "--json"]),
         # demo trained propensity v1 (not promoted), `train propensity` above v2
         ("models promote", ["models", "promote", "propensity", "1", "--json"]),
@@ -338,6 +339,20 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
             ],
         ),  # noqa: E501
         ("segments deliver", ["segments", "deliver", "--json"]),
+        (
+            "recommend",
+            [
+                "recommend",
+                "--all",
+                "--block",
+                "popular",
+                "--n",
+                "3",
+                "-o",
+                str(tmp / "r.jsonl"),
+                "--json",
+            ],
+        ),  # noqa: E501
         ("retention show", ["retention", "show", "--json"]),
         ("retention apply", ["retention", "apply", "--json"]),
         ("keys create", ["keys", "create", "--scope", "shop", "--name", "ci", "--json"]),

@@ -157,8 +157,20 @@ def configured_exports(ws: Workspace) -> dict[str, Any]:
         for e in cfg.exports:
             path = ws.root / e.path
             try:
+                rec = None
+                if e.recommend is not None:
+                    from cip.pipelines.workflows.blocks import recommender_for
+
+                    rec = recommender_for(ws, store, e.recommend.block, e.recommend.n)
                 rep = export(
-                    store, e.segment, path, e.format, e.changes, e.purpose, columns=e.columns
+                    store,
+                    e.segment,
+                    path,
+                    e.format,
+                    e.changes,
+                    e.purpose,
+                    columns=e.columns,
+                    recommend=rec,
                 )
             except NotFoundError as exc:  # e.g. a predictive segment before any model scored
                 log.warning("export of %s skipped: %s", e.segment, exc)

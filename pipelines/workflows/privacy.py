@@ -14,7 +14,8 @@
    stamp (a new store snapshot), deletes the Redis session keys when Redis is
    configured, and removes the person from workspace files: ``exports/``,
    rotated HTTP events files, saved recommenders in the MLflow artifacts and
-   the model cache;
+   the model cache, and the fitted recommendation blocks (their purchase,
+   view and repeat-purchase histories);
 4. rewrites the DuckDB file so deleted bytes do not survive in free blocks
    (``VACUUM FULL`` of the touched tables on PostgreSQL).
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cip.pipelines._privacy_files import scrub_events_files, scrub_exports, scrub_recommenders
+from cip.pipelines.workflows.blocks import forget_in_blocks
 from cip.pipelines.workflows.data import unify
 from cip.pipelines.workflows.results import ForgetResult, PersonExport
 from cip.pipelines.workflows.setup import (
@@ -89,6 +91,7 @@ def _files(ws: Workspace, report: Any) -> dict[str, Any]:
         "exports": scrub_exports(ws.exports_dir, values),
         "http_events": scrub_events_files(ws.root / EVENTS_DIR, values),
         "recommenders": scrub_recommenders(roots, report.unified_ids),
+        "blocks": forget_in_blocks(ws, list(report.unified_ids)),
     }
 
 

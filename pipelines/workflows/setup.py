@@ -123,6 +123,7 @@ def serving_settings(ws: Workspace, **overrides: Any) -> Any:
         erasure_journal=str(ws.root / "serving" / "erasures.jsonl"),
         reload_stamp=str(ws.root / "serving" / "reload.stamp"),
         log_path=str(ws.logs_dir / "serving.log"),
+        blocks_path=str(ws.models_dir / "blocks" / "blocks.pkl"),
     )
 
 
