@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 
     from cip.activation import BuildReport, ExportReport
     from cip.activation.triggers import ContentProvider
-    from cip.pipelines.workflows.triggers import WorkerResult
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
+    from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
 
