@@ -145,3 +145,43 @@ def test_run_rejects_a_bad_max_event_age(tmp_path: Path, age: str, capsys) -> No
     ws = _workspace(tmp_path, "http://127.0.0.1:9/hook", new_secret())
     code = main(["-w", str(ws.root), "triggers", "run", "--once", "--max-event-age", age])
     assert code == 2
+
+
+def test_ingest_records_the_catalog_and_a_price_drop_fires(tmp_path: Path) -> None:
+    import datetime as dt
+
+    secret = new_secret()
+    with Receiver(fail_rate=0.0, secret=secret) as rx:
+        ws = _workspace(tmp_path, rx.url, secret)
+        cfg = yaml.safe_load(ws.config_path.read_text())
+        cfg["triggers"] = [
+            {"name": "price_drop", "when": {"catalog": "price_drop", "min_pct": 10},
+             "channel": "email", "destination": "crm"}
+        ]  # fmt: skip
+        cfg["sources"] = [
+            {"name": "cat", "table": "products", "path": "p.csv",
+             "columns": {"item_id": "sku", "title": "name", "price": "price"}}
+        ]  # fmt: skip
+        ws.config_path.write_text(yaml.safe_dump(cfg))
+        ws = Workspace.open(ws.root)
+        (ws.root / "p.csv").write_text("sku,name,price\nA,Lamp,100.0\nB,Bulb,10.0\n")
+        assert ws.ingest().catalog_changes == 2  # two new items
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        d = events_dir(ws)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "events-20260105T120000-1-bbbbbb.jsonl").write_text(
+            _line("e1", "c-u1", "add_to_cart", now - dt.timedelta(hours=2), "A")
+            + _line("e2", "c-u2", "add_to_cart", now - dt.timedelta(hours=2), "A")
+            + _line("e3", "c-u2", "purchase", now - dt.timedelta(hours=1), "A")
+        )
+        run_worker(ws, once=True, content=Recs())
+        (ws.root / "p.csv").write_text("sku,name,price\nA,Lamp,85.0\nB,Bulb,9.5\n")
+        assert ws.ingest().catalog_changes == 2  # A -15 %, B -5 % (under min_pct)
+        r = run_worker(ws, once=True, content=Recs())
+        assert (r.catalog_changes, r.decisions, r.delivered) == (2, {"sent": 1}, 1)
+        (body,) = rx.by_key.values()
+        assert body["person"]["unified_id"] == "u1"  # u2 bought the lamp
+        assert [(i["item_id"], i["block"], i["price"]) for i in body["items"]] == [
+            ("A", "item", 85.0)
+        ]
+        assert body["context"]["pct"] == 15.0
