@@ -313,7 +313,7 @@ class TriggerWorkerConfig(_Model):
 
     feed: Literal["journal", "redis"] = "journal"
     redis_url: str | None = None  # default: serving.redis_url
-    redis_stream: str = "cip:events"
+    redis_stream: str | None = None  # default: serving.event_stream, else cip:events
     redis_group: str = "cip-triggers"
     service_url: str | None = None
     service_key: str | None = Field(None, repr=False)

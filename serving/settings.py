@@ -65,11 +65,16 @@ class ServingOptions(BaseModel):
     #: Rotate the HTTP events file after this many seconds (ingest reads rotated files).
     events_rotate_seconds: float = Field(60.0, ge=1)
     access_log: bool = True
+    #: Also append every accepted event to this Redis Stream (needs ``redis_url``): the
+    #: durable feed of ``cip triggers run`` with ``trigger_worker.feed: redis``.
+    event_stream: str | None = None
 
     @model_validator(mode="after")
     def _redis(self) -> ServingOptions:
         if self.session_store == "redis" and not self.redis_url:
             raise ValueError("serving.session_store 'redis' needs serving.redis_url")
+        if self.event_stream and not self.redis_url:
+            raise ValueError("serving.event_stream needs serving.redis_url")
         return self
 
 

@@ -101,7 +101,8 @@ def make_feed(ws: Workspace) -> Any:
         )
     import redis
 
-    return RedisStreamFeed(redis.Redis.from_url(url), cfg.redis_stream, cfg.redis_group)
+    key = cfg.redis_stream or ws.config.serving.event_stream or "cip:events"
+    return RedisStreamFeed(redis.Redis.from_url(url), key, cfg.redis_group)
 
 
 def service_content(ws: Workspace) -> ContentProvider:
