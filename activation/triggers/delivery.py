@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,6 +87,51 @@ def message_payload(row: Mapping[str, Any], contacts: Mapping[str, str | None]) 
     }
 
 
+def _prepare(
+    store: Store,
+    row: dict[str, Any],
+    destinations: Mapping[str, WebhookDestination],
+    people: Mapping[str, Any],
+    down: set[str],
+    rep: DeliveryPass,
+) -> tuple[str, WebhookDestination, str, bytes] | None:
+    """The (destination, its config, message id, body) to post, or None (skipped)."""
+    name = str(row["destination"])
+    if name in down:
+        return None
+    dest = destinations.get(name)
+    if dest is None:
+        log.warning("messages for unknown destination %r left pending", name)
+        down.add(name)
+        return None
+    person = people.get(str(row["unified_id"]))
+    purpose = str(row["purpose"] or row["channel"])
+    if person is not None and (person.erased or person.consent.get(purpose) is False):
+        store.execute(
+            f"UPDATE {MESSAGES} SET decision = 'no_consent', reason = ? "
+            "WHERE message_id = ? AND sent_at IS NULL",
+            [f"{purpose} consent withdrawn or person erased before delivery", row["message_id"]],
+        )
+        rep.withdrawn += 1
+        return None
+    contacts = dict(person.contacts) if person is not None else {}
+    body = json.dumps(message_payload(row, contacts), sort_keys=True, default=str)
+    return name, dest, str(row["message_id"]), body.encode()
+
+
+def _mark_sent(store: Store, ids: list[str]) -> None:
+    if not ids:
+        return
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for k in range(0, len(ids), 500):
+        part = ids[k : k + 500]
+        store.execute(
+            f"UPDATE {MESSAGES} SET sent_at = CAST(? AS TIMESTAMP) "
+            f"WHERE message_id IN ({', '.join('?' for _ in part)})",
+            [now, *part],
+        )
+
+
 def _iso(v: Any) -> str | None:
     if v is None:
         return None
@@ -104,13 +150,18 @@ def deliver_messages(
     client: httpx.Client | None = None,
     limit: int = 2000,
     attempts: int = 1,
+    concurrency: int = 8,
+    chunk: int = 200,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryPass:
     """Send the decided, unsent messages with a destination (oldest first, at most ``limit``).
 
     ``secret_of(name)`` gives a destination's signing secret. Each message gets
-    ``attempts`` tries in this pass; after a destination fails once, its other
-    messages wait for the next pass (a receiver that is down is not hammered).
+    ``attempts`` tries in this pass; a message that fails waits for the next pass,
+    and after a chunk in which nothing reached a destination its other messages wait
+    too (a receiver that is down is not hammered).
+    Messages go ``concurrency`` at a time; ``sent_at`` is written once per ``chunk``
+    messages (a crash in between resends those, with the same ids).
     """
     rep = DeliveryPass()
     rows = store.sql(
@@ -124,48 +175,41 @@ def deliver_messages(
         return rep
     people = load_people(store, rows["unified_id"].astype(str), salt=salt)
     own = client is None
-    http = client or httpx.Client()
+    http = client or httpx.Client(limits=httpx.Limits(max_connections=concurrency))
     rng = random.Random()
     down: set[str] = set()
     try:
-        for row in rows.to_dict("records"):
-            name = str(row["destination"])
-            if name in down:
-                continue
-            dest = destinations.get(name)
-            if dest is None:
-                log.warning("message for unknown destination %r left pending", name)
-                down.add(name)
-                continue
-            person = people.get(str(row["unified_id"]))
-            purpose = str(row["purpose"] or row["channel"])
-            if person is not None and (person.erased or person.consent.get(purpose) is False):
-                store.execute(
-                    f"UPDATE {MESSAGES} SET decision = 'no_consent', reason = ? "
-                    "WHERE message_id = ? AND sent_at IS NULL",
-                    [f"{purpose} consent withdrawn or person erased before delivery",
-                     row["message_id"]],
-                )  # fmt: skip
-                rep.withdrawn += 1
-                continue
-            contacts = dict(person.contacts) if person is not None else {}
-            body = json.dumps(message_payload(row, contacts), sort_keys=True, default=str)
-            one = dest.model_copy(update={"max_attempts": max(1, attempts)})
-            status, code, err, _ = post_batch(
-                http, one, secret_of(name), str(row["message_id"]), body.encode(), rng, sleep
-            )
-            if status == "delivered":
-                store.execute(
-                    f"UPDATE {MESSAGES} SET sent_at = CAST(? AS TIMESTAMP) WHERE message_id = ?",
-                    [dt.datetime.now(dt.UTC).replace(tzinfo=None), row["message_id"]],
-                )
-                rep.delivered += 1
-            else:
-                rep.failed += 1
-                down.add(name)
-                log.warning(
-                    "destination %s: message not delivered (%s); retried later", name, err or code
-                )
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            records = rows.to_dict("records")
+            for k in range(0, len(records), chunk):
+                todo = []
+                for row in records[k : k + chunk]:
+                    item = _prepare(store, row, destinations, people, down, rep)
+                    if item is not None:
+                        todo.append(item)
+
+                def post(item: tuple[str, WebhookDestination, str, bytes]) -> tuple[str, Any]:
+                    name, dest, mid, body = item
+                    one = dest.model_copy(update={"max_attempts": max(1, attempts)})
+                    got = post_batch(http, one, secret_of(name), mid, body, rng, sleep)
+                    return name, got
+
+                done, ok, bad = [], set(), {}
+                for (name, (status, code, err, _)), (_, _, mid, _) in zip(
+                    pool.map(post, todo), todo, strict=True
+                ):
+                    if status == "delivered":
+                        done.append(mid)
+                        ok.add(name)
+                    else:
+                        rep.failed += 1
+                        bad[name] = err or code
+                for name, why in bad.items():  # nothing got through: the receiver is down
+                    if name not in ok:
+                        log.warning("destination %s: not delivered (%s); retried later", name, why)
+                        down.add(name)
+                _mark_sent(store, done)
+                rep.delivered += len(done)
     finally:
         if own:
             http.close()
