@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from benchmarks.triggers_crash import crash_run
 
 pytestmark = pytest.mark.slow
