@@ -219,7 +219,7 @@ def crash_run(
         deadline = time.time() + max(120.0, n / 20)
         while time.time() < deadline and not expected <= set(rx.by_id):
             time.sleep(0.2)
-        time.sleep(1.0)  # anything more (a message for a checkout) would arrive now
+        time.sleep(0.5)  # anything more (a message for a checkout) would arrive now
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     finally:

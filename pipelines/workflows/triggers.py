@@ -146,8 +146,8 @@ def _secret_of(ws: Workspace) -> Callable[[str], str]:
 
 
 def _store_events(store: Store, engine: TriggerEngine, now: dt.datetime) -> pd.DataFrame | None:
-    """Ingested events (``cip ingest`` files) within the maximum event age, when new ones
-    arrived since the last look (a count of the canonical ``events`` table)."""
+    """Ingested events (``cip ingest`` files) within the maximum event age (and the catalog
+    triggers' lookback), when new ones arrived since the last look (a row count)."""
     from cip.activation.triggers import events_from_store
     from cip.activation.triggers.feed import get_watermark, set_watermark
 
@@ -160,7 +160,15 @@ def _store_events(store: Store, engine: TriggerEngine, now: dt.datetime) -> pd.D
     mark = dt.datetime(2000, 1, 1) + dt.timedelta(seconds=n)  # the row count, as a time
     if seen == mark:
         return None
-    ev = events_from_store(store, now - engine.max_event_age, now + dt.timedelta(seconds=1))
+    # catalog triggers look back at interest (views, carts) for their lookback_days: the
+    # engine remembers those events too; only events within max_event_age start journeys
+    from cip.activation.triggers import CatalogWhen
+
+    back = max(
+        [engine.max_event_age]
+        + [dt.timedelta(days=t.when.lookback_days) for t in engine._kind(CatalogWhen)]
+    )
+    ev = events_from_store(store, now - back, now + dt.timedelta(seconds=1))
     set_watermark(store, STORE_WATERMARK, mark)
     return ev
 
@@ -403,3 +411,70 @@ def _plain(v: Any) -> Any:
     if hasattr(v, "item"):
         return v.item()
     return v
+
+
+#: The triggers ``cip demo`` adds to a workspace without any (the README's example, no receiver:
+#: the decisions go to the message log).
+DEMO_TRIGGERS: list[dict[str, Any]] = [
+    {
+        "name": "abandoned_cart",
+        "when": {"event": "add_to_cart"},
+        "wait": "30m",
+        "unless": {"event": ["checkout", "purchase"]},
+        "channel": "email",
+        "content": {"cart": True},
+        "control_pct": 10,
+    },
+    {
+        "name": "price_drop",
+        "when": {"catalog": "price_drop", "min_pct": 10, "interest": ["add_to_cart"]},
+        "channel": "email",
+    },
+    {
+        "name": "back_in_stock",
+        "when": {"catalog": "back_in_stock", "interest": ["add_to_cart"]},
+        "channel": "push",
+    },
+]
+
+
+def add_demo_triggers(ws: Workspace) -> bool:
+    """Add :data:`DEMO_TRIGGERS` to ``cip.yaml`` when it has no ``triggers:``; True if added."""
+    import os
+
+    import yaml
+    from cip.pipelines.config import load_config
+
+    path = ws.config_path
+    before = path.read_text()
+    data = yaml.safe_load(before) or {}
+    if data.get("triggers"):
+        return False
+    data["triggers"] = DEMO_TRIGGERS
+    header = "".join(ln + "\n" for ln in before.splitlines() if ln.startswith("#"))[:2000]
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+    os.replace(tmp, path)
+    ws.config = load_config(path)
+    return True
+
+
+def demo_step(ws: Workspace, seed: int = 0) -> dict[str, Any]:
+    """``cip demo``'s trigger step: the shop's catalog changes today (price drops, restocks),
+    ingested as a second products source, then one worker pass over the recent ingested
+    events (``triggers run --once --from-ingest --max-event-age 2d``)."""
+    from cip.pipelines.simulator._catalog import UPDATE_SOURCE, catalog_update, update_declaration
+    from cip.pipelines.workflows.setup import register_sources
+
+    products = next((s for s in ws.config.sources if s.name == "products"), None)
+    out: dict[str, Any] = {}
+    if products is not None:
+        path = ws.sources_dir / f"{UPDATE_SOURCE}.csv"
+        out.update(catalog_update(ws.path(products.path), path, seed=seed))
+        decl = update_declaration(products.model_dump(exclude_defaults=True, by_alias=True),
+                                  str(path.relative_to(ws.root)))  # fmt: skip
+        register_sources(ws, [decl])
+        out["catalog_changes"] = ws.ingest(UPDATE_SOURCE).catalog_changes
+    res = run_worker(ws, once=True, from_store=True, max_event_age="2d")
+    out.update(res.as_dict())
+    return out
