@@ -357,6 +357,12 @@ class Triggers:
 
         return triggers.message_log(self.ws, trigger, customer_id, limit)
 
+    def webhook_secret(self, name: str) -> str:
+        """The signing secret (``whsec_...``) of trigger destination ``name``."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.destination_secret(self.ws, name)
+
     def test(self, name: str, customer_id: str, now: AsOf | None = None) -> dict[str, Any]:
         """A dry run of trigger ``name`` for the customer (nothing is sent)."""
         from cip.pipelines.workflows import triggers

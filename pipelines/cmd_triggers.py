@@ -202,3 +202,13 @@ def test(
         out.print("  events that match the source: " + "; ".join(res["would_start"]))
     for d in res["decisions_now"]:
         out.print(f"  send step {d['step']} ({d['channel']}) now: {d['decision']} - {d['reason']}")
+
+
+@triggers_app.command("webhook-secret")
+def webhook_secret(
+    name: Annotated[str, typer.Argument(help="A destination of `destinations:` in cip.yaml.")],
+) -> None:
+    """Print the signing secret (whsec_...) the receiver of destination NAME verifies with."""
+    from cip.pipelines.workflows.triggers import destination_secret
+
+    typer.echo(destination_secret(workspace(), name))

@@ -36,6 +36,7 @@ __all__ = [
     "WorkerResult",
     "run_worker",
     "list_triggers",
+    "destination_secret",
     "trigger_status",
     "message_log",
     "test_trigger",
@@ -287,6 +288,14 @@ def run_worker(
         if own_content and hasattr(content, "close"):
             content.close()  # type: ignore[union-attr]
     return res
+
+
+def destination_secret(ws: Workspace, name: str) -> str:
+    """The signing secret (``whsec_...``) a receiver of destination ``name`` verifies with."""
+    if name not in ws.config.destinations:
+        known = ", ".join(sorted(ws.config.destinations)) or "none"
+        raise NotFoundError(f"no destination named {name!r} in cip.yaml (destinations: {known})")
+    return _secret_of(ws)(name)
 
 
 def list_triggers(ws: Workspace) -> list[dict[str, Any]]:
