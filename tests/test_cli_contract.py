@@ -284,6 +284,7 @@ def test_an_internal_error_through_a_real_process(tmp_path) -> None:
 ELSEWHERE: dict[str, str] = {
     # the table appears with the first merge or split; the demo shop has none (here: exit 4)
     "identity history": "tests/test_identity_cli.py::test_cli_unify_split_show_status",
+    "triggers test": "tests/test_triggers_worker.py::test_worker_journal_to_signed_webhook_exactly_once",
 }
 
 
@@ -341,6 +342,11 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
         ("keys list", ["keys", "list", "--json"]),
         ("keys revoke", ["keys", "revoke", "ci", "--json"]),
         ("run", ["run", "--json"]),
+        # the demo added its triggers to cip.yaml and ran one pass
+        ("triggers run", ["triggers", "run", "--once", "--from-ingest", "--json"]),
+        ("triggers list", ["triggers", "list", "--json"]),
+        ("triggers status", ["triggers", "status", "--json"]),
+        ("triggers log", ["triggers", "log", "--trigger", "abandoned_cart", "--json"]),
         ("forget", ["forget", "-u", "{uid}", "--no-rewrite", "--json"]),
     ]
 

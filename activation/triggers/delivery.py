@@ -33,7 +33,7 @@ from cip.activation.triggers._tables import MESSAGES
 from cip.activation.webhooks import WebhookDestination
 from cip.profiles.store import Store
 
-__all__ = ["DeliveryPass", "deliver_messages", "message_payload", "CONTACT_OF"]
+__all__ = ["DeliveryPass", "deliver_messages", "message_payload", "undelivered", "CONTACT_OF"]
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +215,15 @@ def deliver_messages(
             http.close()
     rep.failed_destinations = sorted(down)
     return rep
+
+
+def undelivered(store: Store) -> int:
+    """Messages decided ``sent`` to a destination and not delivered yet."""
+    if not store.has_table(MESSAGES):
+        return 0
+    return int(
+        store.sql(
+            f"SELECT count(*) AS n FROM {MESSAGES} WHERE decision = 'sent' AND sent_at IS NULL "
+            "AND destination IS NOT NULL"
+        )["n"].iloc[0]
+    )

@@ -351,7 +351,11 @@ class TriggerEngine:
                 if self.content is None:
                     raise ContentUnavailable("no content provider configured")
                 ask = ContentRequest(
-                    trigger.name, uid, channel, content.recommend, [i for i, _ in blocks],
+                    trigger.name,
+                    uid,
+                    channel,
+                    content.recommend,
+                    [i for i, _ in blocks],
                     person.contacts.get("customer_id"),
                 )
                 got = self.content(ask)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["catalog_update", "UPDATE_SOURCE"]
+__all__ = ["catalog_update", "update_declaration", "UPDATE_SOURCE"]
 
 UPDATE_SOURCE = "catalog_update"
 

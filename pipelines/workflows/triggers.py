@@ -334,16 +334,11 @@ def trigger_status(ws: Workspace) -> dict[str, Any]:
     """Per trigger: journeys per state, messages per decision, next due; plus the feed's lag
     and the messages decided ``sent`` but not delivered yet."""
     from cip.activation.triggers import trigger_status as status
-    from cip.activation.triggers._tables import MESSAGES
+    from cip.activation.triggers.delivery import undelivered
 
     with open_quiet(ws) as store:
         df = status(store)
-        unsent = int(
-            store.sql(
-                f"SELECT count(*) AS n FROM {MESSAGES} WHERE decision = 'sent' AND sent_at IS NULL "
-                "AND destination IS NOT NULL"
-            )["n"].iloc[0]
-        )
+        unsent = undelivered(store)
         try:
             lag = make_feed(ws).lag(store)
         except Exception as exc:  # noqa: BLE001 - status must show even when Redis is down
@@ -472,7 +467,7 @@ def demo_step(ws: Workspace, seed: int = 0) -> dict[str, Any]:
     """``cip demo``'s trigger step: the shop's catalog changes today (price drops, restocks),
     ingested as a second products source, then one worker pass over the recent ingested
     events (``triggers run --once --from-ingest --max-event-age 2d``)."""
-    from cip.pipelines.simulator._catalog import UPDATE_SOURCE, catalog_update, update_declaration
+    from cip.pipelines.simulator import UPDATE_SOURCE, catalog_update, update_declaration
     from cip.pipelines.workflows.setup import register_sources
 
     products = next((s for s in ws.config.sources if s.name == "products"), None)
