@@ -320,7 +320,7 @@ class TriggerWorkerConfig(_Model):
     max_event_age: Duration = "24h"  # older events never start a journey
     poll_seconds: float = Field(1.0, gt=0, le=3600)
     retry_after: Duration = "5m"  # how long a message waits when the service cannot answer
-    batch_size: int = Field(20_000, ge=1, le=1_000_000)
+    batch_size: int = Field(5_000, ge=1, le=1_000_000)  # events read per cycle
 
 
 class CIPConfig(_Model):

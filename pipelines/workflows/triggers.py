@@ -212,8 +212,9 @@ def _cycle(
                 store, CATALOG_WATERMARK, pd.Timestamp(changes["ts"].max()).to_pydatetime()
             )
         sent = deliver_messages(
-            store, ws.config.destinations, _secret_of(ws), salt=engine.salt, client=http
-        )
+            store, ws.config.destinations, _secret_of(ws), salt=engine.salt, client=http,
+            limit=20_000,
+        )  # fmt: skip
     res.cycles += 1
     res.events += rep.events
     res.events_new += rep.events_new
