@@ -444,7 +444,7 @@ DEMO_TRIGGERS: list[dict[str, Any]] = [
 
 
 def add_demo_triggers(ws: Workspace) -> bool:
-    """Add :data:`DEMO_TRIGGERS` to ``cip.yaml`` when it has no ``triggers:``; True if added."""
+    """Add :data:`DEMO_TRIGGERS` to ``cip.yaml`` when it has no ``triggers:`` key; True if added."""
     import os
 
     import yaml
@@ -453,7 +453,7 @@ def add_demo_triggers(ws: Workspace) -> bool:
     path = ws.config_path
     before = path.read_text()
     data = yaml.safe_load(before) or {}
-    if data.get("triggers"):
+    if "triggers" in data:  # the user's own (``triggers: []`` turns the demo's off)
         return False
     data["triggers"] = DEMO_TRIGGERS
     header = "".join(ln + "\n" for ln in before.splitlines() if ln.startswith("#"))[:2000]
