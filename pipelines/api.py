@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cip.pipelines.workflows import activation, blocks, data, modeling, privacy
 from cip.pipelines.workflows.results import (
@@ -51,16 +51,20 @@ from cip.pipelines.workspace import Workspace as _WorkspaceFolder
 from cip.profiles.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
+    import threading
+
     import pandas as pd
     from cip.activation import BuildReport, ExportReport
+    from cip.activation.triggers import ContentProvider
     from cip.models.clv import CLVTrainResult
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
+    from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
 
-__all__ = ["Workspace", "Segments", "Models", "AsOf", "to_date"]
+__all__ = ["Workspace", "Segments", "Models", "Triggers", "AsOf", "to_date"]
 
 _SUPERVISED_ONLY = ("horizon_days", "snapshot_every_days", "n_snapshots", "holdout")
 
@@ -247,6 +251,11 @@ class Workspace(_WorkspaceFolder):
         return Models(self)
 
     @property
+    def triggers(self) -> Triggers:
+        """Real-time triggers of this workspace: ``run``, ``list``, ``status``, ``log``, ``test``."""
+        return Triggers(self)
+
+    @property
     def segments(self) -> Segments:
         """Segments of this workspace: ``build``, ``list``, ``export``, ``deliver``."""
         return Segments(self)
@@ -364,6 +373,65 @@ class Segments:
                 f"no webhook named {name!r} in cip.yaml (segments.webhooks: {known})"
             )
         return dests[name].secret or activation.webhook_secret(self.ws, name)
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """``ws.triggers``: the trigger worker and its views (``cip triggers ...``)."""
+
+    ws: Workspace
+
+    def run(
+        self,
+        *,
+        once: bool = True,
+        max_event_age: str | None = None,
+        poll_seconds: float | None = None,
+        from_ingest: bool = False,
+        stop: threading.Event | None = None,
+        content: ContentProvider | None = None,
+    ) -> WorkerResult:
+        """Run the worker: by default once (read the feed, run due timers, deliver, return);
+        with ``once=False`` until ``stop`` is set. ``content`` replaces the service's
+        ``/recommend`` (e.g. an in-process provider)."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.run_worker(
+            self.ws, once=once, max_event_age=max_event_age, poll_seconds=poll_seconds,
+            from_store=from_ingest, stop=stop, content=content,
+        )  # fmt: skip
+
+    def list(self) -> list[dict[str, Any]]:
+        """The configured triggers."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.list_triggers(self.ws)
+
+    def status(self) -> dict[str, Any]:
+        """Journeys and messages per trigger, undelivered messages, the feed's lag."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.trigger_status(self.ws)
+
+    def log(
+        self, trigger: str | None = None, customer_id: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The latest messages, newest first."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.message_log(self.ws, trigger, customer_id, limit)
+
+    def webhook_secret(self, name: str) -> str:
+        """The signing secret (``whsec_...``) of trigger destination ``name``."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.destination_secret(self.ws, name)
+
+    def test(self, name: str, customer_id: str, now: AsOf | None = None) -> dict[str, Any]:
+        """A dry run of trigger ``name`` for the customer (nothing is sent)."""
+        from cip.pipelines.workflows import triggers
+
+        return triggers.test_trigger(self.ws, name, customer_id, now)
 
 
 @dataclass(frozen=True)

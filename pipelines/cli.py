@@ -37,6 +37,7 @@ from cip.pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_segments,
     cmd_serve,
     cmd_simulate,
+    cmd_triggers,
 )
 from cip.pipelines._cli_app import app, state
 from cip.profiles.errors import CIPError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from cip.pipelines._cli_app import app, console, emit_json, log_to_workspace, out, state
 from cip.pipelines.api import Workspace
 from cip.pipelines.cmd_run import print_run
+from cip.pipelines.workflows.triggers import add_demo_triggers, demo_step
 from cip.pipelines.workspace import resolve_workspace
 from rich.table import Table
 
@@ -30,18 +32,28 @@ def demo(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Simulate a shop, then run every pipeline step, and summarise what was built and where."""
+    """Simulate a shop, then run every pipeline step and one trigger pass (`cip triggers run
+    --once`: today's price drops and restocks, yesterday's abandoned carts), and summarise
+    what was built and where."""
     root = resolve_workspace(state.workspace)
     if fresh and (root / "cip.yaml").exists():
         shutil.rmtree(root)
     ws = Workspace.init(root)
     log_to_workspace(ws)
     if not ws.config.sources:
+        # the history ends yesterday, so today's catalog changes and yesterday's
+        # abandoned carts are recent enough for the triggers
+        end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         with console.status(f"simulating {customers:,} customers over {days} days"):
-            ws.simulate(customers=customers, days=days, seed=seed)
+            ws.simulate(customers=customers, days=days, seed=seed, end=end)
         ws.reload()
+        add_demo_triggers(ws)
     with console.status("running the pipeline", spinner="dots") as status:
         run = ws.run(on_step=lambda name, what: status.update(f"{name}: {what}"))
+    triggers = None
+    if ws.config.triggers:
+        with console.status("triggers: today's catalog changes, recent carts (run --once)"):
+            triggers = demo_step(ws, seed)
     info = ws.status()
     if as_json:
         emit_json(
@@ -50,10 +62,18 @@ def demo(
                 "run": run.steps,
                 "as_of": run.as_of,
                 "tables": info.tables,
+                "triggers": triggers,
             }
         )
         return
     print_run(run)
+    if triggers is not None:
+        decided = ", ".join(f"{k} {v:,}" for k, v in triggers["decisions"].items()) or "none"
+        out.print(
+            f"Triggers: {triggers.get('price_drops', 0):,} price drops and "
+            f"{triggers.get('restocks', 0):,} restocks today, {triggers['started']:,} journeys "
+            f"started; decisions: {decided} (see [bold]cip triggers log[/])."
+        )
     t = Table("table", "rows", title="What was built")
     for name, n in sorted(info.tables.items()):
         if not name.startswith("_"):

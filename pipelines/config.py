@@ -20,7 +20,7 @@ from cip.activation import (
     check_definitions,
     default_definitions,
 )
-from cip.activation.policy import PolicyConfig
+from cip.activation.policy import Duration, PolicyConfig
 from cip.activation.triggers.definitions import (
     Destination,
     Trigger,
@@ -409,6 +409,28 @@ class ServingConfig(ServingOptions):
     """The ``serving:`` section: host, port, workers, session store, reload, consent policy."""
 
 
+class TriggerWorkerConfig(_Model):
+    """The ``trigger_worker:`` section: how ``cip triggers run`` gets events and content.
+
+    ``feed``: ``journal`` (the service's event files, the embedded default) or
+    ``redis`` (a Redis Stream read with a consumer group; the service appends
+    every accepted event to it). ``service_url``: the BentoML service asked for
+    recommendations (default ``http://<serving.host>:<serving.port>``), with
+    ``service_key`` (a ``shop`` key; best ``${CIP_SERVICE_KEY}``).
+    """
+
+    feed: Literal["journal", "redis"] = "journal"
+    redis_url: str | None = None  # default: serving.redis_url
+    redis_stream: str | None = None  # default: serving.event_stream, else cip:events
+    redis_group: str = "cip-triggers"
+    service_url: str | None = None
+    service_key: str | None = Field(None, repr=False)
+    max_event_age: Duration = "24h"  # older events never start a journey
+    poll_seconds: float = Field(1.0, gt=0, le=3600)
+    retry_after: Duration = "5m"  # how long a message waits when the service cannot answer
+    batch_size: int = Field(5_000, ge=1, le=1_000_000)  # events read per cycle
+
+
 class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
@@ -429,6 +451,7 @@ class CIPConfig(_Model):
     destinations: dict[str, Destination] = Field(default_factory=dict)  # trigger receivers
     triggers: list[Trigger] = Field(default_factory=list)  # see activation.triggers
     policy: PolicyConfig = Field(default_factory=PolicyConfig)  # see activation.policy
+    trigger_worker: TriggerWorkerConfig = Field(default_factory=TriggerWorkerConfig)
 
     @field_validator("triggers", mode="before")
     @classmethod

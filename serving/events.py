@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ __all__ = [
     "ValidEvent",
     "validate_events",
     "EventSink",
+    "RedisEventStream",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,10 +178,19 @@ class EventSink:
     Args:
         directory: the events folder (created).
         rotate_seconds: age after which the open file is closed and published.
+        stream: also called with every appended batch (e.g. :class:`RedisEventStream`);
+            an ``OSError`` it raises fails the request (the client retries; the trigger
+            worker de-duplicates by ``event_id``).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], rotate_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        rotate_seconds: float = 60.0,
+        stream: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.dir = Path(directory)
+        self.stream = stream
         self.rotate_seconds = float(rotate_seconds)
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -232,6 +242,8 @@ class EventSink:
             os.fsync(self._fd)
             if time.monotonic() - self._opened >= self.rotate_seconds:
                 self._rotate()
+        if self.stream is not None:
+            self.stream(records)  # after the file: the journal stays the record of truth
 
     def rotate_if_due(self) -> None:
         with self._lock:
@@ -258,6 +270,29 @@ class EventSink:
         os.replace(self._part, self._part.with_suffix(""))
         _fsync_dir(self.dir)
         self._fd, self._part = None, None
+
+
+class RedisEventStream:
+    """Appends event batches to a Redis Stream (``XADD <key> * event <json>``), one round trip.
+
+    Redis errors become ``OSError`` so ``/events`` answers 503 and the client retries.
+    """
+
+    def __init__(self, url: str, key: str, client: Any = None) -> None:
+        import redis
+
+        self.key = key
+        self._errors = (redis.RedisError,)
+        self.r = client or redis.Redis.from_url(url, socket_timeout=2.0)
+
+    def __call__(self, records: Sequence[dict[str, Any]]) -> None:
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for rec in records:
+                pipe.xadd(self.key, {"event": json.dumps(rec, separators=(",", ":"))})
+            pipe.execute()
+        except self._errors as exc:
+            raise OSError(f"event stream {self.key}: {type(exc).__name__}") from None
 
 
 def _pid_of(part: Path) -> int | None:

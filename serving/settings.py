@@ -67,11 +67,16 @@ class ServingOptions(BaseModel):
     access_log: bool = True
     #: Serve the demo storefront at ``/web/demo/`` (``cip serve --demo`` turns it on).
     web_demo: bool = False
+    #: Also append every accepted event to this Redis Stream (needs ``redis_url``): the
+    #: durable feed of ``cip triggers run`` with ``trigger_worker.feed: redis``.
+    event_stream: str | None = None
 
     @model_validator(mode="after")
     def _redis(self) -> ServingOptions:
         if self.session_store == "redis" and not self.redis_url:
             raise ValueError("serving.session_store 'redis' needs serving.redis_url")
+        if self.event_stream and not self.redis_url:
+            raise ValueError("serving.event_stream needs serving.redis_url")
         return self
 
 

@@ -32,7 +32,7 @@ from cip.serving._snapshot import copy_store, store_signature
 from cip.serving.auth import KeyStore
 from cip.serving.catalog import Snapshot, build_snapshot
 from cip.serving.erasure import ErasureIndex, read_journal
-from cip.serving.events import EventSink
+from cip.serving.events import EventSink, RedisEventStream
 from cip.serving.session_store import SessionStore, open_session_store
 from cip.serving.settings import ServingSettings
 
@@ -94,7 +94,12 @@ class StateHolder:
             ttl_seconds=settings.session_ttl_seconds,
             prefix=settings.redis_prefix,
         )
-        self.sink = EventSink(settings.events_dir, settings.events_rotate_seconds)
+        stream = (
+            RedisEventStream(settings.redis_url, settings.event_stream)
+            if settings.event_stream and settings.redis_url
+            else None
+        )
+        self.sink = EventSink(settings.events_dir, settings.events_rotate_seconds, stream)
         self.state: ServingState | None = None
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()

@@ -287,6 +287,7 @@ ELSEWHERE: dict[str, str] = {
     "identity history": "tests/test_identity_cli.py::test_cli_unify_split_show_status",
     # a CLV training run costs more than the demo shop's other commands together
     "train clv": "tests/test_clv_wiring.py::test_train_clv_reports_the_winner_and_registers_cip_clv",
+    "triggers test": "tests/test_triggers_worker.py::test_worker_journal_to_signed_webhook_exactly_once",
 }
 
 
@@ -359,6 +360,11 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
         ("keys list", ["keys", "list", "--json"]),
         ("keys revoke", ["keys", "revoke", "ci", "--json"]),
         ("run", ["run", "--json"]),
+        # the demo added its triggers to cip.yaml and ran one pass
+        ("triggers run", ["triggers", "run", "--once", "--from-ingest", "--json"]),
+        ("triggers list", ["triggers", "list", "--json"]),
+        ("triggers status", ["triggers", "status", "--json"]),
+        ("triggers log", ["triggers", "log", "--trigger", "abandoned_cart", "--json"]),
         ("forget", ["forget", "-u", "{uid}", "--no-rewrite", "--json"]),
     ]
 

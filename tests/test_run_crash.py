@@ -43,9 +43,17 @@ CONFIG = {
     "models": {"n_snapshots": 4},  # a faster training set; the steps are what is tested
     "retention": {"quarantine": 3650},
     "segments": {"exports": [{"segment": "champions", "path": "exports/champions.csv"}]},
+    "triggers": [],  # no demo triggers: the demo's trigger step is not part of `cip run`
 }
 #: bookkeeping tables (when and how runs went, not what they produced)
 BOOKKEEPING = {"_pipeline_steps", "_ingest_runs", "_identity_runs", "_identity_meta"}
+#: the catalog versions ingest records are stamped with the wall-clock time of the ingest
+#: (product_history valid_from/valid_to, product_changes ts); the trigger engine's tables
+#: come with them (created empty)
+BOOKKEEPING |= {
+    "product_history", "product_changes", "trigger_events", "trigger_timers", "messages",
+    "message_suppressions", "trigger_feed_offsets",
+}  # fmt: skip
 #: wall-clock columns: differ between any two runs by nature
 WALL_CLOCK = {"ingested_at", "updated_at", "built_at", "run_id", "started_at", "finished_at"}
 

@@ -54,6 +54,7 @@ class ContentRequest:
     channel: str
     n: int
     context_items: Sequence[str] = ()
+    customer_id: str | None = None  # the shop's id of the person, when known
 
 
 @dataclass

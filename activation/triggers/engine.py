@@ -57,6 +57,7 @@ from cip.activation.triggers.content import (
 )
 from cip.activation.triggers.definitions import (
     CatalogWhen,
+    EventWhen,
     SendStep,
     Trigger,
     UnlessStep,
@@ -179,7 +180,12 @@ class TriggerEngine:
             if gone:  # an erased person's late events are neither kept nor acted on
                 ev = ev[~ev["unified_id"].isin(sorted(gone))]
             report.events_new = journal_events(self.store, ev, self._types, now)
-            starts += [event_starts(t, ev, now, self.max_event_age) for t in self.triggers.values()]
+            present = set(ev["event_type"])  # only triggers whose event types are in the batch
+            starts += [
+                event_starts(t, ev, now, self.max_event_age)
+                for t in self.triggers.values()
+                if isinstance(t.when, EventWhen) and present.intersection(t.when.event)
+            ]
         if catalog_changes is not None:
             starts += [
                 catalog_starts(self.store, t, catalog_changes, now) for t in self._kind(CatalogWhen)
@@ -351,7 +357,12 @@ class TriggerEngine:
                 if self.content is None:
                     raise ContentUnavailable("no content provider configured")
                 ask = ContentRequest(
-                    trigger.name, uid, channel, content.recommend, [i for i, _ in blocks]
+                    trigger.name,
+                    uid,
+                    channel,
+                    content.recommend,
+                    [i for i, _ in blocks],
+                    person.contacts.get("customer_id"),
                 )
                 got = self.content(ask)
             except ContentUnavailable as exc:

@@ -39,11 +39,20 @@ from typing import Any
 
 import numpy as np
 from cip.pipelines.simulator import _decl, _run
+from cip.pipelines.simulator._catalog import UPDATE_SOURCE, catalog_update, update_declaration
 from cip.pipelines.simulator._io import Sink
 from cip.pipelines.simulator._run import CHUNK_PEOPLE
 from cip.profiles.errors import ConfigError
 
-__all__ = ["simulate", "SimulationResult", "CHUNK_PEOPLE", "TRUTH_DIR"]
+__all__ = [
+    "simulate",
+    "SimulationResult",
+    "CHUNK_PEOPLE",
+    "TRUTH_DIR",
+    "catalog_update",
+    "update_declaration",
+    "UPDATE_SOURCE",
+]
 
 log = logging.getLogger(__name__)
 

@@ -73,9 +73,15 @@ def ingest(
                     full=full,
                 )
             )
+        changes = 0
+        if any(src.table == "products" for src in sources):
+            # the catalog as versioned facts: price drops and restocks feed the triggers
+            from cip.pipelines.workflows.triggers import record_catalog_after_ingest
+
+            changes = record_catalog_after_ingest(store)
         if progress:
             progress(len(sources), len(sources), "ingested")
-    return IngestResult(reports)
+    return IngestResult(reports, catalog_changes=changes)
 
 
 def unify(

@@ -106,6 +106,8 @@ class IngestResult:
     """One :class:`~cip.profiles.ingest.IngestReport` per source, in declaration order."""
 
     reports: list[IngestReport]
+    #: catalog changes (new items, price drops, restocks, ...) recorded in ``product_history``
+    catalog_changes: int = 0
 
     @property
     def rows_loaded(self) -> int:
@@ -125,6 +127,7 @@ class IngestResult:
             "rows_loaded": self.rows_loaded,
             "rows_quarantined": self.rows_quarantined,
             "rows_suppressed": self.rows_suppressed,
+            "catalog_changes": self.catalog_changes,
             "reports": [r.as_dict() for r in self.reports],
         }
 
