@@ -52,13 +52,15 @@ from cip.profiles.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from cip.activation import BuildReport, ExportReport
+    from cip.activation.measure import Attribution
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
+    from cip.pipelines.workflows.measure import LiftReport
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
 
-__all__ = ["Workspace", "Segments", "Models", "AsOf", "to_date"]
+__all__ = ["Workspace", "Segments", "Measure", "Models", "AsOf", "to_date"]
 
 _SUPERVISED_ONLY = ("horizon_days", "snapshot_every_days", "n_snapshots", "holdout")
 
@@ -196,6 +198,11 @@ class Workspace(_WorkspaceFolder):
         return Models(self)
 
     @property
+    def measure(self) -> Measure:
+        """Measuring what works: ``sync``, ``lift``, ``attribution`` of messages."""
+        return Measure(self)
+
+    @property
     def segments(self) -> Segments:
         """Segments of this workspace: ``build``, ``list``, ``export``, ``deliver``."""
         return Segments(self)
@@ -300,6 +307,42 @@ class Segments:
                 f"no webhook named {name!r} in cip.yaml (segments.webhooks: {known})"
             )
         return dests[name].secret or activation.webhook_secret(self.ws, name)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """``ws.measure``: message facts, attribution and incremental lift."""
+
+    ws: Workspace
+
+    def sync(self) -> int:
+        """Copy new decisions of the trigger log into ``message_events``; rows added."""
+        from cip.pipelines.workflows.measure import sync_messages
+
+        return sync_messages(self.ws)
+
+    def lift(
+        self, campaign: str | None = None, *, window_days: float = 7.0, effect: float = 0.10
+    ) -> LiftReport:
+        """Treatment vs control per campaign (95 % intervals, MDE warning) and global control."""
+        from cip.pipelines.workflows.measure import measure_lift
+
+        return measure_lift(self.ws, campaign, window_days=window_days, effect=effect)
+
+    def attribution(
+        self,
+        *,
+        window_days: float = 7.0,
+        model: str = "last",
+        touch: str = "click",
+        by: Sequence[str] = ("campaign", "channel"),
+    ) -> Attribution:
+        """Orders (web, app, store) credited to the messages before them, per ``by``."""
+        from cip.pipelines.workflows.measure import measure_attribution
+
+        return measure_attribution(
+            self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
+        )
 
 
 @dataclass(frozen=True)
