@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
-    from cip.pipelines.workflows.measure import LiftReport
+    from cip.pipelines.workflows.measure import LiftReport, UpliftTrainResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
 
@@ -199,7 +199,7 @@ class Workspace(_WorkspaceFolder):
 
     @property
     def measure(self) -> Measure:
-        """Measuring what works: ``sync``, ``lift``, ``attribution`` of messages."""
+        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``train_uplift``."""
         return Measure(self)
 
     @property
@@ -343,6 +343,14 @@ class Measure:
         return measure_attribution(
             self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
         )
+
+    def train_uplift(
+        self, campaign: str, *, window_days: float = 7.0, seed: int = 0
+    ) -> UpliftTrainResult:
+        """T- and X-learner uplift of ``campaign`` (``cip train uplift``): gated, scored."""
+        from cip.pipelines.workflows.measure import train_uplift
+
+        return train_uplift(self.ws, campaign, window_days=window_days, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -241,3 +241,43 @@ def test_campaign_outcomes_rebuild_the_simulated_groups_from_events_and_orders()
         assert np.allclose(g["revenue"].to_numpy(), want["revenue"].to_numpy())
         rev = lift(g, name).metric("revenue_per_person")
         assert math.isfinite(rev.ci_low) and rev.ci_low < rev.ci_high
+
+
+def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
+    tmp_workspace, capsys
+) -> None:
+    from cip.pipelines.simulator.campaigns import history_orders
+
+    sim = simulate_campaigns(900, seed=5, control_pct=50)
+    past = history_orders(sim.persons, sim.assignments["ts"].min(), seed=5)
+    orders = pd.concat([past, sim.orders], ignore_index=True)
+    ws = tmp_workspace
+    with ws.open_store() as store:
+        _load(
+            store,
+            "_orders_src",
+            orders.rename(columns={"unified_id": "customer_id", "order_channel": "channel"})
+            .assign(record_id=lambda d: d["order_id"], status="completed")
+            .to_dict("records"),
+        )
+        ev = sim.message_events.drop(columns="scope").assign(
+            record_id=lambda d: d["message_id"] + d["event_type"], customer_id=lambda d: d["unified_id"]
+        )
+        _load(store, "message_events", ev.to_dict("records"))
+    code, out = _cli(capsys, ws, "train", "uplift", "--campaign", "c0", "--json")
+    res = json.loads(out)
+    assert code == 0, out
+    m = res["metrics"]
+    assert set(m) == {"t_learner", "x_learner", "purchase_probability", "random"}
+    champ = m[res["champion"]]["qini"]
+    assert res["promoted"] == (champ > 0 and champ > m["purchase_probability"]["qini"])
+    assert res["registry_name"] == "cip-uplift-c0" and res["version"] == "1"
+    with ws.open_store() as store:
+        sc = store.sql("SELECT * FROM uplift_scores")
+    assert len(sc) == res["scored"] == 900 and sc["sleeping_dog"].sum() == res["sleeping_dogs"]
+    truth = sc.merge(sim.persons, on="unified_id")
+    # the model learned something true: persuadables score above sleeping dogs on average
+    by_type = truth.groupby("response_type")["uplift"].mean()
+    assert by_type["persuadable"] > by_type["sleeping_dog"]
+    code, _ = _cli(capsys, ws, "train", "uplift", "--campaign", "nope")
+    assert code == 4

@@ -40,6 +40,7 @@ __all__ = [
     "CampaignSimulation",
     "simulate_persons",
     "simulate_campaigns",
+    "history_orders",
 ]
 
 RESPONSE_TYPES: tuple[str, ...] = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
@@ -210,3 +211,33 @@ def simulate_campaigns(
     truth["true_orders_lift"] = truth["true_conversion_lift"] * 1.2
     truth["true_revenue_lift"] = truth["true_conversion_lift"] * mean_order
     return CampaignSimulation(people, a.drop(columns="_lag"), events, orders, truth)
+
+
+def history_orders(
+    persons: pd.DataFrame, before: datetime, seed: int = 0, *, max_days: int = 720
+) -> pd.DataFrame:
+    """Past orders consistent with each person's features (frequency, recency, spend).
+
+    ``frequency`` orders (at least one) per person, the last ``recency_days``
+    before ``before``, the others spread over the ``tenure_days`` before it,
+    sharing ``monetary``; so features built from these orders carry the
+    response type the way real history would.
+    """
+    rng = np.random.default_rng(seed)
+    n_orders = np.maximum(1, np.round(persons["frequency"].to_numpy())).astype(int)
+    idx = np.repeat(np.arange(len(persons)), n_orders)
+    k = pd.Series(idx).groupby(idx).cumcount().to_numpy()
+    rec = np.minimum(persons["recency_days"].to_numpy(), max_days - 1)[idx]
+    span = np.maximum(persons["tenure_days"].to_numpy()[idx], rec + 1)
+    ago = np.where(k == 0, rec, rng.uniform(rec, np.minimum(span, max_days)))
+    amount = persons["monetary"].to_numpy()[idx] / n_orders[idx] * rng.uniform(0.7, 1.3, len(idx))
+    uid = persons["unified_id"].to_numpy()[idx]
+    return pd.DataFrame(
+        {
+            "unified_id": uid,
+            "order_id": np.char.add(np.char.add(uid.astype(str), ":h"), k.astype(str)),
+            "ts": pd.Timestamp(before) - pd.to_timedelta(ago + 0.5, unit="D"),
+            "amount": np.round(amount, 2),
+            "order_channel": "web",
+        }
+    )

@@ -13,7 +13,14 @@ from cip.profiles.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     from cip.activation.measure import Attribution, CampaignLift
 
-__all__ = ["LiftReport", "sync_messages", "measure_lift", "measure_attribution"]
+__all__ = [
+    "LiftReport",
+    "UpliftTrainResult",
+    "sync_messages",
+    "measure_lift",
+    "measure_attribution",
+    "train_uplift",
+]
 
 log = logging.getLogger(__name__)
 
@@ -135,4 +142,140 @@ def measure_attribution(
     att = attribute_orders(facts, orders, window_days=window_days, touch=touch)  # type: ignore[arg-type]
     return summarise_attribution(
         att, model=model, by=by, orders=len(orders), touch=touch, window_days=window_days  # type: ignore[arg-type]
+    )
+
+
+#: Predicted uplift below minus this flags a "sleeping dog" (a message would lose the sale).
+SLEEPING_DOG_THRESHOLD = 0.05
+
+
+@dataclass(frozen=True)
+class UpliftTrainResult:
+    """``cip train uplift``: holdout metrics vs baselines, promotion, scores written."""
+
+    campaign: str
+    registry_name: str
+    version: str
+    run_id: str
+    result: dict[str, Any]
+    features_as_of: str
+    scored: int
+    sleeping_dogs: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "campaign": self.campaign,
+            "registry_name": self.registry_name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "features_as_of": self.features_as_of,
+            "scored": self.scored,
+            "sleeping_dogs": self.sleeping_dogs,
+            **self.result,
+        }
+
+
+def _numeric(frame: Any) -> list[str]:
+    import pandas as pd
+
+    skip = {"unified_id", "as_of", "r_score", "f_score", "m_score"}
+    return [
+        c
+        for c in frame.columns
+        if c not in skip
+        and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+    ]
+
+
+def train_uplift(
+    ws: Workspace,
+    campaign: str,
+    *,
+    window_days: float = 7.0,
+    seed: int = 0,
+    sleeping_dog_threshold: float = SLEEPING_DOG_THRESHOLD,
+) -> UpliftTrainResult:
+    """Train T- and X-learners on a campaign's randomised history; register, gate, score.
+
+    Features are the feature set at the day of the campaign's first decision
+    (nothing after it leaks in); the outcome is a completed order within
+    ``window_days``. Every profile is then scored on today's features into
+    ``uplift_scores`` with the registered version (the champion when promoted).
+    """
+    import pandas as pd
+    from cip.activation.measure import (
+        campaign_outcomes,
+        message_facts,
+        person_orders,
+        sync_trigger_log,
+    )
+    from cip.features import build_features, data_end
+    from cip.models.uplift import fit_uplift
+    from cip.models.uplift.tracking import log_uplift_run, registry_name
+    from cip.profiles.tables import UPLIFT_SCORES, ensure_tables
+
+    _check(window_days)
+    with open_quiet(ws) as store:
+        sync_trigger_log(store)
+        facts = message_facts(store)
+        if not store.has_table("orders") or facts.empty:
+            raise NotFoundError("no message events or orders: nothing to learn uplift from")
+        orders = person_orders(store)
+        groups = campaign_outcomes(facts, orders, window_days=window_days)
+        if campaign not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise NotFoundError(f"no messages of campaign {campaign!r} (campaigns: {known})")
+        g = groups[campaign]
+        if g["treated"].all() or not g["treated"].any():
+            raise ConfigError(
+                f"campaign {campaign!r} needs a treatment and a control group (set control_pct)"
+            )
+        sent = facts[(facts["campaign"] == campaign) & facts["event_type"].isin(["send", "control"])]
+        start = pd.Timestamp(sent["ts"].min()).normalize()
+        feats = build_features(store, start)
+        cols = _numeric(feats)
+        frame = g.merge(feats[["unified_id", *cols]], on="unified_id", how="left")
+        res = fit_uplift(
+            frame[cols].astype(float), frame["treated"].to_numpy(), frame["converted"].to_numpy(),
+            seed=seed,
+        )  # fmt: skip
+        run_id, version = log_uplift_run(
+            res,
+            campaign,
+            frame[cols].astype(float).head(5),
+            tracking_uri=ws.mlflow_tracking_uri,
+            artifact_location=ws.mlflow_artifact_location,
+            params={"campaign": campaign, "window_days": window_days, "seed": seed,
+                    "features_as_of": str(start.date()), "persons": len(frame)},
+        )  # fmt: skip
+        now = data_end(store).normalize() + pd.Timedelta(days=1)
+        cur = build_features(store, now)
+        up = res.model.predict(cur.reindex(columns=cols).astype(float))
+        scores = pd.DataFrame(
+            {
+                "campaign": campaign,
+                "unified_id": cur["unified_id"].astype(str),
+                "as_of": now,
+                "model_version": str(version),
+                "uplift": up.astype(float),
+                "sleeping_dog": up < -sleeping_dog_threshold,
+            }
+        )
+        with store.transaction():
+            ensure_tables(store, UPLIFT_SCORES)
+            store.execute(
+                "DELETE FROM uplift_scores WHERE campaign = ? AND as_of = ?",
+                [campaign, now.to_pydatetime()],
+            )
+            store.load_arrow("uplift_scores", scores)
+    return UpliftTrainResult(
+        campaign,
+        registry_name(campaign),
+        str(version),
+        run_id,
+        res.as_dict(),
+        str(start.date()),
+        len(scores),
+        int(scores["sleeping_dog"].sum()),
     )
