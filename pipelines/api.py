@@ -90,12 +90,18 @@ class Workspace(_WorkspaceFolder):
         seed: int = 0,
         end: AsOf | None = None,
         progress: Callable[[int, int], None] | None = None,
+        campaigns: int = 0,
     ) -> SimulateResult:
-        """Write a simulated shop's sources (``days`` ending on ``end``) and register them."""
+        """Write a simulated shop's sources (``days`` ending on ``end``) and register them.
+
+        ``campaigns`` adds that many randomised e-mail campaigns with a control
+        group (their true effects in ``sources/_truth/campaign_truth.parquet``).
+        """
         day = None if end is None else to_date(end, what="end")
         return simulate_shop(
-            self, customers=customers, days=days, seed=seed, end=day, progress=progress
-        )
+            self, customers=customers, days=days, seed=seed, end=day, progress=progress,
+            campaigns=campaigns,
+        )  # fmt: skip
 
     def ingest(
         self,

@@ -27,6 +27,8 @@ from cip.profiles.sources import SourceConfig
 from cip.profiles.store import open_store
 from scipy import stats
 
+from tests._models_support import mlflow_db
+
 T0 = pd.Timestamp("2025-03-03 10:00")
 
 
@@ -248,6 +250,7 @@ def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
 ) -> None:
     from cip.pipelines.simulator.campaigns import history_orders
 
+    mlflow_db(tmp_workspace.root / "mlflow.db")  # a migrated store (copied, not rebuilt)
     sim = simulate_campaigns(900, seed=5, control_pct=50)
     past = history_orders(sim.persons, sim.assignments["ts"].min(), seed=5)
     orders = pd.concat([past, sim.orders], ignore_index=True)

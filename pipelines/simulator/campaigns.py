@@ -28,7 +28,9 @@ benchmarks; the platform never reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,7 @@ __all__ = [
     "simulate_persons",
     "simulate_campaigns",
     "history_orders",
+    "write_campaign_sources",
 ]
 
 RESPONSE_TYPES: tuple[str, ...] = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
@@ -120,6 +123,7 @@ def simulate_campaigns(
     start: datetime = datetime(2025, 11, 3, 9),
     window_days: float = 7.0,
     mix=_MIX,
+    people: pd.DataFrame | None = None,
 ) -> CampaignSimulation:
     """Draw persons and ``campaigns`` randomised campaigns with a ``control_pct`` % holdout.
 
@@ -133,9 +137,12 @@ def simulate_campaigns(
         start: send time of the first campaign.
         window_days: outcomes are the orders within this many days of the send.
         mix: shares of the four response types.
+        people: the persons (a :func:`simulate_persons` frame) instead of drawing ``persons``.
     """
     rng = np.random.default_rng(seed)
-    people = simulate_persons(persons, rng, mix)
+    if people is None:
+        people = simulate_persons(persons, rng, mix)
+    persons = len(people)
     kind = pd.Categorical(people["response_type"], categories=RESPONSE_TYPES).codes
     delta0 = np.array([_DELTA[t] for t in RESPONSE_TYPES])[kind]
     rows = []
@@ -241,3 +248,96 @@ def history_orders(
             "order_channel": "web",
         }
     )
+
+
+#: Files :func:`write_campaign_sources` adds beside the shop's sources.
+CAMPAIGN_FILES = {"campaign_messages": "campaign_messages.csv", "campaign_orders": "campaign_orders.csv"}
+
+
+def write_campaign_sources(
+    out_dir: Path, *, campaigns: int, seed: int, end: date, path_prefix: str, truth_dir: str
+) -> tuple[list[dict[str, Any]], dict[str, Path], dict[str, int]]:
+    """Randomised campaigns to the simulated shop's e-mail holders, written as sources.
+
+    Reads the shop's persons from ``<truth_dir>/persons.parquet`` (their e-mail),
+    gives each a true response type and preferences, runs ``campaigns`` weekly
+    campaigns (30 % control) ending a week before ``end`` and writes an e-mail
+    provider's export (``campaign_messages.csv``: send / control / click rows)
+    and the orders the campaigns' window saw (``campaign_orders.csv``). The
+    truth goes to ``truth_dir``: ``campaign_persons.parquet``,
+    ``campaign_assignments.parquet`` and ``campaign_truth.parquet`` (true lift
+    per campaign). Returns the two sources' declarations, files and row counts.
+    """
+    out_dir = Path(out_dir)
+    truth = out_dir / truth_dir
+    shop = pd.read_parquet(truth / "persons.parquet", columns=["person_id", "email"])
+    shop = shop[shop["email"].notna()].reset_index(drop=True)
+    rng = np.random.default_rng(seed + 7919)
+    people = simulate_persons(len(shop), rng)
+    people["unified_id"] = shop["person_id"].astype(str).to_numpy()
+    email = dict(zip(people["unified_id"], shop["email"], strict=True))
+    start = datetime.combine(end, datetime.min.time()) - timedelta(days=7 * campaigns + 7)
+    sim = simulate_campaigns(
+        campaigns=campaigns, seed=seed + 7919, control_pct=30, start=start, people=people
+    )
+    a = sim.assignments
+    clicks = a[a["treated"] & a["converted"] & (rng.random(len(a)) < 0.6)]
+    ev = pd.concat(
+        [
+            pd.DataFrame({"event": np.where(a["treated"], "send", "control"), "a": a.index}),
+            pd.DataFrame({"event": "click", "a": clicks.index}),
+        ],
+        ignore_index=True,
+    )
+    rows = a.loc[ev["a"]].reset_index(drop=True)
+    lag = np.where(ev["event"].eq("click"), 1.0, 0.0)
+    msgs = pd.DataFrame(
+        {
+            "message_id": rows["campaign"] + "-" + rows["unified_id"],
+            "event": ev["event"],
+            "when": (rows["ts"] + pd.to_timedelta(lag, unit="h")).dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "recipient": rows["unified_id"].map(email),
+            "campaign": rows["campaign"],
+            "medium": rows["channel"],
+        }
+    ).sort_values(["when", "message_id"], kind="stable")
+    orders = sim.orders.assign(
+        email=sim.orders["unified_id"].map(email),
+        ts=sim.orders["ts"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        order_id="CMP-" + sim.orders["order_id"],
+    )[["order_id", "ts", "email", "amount", "order_channel"]]
+    files = {name: out_dir / f for name, f in CAMPAIGN_FILES.items()}
+    msgs.to_csv(files["campaign_messages"], index=False)
+    orders.round({"amount": 2}).to_csv(files["campaign_orders"], index=False)
+    sim.persons.rename(columns={"unified_id": "person_id"}).assign(
+        email=lambda d: d["person_id"].map(email)
+    ).to_parquet(truth / "campaign_persons.parquet", index=False)
+    a.rename(columns={"unified_id": "person_id"}).to_parquet(
+        truth / "campaign_assignments.parquet", index=False
+    )
+    sim.truth.to_parquet(truth / "campaign_truth.parquet", index=False)
+    pre = f"{path_prefix}/" if path_prefix else ""
+    decls = [
+        {
+            "name": "campaign_messages",
+            "table": "message_events",
+            "path": pre + CAMPAIGN_FILES["campaign_messages"],
+            "format": "csv",
+            "columns": {
+                "event_id": {"expr": "message_id || ':' || event"},
+                "message_id": "message_id", "event_type": "event", "ts": "when",
+                "email": "recipient", "campaign": "campaign", "channel": "medium",
+            },
+        },
+        {
+            "name": "campaign_orders",
+            "table": "orders",
+            "path": pre + CAMPAIGN_FILES["campaign_orders"],
+            "format": "csv",
+            "columns": {
+                "order_id": "order_id", "ts": "ts", "email": "email", "amount": "amount",
+                "channel": "order_channel",
+            },
+        },
+    ]  # fmt: skip
+    return decls, files, {"campaign_messages": len(msgs), "campaign_orders": len(orders)}
