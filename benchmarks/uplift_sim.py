@@ -5,7 +5,8 @@ campaign of the simulator (:mod:`cip.pipelines.simulator.campaigns`), then on a
 fresh campaign over new persons of the same shop compares the top 30 % by the
 champion's uplift with the top 30 % by purchase probability in TRUE incremental
 conversions (the sum of each targeted person's ``p1 - p0``), and reports the
-precision of the "sleeping dog" flags (predicted uplift below zero).
+precision of the "sleeping dog" flags (predicted uplift below -0.05, the
+threshold ``cip train uplift`` flags with; and below zero).
 
     .venv/bin/python -m benchmarks.uplift_sim [--persons 20000] [--seed 0] [--json]
 """
@@ -19,6 +20,7 @@ import time
 import numpy as np
 from cip.models.uplift import fit_uplift
 from cip.pipelines.simulator.campaigns import FEATURES, simulate_campaigns
+from cip.pipelines.workflows.measure import SLEEPING_DOG_THRESHOLD
 
 
 def run(persons: int = 20000, seed: int = 0, k: float = 0.3) -> dict:
@@ -37,7 +39,8 @@ def run(persons: int = 20000, seed: int = 0, k: float = 0.3) -> dict:
     top_u = np.argsort(-uplift, kind="stable")[:n]
     top_p = np.argsort(-buy, kind="stable")[:n]
     dogs = b["response_type"].to_numpy() == "sleeping_dog"
-    flagged = uplift < 0
+    flagged = uplift < -SLEEPING_DOG_THRESHOLD
+    negative = uplift < 0
     out = {
         "persons": persons,
         "seed": seed,
@@ -53,6 +56,10 @@ def run(persons: int = 20000, seed: int = 0, k: float = 0.3) -> dict:
             "flagged": int(flagged.sum()),
             "precision": round(float(dogs[flagged].mean()), 3) if flagged.any() else None,
             "recall": round(float(flagged[dogs].mean()), 3) if dogs.any() else None,
+            "threshold": -SLEEPING_DOG_THRESHOLD,
+            "negative_uplift": int(negative.sum()),
+            "negative_precision": round(float(dogs[negative].mean()), 3) if negative.any() else None,
+            "base_rate": round(float(dogs.mean()), 3),
         },
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -284,3 +284,39 @@ def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
     assert by_type["persuadable"] > by_type["sleeping_dog"]
     code, _ = _cli(capsys, ws, "train", "uplift", "--campaign", "nope")
     assert code == 4
+
+
+def test_simulate_with_campaigns_writes_sources_and_truth(tmp_path) -> None:
+    from cip.pipelines.simulator import simulate
+
+    res = simulate(tmp_path, customers=120, days=30, seed=2, campaigns=2)
+    decls = {d["name"]: SourceConfig.model_validate(d) for d in res.sources}
+    assert decls["campaign_messages"].table == "message_events"
+    assert decls["campaign_orders"].table == "orders"
+    msgs = pd.read_csv(tmp_path / "campaign_messages.csv")
+    assert set(msgs["event"]) <= {"send", "control", "click"} and res.counts["campaign_messages"] == len(msgs)
+    truth = pd.read_parquet(tmp_path / "_truth" / "campaign_truth.parquet")
+    assert list(truth["campaign"]) == ["c0", "c1"] and (truth["true_conversion_lift"] > 0).all()
+    persons = pd.read_parquet(tmp_path / "_truth" / "campaign_persons.parquet")
+    assert set(persons["response_type"]) <= {"persuadable", "sure_thing", "lost_cause", "sleeping_dog"}
+    assert msgs["recipient"].isin(persons["email"]).all()
+
+
+def test_global_control_group_compares_everyone_messaged_with_the_global_holdout() -> None:
+    rows = [  # unified_id, campaign, event_type, scope
+        ("u1", "cart", "send", "trigger"), ("u1", "price", "send", "trigger"),
+        ("u2", "price", "send", "trigger"), ("u3", "cart", "control", "trigger"),
+        ("g1", "cart", "control", "global"), ("g2", "price", "control", "global"),
+    ]  # fmt: skip
+    facts = pd.DataFrame(rows, columns=["unified_id", "campaign", "event_type", "scope"]).assign(
+        ts=T0, channel="email"
+    )
+    orders = pd.DataFrame(
+        {"unified_id": ["u1", "g2", "u3"], "ts": T0 + pd.Timedelta(days=1), "amount": 10.0}
+    )
+    per = campaign_outcomes(facts, orders)
+    assert sorted(per) == ["cart", "price"]  # global holdouts are not a trigger's control
+    assert per["cart"].set_index("unified_id")["treated"].to_dict() == {"u1": True, "u3": False}
+    g = campaign_outcomes(facts, orders, global_control=True)["*"].set_index("unified_id")
+    assert g["treated"].to_dict() == {"g1": False, "g2": False, "u1": True, "u2": True}
+    assert g["orders"].to_dict() == {"g1": 0, "g2": 1, "u1": 1, "u2": 0}
