@@ -7,7 +7,9 @@
   before conversion;
 * :mod:`~cip.activation.measure.lift` - treatment vs control per campaign with
   95 % intervals (Newcombe for conversion, Welch for means) and the minimum
-  detectable effect.
+  detectable effect;
+* :mod:`~cip.activation.measure.preferences` - best channel and send hour per
+  person from their clicks and purchases (the shop's default below 5 responses).
 """
 
 from cip.activation.measure.attribution import (
@@ -35,6 +37,7 @@ from cip.activation.measure.lift import (
     welch_interval,
     wilson_interval,
 )
+from cip.activation.measure.preferences import best_channel_and_hour
 
 __all__ = [
     "ATTRIBUTION_DIMENSIONS",
@@ -56,4 +59,5 @@ __all__ = [
     "newcombe_interval",
     "welch_interval",
     "wilson_interval",
+    "best_channel_and_hour",
 ]

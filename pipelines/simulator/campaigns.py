@@ -58,6 +58,7 @@ _P0 = {"persuadable": 0.04, "sure_thing": 0.45, "lost_cause": 0.02, "sleeping_do
 _DELTA = {"persuadable": 0.30, "sure_thing": 0.0, "lost_cause": 0.0, "sleeping_dog": -0.15}
 _OFF_CHANNEL = 0.4  # share of the effect left on another channel than the preferred one
 _OFF_HOUR = 0.7  # share left when sent more than 3 hours from the preferred hour
+_CLICK = 0.35  # click probability of a message on the preferred channel and hour
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,13 @@ def simulate_campaigns(
             )
         )
     a = pd.concat(rows, ignore_index=True)
-    events = pd.DataFrame(
+    # clicks (their own random stream): likelier on the preferred channel and hour
+    crng = np.random.default_rng([seed, 1])
+    pref = people.set_index("unified_id").loc[a["unified_id"]]
+    fit = np.where(a["channel"].to_numpy() == pref["preferred_channel"].to_numpy(), 1.0, 0.25)
+    fit = fit * np.where(np.abs(a["send_hour"].to_numpy() - pref["preferred_hour"].to_numpy()) <= 2, 1.0, 0.4)
+    a["clicked"] = a["treated"].to_numpy() & (crng.random(len(a)) < _CLICK * fit)
+    sent = pd.DataFrame(
         {
             "unified_id": a["unified_id"],
             "campaign": a["campaign"],
@@ -196,6 +203,10 @@ def simulate_campaigns(
             "message_id": a["campaign"] + ":" + a["unified_id"],
         }
     )
+    clicks = sent[a["clicked"].to_numpy()].assign(
+        event_type="click", ts=lambda d: d["ts"] + pd.Timedelta(minutes=20)
+    )
+    events = pd.concat([sent, clicks], ignore_index=True)
     buy = a[a["orders"] > 0]
     rep = buy.loc[buy.index.repeat(buy["orders"])]
     k = rep.groupby(level=0).cumcount()
@@ -281,7 +292,7 @@ def write_campaign_sources(
         campaigns=campaigns, seed=seed + 7919, control_pct=30, start=start, people=people
     )
     a = sim.assignments
-    clicks = a[a["treated"] & a["converted"] & (rng.random(len(a)) < 0.6)]
+    clicks = a[a["clicked"]]
     ev = pd.concat(
         [
             pd.DataFrame({"event": np.where(a["treated"], "send", "control"), "a": a.index}),
@@ -290,12 +301,14 @@ def write_campaign_sources(
         ignore_index=True,
     )
     rows = a.loc[ev["a"]].reset_index(drop=True)
-    lag = np.where(ev["event"].eq("click"), 1.0, 0.0)
+    lag = np.where(ev["event"].eq("click"), 20.0, 0.0)
     msgs = pd.DataFrame(
         {
             "message_id": rows["campaign"] + "-" + rows["unified_id"],
             "event": ev["event"],
-            "when": (rows["ts"] + pd.to_timedelta(lag, unit="h")).dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "when": (rows["ts"] + pd.to_timedelta(lag, unit="min")).dt.strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
             "recipient": rows["unified_id"].map(email),
             "campaign": rows["campaign"],
             "medium": rows["channel"],
