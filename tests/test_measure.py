@@ -251,7 +251,7 @@ def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
     from cip.pipelines.simulator.campaigns import history_orders
 
     mlflow_db(tmp_workspace.root / "mlflow.db")  # a migrated store (copied, not rebuilt)
-    sim = simulate_campaigns(900, seed=5, control_pct=50)
+    sim = simulate_campaigns(600, seed=5, control_pct=50)
     past = history_orders(sim.persons, sim.assignments["ts"].min(), seed=5)
     orders = pd.concat([past, sim.orders], ignore_index=True)
     ws = tmp_workspace
@@ -277,7 +277,7 @@ def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
     assert res["registry_name"] == "cip-uplift-c0" and res["version"] == "1"
     with ws.open_store() as store:
         sc = store.sql("SELECT * FROM uplift_scores")
-    assert len(sc) == res["scored"] == 900 and sc["sleeping_dog"].sum() == res["sleeping_dogs"]
+    assert len(sc) == res["scored"] == 600 and sc["sleeping_dog"].sum() == res["sleeping_dogs"]
     truth = sc.merge(sim.persons, on="unified_id")
     # the model learned something true: persuadables score above sleeping dogs on average
     by_type = truth.groupby("response_type")["uplift"].mean()
@@ -320,3 +320,24 @@ def test_global_control_group_compares_everyone_messaged_with_the_global_holdout
     g = campaign_outcomes(facts, orders, global_control=True)["*"].set_index("unified_id")
     assert g["treated"].to_dict() == {"g1": False, "g2": False, "u1": True, "u2": True}
     assert g["orders"].to_dict() == {"g1": 0, "g2": 1, "u1": 1, "u2": 0}
+
+
+def test_best_channel_from_clicks_with_the_shop_default_below_five_responses() -> None:
+    from cip.activation.measure import best_channel_and_hour
+
+    rows = []
+    for i in range(6):  # u1: six e-mails and six SMS at 19:00; clicks only the SMS
+        for ch in ("email", "sms"):
+            ts = T0.normalize() + pd.Timedelta(days=i, hours=19)
+            rows.append(("u1", f"{ch}{i}", ch, "send", ts))
+            if ch == "sms":
+                rows.append(("u1", f"{ch}{i}", ch, "click", ts + pd.Timedelta(minutes=5)))
+    rows += [  # u2: one push click only -> the shop's default (sms has the best rate)
+        ("u2", "p1", "push", "send", T0), ("u2", "p1", "push", "click", T0),
+        ("u2", "p2", "push", "send", T0), ("u2", "e1", "email", "send", T0), ("u2", "e2", "email", "send", T0),
+    ]  # fmt: skip
+    facts = pd.DataFrame(rows, columns=["unified_id", "message_id", "channel", "event_type", "ts"])
+    best = best_channel_and_hour(facts.assign(machine=False)).set_index("unified_id")
+    assert best.loc["u1", ["channel", "hour", "basis"]].tolist() == ["sms", 19, "person"]
+    assert best.loc["u2", ["channel", "basis"]].tolist() == ["sms", "default"]
+    assert best.loc["u2", "responses"] == 1

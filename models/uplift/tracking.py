@@ -97,7 +97,6 @@ def log_uplift_run(
             name="model",
             python_model=UpliftPyfunc(result.model),
             signature=infer_signature(X_example, out),
-            input_example=X_example,
             pip_requirements=pip_requirements(),
         )
         version = register_model(
