@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
@@ -108,10 +108,11 @@ def lift(
 def attribution(
     window: Annotated[float, _WINDOW] = 7.0,
     model: Annotated[
-        str, typer.Option("--model", help="Which touch gets the credit: last or first.")
+        Literal["last", "first"],
+        typer.Option("--model", help="Which touch gets the credit: last or first."),
     ] = "last",
     touch: Annotated[
-        str,
+        Literal["click", "open", "send"],
         typer.Option("--touch", help="What counts as a touch: click, open (not machine) or send."),
     ] = "click",
     by: Annotated[

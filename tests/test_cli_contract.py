@@ -111,6 +111,8 @@ def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
         ("segments export", "--format"): set(FORMATS),
         ("segments export", "--changes"): {"entered", "exited", "all"},
         ("segments export", "--purpose"): set(CONTACT),
+        ("measure attribution", "--model"): {"last", "first"},
+        ("measure attribution", "--touch"): {"click", "open", "send"},
         ("keys create", "--scope"): set(SCOPES),
         **{(f"train {k}", "--holdout"): set(HOLDOUT_MODES) for k in ("churn", "propensity")},
         **{
@@ -284,6 +286,8 @@ def test_an_internal_error_through_a_real_process(tmp_path) -> None:
 ELSEWHERE: dict[str, str] = {
     # the table appears with the first merge or split; the demo shop has none (here: exit 4)
     "identity history": "tests/test_identity_cli.py::test_cli_unify_split_show_status",
+    # needs a campaign with a control group; the demo shop has none (here: exit 4)
+    "train uplift": "tests/test_measure.py::test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores",
 }
 
 
@@ -335,6 +339,9 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
             ],
         ),  # noqa: E501
         ("segments deliver", ["segments", "deliver", "--json"]),
+        ("measure sync", ["measure", "sync", "--json"]),
+        ("measure lift", ["measure", "lift", "--json"]),
+        ("measure attribution", ["measure", "attribution", "--by", "campaign,day", "--json"]),
         ("retention show", ["retention", "show", "--json"]),
         ("retention apply", ["retention", "apply", "--json"]),
         ("keys create", ["keys", "create", "--scope", "shop", "--name", "ci", "--json"]),
