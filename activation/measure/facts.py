@@ -143,6 +143,10 @@ def message_facts(
     if lost:
         log.warning("message_events: %s events match no known person (left out)", lost)
     ev = ev[ev["unified_id"].notna()].copy()
+    if ev.empty:
+        return ev.assign(machine=pd.Series(dtype=bool), scope=pd.Series(dtype=object))[
+            [*_FACT_COLS, "machine", "scope"]
+        ].reset_index(drop=True)
     ev["ts"] = pd.to_datetime(ev["ts"])
     ev["event_type"] = ev["event_type"].str.lower()
     ev["scope"] = np.where(
@@ -157,7 +161,7 @@ def message_facts(
         .max()  # the delivery when there is one (it follows the send)
     )
     is_open = ev["event_type"].eq("open")
-    since = (ev["ts"] - ev["message_id"].map(first)).dt.total_seconds()
+    since = (ev["ts"] - pd.to_datetime(ev["message_id"].map(first))).dt.total_seconds()
     fast = since.between(0, machine_open_seconds).fillna(False).astype(bool)
     flagged = ev["machine_open"].fillna(False).astype(bool)
     ev["machine"] = is_open & (flagged | fast)
