@@ -55,16 +55,18 @@ if TYPE_CHECKING:
 
     import pandas as pd
     from cip.activation import BuildReport, ExportReport
+    from cip.activation.measure import Attribution
     from cip.activation.triggers import ContentProvider
     from cip.models.clv import CLVTrainResult
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
+    from cip.pipelines.workflows.measure import LiftReport, UpliftTrainResult
     from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
 
-__all__ = ["Workspace", "Segments", "Models", "Triggers", "AsOf", "to_date"]
+__all__ = ["Workspace", "Segments", "Measure", "Models", "Triggers", "AsOf", "to_date"]
 
 _SUPERVISED_ONLY = ("horizon_days", "snapshot_every_days", "n_snapshots", "holdout")
 
@@ -94,12 +96,18 @@ class Workspace(_WorkspaceFolder):
         seed: int = 0,
         end: AsOf | None = None,
         progress: Callable[[int, int], None] | None = None,
+        campaigns: int = 0,
     ) -> SimulateResult:
-        """Write a simulated shop's sources (``days`` ending on ``end``) and register them."""
+        """Write a simulated shop's sources (``days`` ending on ``end``) and register them.
+
+        ``campaigns`` adds that many randomised e-mail campaigns with a control
+        group (their true effects in ``sources/_truth/campaign_truth.parquet``).
+        """
         day = None if end is None else to_date(end, what="end")
         return simulate_shop(
-            self, customers=customers, days=days, seed=seed, end=day, progress=progress
-        )
+            self, customers=customers, days=days, seed=seed, end=day, progress=progress,
+            campaigns=campaigns,
+        )  # fmt: skip
 
     def ingest(
         self,
@@ -254,6 +262,11 @@ class Workspace(_WorkspaceFolder):
     def triggers(self) -> Triggers:
         """Real-time triggers of this workspace: ``run``, ``list``, ``status``, ``log``, ``test``."""
         return Triggers(self)
+
+    @property
+    def measure(self) -> Measure:
+        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``train_uplift``."""
+        return Measure(self)
 
     @property
     def segments(self) -> Segments:
@@ -432,6 +445,50 @@ class Triggers:
         from cip.pipelines.workflows import triggers
 
         return triggers.test_trigger(self.ws, name, customer_id, now)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """``ws.measure``: message facts, attribution and incremental lift."""
+
+    ws: Workspace
+
+    def sync(self) -> int:
+        """Copy new decisions of the trigger log into ``message_events``; rows added."""
+        from cip.pipelines.workflows.measure import sync_messages
+
+        return sync_messages(self.ws)
+
+    def lift(
+        self, campaign: str | None = None, *, window_days: float = 7.0, effect: float = 0.10
+    ) -> LiftReport:
+        """Treatment vs control per campaign (95 % intervals, MDE warning) and global control."""
+        from cip.pipelines.workflows.measure import measure_lift
+
+        return measure_lift(self.ws, campaign, window_days=window_days, effect=effect)
+
+    def attribution(
+        self,
+        *,
+        window_days: float = 7.0,
+        model: str = "last",
+        touch: str = "click",
+        by: Sequence[str] = ("campaign", "channel"),
+    ) -> Attribution:
+        """Orders (web, app, store) credited to the messages before them, per ``by``."""
+        from cip.pipelines.workflows.measure import measure_attribution
+
+        return measure_attribution(
+            self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
+        )
+
+    def train_uplift(
+        self, campaign: str, *, window_days: float = 7.0, seed: int = 0
+    ) -> UpliftTrainResult:
+        """T- and X-learner uplift of ``campaign`` (``cip train uplift``): gated, scored."""
+        from cip.pipelines.workflows.measure import train_uplift
+
+        return train_uplift(self.ws, campaign, window_days=window_days, seed=seed)
 
 
 @dataclass(frozen=True)

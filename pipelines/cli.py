@@ -28,6 +28,7 @@ from cip.pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_demo,
     cmd_features,
     cmd_identity,
+    cmd_measure,
     cmd_models,
     cmd_privacy,
     cmd_recommend,

@@ -27,6 +27,16 @@ def simulate(
     end: Annotated[
         str, typer.Option("--end", help="Last day of the simulated window (YYYY-MM-DD).")
     ] = "2025-12-31",
+    campaigns: Annotated[
+        int,
+        typer.Option(
+            "--campaigns",
+            min=0,
+            help="Also write this many weekly randomised e-mail campaigns with a 30 % control "
+            "group (an e-mail provider's export and the campaign window's orders; true effects "
+            "in sources/_truth/campaign_truth.parquet).",
+        ),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Write a simulated shop's data into <workspace>/sources and register it in cip.yaml.
@@ -56,6 +66,7 @@ def simulate(
             seed=seed,
             end=end,
             progress=lambda done, total: progress.update(task, completed=done),
+            campaigns=campaigns,
         )
     if as_json:
         emit_json(result.as_dict())

@@ -36,6 +36,8 @@ __all__ = [
     "EVENT_TYPES",
     "LINEAGE_COLUMNS",
     "SCHEMAS",
+    "MESSAGE_EVENTS",
+    "MESSAGE_EVENT_TYPES",
     "RAW_TABLES",
     "SOURCE_TABLES",
     "QUARANTINE",
@@ -269,6 +271,45 @@ PRODUCTS = TableSchema(
     "The product catalog.",
 )
 
+#: Message event types of ``message_events`` (``control`` marks a held-out person).
+MESSAGE_EVENT_TYPES: tuple[str, ...] = (
+    "send",
+    "delivered",
+    "open",
+    "click",
+    "unsubscribe",
+    "bounce",
+    "complaint",
+    "control",
+)
+
+MESSAGE_EVENTS = TableSchema(
+    "message_events",
+    LINEAGE_COLUMNS
+    + (
+        _c("event_id", "VARCHAR", "Event id in the provider's export (or the message id)."),
+        _c("message_id", "VARCHAR", "The message the event is about."),
+        _c("ts", "TIMESTAMP", "Event time (UTC).", required=True),
+        _c(
+            "event_type",
+            "VARCHAR",
+            "send | delivered | open | click | unsubscribe | bounce | complaint | control.",
+            required=True,
+        ),
+        _c("channel", "VARCHAR", "Message channel: email | sms | push | ..."),
+        _c("campaign", "VARCHAR", "Campaign or trigger name (the unit lift is measured for)."),
+        _c("unified_id", "VARCHAR", "The person, when the feed knows it (the trigger log)."),
+    )
+    + _IDENTIFIERS
+    + (
+        _c("machine_open", "BOOLEAN", "Provider's flag: an open made by a mail proxy or scanner."),
+        _c("properties", "VARCHAR", "Other properties as a JSON object."),
+    ),
+    "Message facts: sends, deliveries, opens, clicks, unsubscribes, bounces, complaints and "
+    "control-group assignments, from the trigger engine's log or a provider's export.",
+    needs_identifier=True,
+)
+
 QUARANTINE = TableSchema(
     "quarantine",
     (
@@ -303,10 +344,27 @@ INGEST_RUNS = TableSchema(
 )
 
 SCHEMAS: dict[str, TableSchema] = {
-    s.name: s for s in (CUSTOMERS, ORDERS, ORDER_LINES, EVENTS, PRODUCTS, QUARANTINE, INGEST_RUNS)
+    s.name: s
+    for s in (
+        CUSTOMERS,
+        ORDERS,
+        ORDER_LINES,
+        EVENTS,
+        PRODUCTS,
+        MESSAGE_EVENTS,
+        QUARANTINE,
+        INGEST_RUNS,
+    )
 }
 #: Canonical tables a source may target.
-SOURCE_TABLES: tuple[str, ...] = ("customers", "orders", "order_lines", "events", "products")
+SOURCE_TABLES: tuple[str, ...] = (
+    "customers",
+    "orders",
+    "order_lines",
+    "events",
+    "products",
+    "message_events",
+)
 #: Tables holding raw person-linked records.
 RAW_TABLES: tuple[str, ...] = ("customers", "orders", "order_lines", "events")
 

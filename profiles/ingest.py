@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING
 import duckdb
 from cip.profiles._dbsource import Watermark, decode_watermark, encode_watermark
 from cip.profiles._readers import DB_STAGE, RawInput, read_source
-from cip.profiles.contracts import IDENTIFIER_COLUMNS, ORDER_STATUSES, TableSchema, schema
+from cip.profiles.contracts import (
+    IDENTIFIER_COLUMNS,
+    MESSAGE_EVENT_TYPES,
+    ORDER_STATUSES,
+    TableSchema,
+    schema,
+)
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import ColumnExpr, ColumnValue, SourceConfig
 from cip.profiles.sql import quote_ident, quote_literal
@@ -174,6 +180,7 @@ def _typed(raw_sql: str, src_type: str | None, target: str, ts_format: str | Non
 
 
 _LOWERED = ("status", "channel", "event_type")
+_BAD_MESSAGE_TYPE = f"unknown message event_type (expected {', '.join(MESSAGE_EVENT_TYPES)})"
 _KIND = {
     "DOUBLE": "not a number",
     "TIMESTAMP": "unparseable timestamp",
@@ -224,6 +231,12 @@ def _mapping_sql(src: SourceConfig, raw: RawInput, sch: TableSchema) -> str:
             reasons.append(
                 f"CASE WHEN {c} IS NOT NULL AND {c} NOT IN ({allowed}) "
                 f"THEN 'unknown status (expected completed, returned or cancelled)' END"
+            )
+        if col.name == "event_type" and sch.name == "message_events":
+            allowed = ", ".join(_lit(x) for x in MESSAGE_EVENT_TYPES)
+            reasons.append(
+                f"CASE WHEN {c} IS NOT NULL AND {c} NOT IN ({allowed}) "
+                f"THEN {_lit(_BAD_MESSAGE_TYPE)} END"
             )
     if sch.needs_identifier:
         no_id = " AND ".join(f"{quote_ident(i)} IS NULL" for i in IDENTIFIER_COLUMNS)

@@ -129,7 +129,7 @@ class SourceConfig(_Model):
     """One source: where the data is, which canonical table it feeds, how columns map."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    table: Literal["customers", "orders", "order_lines", "events", "products"]
+    table: Literal["customers", "orders", "order_lines", "events", "products", "message_events"]
     path: str | None = None
     format: Literal["csv", "parquet", "jsonl"] | None = None
     postgres: PostgresSourceConfig | None = None

@@ -25,6 +25,7 @@ __all__ = [
     "TOMBSTONES",
     "AUDIT_LOG",
     "SCORES",
+    "UPLIFT_SCORES",
     "SEGMENT_MEMBERS",
     "SEGMENT_CHANGES",
     "SEGMENT_BUILDS",
@@ -107,6 +108,20 @@ SCORES = TableSchema(
     ),
     "Churn, purchase and CLV predictions per person per snapshot (`cip score`).",
     key=("as_of", "unified_id"),
+)
+
+UPLIFT_SCORES = TableSchema(
+    "uplift_scores",
+    (
+        _c("campaign", "VARCHAR", "Campaign or trigger the uplift model was trained for."),
+        _c("unified_id", "VARCHAR", "The person."),
+        _c("as_of", "TIMESTAMP", "Snapshot of the features scored."),
+        _c("model_version", "VARCHAR", "Version of cip-uplift-<campaign> used."),
+        _c("uplift", "DOUBLE", "Predicted change in purchase probability if messaged."),
+        _c("sleeping_dog", "BOOLEAN", "Uplift below minus the flag threshold: do not message."),
+    ),
+    "Uplift per person per campaign (`cip train uplift`): whom a message persuades.",
+    key=("campaign", "as_of", "unified_id"),
 )
 
 # -- segments and webhooks (activation) ----------------------------------------
@@ -212,6 +227,7 @@ TABLES: dict[str, TableSchema] = {
             TOMBSTONES,
             AUDIT_LOG,
             SCORES,
+            UPLIFT_SCORES,
             SEGMENT_MEMBERS,
             SEGMENT_CHANGES,
             SEGMENT_BUILDS,

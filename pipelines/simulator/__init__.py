@@ -95,6 +95,7 @@ def simulate(
     end: date = date(2025, 12, 31),
     path_prefix: str = "sources",
     progress: Callable[[int, int], None] | None = None,
+    campaigns: int = 0,
 ) -> SimulationResult:
     """Simulate ``customers`` people over the ``days`` ending on ``end`` and write the sources.
 
@@ -108,6 +109,8 @@ def simulate(
         path_prefix: Folder prefix of the ``path`` in the returned declarations
             (relative to the workspace: ``sources`` for ``<workspace>/sources``).
         progress: Called as ``progress(people_done, people_total)`` as the work advances.
+        campaigns: Randomised e-mail campaigns with a control group and ground truth
+            (:mod:`pipelines.simulator.campaigns`); 0: none.
 
     Returns:
         The declarations, row counts and paths.
@@ -158,11 +161,22 @@ def simulate(
             s.abort()
         shutil.rmtree(tmp, ignore_errors=True)
     counts = {name: s.rows for name, s in sinks.items()}
+    sources = _decl.declarations(path_prefix)
+    if campaigns > 0:  # the campaign sources and their truth (pipelines.simulator.campaigns)
+        from cip.pipelines.simulator.campaigns import write_campaign_sources
+
+        extra, more, rows = write_campaign_sources(
+            out_dir, campaigns=campaigns, seed=seed, end=end, path_prefix=path_prefix,
+            truth_dir=TRUTH_DIR,
+        )  # fmt: skip
+        sources += extra
+        files |= more
+        counts |= rows
     elapsed = time.perf_counter() - started
     log.info("simulation of %d people over %d days done in %.1f s", customers, days, elapsed)
     return SimulationResult(
         out_dir=out_dir,
-        sources=_decl.declarations(path_prefix),
+        sources=sources,
         counts=counts,
         people=customers,
         truth_rows=truth_sinks["person_truth"].rows,

@@ -195,6 +195,7 @@ def simulate_shop(
     seed: int = 0,
     end: date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    campaigns: int = 0,
 ) -> SimulateResult:
     """Write a simulated shop's sources into ``<workspace>/sources`` and register them.
 
@@ -213,6 +214,7 @@ def simulate_shop(
         end=end or date(2025, 12, 31),
         path_prefix=prefix,
         progress=progress,
+        campaigns=campaigns,
     )
     replaced = register_sources(ws, result.sources)
     return SimulateResult(
