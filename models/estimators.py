@@ -450,12 +450,18 @@ _CLASSES: dict[str, type[_CalibratedLGBMClassifier]] = {
 }
 
 
-def load_model(
-    path: str | Path, expected: type[_CalibratedLGBMClassifier] | None = None
-) -> _CalibratedLGBMClassifier:
-    """Load a :class:`ChurnModel` or :class:`PropensityModel` saved with ``save``."""
+def load_model(path: str | Path, expected: type[_CalibratedLGBMClassifier] | None = None) -> Any:
+    """Load a :class:`ChurnModel` or :class:`PropensityModel` saved with ``save``.
+
+    A :class:`~cip.models.baselines.LogisticBaselineModel` (a baseline registered as
+    the champion) loads too, whatever ``expected``: it has the same interface.
+    """
+    from cip.models.baselines import LogisticBaselineModel
+
     d = Path(path)
     meta = json.loads((d / _META_FILE).read_text())
+    if meta["class"] == LogisticBaselineModel.__name__:
+        return LogisticBaselineModel.from_meta(meta)  # a baseline registered as the champion
     cls = _CLASSES[meta["class"]]
     if expected is not None and not issubclass(cls, expected):
         raise TypeError(f"{d} holds a {meta['class']}, not a {expected.__name__}")

@@ -105,6 +105,13 @@ class TrainResult:
     fit_as_ofs: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    #: the model this run registered: ``lightgbm`` or the baseline that beat it
+    #: (``logreg_rfm``, ``logreg_recency``); a run always registers one
+    winner: str = "lightgbm"
+    #: the winner's holdout ROC AUC minus the best other model's (NaN: nothing to compare)
+    margin: float = float("nan")
+    #: holdout metrics of every registrable candidate (``lightgbm`` and the baselines)
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,7 +237,7 @@ def train_on_frame(
         run_params={"seed": seed, **dict(run_params or {})},
     )
     d = fitted.decision
-    say(f"{KIND_SPECS[kind].registry_name} version {version}: {d.reason}")
+    say(f"{KIND_SPECS[kind].registry_name} version {version} ({fitted.winner}): {d.reason}")
     return TrainResult(
         kind=kind,
         metrics=fitted.metrics,
@@ -245,6 +252,9 @@ def train_on_frame(
         fit_as_ofs=[str(pd.Timestamp(a).date()) for a in fitted.fit_as_ofs],
         params=fitted.params,
         tuning=fitted.tuning,
+        winner=fitted.winner,
+        margin=fitted.margin,
+        candidates=fitted.candidates,
     )
 
 
