@@ -171,3 +171,38 @@ def test_holdout_without_both_outcomes_is_a_clear_error(frame, tmp_path) -> None
         _train(bad, tmp_path, kind="propensity")
     with pytest.raises(ConfigError, match="kind"):
         _train(frame, tmp_path, kind="clv")
+
+
+def test_a_losing_lightgbm_leaves_the_best_baseline_as_a_scoreable_champion(
+    frame, tmp_path
+) -> None:
+    from cip.models.scoring import load_champions, score_frame
+
+    # a deliberately weak LightGBM (one stump): a logistic baseline must win and be promoted
+    res = _train(frame, tmp_path, seed=0, model_params={"n_estimators": 1, "num_leaves": 2})
+    assert res.winner in ("logreg_rfm", "logreg_recency") and res.promoted
+    aucs = {k: m["roc_auc"] for k, m in res.candidates.items()}
+    assert res.metrics["roc_auc"] == max(aucs.values()) == aucs[res.winner]
+    others = [b["roc_auc"] for k, b in res.baselines.items() if k != res.winner]
+    assert res.margin == pytest.approx(res.metrics["roc_auc"] - max([*others, aucs["lightgbm"]]))
+    assert res.winner in res.decision and "lightgbm" in res.decision
+    assert registry.champion_version("cip-churn") == res.version
+    run = mlflow.get_run(res.run_id)
+    assert run.data.tags["cip.winner"] == res.winner
+
+    # loaded as a champion and scored like LightGBM: probabilities, reasons
+    champs = load_champions(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    version, model = champs["cip-churn"]
+    assert version == res.version
+    hold = frame[frame.as_of == pd.Timestamp(AS_OFS[-1])].reset_index(drop=True)
+    out = score_frame(hold, champs, AS_OFS[-1])
+    active = hold["active"].to_numpy() == 1
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(hold["churn"][active], out["churn_probability"][active])
+    assert auc == pytest.approx(res.metrics["roc_auc"], abs=1e-6)
+    assert out["reasons"].str.contains("churn risk").all()
+    # the portable pyfunc gives the same probabilities
+    pm = mlflow.pyfunc.load_model(f"models:/cip-churn/{res.version}")
+    p = pm.predict(hold[pm.unwrap_python_model().feature_names])["probability"].to_numpy()
+    assert p == pytest.approx(out["churn_probability"].to_numpy(), abs=1e-9)
