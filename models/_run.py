@@ -31,11 +31,30 @@ class ModelKind:
     target: str
     population: str | None  # a 0/1 column selecting the rows the model is for
     rule_direction: int  # +1: higher recency = more likely positive
+    #: monotone constraints that hold for any shop: the longer since the last purchase,
+    #: the likelier to churn (the less likely to buy); the more purchases, the reverse
+    monotone: Mapping[str, int] = field(default_factory=dict)
 
 
 KIND_SPECS: dict[str, ModelKind] = {
-    "churn": ModelKind("churn", CHURN_MODEL, ChurnModel, "churn", "active", +1),
-    "propensity": ModelKind("propensity", PROPENSITY_MODEL, PropensityModel, "purchase", None, -1),
+    "churn": ModelKind(
+        "churn",
+        CHURN_MODEL,
+        ChurnModel,
+        "churn",
+        "active",
+        +1,
+        {"recency_days": 1, "frequency": -1},
+    ),
+    "propensity": ModelKind(
+        "propensity",
+        PROPENSITY_MODEL,
+        PropensityModel,
+        "purchase",
+        None,
+        -1,
+        {"recency_days": -1, "frequency": 1},
+    ),
 }
 
 
@@ -180,6 +199,7 @@ def fit_and_evaluate(
     base = {
         "random_state": seed,
         "purge_days": purge_days,
+        "monotone": dict(spec.monotone) or None,
         "feature_descriptions": dict(feature_descriptions or {}),
     }
     tuning = None

@@ -75,6 +75,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             bins and the same data would not reproduce the same model.
         feature_descriptions: ``{feature: description}`` for reason codes (the training
             pipeline passes :func:`features.catalog`'s); others read as their name.
+        monotone: ``{feature: +1 or -1}``, monotone constraints (the score may only
+            rise, +1, or only fall, -1, with the feature, all else equal); features
+            absent from ``X`` are ignored (``None``: unconstrained). LightGBM's
+            ``intermediate`` method enforces them.
         random_state: seed of LightGBM and of the random validation split.
         n_jobs: LightGBM threads for fitting and prediction (``None`` or 0: all cores;
             one thread is fastest on small data and on a busy machine).
@@ -103,6 +107,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         calibration: str = "auto",
         input_decimals: int | None = 6,
         feature_descriptions: Mapping[str, str] | None = None,
+        monotone: Mapping[str, int] | None = None,
         random_state: int | None = None,
         n_jobs: int | None = 1,
     ) -> None:
@@ -123,6 +128,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.input_decimals = input_decimals
         self.feature_descriptions = feature_descriptions
+        self.monotone = monotone
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -133,8 +139,17 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # -- fitting -----------------------------------------------------------------
-    def _lgb_params(self) -> dict[str, Any]:
-        return {
+    def _lgb_params(self, names: Sequence[str] = ()) -> dict[str, Any]:
+        mono = dict(self.monotone or {})
+        constraints = (
+            {
+                "monotone_constraints": [int(np.sign(mono.get(n, 0))) for n in names],
+                "monotone_constraints_method": "intermediate",
+            }
+            if any(n in mono for n in names)
+            else {}
+        )
+        return constraints | {
             "objective": "binary",
             "metric": ["auc", "binary_logloss"],
             "learning_rate": self.learning_rate,
@@ -204,7 +219,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                     )
                 )
         self.booster_ = lgb.train(
-            self._lgb_params(),
+            self._lgb_params(names),
             train,
             num_boost_round=self.n_estimators,
             valid_sets=valid_sets,
@@ -378,6 +393,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         params["feature_descriptions"] = (
             dict(params["feature_descriptions"]) if params["feature_descriptions"] else None
         )
+        params["monotone"] = dict(params["monotone"]) if params["monotone"] else None
         meta = {
             "class": type(self).__name__,
             "params": params,

@@ -41,6 +41,7 @@ __all__ = [
     "TrainResult",
     "feature_columns",
     "plan_snapshots",
+    "snapshot_spacing",
     "shared_training_sets",
     "train_model",
     "train_on_frame",
@@ -160,6 +161,54 @@ def plan_snapshots(
             f"(the latest {horizon_days // every_days} overlap the holdout's label window)"
         )
     return SnapshotPlan(fit, last, mode)
+
+
+#: spacings tried, densest last, when history is too short for the configured one
+DENSER_SPACINGS = (14, 7)
+
+
+def snapshot_spacing(
+    first_day: date | None,
+    as_of: date,
+    horizon_days: int,
+    *,
+    every_days: int = 30,
+    n_snapshots: int = 24,
+    data_end: date | None = None,
+    holdout: str = "auto",
+    min_fit_snapshots: int = 6,
+) -> int:
+    """Days between snapshots: ``every_days``, or denser when the history is short.
+
+    A young shop (say 9 months of orders and a 91-day horizon) has room for two or
+    three monthly snapshots once the holdout's label window is purged: too few
+    for a model to learn from. The spacing is then reduced to fortnightly, else
+    weekly (:data:`DENSER_SPACINGS`), the first that gives ``min_fit_snapshots``
+    fitting snapshots with at least one spacing of history after the first order
+    (``first_day``). Overlapping label windows stay purged as before (the
+    estimator's ``purge_days``), so denser snapshots add rows, not leakage.
+    """
+    if first_day is None:
+        return every_days
+    best, best_n = every_days, -1
+    for every in (every_days, *(d for d in DENSER_SPACINGS if d < every_days)):
+        try:
+            plan = plan_snapshots(
+                as_of,
+                horizon_days,
+                every_days=every,
+                n_snapshots=n_snapshots,
+                data_end=data_end,
+                holdout=holdout,
+            )
+        except ConfigError:
+            continue
+        n = sum(a > first_day + timedelta(days=every) for a in plan.fit_as_ofs)
+        if n >= min_fit_snapshots:
+            return every
+        if n > best_n:
+            best, best_n = every, n
+    return best
 
 
 def train_on_frame(
@@ -296,6 +345,7 @@ def train_model(
     n_snapshots: int = 24,
     *,
     holdout: str = "auto",
+    min_fit_snapshots: int = 6,
     study_dir: str | Path | None = None,
     model_params: Mapping[str, Any] | None = None,
     feature_params: Any = None,
@@ -313,8 +363,11 @@ def train_model(
         tracking_uri, artifact_location: the MLflow stores.
         tune_trials, tune_minutes: Optuna budget (neither: default parameters).
         seed: random seed (same seed and data reproduce the metrics).
-        snapshot_every_days, n_snapshots: the snapshot grid (:func:`plan_snapshots`).
+        snapshot_every_days, n_snapshots: the snapshot grid (:func:`plan_snapshots`);
+            ``snapshot_every_days`` is the widest spacing: with a short history it is
+            reduced to 14 or 7 days (:func:`snapshot_spacing`).
         holdout: ``auto``, ``as_of`` or ``latest_labelled`` (:func:`plan_snapshots`).
+        min_fit_snapshots: fitting snapshots wanted before the spacing is reduced.
         study_dir: folder of the Optuna SQLite study (``optuna.db``); ``None``: in memory.
         model_params: estimator parameters overriding defaults and tuned values.
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
@@ -335,6 +388,21 @@ def train_model(
         raise ConfigError("the store has no orders or events to train on")
     end_day = pd.Timestamp(end).date()
     as_of = as_of or end_day
+    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
+    first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
+    asked = snapshot_every_days
+    snapshot_every_days = snapshot_spacing(
+        first_ok,
+        as_of,
+        horizon_days,
+        every_days=asked,
+        n_snapshots=n_snapshots,
+        data_end=end_day,
+        holdout=holdout,
+        min_fit_snapshots=min_fit_snapshots,
+    )
+    if snapshot_every_days != asked:
+        say(f"short history: snapshots every {snapshot_every_days} days instead of {asked}")
     plan = plan_snapshots(
         as_of,
         horizon_days,
@@ -343,8 +411,6 @@ def train_model(
         data_end=end_day,
         holdout=holdout,
     )
-    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
-    first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
     dates = [
         a
         for a in plan.all_as_ofs

@@ -206,3 +206,37 @@ def test_a_losing_lightgbm_leaves_the_best_baseline_as_a_scoreable_champion(
     pm = mlflow.pyfunc.load_model(f"models:/cip-churn/{res.version}")
     p = pm.predict(hold[pm.unwrap_python_model().feature_names])["probability"].to_numpy()
     assert p == pytest.approx(out["churn_probability"].to_numpy(), abs=1e-9)
+
+
+def test_short_history_gets_denser_snapshots() -> None:
+    from cip.models.training import snapshot_spacing
+
+    as_of, end = date(2011, 9, 9), date(2011, 9, 9)
+    # 9 months of orders, 91-day horizon, as of the last day: monthly leaves 3 fitting
+    # snapshots after the purge, fortnightly 6: fortnightly is chosen
+    young = date(2010, 12, 1)
+    assert snapshot_spacing(young, as_of, 91, data_end=end) == 14
+    # 7 months: even weekly gives fewer than 6; the spacing with the most is chosen
+    assert snapshot_spacing(date(2011, 2, 1), as_of, 91, data_end=end) == 7
+    # a long history keeps the configured monthly spacing
+    assert snapshot_spacing(date(2008, 1, 1), as_of, 91, data_end=end) == 30
+    # and never goes wider than asked
+    assert snapshot_spacing(date(2008, 1, 1), as_of, 91, every_days=10, data_end=end) == 10
+
+
+def test_monotone_constraints_hold(frame) -> None:
+    import numpy as np
+    from cip.models.estimators import ChurnModel
+
+    fit = frame[frame.active == 1]
+    X = fit[["recency_days", "frequency", "monetary"]].astype(float)
+    m = ChurnModel(
+        n_estimators=40, monotone={"recency_days": 1, "frequency": -1}, random_state=0
+    ).fit(X, fit.churn.to_numpy(dtype=int), snapshot=fit.as_of)
+    row = X.iloc[[0] * 50].copy()
+    row["recency_days"] = np.linspace(0, 400, 50)
+    assert np.all(np.diff(m.predict_proba(row)[:, 1]) >= -1e-12)  # churn never falls with recency
+    row = X.iloc[[0] * 30].copy()
+    row["frequency"] = np.arange(30)
+    assert np.all(np.diff(m.predict_proba(row)[:, 1]) <= 1e-12)
+    assert ChurnModel.load(m.save(Path(__import__("tempfile").mkdtemp()))).monotone == m.monotone

@@ -282,6 +282,7 @@ def train_clv(
     snapshot_every_days: int = 30,
     n_snapshots: int = 12,
     holdout: str = "auto",
+    min_fit_snapshots: int = 6,
     feature_params: Any = None,
     model_params: Mapping[str, Any] | None = None,
     min_delta: float = 0.0,
@@ -296,7 +297,9 @@ def train_clv(
         tracking_uri, artifact_location: the MLflow stores.
         seed: random seed of LightGBM and Optuna.
         tune_trials, tune_minutes: Optuna budget for the two-part model (both None: defaults).
-        snapshot_every_days, n_snapshots, holdout: the snapshot grid.
+        snapshot_every_days, n_snapshots, holdout: the snapshot grid; with a short
+            history the spacing is reduced to 14 or 7 days until ``min_fit_snapshots``
+            snapshots fit (:func:`models.training.snapshot_spacing`).
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
         model_params: :class:`TwoPartLGBM` parameters overriding defaults and tuned values.
         min_delta: normalized-Gini margin the two-part model must win by.
@@ -304,11 +307,26 @@ def train_clv(
     """
     from cip.features import data_end
     from cip.models.tracking import data_fingerprint
-    from cip.models.training import plan_snapshots
+    from cip.models.training import plan_snapshots, snapshot_spacing
 
     say = progress or log.info
     end_day = pd.Timestamp(data_end(store)).date()
     as_of = as_of or end_day
+    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
+    first = pd.Timestamp(start).date()
+    asked = snapshot_every_days
+    snapshot_every_days = snapshot_spacing(
+        first,
+        as_of,
+        horizon_days,
+        every_days=asked,
+        n_snapshots=n_snapshots,
+        data_end=end_day,
+        holdout=holdout,
+        min_fit_snapshots=min_fit_snapshots,
+    )
+    if snapshot_every_days != asked:
+        say(f"short history: snapshots every {snapshot_every_days} days instead of {asked}")
     plan = plan_snapshots(
         as_of,
         horizon_days,
@@ -317,8 +335,6 @@ def train_clv(
         data_end=end_day,
         holdout=holdout,
     )
-    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
-    first = pd.Timestamp(start).date()
     dates = [
         a
         for a in plan.all_as_ofs
