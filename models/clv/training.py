@@ -14,6 +14,9 @@ Same machinery as churn and propensity (:mod:`models.training`):
   (:class:`~models.clv.two_part.TwoPartLGBM`, early-stopped on the latest
   fitting snapshot with purging, optionally tuned with Optuna on that snapshot's
   normalized Gini; the holdout is never seen while tuning);
+* total calibration: each candidate's ``clv`` is multiplied by actual / predicted
+  total net revenue on the latest fitting snapshot (time-held-out, before the
+  holdout; :attr:`CLVModel.total_scale`), so totals match without changing ranks;
 * metrics (:mod:`models.clv.metrics`): normalized Gini, total predicted / actual,
   Spearman, decile MAE; a decile chart of every candidate is logged to MLflow;
 * the gate: ``two_part`` wins only if its holdout normalized Gini beats both
@@ -100,6 +103,30 @@ def _tune(X, y, snap, base, n_trials, minutes, seed, say) -> tuple[dict[str, Any
     }
 
 
+#: bounds of the total calibration factor (a larger correction means a broken model)
+SCALE_BOUNDS = (0.25, 4.0)
+
+
+def _total_scales(
+    models: Mapping[str, CLVModel], val: pd.DataFrame, btyd_val: tuple[Any, Any], target: str
+) -> dict[str, float]:
+    """Per candidate: actual / predicted total net revenue on the validation snapshot.
+
+    The validation snapshot is the latest fitting snapshot: its labels are observed
+    before the holdout starts, so the factor is fitted on time-held-out data, never
+    on the holdout. Each candidate is evaluated there with the BTYD models fitted on
+    that snapshot's own history. Bounded by :data:`SCALE_BOUNDS`; 1 when undefined.
+    """
+    y = val[target].to_numpy(dtype=np.float64)
+    out = {}
+    for k, m in models.items():
+        twin = CLVModel(m.kind, m.horizon_days, *btyd_val, m.two_part)
+        pred = float(twin.predict(val)["clv"].sum())
+        ratio = float(y.sum()) / pred if pred > 0 and np.isfinite(pred) else 1.0
+        out[k] = float(np.clip(ratio, *SCALE_BOUNDS)) if np.isfinite(ratio) else 1.0
+    return out
+
+
 def fit_clv_candidates(
     frame: pd.DataFrame,
     holdout_as_of: Any,
@@ -153,6 +180,14 @@ def fit_clv_candidates(
     say(f"fitting the two-part LightGBM on {len(y_fit):,} rows")
     tp = TwoPartLGBM(**params).fit(X_fit, y_fit, snapshot=snap)
     models["two_part"] = CLVModel("two_part", horizon_days, bg, gg, tp)
+    val_ts = max(pd.Timestamp(a) for a in pd.Series(snap).unique())
+    scales = _total_scales(models, frame[(as_of == val_ts).to_numpy()], btyd[val_ts], TARGET)
+    for k, m in models.items():
+        m.total_scale = scales[k]
+    say(
+        f"total calibration on the snapshot {val_ts.date()}: "
+        + ", ".join(f"{k} x{v:.3f}" for k, v in scales.items())
+    )
     preds = {k: m.predict(hold)["clv"].to_numpy() for k, m in models.items()}
     metrics = {k: evaluate_values(y_hold, p) for k, p in preds.items()}
     gini = {k: m["normalized_gini"] for k, m in metrics.items()}
