@@ -62,11 +62,11 @@ def _young_store(full, start: date, as_of: date):
 def _actual(full, as_of: date, horizon: int) -> pd.DataFrame:
     end = as_of + timedelta(days=horizon)
     return full.sql(
-        "SELECT unified_id, "
+        "SELECT customer_id AS unified_id, "
         "sum(CASE WHEN status = 'completed' THEN amount ELSE 0 END) "
         "- sum(CASE WHEN status = 'returned' THEN amount ELSE 0 END) AS spend, "
         "max(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS bought "
-        "FROM orders WHERE ts >= ? AND ts < ? GROUP BY unified_id",
+        "FROM orders WHERE ts >= ? AND ts < ? GROUP BY customer_id",
         [pd.Timestamp(as_of), pd.Timestamp(end)],
     )
 
