@@ -52,7 +52,7 @@ from benchmarks.models_quality import _prepare
 def _young_store(full, start: date, as_of: date):
     young = open_store("duckdb")
     src = full.sql(
-        "SELECT * FROM _orders_src WHERE ts >= ? AND ts < ?",
+        "SELECT * FROM orders WHERE ts >= ? AND ts < ?",
         [pd.Timestamp(start), pd.Timestamp(as_of)],
     )
     young.load_arrow("_orders_src", src, mode="replace")
@@ -94,8 +94,9 @@ def main() -> None:
         actual = _actual(full, as_of, h)
         young = _young_store(full, args.start, as_of)
     say = print
+    # trained "as of the last day with data" (as_of=None), as a young shop would run it
     prop = train_model(
-        young, "propensity", as_of, h, uri, art, tune_trials=args.tune_trials, seed=args.seed,
+        young, "propensity", None, h, uri, art, tune_trials=args.tune_trials, seed=args.seed,
         progress=say,
     )  # fmt: skip
     feats = build_features(young, as_of)
@@ -119,7 +120,7 @@ def main() -> None:
     exp[has] = bg.expected_purchases(float(h), x, t_x, T)
     rows["bg_nbd expected orders"] = roc_auc_score(y, exp)
     clv = train_clv(
-        young, as_of, h, uri, art, tune_trials=min(args.tune_trials, 5), seed=args.seed,
+        young, None, h, uri, art, tune_trials=min(args.tune_trials, 5), seed=args.seed,
         progress=say,
     )  # fmt: skip
     cs = score_clv(young, as_of, uri).merge(actual, on="unified_id", how="left").fillna(0.0)
@@ -137,8 +138,12 @@ def main() -> None:
         print(f"| {k} | {v:.4f} |")
     print(f"<!-- propensity: {prop.decision}; spacing/fit {prop.fit_as_ofs} -->")
     print("| CLV model | normalized Gini | total pred/actual |\n|---|---:|---:|")
-    print(f"| champion ({clv.winner}) | {m_champ['normalized_gini']:.4f} | {m_champ['total_ratio']:.3f} |")
-    print(f"| bg_nbd x gamma_gamma | {m_btyd['normalized_gini']:.4f} | {m_btyd['total_ratio']:.3f} |")
+    print(
+        f"| champion ({clv.winner}) | {m_champ['normalized_gini']:.4f} | {m_champ['total_ratio']:.3f} |"
+    )
+    print(
+        f"| bg_nbd x gamma_gamma | {m_btyd['normalized_gini']:.4f} | {m_btyd['total_ratio']:.3f} |"
+    )
     print(json.dumps({"clv_decision": clv.decision, "clv_candidates": clv.candidates}, default=str))
 
 
