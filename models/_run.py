@@ -194,6 +194,7 @@ def fit_and_evaluate(
     _check_labels(y[fit_mask], f"the fitting snapshots (before {holdout_as_of.date()})")
     _check_labels(y[hold_mask], f"the holdout snapshot {holdout_as_of.date()}")
     X_fit, y_fit, snap_fit = X[fit_mask], y[fit_mask], as_of[fit_mask].to_numpy()
+    groups_fit = rows["unified_id"].to_numpy()[fit_mask] if "unified_id" in rows else None
     X_hold, y_hold = X[hold_mask], y[hold_mask]
 
     base = {
@@ -213,6 +214,7 @@ def fit_and_evaluate(
             X_fit,
             y_fit,
             snap_fit,
+            groups=groups_fit,
             n_trials=tune_trials,
             timeout_minutes=tune_minutes,
             seed=seed,
@@ -230,7 +232,7 @@ def fit_and_evaluate(
         base = {**base, **res.best_params}
     params = {**base, **dict(model_params or {})}
     say(f"fitting {spec.estimator.__name__} on {len(y_fit):,} rows")
-    model = spec.estimator(**params).fit(X_fit, y_fit, snapshot=snap_fit)
+    model = spec.estimator(**params).fit(X_fit, y_fit, snapshot=snap_fit, groups=groups_fit)
     p_hold = model.predict_proba(X_hold)[:, 1]
     metrics = evaluate_probabilities(y_hold, p_hold)
     metrics["validation_auc"] = model.validation_auc_

@@ -177,6 +177,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         snapshot: Sequence[Any] | None = None,
         eval_set: tuple[Any, Any] | None = None,
         callbacks: Sequence[Callable[..., Any]] | None = None,
+        groups: Sequence[Any] | None = None,
     ) -> _CalibratedLGBMClassifier:
         """Fit the booster with early stopping, then the calibration.
 
@@ -187,6 +188,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                 validation set (early stopping and calibration), earlier ones train.
             eval_set: an explicit ``(X_val, y_val)`` validation set instead.
             callbacks: extra LightGBM callbacks (e.g. an Optuna pruning callback).
+            groups: per-row person id. When no snapshot is ``purge_days`` older than
+                the latest (a short history), the validation rows are a random
+                ``validation_fraction`` of the *persons* (all their snapshots), not of
+                the rows: the same person in both sets would leak the label.
 
         Returns:
             self
@@ -205,7 +210,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"y has 1 class ({self.classes_[0]!r}); a binary classifier needs both classes"
             )
-        X_tr, y_tr, X_va, y_va = self._split(X, y_idx, snapshot, eval_set)
+        X_tr, y_tr, X_va, y_va = self._split(X, y_idx, snapshot, eval_set, groups)
         names = self._feature_names()
         train = lgb.Dataset(X_tr, y_tr, feature_name=names, free_raw_data=False)
         cbs = list(callbacks or [])
@@ -242,7 +247,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.feature_descriptions_ = _resolve_descriptions(names, self.feature_descriptions)
         return self
 
-    def _split(self, X, y, snapshot, eval_set):
+    def _split(self, X, y, snapshot, eval_set, groups=None):
         if eval_set is not None:
             X_va, y_va = eval_set
             X_va = self._round(
@@ -262,11 +267,19 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             if is_tr.any():
                 return X[is_tr], y[is_tr], X[is_val], y[is_val]
             log.warning(
-                "no snapshot is %d+ days before the latest: random validation split instead",
+                "no snapshot is %d+ days before the latest: random validation split "
+                "(of persons, when groups are given) instead",
                 self.purge_days,
             )
         if not self.validation_fraction or len(y) < 10:
             return X, y, None, None
+        if groups is not None:
+            g = pd.util.hash_pandas_object(pd.Series(np.asarray(groups)).astype(str), index=False)
+            seed = np.uint64(0 if self.random_state is None else int(self.random_state))
+            u = ((g.to_numpy() ^ seed) % np.uint64(1_000_003)) / 1_000_003.0
+            is_va = u < self.validation_fraction
+            if len(np.unique(y[is_va])) == 2 and len(np.unique(y[~is_va])) == 2:
+                return X[~is_va], y[~is_va], X[is_va], y[is_va]
         stratify = y if np.bincount(y).min() >= 2 else None
         X_tr, X_va, y_tr, y_va = train_test_split(
             X,

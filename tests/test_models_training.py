@@ -240,3 +240,19 @@ def test_monotone_constraints_hold(frame) -> None:
     row["frequency"] = np.arange(30)
     assert np.all(np.diff(m.predict_proba(row)[:, 1]) <= 1e-12)
     assert ChurnModel.load(m.save(Path(__import__("tempfile").mkdtemp()))).monotone == m.monotone
+
+
+def test_short_history_validation_splits_by_person() -> None:
+    import numpy as np
+    from cip.models.estimators import PropensityModel
+
+    rng = np.random.default_rng(0)
+    person = np.repeat(np.arange(200), 3)  # 3 snapshots, 10 days apart: none 90+ days older
+    snap = np.tile(pd.to_datetime(["2024-01-01", "2024-01-11", "2024-01-21"]).to_numpy(), 200)
+    X = np.column_stack([person, rng.random(600)]).astype(float)
+    y = rng.integers(0, 2, 600)
+    m = PropensityModel(purge_days=90, random_state=0)
+    X_tr, _, X_va, _ = m._split(X, y, snap, None, person)
+    tr, va = set(X_tr[:, 0]), set(X_va[:, 0])
+    assert tr and va and not tr & va  # every snapshot of a person on one side
+    assert 0.1 < len(va) / 200 < 0.3
