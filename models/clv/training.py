@@ -15,8 +15,9 @@ Same machinery as churn and propensity (:mod:`models.training`):
   fitting snapshot with purging, optionally tuned with Optuna on that snapshot's
   normalized Gini; the holdout is never seen while tuning);
 * total calibration: each candidate's ``clv`` is multiplied by actual / predicted
-  total net revenue on the latest fitting snapshot (time-held-out, before the
-  holdout; :attr:`CLVModel.total_scale`), so totals match without changing ranks;
+  total net revenue on a fitting snapshot (time-held-out, before the holdout): the
+  one a year before the holdout when the history has it (same season), else the
+  latest (:attr:`CLVModel.total_scale`), so totals match without changing ranks;
 * metrics (:mod:`models.clv.metrics`): normalized Gini, total predicted / actual,
   Spearman, decile MAE; a decile chart of every candidate is logged to MLflow;
 * the gate: ``two_part`` wins only if its holdout normalized Gini beats both
@@ -107,13 +108,27 @@ def _tune(X, y, snap, base, n_trials, minutes, seed, say) -> tuple[dict[str, Any
 SCALE_BOUNDS = (0.25, 4.0)
 
 
+def _calibration_snapshot(fit_as_ofs: list[pd.Timestamp], holdout: pd.Timestamp) -> pd.Timestamp:
+    """The fitting snapshot the total is calibrated on: same season a year earlier if any.
+
+    Spend is seasonal (a horizon holding December is not one holding February), so the
+    fitting snapshot within 31 days of ``holdout - 365 days`` is used when the history
+    has one; else the latest fitting snapshot (a young shop).
+    """
+    year_ago = holdout - pd.Timedelta(days=365)
+    near = [a for a in fit_as_ofs if abs((a - year_ago).days) <= 31]
+    if near:
+        return min(near, key=lambda a: abs((a - year_ago).days))
+    return max(fit_as_ofs)
+
+
 def _total_scales(
     models: Mapping[str, CLVModel], val: pd.DataFrame, btyd_val: tuple[Any, Any], target: str
 ) -> dict[str, float]:
     """Per candidate: actual / predicted total net revenue on the validation snapshot.
 
-    The validation snapshot is the latest fitting snapshot: its labels are observed
-    before the holdout starts, so the factor is fitted on time-held-out data, never
+    The calibration snapshot (:func:`_calibration_snapshot`) is a fitting snapshot:
+    its labels are observed before the holdout starts, so the factor is fitted on time-held-out data, never
     on the holdout. Each candidate is evaluated there with the BTYD models fitted on
     that snapshot's own history. Bounded by :data:`SCALE_BOUNDS`; 1 when undefined.
     """
@@ -180,7 +195,7 @@ def fit_clv_candidates(
     say(f"fitting the two-part LightGBM on {len(y_fit):,} rows")
     tp = TwoPartLGBM(**params).fit(X_fit, y_fit, snapshot=snap)
     models["two_part"] = CLVModel("two_part", horizon_days, bg, gg, tp)
-    val_ts = max(pd.Timestamp(a) for a in pd.Series(snap).unique())
+    val_ts = _calibration_snapshot([pd.Timestamp(a) for a in pd.Series(snap).unique()], hold_ts)
     scales = _total_scales(models, frame[(as_of == val_ts).to_numpy()], btyd[val_ts], TARGET)
     for k, m in models.items():
         m.total_scale = scales[k]
