@@ -177,8 +177,8 @@ def snapshot_spacing(
     data_end: date | None = None,
     holdout: str = "auto",
     min_fit_snapshots: int = 6,
-) -> int:
-    """Days between snapshots: ``every_days``, or denser when the history is short.
+) -> tuple[int, int]:
+    """``(days between snapshots, number of snapshots)``: denser when the history is short.
 
     A young shop (say 9 months of orders and a 91-day horizon) has room for two or
     three monthly snapshots once the holdout's label window is purged: too few
@@ -186,18 +186,20 @@ def snapshot_spacing(
     weekly (:data:`DENSER_SPACINGS`), the first that gives ``min_fit_snapshots``
     fitting snapshots with at least one spacing of history after the first order
     (``first_day``). Overlapping label windows stay purged as before (the
-    estimator's ``purge_days``), so denser snapshots add rows, not leakage.
+    estimator's ``purge_days``), so denser snapshots add rows, not leakage. A denser
+    grid keeps the span of ``n_snapshots x every_days`` days (more snapshots).
     """
     if first_day is None:
-        return every_days
-    best, best_n = every_days, -1
+        return every_days, n_snapshots
+    best, best_n = (every_days, n_snapshots), -1
     for every in (every_days, *(d for d in DENSER_SPACINGS if d < every_days)):
+        n_snap = max(n_snapshots, n_snapshots * every_days // every)
         try:
             plan = plan_snapshots(
                 as_of,
                 horizon_days,
                 every_days=every,
-                n_snapshots=n_snapshots,
+                n_snapshots=n_snap,
                 data_end=data_end,
                 holdout=holdout,
             )
@@ -205,9 +207,9 @@ def snapshot_spacing(
             continue
         n = sum(a > first_day + timedelta(days=every) for a in plan.fit_as_ofs)
         if n >= min_fit_snapshots:
-            return every
+            return every, n_snap
         if n > best_n:
-            best, best_n = every, n
+            best, best_n = (every, n_snap), n
     return best
 
 
@@ -391,7 +393,7 @@ def train_model(
     start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
     first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
     asked = snapshot_every_days
-    snapshot_every_days = snapshot_spacing(
+    snapshot_every_days, n_snapshots = snapshot_spacing(
         first_ok,
         as_of,
         horizon_days,

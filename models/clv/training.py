@@ -365,7 +365,7 @@ def train_clv(
     start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
     first = pd.Timestamp(start).date()
     asked = snapshot_every_days
-    snapshot_every_days = snapshot_spacing(
+    snapshot_every_days, n_snapshots = snapshot_spacing(
         first,
         as_of,
         horizon_days,
