@@ -185,7 +185,7 @@ def snapshot_spacing(
     for a model to learn from. The spacing is then reduced to fortnightly, else
     weekly (:data:`DENSER_SPACINGS`), the first that gives ``min_fit_snapshots``
     fitting snapshots with at least one spacing of history after the first order
-    (``first_day``). Overlapping label windows stay purged as before (the
+    (``first_day``). A grid the history does not cut short is kept as asked. Overlapping label windows stay purged as before (the
     estimator's ``purge_days``), so denser snapshots add rows, not leakage. A denser
     grid keeps the span of ``n_snapshots x every_days`` days (more snapshots).
     """
@@ -206,6 +206,8 @@ def snapshot_spacing(
         except ConfigError:
             continue
         n = sum(a > first_day + timedelta(days=every) for a in plan.fit_as_ofs)
+        if every == every_days and n == len(plan.fit_as_ofs):
+            return every, n_snap  # the history does not limit the grid asked for
         if n >= min_fit_snapshots:
             return every, n_snap
         if n > best_n:
