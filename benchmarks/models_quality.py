@@ -69,14 +69,19 @@ def main() -> None:
             ws, kind, as_of, horizon_days=90, seed=args.seed, tune_trials=args.tune_trials
         )
         m = r.metrics
-        for name, x in [(f"LightGBM v{r.version}", m), *r.baselines.items()]:
+        rows = {**r.baselines, **(r.candidates or {"lightgbm": m})}
+        for key, x in rows.items():
+            name = f"{key} (winner, v{r.version})" if key == r.winner else key
             ece = x.get("ece")
             print(
                 f"| {kind} | {r.holdout_as_of} | {int(m['n']):,} | {m['positive_rate']:.3f} | {name} "
                 f"| {x['roc_auc']:.4f} | {x['pr_auc']:.4f} | {x['lift_top10']:.2f} "
                 f"| {x['capture_top10']:.3f} | {'-' if ece is None else f'{ece:.3f}'} |"
             )
-        print(f"<!-- {kind}: {r.decision}; {time.perf_counter() - t:.0f} s; fit {r.fit_as_ofs} -->")
+        print(
+            f"<!-- {kind}: winner {r.winner} by {r.margin:+.4f}; {r.decision}; "
+            f"{time.perf_counter() - t:.0f} s; fit {r.fit_as_ofs} -->"
+        )
 
 
 if __name__ == "__main__":

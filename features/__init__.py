@@ -18,6 +18,7 @@ from cip.features.build import (
     build_training_set,
     compute_features,
     compute_rfm,
+    profiling_objections,
     write_features,
 )
 from cip.features.catalog import catalog, catalog_markdown
@@ -42,6 +43,7 @@ __all__ = [
     "build_features",
     "build_labels",
     "build_training_set",
+    "profiling_objections",
     "write_features",
     "data_end",
     "catalog",

@@ -159,6 +159,21 @@ def build_features(store: Any, as_of: Any, params: FeatureParams | None = None) 
     return df
 
 
+def profiling_objections(store: Any) -> set[str]:
+    """Unified ids whose ``consent_profiling`` is false in ``profiles`` (GDPR Art. 21/22).
+
+    Their rows are left out of every training set (churn, propensity, CLV); an
+    empty set when the store has no ``profiles`` table or no consent column.
+    """
+    if not store.has_table("profiles"):
+        return set()
+    cols = set(store.sql('SELECT * FROM "profiles" LIMIT 0').columns)
+    if not {"consent_profiling", "unified_id"} <= cols:
+        return set()
+    df = store.sql('SELECT unified_id FROM "profiles" WHERE consent_profiling = false')
+    return set(df["unified_id"].astype(str))
+
+
 def build_training_set(
     store: Any,
     as_ofs: Sequence[Any],
@@ -189,9 +204,17 @@ def build_training_set(
         parts.append(feats.merge(labels, on=list(KEY_COLUMNS), how="left", validate="1:1"))
         log.info("training snapshot %s: %d rows", ts.date(), len(feats))
     df = pd.concat(parts, ignore_index=True)
+    denied = profiling_objections(store)
+    excluded = 0
+    if denied:
+        keep = ~df["unified_id"].astype(str).isin(denied)
+        excluded = int((~keep).sum())
+        df = df[keep].reset_index(drop=True)
+        log.info("training set: %d rows of persons who objected to profiling left out", excluded)
     df.attrs.update(
         feature_set_version=FEATURE_SET_VERSION,
         as_ofs=[iso(ts) for ts in stamps],
+        excluded_no_consent=excluded,
         horizon_days=horizon_days,
         params=p.as_dict(),
     )

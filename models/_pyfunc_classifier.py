@@ -9,7 +9,8 @@ notebook outside the repository), not only in a CIP checkout.
 The artifact ``model`` is the estimator's folder as
 :meth:`cip.models.estimators.ChurnModel.save` writes it (``booster.txt``, the
 LightGBM text model, and ``model.json`` with the feature list, the best
-iteration, the input rounding and the calibrator). :meth:`predict` repeats the
+iteration, the input rounding and the calibrator), or, for a logistic-regression
+baseline registered as the champion, ``model.json`` alone (its ``linear`` entry). :meth:`predict` repeats the
 estimator's ``predict_proba``: inputs rounded to ``input_decimals``, the raw
 LightGBM score at the best iteration, then the calibrator of
 :func:`cip.models.calibration.apply_calibrator`; tests/test_mlflow_portable.py
@@ -43,6 +44,17 @@ def _calibrate(calibrator: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     return np.clip(p, _EPS, 1.0 - _EPS)
 
 
+def _linear(lin: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """cip.models.baselines.LogisticBaselineModel.predict_proba, from its saved data."""
+    z = np.sign(X) * np.log1p(np.abs(X))
+    miss = np.isnan(z)
+    z = np.where(miss, np.asarray(lin["median"]), z)
+    d = np.hstack([z, miss[:, np.asarray(lin["indicator"], dtype=int)].astype(np.float64)])
+    d = (d - np.asarray(lin["mean"])) / np.asarray(lin["scale"])
+    raw = d @ np.asarray(lin["coef"]) + float(lin["intercept"])
+    return 1.0 / (1.0 + np.exp(-raw))
+
+
 class CIPClassifierPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(df) -> DataFrame(probability)``, the calibrated probability of the positive class.
 
@@ -58,7 +70,9 @@ class CIPClassifierPyfunc(mlflow.pyfunc.PythonModel):
         """Read ``booster.txt`` and ``model.json`` from the ``model`` artifact."""
         self.model_dir = str(context.artifacts["model"])
         meta = json.loads((Path(self.model_dir) / "model.json").read_text())
-        self._booster = lgb.Booster(model_file=str(Path(self.model_dir) / "booster.txt"))
+        self._booster = None
+        if "linear" not in meta:  # a LightGBM model (else a logistic baseline, as data)
+            self._booster = lgb.Booster(model_file=str(Path(self.model_dir) / "booster.txt"))
         self._meta = meta
         self.feature_names = list(meta["feature_names"])
 
@@ -69,6 +83,9 @@ class CIPClassifierPyfunc(mlflow.pyfunc.PythonModel):
         if missing:
             raise ValueError(f"model input lacks feature columns: {', '.join(missing)}")
         X = frame[self.feature_names].to_numpy(dtype=np.float64)
+        if self._booster is None:
+            p = _linear(self._meta["linear"], X)
+            return pd.DataFrame({"probability": p}, index=frame.index)
         decimals = self._meta["params"].get("input_decimals")
         if decimals is not None:
             X = np.round(X, int(decimals))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cip.models.baselines import DEFAULT_RFM_COLUMNS, RecencyRule, RFMLogisticRegression
+from cip.models.baselines import DEFAULT_RFM_COLUMNS, LogisticBaselineModel, RecencyRule
 from cip.models.estimators import ChurnModel, PropensityModel
 from cip.models.metrics import calibration_table, evaluate_probabilities, evaluate_scores
 from cip.models.registry import PromotionDecision, decide_promotion
@@ -31,11 +31,30 @@ class ModelKind:
     target: str
     population: str | None  # a 0/1 column selecting the rows the model is for
     rule_direction: int  # +1: higher recency = more likely positive
+    #: monotone constraints that hold for any shop: the longer since the last purchase,
+    #: the likelier to churn (the less likely to buy); the more purchases, the reverse
+    monotone: Mapping[str, int] = field(default_factory=dict)
 
 
 KIND_SPECS: dict[str, ModelKind] = {
-    "churn": ModelKind("churn", CHURN_MODEL, ChurnModel, "churn", "active", +1),
-    "propensity": ModelKind("propensity", PROPENSITY_MODEL, PropensityModel, "purchase", None, -1),
+    "churn": ModelKind(
+        "churn",
+        CHURN_MODEL,
+        ChurnModel,
+        "churn",
+        "active",
+        +1,
+        {"recency_days": 1, "frequency": -1},
+    ),
+    "propensity": ModelKind(
+        "propensity",
+        PROPENSITY_MODEL,
+        PropensityModel,
+        "purchase",
+        None,
+        -1,
+        {"recency_days": -1, "frequency": 1},
+    ),
 }
 
 
@@ -72,6 +91,44 @@ class Fitted:
     champion_metrics: dict[str, float] | None = None
     tuning: dict[str, Any] | None = None
     counts: dict[str, float] = field(default_factory=dict)
+    winner: str = "lightgbm"
+    margin: float = float("nan")
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _choose(
+    lgbm_auc: float,
+    baselines: Mapping[str, Mapping[str, float]],
+    fallbacks: Mapping[str, Any],
+    min_delta: float,
+) -> tuple[str, float, str]:
+    """``(winner, margin, reason)``: LightGBM if it beats every baseline by ``min_delta``.
+
+    Else the registrable baseline with the best holdout ROC AUC wins, so a run always
+    leaves a model to promote. ``margin`` is the winner's ROC AUC minus the best other
+    model's (baselines and LightGBM, the recency rule included).
+    """
+    best_name = max(baselines, key=lambda k: baselines[k]["roc_auc"], default=None)
+    best = None if best_name is None else baselines[best_name]["roc_auc"]
+    if best is None or lgbm_auc - best > min_delta or not fallbacks:
+        margin = float("nan") if best is None else lgbm_auc - best
+        vs = (
+            ""
+            if best is None
+            else f" beats the best baseline {best_name} {best:.4f} by {margin:+.4f}"
+        )
+        return "lightgbm", margin, f"lightgbm {lgbm_auc:.4f}{vs}"
+    win = max(fallbacks, key=lambda k: baselines[k]["roc_auc"])
+    w = baselines[win]["roc_auc"]
+    others = [v["roc_auc"] for k, v in baselines.items() if k != win] + [lgbm_auc]
+    margin = w - max(others)
+    return (
+        win,
+        margin,
+        f"lightgbm {lgbm_auc:.4f} does not beat baseline {best_name} {best:.4f}"
+        f"{f' by more than {min_delta}' if min_delta else ''}: the baseline {win} "
+        f"({w:.4f}, {margin:+.4f} over the next best) is the candidate",
+    )
 
 
 def _population(frame: pd.DataFrame, spec: ModelKind) -> pd.DataFrame:
@@ -137,11 +194,13 @@ def fit_and_evaluate(
     _check_labels(y[fit_mask], f"the fitting snapshots (before {holdout_as_of.date()})")
     _check_labels(y[hold_mask], f"the holdout snapshot {holdout_as_of.date()}")
     X_fit, y_fit, snap_fit = X[fit_mask], y[fit_mask], as_of[fit_mask].to_numpy()
+    groups_fit = rows["unified_id"].to_numpy()[fit_mask] if "unified_id" in rows else None
     X_hold, y_hold = X[hold_mask], y[hold_mask]
 
     base = {
         "random_state": seed,
         "purge_days": purge_days,
+        "monotone": dict(spec.monotone) or None,
         "feature_descriptions": dict(feature_descriptions or {}),
     }
     tuning = None
@@ -155,6 +214,7 @@ def fit_and_evaluate(
             X_fit,
             y_fit,
             snap_fit,
+            groups=groups_fit,
             n_trials=tune_trials,
             timeout_minutes=tune_minutes,
             seed=seed,
@@ -172,7 +232,7 @@ def fit_and_evaluate(
         base = {**base, **res.best_params}
     params = {**base, **dict(model_params or {})}
     say(f"fitting {spec.estimator.__name__} on {len(y_fit):,} rows")
-    model = spec.estimator(**params).fit(X_fit, y_fit, snapshot=snap_fit)
+    model = spec.estimator(**params).fit(X_fit, y_fit, snapshot=snap_fit, groups=groups_fit)
     p_hold = model.predict_proba(X_hold)[:, 1]
     metrics = evaluate_probabilities(y_hold, p_hold)
     metrics["validation_auc"] = model.validation_auc_
@@ -183,12 +243,29 @@ def fit_and_evaluate(
     if "recency_days" in X.columns:
         s = RecencyRule("recency_days", spec.rule_direction).score(X_hold)
         baselines["recency_rule"], b_scores["recency_rule"] = evaluate_scores(y_hold, s), s
+    # the registrable baselines: fitted on the same rows, champions when LightGBM loses
+    descriptions = dict(feature_descriptions or {})
     rfm = [c for c in (rfm_columns or DEFAULT_RFM_COLUMNS) if c in X.columns]
-    if rfm:
-        lr = RFMLogisticRegression(columns=rfm).fit(X_fit, y_fit)
+    fallbacks: dict[str, tuple[Any, np.ndarray]] = {}
+    for name, cols in (("logreg_rfm", rfm), ("logreg_recency", ["recency_days"])):
+        if not all(c in X.columns for c in cols) or not cols:
+            continue
+        lr = LogisticBaselineModel(
+            columns=cols, kind=spec.name, feature_descriptions=descriptions, name=name
+        ).fit(X_fit, y_fit)
         p = lr.predict_proba(X_hold)[:, 1]
-        baselines["logreg_rfm"] = evaluate_probabilities(y_hold, p)
-        b_scores["logreg_rfm"] = b_probs["logreg_rfm"] = p
+        baselines[name] = evaluate_probabilities(y_hold, p)
+        b_scores[name] = b_probs[name] = p
+        fallbacks[name] = (lr, p)
+    gate = _choose(metrics["roc_auc"], baselines, fallbacks, min_delta)
+    winner, margin, gate_reason = gate
+    candidates = {"lightgbm": dict(metrics), **{k: baselines[k] for k in fallbacks}}
+    if winner != "lightgbm":
+        model, p_hold = fallbacks[winner]
+        metrics = dict(baselines[winner])
+        params = {k: v for k, v in model.get_params().items() if k != "feature_descriptions"}
+        params["columns"] = ",".join(model.feature_names_)
+    say(gate_reason)
 
     configure_mlflow(tracking_uri)
     champ_version, champ_metrics, champ_auc, comparable = None, None, None, True
@@ -202,26 +279,25 @@ def fit_and_evaluate(
             p_champ = champ_model.predict_proba(X_hold[champ_model.feature_names_])[:, 1]
             champ_metrics = evaluate_probabilities(y_hold, p_champ)
             champ_auc = champ_metrics["roc_auc"]
+    best_base = max((v["roc_auc"] for v in baselines.values()), default=None)
     if comparable:
-        decision = decide_promotion(
-            metrics["roc_auc"],
-            champ_auc,
-            {k: v["roc_auc"] for k, v in baselines.items()},
-            min_delta=min_delta,
+        d = decide_promotion(metrics["roc_auc"], champ_auc, {}, min_delta=min_delta)
+        decision = PromotionDecision(
+            d.promote, f"{gate_reason}; {d.reason}", d.candidate, d.champion, best_base
         )
     else:
         decision = PromotionDecision(
             False,
-            f"champion version {champ_version} needs features {missing[:5]} that this "
-            "training set lacks; not comparable on the same holdout (promote by hand)",
+            f"{gate_reason}; champion version {champ_version} needs features {missing[:5]} "
+            "that this training set lacks; not comparable on the same holdout (promote by hand)",
             metrics["roc_auc"],
             None,
-            max((v["roc_auc"] for v in baselines.values()), default=None),
+            best_base,
         )
     return Fitted(
         kind=spec,
         model=model,
-        features=feats,
+        features=model.feature_names_ if winner != "lightgbm" else feats,
         params={k: v for k, v in params.items() if k != "feature_descriptions"},
         metrics=metrics,
         baselines=baselines,
@@ -237,6 +313,9 @@ def fit_and_evaluate(
         champion_version=champ_version,
         champion_metrics=champ_metrics,
         tuning=tuning,
+        winner=winner,
+        margin=margin,
+        candidates=candidates,
         counts={"n_fit_rows": float(len(y_fit)), "n_holdout_rows": float(len(y_hold))},
     )
 
@@ -282,11 +361,14 @@ def log_run(
                 metrics[f"gain_over.{b}.{k}"] = fitted.metrics[k] - m[k]
         if fitted.champion_metrics:
             metrics |= {f"champion.{k}": v for k, v in fitted.champion_metrics.items()}
+        for c, m in fitted.candidates.items():
+            metrics |= {f"candidate.{c}.{k}": v for k, v in m.items()}
         metrics |= fitted.counts
         metrics["promotion.promoted"] = float(d.promote)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         tags = {
             "cip.kind": spec.name,
+            "cip.winner": fitted.winner,
             "cip.code_version": code_version(),
             "lineage.holdout_as_of": str(fitted.holdout_as_of.date()),
             "lineage.fit_as_ofs": ",".join(str(pd.Timestamp(a).date()) for a in fitted.fit_as_ofs),
@@ -337,6 +419,7 @@ def log_run(
             tags={
                 "run_id": run.info.run_id,
                 "holdout_roc_auc": f"{fitted.metrics['roc_auc']:.4f}",
+                "winner": fitted.winner,
                 "holdout_as_of": str(fitted.holdout_as_of.date()),
                 "feature_set_version": str(lineage.get("feature_set_version", "")),
             },

@@ -75,6 +75,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             bins and the same data would not reproduce the same model.
         feature_descriptions: ``{feature: description}`` for reason codes (the training
             pipeline passes :func:`features.catalog`'s); others read as their name.
+        monotone: ``{feature: +1 or -1}``, monotone constraints (the score may only
+            rise, +1, or only fall, -1, with the feature, all else equal); features
+            absent from ``X`` are ignored (``None``: unconstrained). LightGBM's
+            ``intermediate`` method enforces them.
         random_state: seed of LightGBM and of the random validation split.
         n_jobs: LightGBM threads for fitting and prediction (``None`` or 0: all cores;
             one thread is fastest on small data and on a busy machine).
@@ -103,6 +107,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         calibration: str = "auto",
         input_decimals: int | None = 6,
         feature_descriptions: Mapping[str, str] | None = None,
+        monotone: Mapping[str, int] | None = None,
         random_state: int | None = None,
         n_jobs: int | None = 1,
     ) -> None:
@@ -123,6 +128,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.input_decimals = input_decimals
         self.feature_descriptions = feature_descriptions
+        self.monotone = monotone
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -133,8 +139,17 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # -- fitting -----------------------------------------------------------------
-    def _lgb_params(self) -> dict[str, Any]:
-        return {
+    def _lgb_params(self, names: Sequence[str] = ()) -> dict[str, Any]:
+        mono = dict(self.monotone or {})
+        constraints = (
+            {
+                "monotone_constraints": [int(np.sign(mono.get(n, 0))) for n in names],
+                "monotone_constraints_method": "intermediate",
+            }
+            if any(n in mono for n in names)
+            else {}
+        )
+        return constraints | {
             "objective": "binary",
             "metric": ["auc", "binary_logloss"],
             "learning_rate": self.learning_rate,
@@ -162,6 +177,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         snapshot: Sequence[Any] | None = None,
         eval_set: tuple[Any, Any] | None = None,
         callbacks: Sequence[Callable[..., Any]] | None = None,
+        groups: Sequence[Any] | None = None,
     ) -> _CalibratedLGBMClassifier:
         """Fit the booster with early stopping, then the calibration.
 
@@ -172,6 +188,10 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                 validation set (early stopping and calibration), earlier ones train.
             eval_set: an explicit ``(X_val, y_val)`` validation set instead.
             callbacks: extra LightGBM callbacks (e.g. an Optuna pruning callback).
+            groups: per-row person id. When no snapshot is ``purge_days`` older than
+                the latest (a short history), the validation rows are a random
+                ``validation_fraction`` of the *persons* (all their snapshots), not of
+                the rows: the same person in both sets would leak the label.
 
         Returns:
             self
@@ -190,7 +210,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"y has 1 class ({self.classes_[0]!r}); a binary classifier needs both classes"
             )
-        X_tr, y_tr, X_va, y_va = self._split(X, y_idx, snapshot, eval_set)
+        X_tr, y_tr, X_va, y_va = self._split(X, y_idx, snapshot, eval_set, groups)
         names = self._feature_names()
         train = lgb.Dataset(X_tr, y_tr, feature_name=names, free_raw_data=False)
         cbs = list(callbacks or [])
@@ -204,7 +224,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                     )
                 )
         self.booster_ = lgb.train(
-            self._lgb_params(),
+            self._lgb_params(names),
             train,
             num_boost_round=self.n_estimators,
             valid_sets=valid_sets,
@@ -227,7 +247,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.feature_descriptions_ = _resolve_descriptions(names, self.feature_descriptions)
         return self
 
-    def _split(self, X, y, snapshot, eval_set):
+    def _split(self, X, y, snapshot, eval_set, groups=None):
         if eval_set is not None:
             X_va, y_va = eval_set
             X_va = self._round(
@@ -247,11 +267,19 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             if is_tr.any():
                 return X[is_tr], y[is_tr], X[is_val], y[is_val]
             log.warning(
-                "no snapshot is %d+ days before the latest: random validation split instead",
+                "no snapshot is %d+ days before the latest: random validation split "
+                "(of persons, when groups are given) instead",
                 self.purge_days,
             )
         if not self.validation_fraction or len(y) < 10:
             return X, y, None, None
+        if groups is not None:
+            g = pd.util.hash_pandas_object(pd.Series(np.asarray(groups)).astype(str), index=False)
+            seed = np.uint64(0 if self.random_state is None else int(self.random_state))
+            u = ((g.to_numpy() ^ seed) % np.uint64(1_000_003)) / 1_000_003.0
+            is_va = u < self.validation_fraction
+            if len(np.unique(y[is_va])) == 2 and len(np.unique(y[~is_va])) == 2:
+                return X[~is_va], y[~is_va], X[is_va], y[is_va]
         stratify = y if np.bincount(y).min() >= 2 else None
         X_tr, X_va, y_tr, y_va = train_test_split(
             X,
@@ -378,6 +406,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         params["feature_descriptions"] = (
             dict(params["feature_descriptions"]) if params["feature_descriptions"] else None
         )
+        params["monotone"] = dict(params["monotone"]) if params["monotone"] else None
         meta = {
             "class": type(self).__name__,
             "params": params,
@@ -450,12 +479,18 @@ _CLASSES: dict[str, type[_CalibratedLGBMClassifier]] = {
 }
 
 
-def load_model(
-    path: str | Path, expected: type[_CalibratedLGBMClassifier] | None = None
-) -> _CalibratedLGBMClassifier:
-    """Load a :class:`ChurnModel` or :class:`PropensityModel` saved with ``save``."""
+def load_model(path: str | Path, expected: type[_CalibratedLGBMClassifier] | None = None) -> Any:
+    """Load a :class:`ChurnModel` or :class:`PropensityModel` saved with ``save``.
+
+    A :class:`~cip.models.baselines.LogisticBaselineModel` (a baseline registered as
+    the champion) loads too, whatever ``expected``: it has the same interface.
+    """
+    from cip.models.baselines import LogisticBaselineModel
+
     d = Path(path)
     meta = json.loads((d / _META_FILE).read_text())
+    if meta["class"] == LogisticBaselineModel.__name__:
+        return LogisticBaselineModel.from_meta(meta)  # a baseline registered as the champion
     cls = _CLASSES[meta["class"]]
     if expected is not None and not issubclass(cls, expected):
         raise TypeError(f"{d} holds a {meta['class']}, not a {expected.__name__}")

@@ -41,6 +41,7 @@ __all__ = [
     "TrainResult",
     "feature_columns",
     "plan_snapshots",
+    "snapshot_spacing",
     "shared_training_sets",
     "train_model",
     "train_on_frame",
@@ -105,6 +106,13 @@ class TrainResult:
     fit_as_ofs: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    #: the model this run registered: ``lightgbm`` or the baseline that beat it
+    #: (``logreg_rfm``, ``logreg_recency``); a run always registers one
+    winner: str = "lightgbm"
+    #: the winner's holdout ROC AUC minus the best other model's (NaN: nothing to compare)
+    margin: float = float("nan")
+    #: holdout metrics of every registrable candidate (``lightgbm`` and the baselines)
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +161,58 @@ def plan_snapshots(
             f"(the latest {horizon_days // every_days} overlap the holdout's label window)"
         )
     return SnapshotPlan(fit, last, mode)
+
+
+#: spacings tried, densest last, when history is too short for the configured one
+DENSER_SPACINGS = (14, 7)
+
+
+def snapshot_spacing(
+    first_day: date | None,
+    as_of: date,
+    horizon_days: int,
+    *,
+    every_days: int = 30,
+    n_snapshots: int = 24,
+    data_end: date | None = None,
+    holdout: str = "auto",
+    min_fit_snapshots: int = 6,
+) -> tuple[int, int]:
+    """``(days between snapshots, number of snapshots)``: denser when the history is short.
+
+    A young shop (say 9 months of orders and a 91-day horizon) has room for two or
+    three monthly snapshots once the holdout's label window is purged: too few
+    for a model to learn from. The spacing is then reduced to fortnightly, else
+    weekly (:data:`DENSER_SPACINGS`), the first that gives ``min_fit_snapshots``
+    fitting snapshots with at least one spacing of history after the first order
+    (``first_day``). A grid the history does not cut short is kept as asked. Overlapping label windows stay purged as before (the
+    estimator's ``purge_days``), so denser snapshots add rows, not leakage. A denser
+    grid keeps the span of ``n_snapshots x every_days`` days (more snapshots).
+    """
+    if first_day is None:
+        return every_days, n_snapshots
+    best, best_n = (every_days, n_snapshots), -1
+    for every in (every_days, *(d for d in DENSER_SPACINGS if d < every_days)):
+        n_snap = max(n_snapshots, n_snapshots * every_days // every)
+        try:
+            plan = plan_snapshots(
+                as_of,
+                horizon_days,
+                every_days=every,
+                n_snapshots=n_snap,
+                data_end=data_end,
+                holdout=holdout,
+            )
+        except ConfigError:
+            continue
+        n = sum(a > first_day + timedelta(days=every) for a in plan.fit_as_ofs)
+        if every == every_days and n == len(plan.fit_as_ofs):
+            return every, n_snap  # the history does not limit the grid asked for
+        if n >= min_fit_snapshots:
+            return every, n_snap
+        if n > best_n:
+            best, best_n = (every, n_snap), n
+    return best
 
 
 def train_on_frame(
@@ -230,7 +290,7 @@ def train_on_frame(
         run_params={"seed": seed, **dict(run_params or {})},
     )
     d = fitted.decision
-    say(f"{KIND_SPECS[kind].registry_name} version {version}: {d.reason}")
+    say(f"{KIND_SPECS[kind].registry_name} version {version} ({fitted.winner}): {d.reason}")
     return TrainResult(
         kind=kind,
         metrics=fitted.metrics,
@@ -245,6 +305,9 @@ def train_on_frame(
         fit_as_ofs=[str(pd.Timestamp(a).date()) for a in fitted.fit_as_ofs],
         params=fitted.params,
         tuning=fitted.tuning,
+        winner=fitted.winner,
+        margin=fitted.margin,
+        candidates=fitted.candidates,
     )
 
 
@@ -286,6 +349,7 @@ def train_model(
     n_snapshots: int = 24,
     *,
     holdout: str = "auto",
+    min_fit_snapshots: int = 6,
     study_dir: str | Path | None = None,
     model_params: Mapping[str, Any] | None = None,
     feature_params: Any = None,
@@ -303,8 +367,11 @@ def train_model(
         tracking_uri, artifact_location: the MLflow stores.
         tune_trials, tune_minutes: Optuna budget (neither: default parameters).
         seed: random seed (same seed and data reproduce the metrics).
-        snapshot_every_days, n_snapshots: the snapshot grid (:func:`plan_snapshots`).
+        snapshot_every_days, n_snapshots: the snapshot grid (:func:`plan_snapshots`);
+            ``snapshot_every_days`` is the widest spacing: with a short history it is
+            reduced to 14 or 7 days (:func:`snapshot_spacing`).
         holdout: ``auto``, ``as_of`` or ``latest_labelled`` (:func:`plan_snapshots`).
+        min_fit_snapshots: fitting snapshots wanted before the spacing is reduced.
         study_dir: folder of the Optuna SQLite study (``optuna.db``); ``None``: in memory.
         model_params: estimator parameters overriding defaults and tuned values.
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
@@ -325,6 +392,21 @@ def train_model(
         raise ConfigError("the store has no orders or events to train on")
     end_day = pd.Timestamp(end).date()
     as_of = as_of or end_day
+    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
+    first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
+    asked = snapshot_every_days
+    snapshot_every_days, n_snapshots = snapshot_spacing(
+        first_ok,
+        as_of,
+        horizon_days,
+        every_days=asked,
+        n_snapshots=n_snapshots,
+        data_end=end_day,
+        holdout=holdout,
+        min_fit_snapshots=min_fit_snapshots,
+    )
+    if snapshot_every_days != asked:
+        say(f"short history: snapshots every {snapshot_every_days} days instead of {asked}")
     plan = plan_snapshots(
         as_of,
         horizon_days,
@@ -333,8 +415,6 @@ def train_model(
         data_end=end_day,
         holdout=holdout,
     )
-    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
-    first_ok = None if start is None or pd.isna(start) else pd.Timestamp(start).date()
     dates = [
         a
         for a in plan.all_as_ofs

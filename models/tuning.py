@@ -93,6 +93,7 @@ def tune(
     study_name: str = "cip",
     report_every: int = 10,
     on_trial: Callable[[int, float | None], None] | None = None,
+    groups: Sequence[Any] | None = None,
 ) -> TuningResult:
     """Search LightGBM parameters within a trial count or a time budget.
 
@@ -109,6 +110,8 @@ def tune(
         study_name: name of the study in ``storage``.
         report_every: boosting rounds between pruning reports.
         on_trial: progress callback ``(trial_number, value or None)``.
+        groups: per-row person id, passed to the estimator's ``fit`` (its
+            validation split by person when the history is too short to purge).
     """
     if n_trials is None and timeout_minutes is None:
         raise ValueError("give n_trials or timeout_minutes")
@@ -134,7 +137,13 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         est = make_estimator(**suggest_params(trial))
-        est.fit(X, y, snapshot=snapshot, callbacks=[_pruning_callback(trial, report_every)])
+        est.fit(
+            X,
+            y,
+            snapshot=snapshot,
+            callbacks=[_pruning_callback(trial, report_every)],
+            **({} if groups is None else {"groups": groups}),
+        )
         trial.set_user_attr("best_iteration", int(est.best_iteration_))
         return float(est.validation_auc_)
 

@@ -121,3 +121,27 @@ def test_record_map_defines_the_person() -> None:
     # completed orders of A and B: gaps 365, 60, 62, 30 days
     assert u1.ipi_mean_days == 517 / 4
     assert u1.ipi_std_days == pytest.approx(np.std([365, 60, 62, 30], ddof=1), abs=1e-9)
+
+
+def test_training_sets_leave_out_persons_who_objected_to_profiling() -> None:
+    import pandas as pd
+    from cip.models.clv.frames import clv_frame
+
+    st = make_store(orders=ORDERS + EXTRA)
+    try:
+        dates = ["2024-07-01"]
+        before = build_training_set(st, dates, horizon_days=30)
+        assert "B" in set(before.unified_id) and before.attrs["excluded_no_consent"] == 0
+        consent = pd.DataFrame(
+            {"unified_id": ["A", "B", "C"], "consent_profiling": [True, False, None]}
+        )
+        st.load_arrow("profiles", consent.astype({"consent_profiling": "boolean"}), mode="replace")
+        after = build_training_set(st, dates, horizon_days=30)
+        assert "B" not in set(after.unified_id)  # objected: out of churn/propensity sets
+        assert {"A", "C"} <= set(after.unified_id)  # consent true or unknown: kept
+        n_b = int((before.unified_id == "B").sum())
+        assert len(after) == len(before) - n_b and after.attrs["excluded_no_consent"] == n_b
+        clv = clv_frame(st, dates, 30)  # the CLV training set too
+        assert "B" not in set(clv.unified_id) and "A" in set(clv.unified_id)
+    finally:
+        st.close()

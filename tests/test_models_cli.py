@@ -31,7 +31,7 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
     assert churn["promoted"] and churn["version"] == "1"
     assert churn["holdout_as_of"] == "2024-04-01"  # a backtest: the data cover D + 60 days
     assert churn["fit_as_ofs"] == ["2023-11-03", "2023-12-03", "2024-01-02", "2024-02-01"]
-    assert set(churn["baselines"]) == {"recency_rule", "logreg_rfm"}
+    assert set(churn["baselines"]) == {"recency_rule", "logreg_rfm", "logreg_recency"}
 
     prop = _run(capsys, *w, "train", "propensity", *common, "--tune-trials", "3")
     assert prop["tuning"]["trials_new"] == 3 and (ws.models_dir / "optuna.db").exists()

@@ -171,3 +171,88 @@ def test_holdout_without_both_outcomes_is_a_clear_error(frame, tmp_path) -> None
         _train(bad, tmp_path, kind="propensity")
     with pytest.raises(ConfigError, match="kind"):
         _train(frame, tmp_path, kind="clv")
+
+
+def test_a_losing_lightgbm_leaves_the_best_baseline_as_a_scoreable_champion(
+    frame, tmp_path
+) -> None:
+    from cip.models.scoring import load_champions, score_frame
+
+    # a deliberately weak LightGBM (one stump): a logistic baseline must win and be promoted
+    res = _train(frame, tmp_path, seed=0, model_params={"n_estimators": 1, "num_leaves": 2})
+    assert res.winner in ("logreg_rfm", "logreg_recency") and res.promoted
+    aucs = {k: m["roc_auc"] for k, m in res.candidates.items()}
+    assert res.metrics["roc_auc"] == max(aucs.values()) == aucs[res.winner]
+    others = [b["roc_auc"] for k, b in res.baselines.items() if k != res.winner]
+    assert res.margin == pytest.approx(res.metrics["roc_auc"] - max([*others, aucs["lightgbm"]]))
+    assert res.winner in res.decision and "lightgbm" in res.decision
+    assert registry.champion_version("cip-churn") == res.version
+    run = mlflow.get_run(res.run_id)
+    assert run.data.tags["cip.winner"] == res.winner
+
+    # loaded as a champion and scored like LightGBM: probabilities, reasons
+    champs = load_champions(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    version, model = champs["cip-churn"]
+    assert version == res.version
+    hold = frame[frame.as_of == pd.Timestamp(AS_OFS[-1])].reset_index(drop=True)
+    out = score_frame(hold, champs, AS_OFS[-1])
+    active = hold["active"].to_numpy() == 1
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(hold["churn"][active], out["churn_probability"][active])
+    assert auc == pytest.approx(res.metrics["roc_auc"], abs=1e-6)
+    assert out["reasons"].str.contains("churn risk").all()
+    # the portable pyfunc gives the same probabilities
+    pm = mlflow.pyfunc.load_model(f"models:/cip-churn/{res.version}")
+    p = pm.predict(hold[pm.unwrap_python_model().feature_names])["probability"].to_numpy()
+    assert p == pytest.approx(out["churn_probability"].to_numpy(), abs=1e-9)
+
+
+def test_short_history_gets_denser_snapshots() -> None:
+    from cip.models.training import snapshot_spacing
+
+    as_of, end = date(2011, 9, 9), date(2011, 9, 9)
+    # 9 months of orders, 91-day horizon, as of the last day: monthly leaves 3 fitting
+    # snapshots after the purge, fortnightly 6: fortnightly is chosen
+    young = date(2010, 12, 1)
+    assert snapshot_spacing(young, as_of, 91, data_end=end)[0] == 14
+    # 7 months: even weekly gives fewer than 6; the spacing with the most is chosen
+    assert snapshot_spacing(date(2011, 2, 1), as_of, 91, data_end=end)[0] == 7
+    # a long history keeps the configured monthly spacing
+    assert snapshot_spacing(date(2008, 1, 1), as_of, 91, data_end=end) == (30, 24)
+    # and never goes wider than asked
+    assert snapshot_spacing(date(2008, 1, 1), as_of, 91, every_days=10, data_end=end)[0] == 10
+
+
+def test_monotone_constraints_hold(frame) -> None:
+    import numpy as np
+    from cip.models.estimators import ChurnModel
+
+    fit = frame[frame.active == 1]
+    X = fit[["recency_days", "frequency", "monetary"]].astype(float)
+    m = ChurnModel(
+        n_estimators=40, monotone={"recency_days": 1, "frequency": -1}, random_state=0
+    ).fit(X, fit.churn.to_numpy(dtype=int), snapshot=fit.as_of)
+    row = X.iloc[[0] * 50].copy()
+    row["recency_days"] = np.linspace(0, 400, 50)
+    assert np.all(np.diff(m.predict_proba(row)[:, 1]) >= -1e-12)  # churn never falls with recency
+    row = X.iloc[[0] * 30].copy()
+    row["frequency"] = np.arange(30)
+    assert np.all(np.diff(m.predict_proba(row)[:, 1]) <= 1e-12)
+    assert ChurnModel.load(m.save(Path(__import__("tempfile").mkdtemp()))).monotone == m.monotone
+
+
+def test_short_history_validation_splits_by_person() -> None:
+    import numpy as np
+    from cip.models.estimators import PropensityModel
+
+    rng = np.random.default_rng(0)
+    person = np.repeat(np.arange(200), 3)  # 3 snapshots, 10 days apart: none 90+ days older
+    snap = np.tile(pd.to_datetime(["2024-01-01", "2024-01-11", "2024-01-21"]).to_numpy(), 200)
+    X = np.column_stack([person, rng.random(600)]).astype(float)
+    y = rng.integers(0, 2, 600)
+    m = PropensityModel(purge_days=90, random_state=0)
+    X_tr, _, X_va, _ = m._split(X, y, snap, None, person)
+    tr, va = set(X_tr[:, 0]), set(X_va[:, 0])
+    assert tr and va and not tr & va  # every snapshot of a person on one side
+    assert 0.1 < len(va) / 200 < 0.3

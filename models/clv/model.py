@@ -99,6 +99,10 @@ class CLVModel:
         horizon_days: the horizon the model predicts.
         bgnbd: fitted :class:`BetaGeoModel`; gamma_gamma: fitted :class:`GammaGammaModel`.
         two_part: the fitted :class:`TwoPartLGBM` (``kind == "two_part"`` only).
+        total_scale: ``clv`` is multiplied by it: the total calibration, actual /
+            predicted net revenue on a time-held-out snapshot (never the holdout),
+            so that the predicted total of a population matches the actual one
+            (it changes no ranking).
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class CLVModel:
         bgnbd: BetaGeoModel,
         gamma_gamma: GammaGammaModel,
         two_part: TwoPartLGBM | None = None,
+        total_scale: float = 1.0,
     ) -> None:
         if kind not in KINDS:
             raise DataError(f"unknown CLV model kind {kind!r}; expected one of {KINDS}")
@@ -118,6 +123,7 @@ class CLVModel:
         self.bgnbd = bgnbd
         self.gamma_gamma = gamma_gamma
         self.two_part = two_part
+        self.total_scale = float(total_scale)
 
     @property
     def feature_names_(self) -> list[str]:
@@ -144,7 +150,7 @@ class CLVModel:
             clv = self.two_part.predict(X)  # type: ignore[union-attr]
         return pd.DataFrame(
             {
-                "clv": clv,
+                "clv": np.asarray(clv, dtype=np.float64) * self.total_scale,
                 "expected_orders": b["btyd_expected_orders"].to_numpy(),
                 "p_alive": b["btyd_p_alive"].to_numpy(),
                 "expected_spend_per_order": b["btyd_expected_spend"].to_numpy(),
@@ -162,6 +168,7 @@ class CLVModel:
             "horizon_days": self.horizon_days,
             "bgnbd": self.bgnbd.params_,
             "gamma_gamma": self.gamma_gamma.params_,
+            "total_scale": self.total_scale,
         }
         if self.two_part is not None:
             self.two_part.save(d / "two_part")
@@ -186,4 +193,6 @@ def load_clv_model(path: str | Path) -> CLVModel:
         tp = TwoPartLGBM.load(
             d / "two_part", meta["two_part"]["params"], meta["two_part"]["feature_names"]
         )
-    return CLVModel(meta["kind"], meta["horizon_days"], bg, gg, tp)
+    return CLVModel(
+        meta["kind"], meta["horizon_days"], bg, gg, tp, float(meta.get("total_scale", 1.0))
+    )

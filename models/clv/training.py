@@ -14,6 +14,10 @@ Same machinery as churn and propensity (:mod:`models.training`):
   (:class:`~models.clv.two_part.TwoPartLGBM`, early-stopped on the latest
   fitting snapshot with purging, optionally tuned with Optuna on that snapshot's
   normalized Gini; the holdout is never seen while tuning);
+* total calibration: each candidate's ``clv`` is multiplied by actual / predicted
+  total net revenue on a fitting snapshot (time-held-out, before the holdout): the
+  one a year before the holdout when the history has it (same season), else the
+  latest (:attr:`CLVModel.total_scale`), so totals match without changing ranks;
 * metrics (:mod:`models.clv.metrics`): normalized Gini, total predicted / actual,
   Spearman, decile MAE; a decile chart of every candidate is logged to MLflow;
 * the gate: ``two_part`` wins only if its holdout normalized Gini beats both
@@ -100,6 +104,44 @@ def _tune(X, y, snap, base, n_trials, minutes, seed, say) -> tuple[dict[str, Any
     }
 
 
+#: bounds of the total calibration factor (a larger correction means a broken model)
+SCALE_BOUNDS = (0.25, 4.0)
+
+
+def _calibration_snapshot(fit_as_ofs: list[pd.Timestamp], holdout: pd.Timestamp) -> pd.Timestamp:
+    """The fitting snapshot the total is calibrated on: same season a year earlier if any.
+
+    Spend is seasonal (a horizon holding December is not one holding February), so the
+    fitting snapshot within 31 days of ``holdout - 365 days`` is used when the history
+    has one; else the latest fitting snapshot (a young shop).
+    """
+    year_ago = holdout - pd.Timedelta(days=365)
+    near = [a for a in fit_as_ofs if abs((a - year_ago).days) <= 31]
+    if near:
+        return min(near, key=lambda a: abs((a - year_ago).days))
+    return max(fit_as_ofs)
+
+
+def _total_scales(
+    models: Mapping[str, CLVModel], val: pd.DataFrame, btyd_val: tuple[Any, Any], target: str
+) -> dict[str, float]:
+    """Per candidate: actual / predicted total net revenue on the validation snapshot.
+
+    The calibration snapshot (:func:`_calibration_snapshot`) is a fitting snapshot:
+    its labels are observed before the holdout starts, so the factor is fitted on time-held-out data, never
+    on the holdout. Each candidate is evaluated there with the BTYD models fitted on
+    that snapshot's own history. Bounded by :data:`SCALE_BOUNDS`; 1 when undefined.
+    """
+    y = val[target].to_numpy(dtype=np.float64)
+    out = {}
+    for k, m in models.items():
+        twin = CLVModel(m.kind, m.horizon_days, *btyd_val, m.two_part)
+        pred = float(twin.predict(val)["clv"].sum())
+        ratio = float(y.sum()) / pred if pred > 0 and np.isfinite(pred) else 1.0
+        out[k] = float(np.clip(ratio, *SCALE_BOUNDS)) if np.isfinite(ratio) else 1.0
+    return out
+
+
 def fit_clv_candidates(
     frame: pd.DataFrame,
     holdout_as_of: Any,
@@ -153,6 +195,14 @@ def fit_clv_candidates(
     say(f"fitting the two-part LightGBM on {len(y_fit):,} rows")
     tp = TwoPartLGBM(**params).fit(X_fit, y_fit, snapshot=snap)
     models["two_part"] = CLVModel("two_part", horizon_days, bg, gg, tp)
+    val_ts = _calibration_snapshot([pd.Timestamp(a) for a in pd.Series(snap).unique()], hold_ts)
+    scales = _total_scales(models, frame[(as_of == val_ts).to_numpy()], btyd[val_ts], TARGET)
+    for k, m in models.items():
+        m.total_scale = scales[k]
+    say(
+        f"total calibration on the snapshot {val_ts.date()}: "
+        + ", ".join(f"{k} x{v:.3f}" for k, v in scales.items())
+    )
     preds = {k: m.predict(hold)["clv"].to_numpy() for k, m in models.items()}
     metrics = {k: evaluate_values(y_hold, p) for k, p in preds.items()}
     gini = {k: m["normalized_gini"] for k, m in metrics.items()}
@@ -282,6 +332,7 @@ def train_clv(
     snapshot_every_days: int = 30,
     n_snapshots: int = 12,
     holdout: str = "auto",
+    min_fit_snapshots: int = 6,
     feature_params: Any = None,
     model_params: Mapping[str, Any] | None = None,
     min_delta: float = 0.0,
@@ -296,7 +347,9 @@ def train_clv(
         tracking_uri, artifact_location: the MLflow stores.
         seed: random seed of LightGBM and Optuna.
         tune_trials, tune_minutes: Optuna budget for the two-part model (both None: defaults).
-        snapshot_every_days, n_snapshots, holdout: the snapshot grid.
+        snapshot_every_days, n_snapshots, holdout: the snapshot grid; with a short
+            history the spacing is reduced to 14 or 7 days until ``min_fit_snapshots``
+            snapshots fit (:func:`models.training.snapshot_spacing`).
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
         model_params: :class:`TwoPartLGBM` parameters overriding defaults and tuned values.
         min_delta: normalized-Gini margin the two-part model must win by.
@@ -304,11 +357,26 @@ def train_clv(
     """
     from cip.features import data_end
     from cip.models.tracking import data_fingerprint
-    from cip.models.training import plan_snapshots
+    from cip.models.training import plan_snapshots, snapshot_spacing
 
     say = progress or log.info
     end_day = pd.Timestamp(data_end(store)).date()
     as_of = as_of or end_day
+    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
+    first = pd.Timestamp(start).date()
+    asked = snapshot_every_days
+    snapshot_every_days, n_snapshots = snapshot_spacing(
+        first,
+        as_of,
+        horizon_days,
+        every_days=asked,
+        n_snapshots=n_snapshots,
+        data_end=end_day,
+        holdout=holdout,
+        min_fit_snapshots=min_fit_snapshots,
+    )
+    if snapshot_every_days != asked:
+        say(f"short history: snapshots every {snapshot_every_days} days instead of {asked}")
     plan = plan_snapshots(
         as_of,
         horizon_days,
@@ -317,8 +385,6 @@ def train_clv(
         data_end=end_day,
         holdout=holdout,
     )
-    start = store.sql("SELECT min(ts) AS t FROM orders")["t"].iloc[0]
-    first = pd.Timestamp(start).date()
     dates = [
         a
         for a in plan.all_as_ofs

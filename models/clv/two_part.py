@@ -116,6 +116,11 @@ class TwoPartLGBM(BaseEstimator):
         last = snap.max()
         is_va = snap == last
         is_tr = snap <= last - np.timedelta64(int(self.purge_days), "D")
+        if not is_tr.any() and (snap < last).any():
+            # a short history: no snapshot is purge_days older than the latest; early
+            # stopping on the latest unpurged (its label window overlaps the training
+            # rows', so it stops late) still beats running to n_estimators
+            is_tr = snap < last
         if not is_tr.any():  # one snapshot only: fit on it, no early stopping
             is_tr, is_va = np.ones(len(ya), bool), np.zeros(len(ya), bool)
         buy = (ya > 0).astype(np.float64)
