@@ -29,6 +29,7 @@ import httpx
 import pytest
 import yaml
 from cip.pipelines.api import Workspace as Api
+from cip.pipelines.workflows.blocks import fit_blocks
 from cip.pipelines.workflows.setup import EVENTS_DIR, ensure_events_source
 from cip.pipelines.workspace import Workspace
 from cip.serving.auth import KeyStore
@@ -182,6 +183,7 @@ def site(_shop_template: Path, tmp_path_factory: pytest.TempPathFactory):
         "reload_interval_seconds": 0,
     }
     ws.config_path.write_text(yaml.safe_dump(cfg))
+    fit_blocks(ws, log_mlflow=False)  # the named blocks (one per kind) the widget can ask for
     port, page_port = _free_port(), _free_port()
     pages = f"http://127.0.0.1:{page_port}"
     ks = KeyStore(root / "keys.json")
@@ -415,6 +417,36 @@ def test_widget_renders_a_block_and_reports_impression_and_click(browser, site) 
         page.locator("#products .card .view").nth(1).click()
         _drained(page)
         assert any(e["event_type"] == "product_view" for e in site.events(anon))
+    finally:
+        ctx.close()
+
+
+def test_widget_renders_a_named_block_with_the_pages_items(browser, site) -> None:
+    ctx, page = _page(browser, site, {"flushInterval": 100})
+    try:
+        item = "a1"  # a product page
+        res = page.evaluate(
+            """async (item) => {
+              const res = await cip.recommend({block: 'similar', n: 3, items: [item],
+                                               container: '#recs'});
+              return {strategy: res.strategy, block: res.block, items: res.items.map(i => i.item_id)};
+            }""",
+            item,
+        )
+        assert res["strategy"] == "block" and res["block"] == "similar"
+        assert len(res["items"]) == 3 and item not in res["items"]
+        shown = page.locator("#recs [data-cip-item]")
+        assert [shown.nth(i).get_attribute("data-cip-item") for i in range(3)] == res["items"]
+        assert page.locator("#recs").get_attribute("data-cip-block") == "similar"
+        shown.nth(2).click()
+        _drained(page)
+        got = site.events(page.evaluate("cip.anonymousId()"))
+        [imp] = [e for e in got if e["event_type"] == "recommendation_impression"]
+        assert json.loads(imp["properties"])["block"] == "similar"
+        assert json.loads(imp["properties"])["strategy"] == "block"
+        [click] = [e for e in got if e["event_type"] == "recommendation_click"]
+        assert click["item_id"] == res["items"][2]
+        assert json.loads(click["properties"])["position"] == 3
     finally:
         ctx.close()
 

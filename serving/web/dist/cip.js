@@ -152,6 +152,7 @@
     if (opt.block) body.block = opt.block;
     if (opt.category) body.category = opt.category;
     if (opt.recentItems) body.recent_items = opt.recentItems;
+    if (opt.block && opt.items) body.items = opt.items;
     if (cip2.allowed("personalization")) {
       body.anonymous_id = cip2.anonymousId();
       const cid = cip2.customerId();
@@ -476,7 +477,8 @@
     /**
      * Render a recommendation block into a container and report its impression and
      * clicks as events (recommendation_impression, recommendation_click).
-     * Options: {block, n, container, template, products, category, itemId}.
+     * Options: {block, n, items, container, template, products, category, recentItems}; `items`
+     * (the product page's or cart's items) go with a named block.
      */
     recommend(options) {
       this._need();

@@ -276,7 +276,8 @@ class Tracker {
   /**
    * Render a recommendation block into a container and report its impression and
    * clicks as events (recommendation_impression, recommendation_click).
-   * Options: {block, n, container, template, products, category, itemId}.
+   * Options: {block, n, items, container, template, products, category, recentItems}; `items`
+   * (the product page's or cart's items) go with a named block.
    */
   recommend(options) {
     this._need();

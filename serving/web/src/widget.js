@@ -1,4 +1,4 @@
-// The recommendation widget: cip.recommend({block, n, container, template, products}).
+// The recommendation widget: cip.recommend({block, n, items, container, template, products}).
 //
 // Asks /recommend (for the customer and the anonymous visitor when personalization is
 // allowed, for nobody otherwise), renders each item with the shop's template into the
@@ -39,6 +39,7 @@ export async function renderRecommendations(cip, opt) {
   if (opt.block) body.block = opt.block; // named blocks, where the service has them
   if (opt.category) body.category = opt.category;
   if (opt.recentItems) body.recent_items = opt.recentItems;
+  if (opt.block && opt.items) body.items = opt.items; // the page's context: product, cart
   if (cip.allowed("personalization")) {
     body.anonymous_id = cip.anonymousId();
     const cid = cip.customerId();
