@@ -309,7 +309,7 @@ def score(
     t0 = time.perf_counter()
     champions = load_champions(tracking_uri)
     for name, (_, model) in champions.items():
-        if name in MODEL_NAMES:
+        if name in MODEL_NAMES and "n_jobs" in model.get_params():  # a baseline has no threads
             model.set_params(n_jobs=n_jobs or 0)
     say(f"building features as of {pd.Timestamp(as_of).date()}")
     feats = build_features(store, as_of, params=feature_params)

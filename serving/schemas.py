@@ -101,7 +101,18 @@ class BlockRules(_In):
     exclude_items: Annotated[list[Id], Field(max_length=MAX_IDS)] | None = None
     max_per_category: int | None = Field(None, ge=1, le=MAX_N)
     boost_field: Text | None = None
-    boost_weight: float | None = Field(None, gt=-1)
+    #: > -1 (checked below: pydantic's ``gt`` would write a numeric exclusiveMinimum, which
+    #: OpenAPI 3.0 does not allow; the document says it in 3.0's form)
+    boost_weight: float | None = Field(
+        None, json_schema_extra={"minimum": -1, "exclusiveMinimum": True}
+    )
+
+    @field_validator("boost_weight")
+    @classmethod
+    def _above_minus_one(cls, v: float | None) -> float | None:
+        if v is not None and not v > -1:
+            raise ValueError("boost_weight must be greater than -1")
+        return v
 
 
 class RecommendRequest(_In):

@@ -115,6 +115,7 @@ def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
         ("measure attribution", "--model"): {"last", "first"},
         ("measure attribution", "--touch"): {"click", "open", "send"},
         ("keys create", "--scope"): set(SCOPES),
+        ("recommend", "--format"): {"csv", "parquet", "jsonl"},
         **{(f"train {k}", "--holdout"): set(HOLDOUT_MODES) for k in ("churn", "propensity", "clv")},
         **{
             (c, "--algorithm"): {*ALGORITHMS, "auto"}
