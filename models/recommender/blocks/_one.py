@@ -1,0 +1,90 @@
+"""The single-request path: one person / context, sparse candidates, no dense ``(b, n)`` work.
+
+:func:`select_one` gives exactly what :func:`~._select.select` gives for a batch
+of one row (same tiers, same rule mask, same boost, same category cap, same
+``k * 4 + 8`` candidates examined per tier before the wide retry), but each tier
+is a short candidate list (item positions and scores) instead of a dense row:
+a block's own candidates are a few hundred items at most, and the popularity
+fallbacks are a ranking precomputed once (per boost) and filtered by masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cip.models.recommender.blocks._select import _CAP_SLACK, BlockResult
+
+__all__ = ["ranked", "select_one"]
+
+
+def ranked(pos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pos`` and ``scores`` sorted best first (ties: lower position first)."""
+    order = np.lexsort((pos, -scores))
+    return pos[order], scores[order]
+
+
+def _top(pos: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` best of unsorted candidates, best first (ties: lower position)."""
+    if len(pos) > 4 * m + 64:
+        cut = np.partition(scores, len(scores) - m)[len(scores) - m]  # the m-th largest
+        keep = scores >= cut
+        pos, scores = pos[keep], scores[keep]
+    p, s = ranked(pos, scores)
+    return p[:m], s[:m]
+
+
+def _cap_keep(pos: np.ndarray, category: np.ndarray, cap: int) -> np.ndarray:
+    """Mask of ``pos`` (rank order) kept under at most ``cap`` items per category."""
+    cats = category[pos].astype(np.int64)
+    order = np.lexsort((np.arange(len(pos)), cats))
+    sc = cats[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = sc[1:] != sc[:-1]
+    starts = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
+    within = np.empty(len(order), dtype=np.int64)
+    within[order] = np.arange(len(order)) - starts
+    return (within < cap) | (cats == -1)
+
+
+#: A tier: name, candidate positions, their (boosted) scores, and whether already ranked.
+Tier = tuple[str, np.ndarray, np.ndarray, bool]
+
+
+def select_one(
+    tiers: list[Tier],
+    allowed: np.ndarray,
+    k: int,
+    category: np.ndarray,
+    max_per_category: int | None = None,
+    _wide: bool = False,
+) -> BlockResult:
+    """The top ``k`` over ``tiers`` among ``allowed`` items (one request; see the module).
+
+    Candidates with a non-finite score are not candidates of their tier.
+    """
+    n = len(allowed)
+    free = allowed.copy()  # allowed and not yet claimed by an earlier tier
+    m = k if max_per_category is None else (n if _wide else k * _CAP_SLACK + 8)
+    ps, vs, ts = [], [], []
+    for t, (_, pos, sc, is_ranked) in enumerate(tiers):
+        ok = free[pos] & np.isfinite(sc)
+        p, s = pos[ok], sc[ok]
+        free[p] = False  # every candidate of this tier is claimed, examined or not
+        if is_ranked:
+            p, s = p[:m], s[:m]
+        else:
+            p, s = _top(p, s, m)
+        ps.append(p)
+        vs.append(s)
+        ts.append(np.full(len(p), t, dtype=np.int64))
+        if not free.any():
+            break
+    pos = np.concatenate(ps)
+    val = np.concatenate(vs)
+    tier = np.concatenate(ts)
+    if max_per_category is not None:
+        keep = _cap_keep(pos, category, max_per_category)
+        pos, val, tier = pos[keep], val[keep], tier[keep]
+    if len(pos) < k and max_per_category is not None and not _wide:
+        return select_one(tiers, allowed, k, category, max_per_category, _wide=True)
+    names = np.array([name for name, *_ in tiers], dtype=object)
+    return BlockResult(pos[:k], val[:k], names[tier[:k]])
