@@ -278,9 +278,9 @@ class BlockSet:
             if cats is not None:
                 keep = cats[pos]
                 pos, sc = pos[keep], sc[keep]
-            tiers = [(name, pos, sc, True)]
+            tiers = [(block.name, pos, sc, True)]
         else:
-            tiers = [(name, pos, sc if boost is None else sc * boost[pos], False)]
+            tiers = [(block.name, pos, sc if boost is None else sc * boost[pos], False)]
         pp = self.__dict__.get("_popular_pos")
         if pp is None:
             pp = self._popular_pos = np.flatnonzero(self.popularity_ > 0)
