@@ -101,6 +101,13 @@ _RULE_CACHE = 256
 FALLBACK_HALF_LIFE_DAYS = 90.0
 
 
+def _frozen(rules: Any) -> Any:
+    """A hashable key of request rules (a dict's lists as tuples)."""
+    if isinstance(rules, dict):
+        return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in rules.items()))
+    return rules
+
+
 def make_block(name: str, **params: Any) -> Block:
     """A new, unfitted block by name (``params``: its hyperparameters)."""
     try:
@@ -253,7 +260,7 @@ class BlockSet:
             raise ConfigError(f"k must be a positive integer, not {k!r}")
         block = self._block(name)
         h = self.history
-        r = self.rules.get(name, Rules()).merged(rules)
+        r = self._merged(name, rules)
         base, boost = self._rule_arrays(r)
         allowed = base.copy()
         if r.exclude_purchased and req.row >= 0:
@@ -293,6 +300,20 @@ class BlockSet:
         tiers.append(("catalogue", np.arange(n), np.zeros(n), True))
         res = select_one(tiers, allowed, int(k), h.catalog.category, r.max_per_category)
         return BlockResult(h.catalog.ids[res.item_ids], res.scores, res.sources, name)
+
+    def _merged(self, name: str, rules: Any) -> Rules:
+        """The block's rules with the request's over them (cached: requests repeat a few)."""
+        try:
+            key = (name, _frozen(rules))
+            hash(key)
+        except TypeError:
+            return self.rules.get(name, Rules()).merged(rules)
+        cache = self.__dict__.setdefault("_merge_cache", {})
+        if key not in cache:
+            if len(cache) >= _RULE_CACHE:
+                cache.clear()
+            cache[key] = self.rules.get(name, Rules()).merged(rules)
+        return cache[key]
 
     def _rule_arrays(self, r: Rules) -> tuple[np.ndarray, np.ndarray | None]:
         """The request-independent filter mask and boost of ``r`` (cached: rules repeat)."""

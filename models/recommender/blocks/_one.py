@@ -45,6 +45,29 @@ def _cap_keep(pos: np.ndarray, category: np.ndarray, cap: int) -> np.ndarray:
     return (within < cap) | (cats == -1)
 
 
+def _first_free(
+    cand: np.ndarray, sc: np.ndarray, free: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first ``m`` free finite candidates of a ranked tier, and where the scan stopped."""
+    n = len(cand)
+    start, step = 0, 4 * m + 64
+    got_p, got_s = [], []
+    have = 0
+    while start < n and have < m:
+        stop = min(n, start + step)
+        c, s = cand[start:stop], sc[start:stop]
+        ok = np.flatnonzero(free[c] & np.isfinite(s))[: m - have]
+        got_p.append(c[ok])
+        got_s.append(s[ok])
+        have += len(ok)
+        end = start + (int(ok[-1]) + 1 if have >= m else stop - start)
+        start = stop
+        step *= 4
+    if not got_p:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), 0
+    return np.concatenate(got_p), np.concatenate(got_s), end
+
+
 #: A tier: name, candidate positions, their (boosted) scores, and whether already ranked.
 Tier = tuple[str, np.ndarray, np.ndarray, bool]
 
@@ -65,25 +88,34 @@ def select_one(
     free = allowed.copy()  # allowed and not yet claimed by an earlier tier
     m = k if max_per_category is None else (n if _wide else k * _CAP_SLACK + 8)
     ps, vs, ts = [], [], []
-    for t, (_, pos, sc, is_ranked) in enumerate(tiers):
-        ok = free[pos] & np.isfinite(sc)
-        p, s = pos[ok], sc[ok]
-        free[p] = False  # every candidate of this tier is claimed, examined or not
-        if is_ranked:
-            p, s = p[:m], s[:m]
+    pos = np.zeros(0, dtype=np.int64)
+    val = np.zeros(0)
+    tier = np.zeros(0, dtype=np.int64)
+    for t, (_, cand, sc, is_ranked) in enumerate(tiers):
+        if is_ranked:  # scan a prefix only: the first m free candidates
+            p, s, end = _first_free(cand, sc, free, m)
         else:
-            p, s = _top(p, s, m)
+            ok = free[cand] & np.isfinite(sc)
+            p, s = _top(cand[ok], sc[ok], m)
+            end = len(cand)
         ps.append(p)
         vs.append(s)
         ts.append(np.full(len(p), t, dtype=np.int64))
+        pos, val, tier = np.concatenate(ps), np.concatenate(vs), np.concatenate(ts)
+        if max_per_category is not None:
+            keep = _cap_keep(pos, category, max_per_category)
+            pos, val, tier = pos[keep], val[keep], tier[keep]
+        if len(pos) >= k or t == len(tiers) - 1:
+            break  # later tiers cannot change the first k
+        # every candidate of this tier is claimed, examined or not
+        if is_ranked:
+            rest = cand[end:]
+            free[rest[np.isfinite(sc[end:])]] = False
+            free[p] = False
+        else:
+            free[cand[np.isfinite(sc)]] = False
         if not free.any():
             break
-    pos = np.concatenate(ps)
-    val = np.concatenate(vs)
-    tier = np.concatenate(ts)
-    if max_per_category is not None:
-        keep = _cap_keep(pos, category, max_per_category)
-        pos, val, tier = pos[keep], val[keep], tier[keep]
     if len(pos) < k and max_per_category is not None and not _wide:
         return select_one(tiers, allowed, k, category, max_per_category, _wide=True)
     names = np.array([name for name, *_ in tiers], dtype=object)
