@@ -86,7 +86,7 @@ def test_single_request_path_equals_the_batch_path(shop) -> None:
             k = int(rng.integers(1, 15))
             fast = _answer(shop.recommend, name, user, items, k, rules, category=cat)
             q = shop.queries([user], [items], None, [cat])
-            slow = _answer(shop._run, name, q, k, rules, strict=True)
+            slow = _answer(shop._run_dense, name, q, k, rules, strict=True)
             slow = slow if isinstance(slow, str) else slow[0]
             if isinstance(fast, str) or isinstance(slow, str):
                 assert fast == slow
@@ -113,3 +113,22 @@ def test_single_request_answers_k_items_or_names_the_empty_rule(shop) -> None:
     assert max(np.bincount(cats[cats >= 0])) <= 3
     with pytest.raises(NoCandidatesError, match="no item passes the rules: include_tags"):
         shop.recommend("popular", k=3, rules={"include_tags": ["nope"]})
+
+
+def test_batch_path_equals_single_requests_for_every_block(shop) -> None:
+    users = [f"u{j}" for j in range(0, 42, 3)] + [None]
+    rng = np.random.default_rng(2)
+    items = [[f"i{j}" for j in rng.choice(60, rng.integers(0, 3))] for _ in users]
+    for name in shop.blocks:
+        rules = RULES[1] if name != "upsell" else RULES[4]
+        df = shop.recommend_many(name, users, k=5, rules=rules, items=items, chunk=4)
+        for u, its in zip(users, items, strict=True):
+            one = _answer(shop.recommend, name, u, its, 5, rules)
+            got = df[df["user_id"].isna()] if u is None else df[df["user_id"] == u]
+            if isinstance(one, str):
+                assert got.empty
+                continue
+            got = got.sort_values("rank")
+            assert list(got["item_id"]) == list(one.item_ids)
+            assert list(got["source"]) == list(one.sources)
+            np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)

@@ -241,18 +241,95 @@ class BlockSet:
             cache[ck] = ranked(pos, scores if boost is None else scores * boost[pos])
         return cache[ck]
 
-    def _category_mask(self, req: Request) -> np.ndarray | None:
+    def _category_mask(self, items: np.ndarray, category: int) -> np.ndarray | None:
         """Items in the request's category or its context items' categories (None: neither)."""
         cat = self.history.catalog
-        wanted = cat.category[req.items]
-        if req.category >= 0:
-            wanted = np.append(wanted, req.category)
+        wanted = cat.category[items]
+        if category >= 0:
+            wanted = np.append(wanted, category)
         wanted = wanted[wanted >= 0]
         if len(wanted) == 0:
             return None
         table = np.zeros(len(cat.categories) + 1, dtype=bool)
         table[wanted] = True
         return table[cat.category]  # -1 (no category) reads the last, False
+
+    def _tiers_one(
+        self,
+        name: str,
+        block: Block,
+        r: Rules,
+        boost: np.ndarray | None,
+        cats: np.ndarray | None,
+        pos: np.ndarray,
+        sc: np.ndarray,
+    ) -> list:
+        """The tiers of one request: the block's candidates, then the popularity fallbacks."""
+        if block.global_ranking:
+            pos, sc = self._ranking(name, r, pos, sc, boost)
+            if cats is not None:
+                keep = cats[pos]
+                pos, sc = pos[keep], sc[keep]
+            tiers = [(block.name, pos, sc, True)]
+        else:
+            tiers = [(block.name, pos, sc if boost is None else sc * boost[pos], False)]
+        pp = self.__dict__.get("_popular_pos")
+        if pp is None:
+            pp = self._popular_pos = np.flatnonzero(self.popularity_ > 0)
+        ppos, psc = self._ranking("", r, pp, self.popularity_[pp], boost)
+        if block.name != "popular" and cats is not None:
+            keep = cats[ppos]
+            tiers.append(("popular_category", ppos[keep], psc[keep], True))
+        tiers.append(("popular", ppos, psc, True))
+        n = self.history.catalog.size
+        tiers.append(("catalogue", np.arange(n), np.zeros(n), True))
+        return tiers
+
+    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+        """A batch: masks and the block's scores vectorised, then top-k per request."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
+        if r.exclude_purchased:
+            known = np.flatnonzero(q.rows >= 0)
+            bought = h.counts[q.rows[known]].tocoo()
+            allowed[known[bought.row], bought.col] = False
+        if block.excludes_context and q.items.nnz:
+            ctx = q.items.tocoo()
+            allowed[ctx.row, ctx.col] = False
+        extra = block.request_mask(q)
+        if extra is not None:
+            allowed &= extra
+        if strict and not allowed.any():
+            causes = (
+                ("exclude_purchased", bool(r.exclude_purchased)),
+                ("the request's own items", block.excludes_context and q.items.nnz > 0),
+                (f"the {name} block's condition", extra is not None),
+            )
+            why = " + ".join(c for c, on in causes if on)
+            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        if block.global_ranking:
+            gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
+        else:
+            scores = block.scores(q)
+        ids, ip, ix = h.catalog.ids, q.items.indptr, q.items.indices
+        out = []
+        for i in range(q.size):
+            cats = self._category_mask(ix[ip[i] : ip[i + 1]], int(q.category[i]))
+            if block.global_ranking:
+                pos, sc = gpos, gsc
+            else:
+                row = scores[i]
+                pos = np.flatnonzero(row > -np.inf)
+                sc = row[pos]
+            tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
+            res = select_one(tiers, allowed[i], int(k), h.catalog.category, r.max_per_category)
+            out.append(BlockResult(ids[res.item_ids], res.scores, res.sources, name))
+        return out
 
     def _run_one(self, name: str, req: Request, k: int, rules: Any) -> BlockResult:
         """:meth:`_run` of one request, without dense ``(b, n)`` arrays (same answer)."""
@@ -278,26 +355,9 @@ class BlockSet:
             )
             why = " + ".join(c for c, on in causes if on)
             raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
-        cats = self._category_mask(req)
+        cats = self._category_mask(req.items, req.category)
         pos, sc = block.candidates(req)
-        if block.global_ranking:
-            pos, sc = self._ranking(name, r, pos, sc, boost)
-            if cats is not None:
-                keep = cats[pos]
-                pos, sc = pos[keep], sc[keep]
-            tiers = [(block.name, pos, sc, True)]
-        else:
-            tiers = [(block.name, pos, sc if boost is None else sc * boost[pos], False)]
-        pp = self.__dict__.get("_popular_pos")
-        if pp is None:
-            pp = self._popular_pos = np.flatnonzero(self.popularity_ > 0)
-        ppos, psc = self._ranking("", r, pp, self.popularity_[pp], boost)
-        if block.name != "popular" and cats is not None:
-            keep = cats[ppos]
-            tiers.append(("popular_category", ppos[keep], psc[keep], True))
-        tiers.append(("popular", ppos, psc, True))
-        n = h.catalog.size
-        tiers.append(("catalogue", np.arange(n), np.zeros(n), True))
+        tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
         res = select_one(tiers, allowed, int(k), h.catalog.category, r.max_per_category)
         return BlockResult(h.catalog.ids[res.item_ids], res.scores, res.sources, name)
 
@@ -335,7 +395,11 @@ class BlockSet:
         tiers.append(("catalogue", np.zeros((q.size, len(pop)))))
         return tiers
 
-    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+    def _run_dense(
+        self, name: str, q: Queries, k: int, rules: Any, strict: bool
+    ) -> list[BlockResult]:
+        """The dense batch path: ``(b, n)`` tiers through :func:`select` (the reference
+        :meth:`_run` and :meth:`recommend` agree with, up to the order of tied scores)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be a positive integer, not {k!r}")
         block = self._block(name)
