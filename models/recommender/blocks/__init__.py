@@ -281,8 +281,11 @@ class BlockSet:
             keep = cats[ppos]
             tiers.append(("popular_category", ppos[keep], psc[keep], True))
         tiers.append(("popular", ppos, psc, True))
-        n = self.history.catalog.size
-        tiers.append(("catalogue", np.arange(n), np.zeros(n), True))
+        cat = self.__dict__.get("_catalogue_tier")
+        if cat is None:
+            n = self.history.catalog.size
+            cat = self._catalogue_tier = ("catalogue", np.arange(n), np.zeros(n), True)
+        tiers.append(cat)
         return tiers
 
     def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
@@ -312,16 +315,24 @@ class BlockSet:
             )
             why = " + ".join(c for c, on in causes if on)
             raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        sparse = type(block).candidates is not Block.candidates  # cheap per request
         if block.global_ranking:
             gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
-        else:
+        elif not sparse:
             scores = block.scores(q)
         ids, ip, ix = h.catalog.ids, q.items.indptr, q.items.indices
+        order = q.item_order.data
         out = []
         for i in range(q.size):
-            cats = self._category_mask(ix[ip[i] : ip[i + 1]], int(q.category[i]))
+            items = ix[ip[i] : ip[i + 1]]
+            cats = self._category_mask(items, int(q.category[i]))
             if block.global_ranking:
                 pos, sc = gpos, gsc
+            elif sparse:
+                o = order[ip[i] : ip[i + 1]]
+                srt = np.argsort(o, kind="stable")
+                one = Request(int(q.rows[i]), items[srt], o[srt], float(q.at[i]), -1)
+                pos, sc = block.candidates(one)
             else:
                 row = scores[i]
                 pos = np.flatnonzero(row > -np.inf)

@@ -34,15 +34,16 @@ def _top(pos: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.nd
 
 def _cap_keep(pos: np.ndarray, category: np.ndarray, cap: int) -> np.ndarray:
     """Mask of ``pos`` (rank order) kept under at most ``cap`` items per category."""
-    cats = category[pos].astype(np.int64)
-    order = np.lexsort((np.arange(len(pos)), cats))
-    sc = cats[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = sc[1:] != sc[:-1]
-    starts = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
-    within = np.empty(len(order), dtype=np.int64)
-    within[order] = np.arange(len(order)) - starts
-    return (within < cap) | (cats == -1)
+    seen: dict[int, int] = {}
+    keep = []
+    for c in category[pos].tolist():  # a few dozen candidates: a loop beats sorting
+        if c < 0:
+            keep.append(True)  # items without a category are not capped
+            continue
+        n = seen.get(c, 0)
+        seen[c] = n + 1
+        keep.append(n < cap)
+    return np.array(keep, dtype=bool)
 
 
 def _first_free(
