@@ -32,8 +32,30 @@ def _top(pos: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.nd
     return p[:m], s[:m]
 
 
+def _cap_many(cats: np.ndarray, cap: int, counts: np.ndarray) -> np.ndarray:
+    """Mask of category codes ``cats`` (rank order) kept under ``cap`` per category, given
+    ``counts`` already kept per category (updated in place; code -1: never capped)."""
+    order = np.argsort(cats, kind="stable")
+    sc = cats[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = sc[1:] != sc[:-1]
+    starts = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
+    within = np.empty(len(order), dtype=np.int64)
+    within[order] = np.arange(len(order)) - starts
+    keep = (within + counts[cats] < cap) | (cats < 0)
+    kept = cats[keep & (cats >= 0)]
+    np.add.at(counts, kept, 1)
+    return keep
+
+
 def _cap_keep(pos: np.ndarray, category: np.ndarray, cap: int) -> np.ndarray:
     """Mask of ``pos`` (rank order) kept under at most ``cap`` items per category."""
+    if len(pos) > 64:
+        return _cap_many(
+            category[pos].astype(np.int64),
+            cap,
+            np.zeros(int(category.max(initial=0)) + 2, np.int64),
+        )
     seen: dict[int, int] = {}
     keep = []
     for c in category[pos].tolist():  # a few dozen candidates: a loop beats sorting
@@ -85,6 +107,8 @@ def select_one(
 
     Candidates with a non-finite score are not candidates of their tier.
     """
+    if _wide:
+        return _select_wide(tiers, allowed, k, category, max_per_category)
     n = len(allowed)
     free = allowed.copy()  # allowed and not yet claimed by an earlier tier
     m = k if max_per_category is None else (n if _wide else k * _CAP_SLACK + 8)
@@ -121,3 +145,38 @@ def select_one(
         return select_one(tiers, allowed, k, category, max_per_category, _wide=True)
     names = np.array([name for name, *_ in tiers], dtype=object)
     return BlockResult(pos[:k], val[:k], names[tier[:k]])
+
+
+def _select_wide(
+    tiers: list[Tier], allowed: np.ndarray, k: int, category: np.ndarray, cap: int
+) -> BlockResult:
+    """Every candidate of every tier examined, in order, under the category cap (the retry
+    when the first ``k * 4 + 8`` per tier were too concentrated): a scan in chunks."""
+    free = allowed.copy()
+    counts = np.zeros(int(category.max(initial=0)) + 2, dtype=np.int64)
+    ps, vs, ts = [], [], []
+    have = 0
+    for t, (_, cand, sc, is_ranked) in enumerate(tiers):
+        ok = free[cand] & np.isfinite(sc)
+        p, s = cand[ok], sc[ok]
+        free[p] = False
+        if not is_ranked:
+            p, s = ranked(p, s)
+        start, step = 0, 4 * k + 8
+        while start < len(p) and have < k:
+            cp, cs = p[start : start + step], s[start : start + step]
+            keep = _cap_many(category[cp].astype(np.int64), cap, counts)
+            cp, cs = cp[keep][: k - have], cs[keep][: k - have]
+            ps.append(cp)
+            vs.append(cs)
+            ts.append(np.full(len(cp), t, dtype=np.int64))
+            have += len(cp)
+            start += step
+            step *= 4
+        if have >= k or not free.any():
+            break
+    names = np.array([name for name, *_ in tiers], dtype=object)
+    if not ps:
+        return BlockResult(np.zeros(0, dtype=np.int64), np.zeros(0), names[:0])
+    tier = np.concatenate(ts)
+    return BlockResult(np.concatenate(ps), np.concatenate(vs), names[tier])
