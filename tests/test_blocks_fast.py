@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from cip.models.recommender.blocks import NoCandidatesError, fit_blocks
+from cip.models.recommender.blocks import NoCandidatesError, _one, fit_blocks
 
 AS_OF = pd.Timestamp("2024-06-01")
 
@@ -72,7 +72,9 @@ def _answer(fn, *args, **kwargs):
         return str(e)
 
 
-def test_single_request_path_equals_the_batch_path(shop) -> None:
+@pytest.mark.parametrize("head", [256, 3])
+def test_single_request_path_equals_the_batch_path(shop, head, monkeypatch) -> None:
+    monkeypatch.setattr(_one, "_HEAD", head)  # 3: the wide retry ranks whole tiers too
     rng = np.random.default_rng(1)
     ids = list(shop.history.catalog.ids) + ["unknown-item"]
     users = [f"u{j}" for j in range(42)]  # u40, u41: nobody known

@@ -91,6 +91,9 @@ def _first_free(
     return np.concatenate(got_p), np.concatenate(got_s), end
 
 
+#: Candidates of an unranked tier ranked first by the wide retry (all of them if they run out).
+_HEAD = 256
+
 #: A tier: name, candidate positions, their (boosted) scores, and whether already ranked.
 Tier = tuple[str, np.ndarray, np.ndarray, bool]
 
@@ -160,10 +163,17 @@ def _select_wide(
         ok = free[cand] & np.isfinite(sc)
         p, s = cand[ok], sc[ok]
         free[p] = False
-        if not is_ranked:
-            p, s = ranked(p, s)
+        full = p, s
+        if not is_ranked:  # rank a head first; the whole tier only if the head runs out
+            p, s = _top(p, s, min(len(p), _HEAD))
         start, step = 0, 4 * k + 8
-        while start < len(p) and have < k:
+        while have < k:
+            if start >= len(p):
+                if len(p) == len(full[0]):
+                    break
+                start = len(p)  # the head was scanned: go on after it
+                p, s = ranked(*full)
+                continue
             cp, cs = p[start : start + step], s[start : start + step]
             keep = _cap_many(category[cp].astype(np.int64), cap, counts)
             cp, cs = cp[keep][: k - have], cs[keep][: k - have]
