@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from cip.models.recommender.blocks._base import Block, Queries
+from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._catalog import Catalog, build_catalog
 from cip.models.recommender.blocks._history import DAY, History, build_history
+from cip.models.recommender.blocks._one import ranked, select_one
 from cip.models.recommender.blocks._select import BlockResult, select
 from cip.models.recommender.blocks.buy_again import BuyAgainBlock
 from cip.models.recommender.blocks.personal import PersonalBlock
@@ -98,6 +99,13 @@ _RULE_CACHE = 256
 
 #: Half-life (days) of the popularity behind the ``popular*`` fallbacks.
 FALLBACK_HALF_LIFE_DAYS = 90.0
+
+
+def _frozen(rules: Any) -> Any:
+    """A hashable key of request rules (a dict's lists as tuples)."""
+    if isinstance(rules, dict):
+        return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in rules.items()))
+    return rules
 
 
 def make_block(name: str, **params: Any) -> Block:
@@ -194,6 +202,190 @@ class BlockSet:
             cats[[i for i, c in enumerate(category) if c is not None]] = codes
         return Queries(rows, ctx, ctx_order, np.asarray(days, dtype=np.float64), cats)
 
+    def request(
+        self, user_id: Any = None, items: Any = (), at: Any = None, category: str | None = None
+    ) -> Request:
+        """One request as positions (see :meth:`queries`)."""
+        h = self.history
+        row = -1 if user_id is None else int(h.user_rows([str(user_id)])[0])
+        flat = [str(x) for x in items]
+        pos = h.catalog.positions(flat) if flat else np.zeros(0, dtype=np.int64)
+        seen: dict[int, int] = {}
+        for i, p in enumerate(pos.tolist()):  # an item twice: its latest place counts
+            if p >= 0:
+                seen.pop(p, None)
+                seen[p] = i + 1
+        ctx = np.fromiter(seen.keys(), dtype=np.int64, count=len(seen))
+        order = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+        days = 0.0
+        if at is not None:
+            t = pd.to_datetime(pd.Series([at]))
+            days = max(
+                float((t.to_numpy(dtype="datetime64[us]")[0] - h.as_of.to_datetime64()) / DAY), 0.0
+            )
+        cat = -1
+        if category is not None:
+            code = h.catalog.codes("category", [category], keep_unknown=True)
+            if code[0] < 0:
+                raise NotFoundError(f"unknown category {category!r}")
+            cat = int(code[0])
+        return Request(row, ctx, order, days, cat)
+
+    def _ranking(self, key: str, r: Rules, pos: np.ndarray, scores: np.ndarray, boost: Any):
+        """A request-independent tier ranked once per boost (popular, trending fallbacks)."""
+        cache = self.__dict__.setdefault("_rank_cache", {})
+        ck = (key, r.boost_field, r.boost_weight)
+        if ck not in cache:
+            if len(cache) >= _RULE_CACHE:
+                cache.clear()
+            cache[ck] = ranked(pos, scores if boost is None else scores * boost[pos])
+        return cache[ck]
+
+    def _category_mask(self, items: np.ndarray, category: int) -> np.ndarray | None:
+        """Items in the request's category or its context items' categories (None: neither)."""
+        cat = self.history.catalog
+        wanted = cat.category[items]
+        if category >= 0:
+            wanted = np.append(wanted, category)
+        wanted = wanted[wanted >= 0]
+        if len(wanted) == 0:
+            return None
+        table = np.zeros(len(cat.categories) + 1, dtype=bool)
+        table[wanted] = True
+        return table[cat.category]  # -1 (no category) reads the last, False
+
+    def _tiers_one(
+        self,
+        name: str,
+        block: Block,
+        r: Rules,
+        boost: np.ndarray | None,
+        cats: np.ndarray | None,
+        pos: np.ndarray,
+        sc: np.ndarray,
+    ) -> list:
+        """The tiers of one request: the block's candidates, then the popularity fallbacks."""
+        if block.global_ranking:
+            pos, sc = self._ranking(name, r, pos, sc, boost)
+            if cats is not None:
+                keep = cats[pos]
+                pos, sc = pos[keep], sc[keep]
+            tiers = [(block.name, pos, sc, True)]
+        else:
+            tiers = [(block.name, pos, sc if boost is None else sc * boost[pos], False)]
+        pp = self.__dict__.get("_popular_pos")
+        if pp is None:
+            pp = self._popular_pos = np.flatnonzero(self.popularity_ > 0)
+        ppos, psc = self._ranking("", r, pp, self.popularity_[pp], boost)
+        if block.name != "popular" and cats is not None:
+            keep = cats[ppos]
+            tiers.append(("popular_category", ppos[keep], psc[keep], True))
+        tiers.append(("popular", ppos, psc, True))
+        cat = self.__dict__.get("_catalogue_tier")
+        if cat is None:
+            n = self.history.catalog.size
+            cat = self._catalogue_tier = ("catalogue", np.arange(n), np.zeros(n), True)
+        tiers.append(cat)
+        return tiers
+
+    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+        """A batch: masks and the block's scores vectorised, then top-k per request."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
+        if r.exclude_purchased:
+            known = np.flatnonzero(q.rows >= 0)
+            bought = h.counts[q.rows[known]].tocoo()
+            allowed[known[bought.row], bought.col] = False
+        if block.excludes_context and q.items.nnz:
+            ctx = q.items.tocoo()
+            allowed[ctx.row, ctx.col] = False
+        extra = block.request_mask(q)
+        if extra is not None:
+            allowed &= extra
+        if strict and not allowed.any():
+            causes = (
+                ("exclude_purchased", bool(r.exclude_purchased)),
+                ("the request's own items", block.excludes_context and q.items.nnz > 0),
+                (f"the {name} block's condition", extra is not None),
+            )
+            why = " + ".join(c for c, on in causes if on)
+            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        sparse = type(block).candidates is not Block.candidates  # cheap per request
+        if block.global_ranking:
+            gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
+        elif not sparse:
+            scores = block.scores(q)
+        ids, ip, ix = h.catalog.ids, q.items.indptr, q.items.indices
+        order = q.item_order.data
+        out = []
+        for i in range(q.size):
+            items = ix[ip[i] : ip[i + 1]]
+            cats = self._category_mask(items, int(q.category[i]))
+            if block.global_ranking:
+                pos, sc = gpos, gsc
+            elif sparse:
+                o = order[ip[i] : ip[i + 1]]
+                srt = np.argsort(o, kind="stable")
+                one = Request(int(q.rows[i]), items[srt], o[srt], float(q.at[i]), -1)
+                pos, sc = block.candidates(one)
+            else:
+                row = scores[i]
+                pos = np.flatnonzero(row > -np.inf)
+                sc = row[pos]
+            tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
+            res = select_one(tiers, allowed[i], int(k), h.catalog.category, r.max_per_category)
+            out.append(BlockResult(ids[res.item_ids], res.scores, res.sources, name))
+        return out
+
+    def _run_one(self, name: str, req: Request, k: int, rules: Any) -> BlockResult:
+        """:meth:`_run` of one request, without dense ``(b, n)`` arrays (same answer)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = base.copy()
+        if r.exclude_purchased and req.row >= 0:
+            allowed[h.purchased(req.row)] = False
+        if block.excludes_context and len(req.items):
+            allowed[req.items] = False
+        extra = block.request_mask_one(req)
+        if extra is not None:
+            allowed &= extra
+        if not allowed.any():
+            causes = (
+                ("exclude_purchased", bool(r.exclude_purchased)),
+                ("the request's own items", block.excludes_context and len(req.items) > 0),
+                (f"the {name} block's condition", extra is not None),
+            )
+            why = " + ".join(c for c, on in causes if on)
+            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        cats = self._category_mask(req.items, req.category)
+        pos, sc = block.candidates(req)
+        tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
+        res = select_one(tiers, allowed, int(k), h.catalog.category, r.max_per_category)
+        return BlockResult(h.catalog.ids[res.item_ids], res.scores, res.sources, name)
+
+    def _merged(self, name: str, rules: Any) -> Rules:
+        """The block's rules with the request's over them (cached: requests repeat a few)."""
+        try:
+            key = (name, _frozen(rules))
+            hash(key)
+        except TypeError:
+            return self.rules.get(name, Rules()).merged(rules)
+        cache = self.__dict__.setdefault("_merge_cache", {})
+        if key not in cache:
+            if len(cache) >= _RULE_CACHE:
+                cache.clear()
+            cache[key] = self.rules.get(name, Rules()).merged(rules)
+        return cache[key]
+
     def _rule_arrays(self, r: Rules) -> tuple[np.ndarray, np.ndarray | None]:
         """The request-independent filter mask and boost of ``r`` (cached: rules repeat)."""
         if r not in self._rule_cache:
@@ -214,7 +406,11 @@ class BlockSet:
         tiers.append(("catalogue", np.zeros((q.size, len(pop)))))
         return tiers
 
-    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+    def _run_dense(
+        self, name: str, q: Queries, k: int, rules: Any, strict: bool
+    ) -> list[BlockResult]:
+        """The dense batch path: ``(b, n)`` tiers through :func:`select` (the reference
+        :meth:`_run` and :meth:`recommend` agree with, up to the order of tied scores)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be a positive integer, not {k!r}")
         block = self._block(name)
@@ -275,8 +471,7 @@ class BlockSet:
         Raises:
             NoCandidatesError: the rules leave no item at all.
         """
-        q = self.queries([user_id], [list(items)], at, [category])
-        return self._run(block, q, k, rules, strict=True)[0]
+        return self._run_one(block, self.request(user_id, items, at, category), k, rules)
 
     def recommend_many(
         self,

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from cip.models.recommender.blocks._history import History
 from cip.profiles.errors import ConfigError, NotFoundError
 
-__all__ = ["Block", "Queries", "dense_rows", "positive", "row_topk"]
+__all__ = ["Block", "Queries", "Request", "dense_rows", "positive", "row_topk", "sum_rows"]
 
 
 @dataclass(eq=False)
@@ -37,6 +37,57 @@ class Queries:
     @property
     def size(self) -> int:
         return len(self.rows)
+
+
+@dataclass(eq=False)
+class Request:
+    """One request in positions (the single-request path; see :class:`Queries`).
+
+    Attributes:
+        row: history row (``-1``: nobody known).
+        items: known context item positions, each once, oldest first (an item
+            given twice sits at its latest place).
+        order: per context item, its 1-based place in the request's item list.
+        at: days from ``as_of`` to the request time (>= 0).
+        category: category code (``-1``: none).
+    """
+
+    row: int
+    items: np.ndarray
+    order: np.ndarray
+    at: float
+    category: int
+
+    def queries(self, n_items: int) -> Queries:
+        """The same request as a batch of one."""
+        srt = np.argsort(self.items, kind="stable")
+        cols, order = self.items[srt], self.order[srt].astype(np.float64)
+        indptr = np.array([0, len(cols)])
+        return Queries(
+            np.array([self.row], dtype=np.int64),
+            sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=(1, n_items)),
+            sp.csr_matrix((order, cols, indptr), shape=(1, n_items)),
+            np.array([self.at], dtype=np.float64),
+            np.array([self.category], dtype=np.int64),
+        )
+
+
+def sum_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and sums of rows ``rows`` of ``m`` (float64, exactly as ``ones @ m[rows]``)."""
+    rows = np.sort(rows)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    if len(rows) == 1:
+        a, b = m.indptr[rows[0]], m.indptr[rows[0] + 1]
+        cols, sums = m.indices[a:b].astype(np.int64), m.data[a:b].astype(np.float64)
+        nz = sums != 0
+        return cols[nz], sums[nz]
+    cols = np.concatenate([m.indices[m.indptr[r] : m.indptr[r + 1]] for r in rows])
+    vals = np.concatenate([m.data[m.indptr[r] : m.indptr[r + 1]] for r in rows])
+    uniq, inv = np.unique(cols, return_inverse=True)
+    sums = np.bincount(inv, weights=vals.astype(np.float64), minlength=len(uniq))
+    nz = sums != 0
+    return uniq[nz].astype(np.int64), sums[nz]
 
 
 class Block:
@@ -93,6 +144,27 @@ class Block:
     def request_mask(self, q: Queries) -> np.ndarray | None:
         """An extra per-request filter every tier obeys (e.g. ``upsell``: pricier), or None."""
         return None
+
+    #: The block's scores are one request-independent array, restricted to the
+    #: request's categories like the ``popular_category`` fallback (popular, trending).
+    global_ranking: ClassVar[bool] = False
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """One request's candidates: item positions and scores (the row of :meth:`scores`).
+
+        Blocks override this with a sparse computation; the default scores a batch of one.
+        """
+        h = self._check_fitted()
+        row = self.scores(r.queries(h.catalog.size))[0]
+        pos = np.flatnonzero(np.isfinite(row))
+        return pos, row[pos]
+
+    def request_mask_one(self, r: Request) -> np.ndarray | None:
+        """:meth:`request_mask` of one request (``(n_items,)`` or None)."""
+        if type(self).request_mask is Block.request_mask:
+            return None
+        m = self.request_mask(r.queries(self._check_fitted().catalog.size))
+        return None if m is None else m[0]
 
 
 def positive(param: str, value: Any, allow_none: bool = False) -> None:

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from cip.models.recommender.blocks._base import Block, Queries, positive
+from cip.models.recommender.blocks._base import Block, Queries, Request, positive
 from cip.models.recommender.blocks._history import History
 from cip.profiles.errors import ConfigError
 
@@ -101,6 +101,22 @@ class BuyAgainBlock(Block):
         self.log_interval_ = sp.csr_matrix((log_interval, pi, indptr), shape=shape)
         self.item_interval_days_ = np.exp(item_log)
         self.repurchase_rate_ = rate
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """The person's bought items and their scores (none for an unknown person)."""
+        self._check_fitted()
+        if r.row < 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        a, b = self.freq_.indptr[r.row], self.freq_.indptr[r.row + 1]
+        col = self.freq_.indices[a:b].astype(np.int64)
+        t = np.maximum(self.last_.data[a:b] + r.at, 0.5)
+        g = np.exp(-0.5 * ((np.log(t) - self.log_interval_.data[a:b]) / self.sigma) ** 2)
+        s = (
+            self.freq_.data[a:b]
+            * (1.0 + self.timing_weight * g)
+            * self.repurchase_rate_[col] ** self.rate_weight
+        )
+        return col, s
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

@@ -16,7 +16,7 @@ import pandas as pd
 from cip.models.recommender import Recommender, make_recommender
 from cip.models.recommender._base import one_blas_thread
 from cip.models.recommender._data import lookup
-from cip.models.recommender.blocks._base import Block, Queries
+from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._history import History
 
 __all__ = ["PersonalBlock"]
@@ -60,6 +60,29 @@ class PersonalBlock(Block):
             return np.asarray(m.user_factors_[rows] @ m.item_factors_.T, dtype=np.float64)
         with one_blas_thread():
             return np.asarray(m._dense_scores("users", rows), dtype=np.float64)
+
+    def _model_rows(self) -> np.ndarray:
+        """The model's row of every history row (``-1``: unknown to the model), once."""
+        rows = self.__dict__.get("_model_rows_")
+        if rows is None:
+            h = self._check_fitted()
+            users = h.users.to_numpy()
+            rows = lookup(self.model_._user_index(), self.model_.user_kind_, users)
+            rows = self._model_rows_ = np.asarray(rows, dtype=np.int64)
+        return rows
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """The person's model scores over the items it knows (none for an unknown person)."""
+        self._check_fitted()
+        mrow = -1 if r.row < 0 else int(self._model_rows()[r.row])
+        if mrow < 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        s = self._user_scores(np.array([mrow]))[0, self.model_cols_]
+        finite = np.isfinite(s)
+        if not finite.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        s = s[finite] - s[finite].min()
+        return self.catalog_pos_[finite], s
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

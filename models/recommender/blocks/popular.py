@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from cip.models.recommender.blocks._base import Block, Queries, positive
+from cip.models.recommender.blocks._base import Block, Queries, Request, positive
 from cip.models.recommender.blocks._history import History
 
 __all__ = [
@@ -78,6 +78,14 @@ class PopularBlock(Block):
         positive("half_life_days", self.half_life_days, allow_none=True)
         self.popularity_ = decayed_counts(history, self.half_life_days)
 
+    global_ranking: ClassVar[bool] = True
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """Every item sold, with its decayed count (the caller restricts the categories)."""
+        self._check_fitted()
+        pos = np.flatnonzero(self.popularity_ > 0)
+        return pos, self.popularity_[pos]
+
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()
         s = np.where(self.popularity_ > 0, self.popularity_, -np.inf)
@@ -113,6 +121,14 @@ class TrendingBlock(Block):
         expected = long * self.short_half_life_days / self.long_half_life_days
         growth = (short + self.prior) / (expected + self.prior)
         self.trend_ = np.where(short >= self.min_recent, growth, -np.inf)
+
+    global_ranking: ClassVar[bool] = True
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """Every trending item, with its growth (the caller restricts the categories)."""
+        self._check_fitted()
+        pos = np.flatnonzero(np.isfinite(self.trend_))
+        return pos, self.trend_[pos]
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

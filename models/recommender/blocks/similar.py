@@ -29,7 +29,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from cip.models.recommender.blocks._base import Block, Queries, dense_rows, positive, row_topk
+from cip.models.recommender.blocks._base import (
+    Block,
+    Queries,
+    Request,
+    dense_rows,
+    positive,
+    row_topk,
+    sum_rows,
+)
 from cip.models.recommender.blocks._catalog import Catalog
 from cip.models.recommender.blocks._history import History
 from cip.profiles.errors import ConfigError
@@ -147,6 +155,20 @@ class SimilarBlock(Block):
             ctx = (ctx + pick @ (h.counts > 0).astype(np.float64)).tocsr()
         return ctx
 
+    def _context_one(self, r: Request) -> np.ndarray:
+        """:meth:`_context` of one request: its items, else the person's purchases."""
+        if len(r.items) or r.row < 0:
+            return r.items
+        return self.history_.purchased(r.row)
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """Summed neighbour scores of the context (the context items excluded)."""
+        self._check_fitted()
+        ctx = self._context_one(r)
+        pos, s = sum_rows(self.similarity_, ctx)
+        keep = ~np.isin(pos, ctx)
+        return pos[keep], s[keep]
+
     def scores(self, q: Queries) -> np.ndarray:
         self._check_fitted()
         ctx = self._context(q)
@@ -177,6 +199,20 @@ class UpsellBlock(SimilarBlock):
         )
         self.min_premium = min_premium
         self.max_ratio = max_ratio
+
+    def request_mask_one(self, r: Request) -> np.ndarray:
+        """:meth:`request_mask` of one request."""
+        h = self._check_fitted()
+        price = h.catalog.price
+        p = price[self._context_one(r)]
+        p = p[np.isfinite(p)]
+        anchor = float(p.max()) if len(p) else -np.inf
+        lo = anchor * (1.0 + self.min_premium) if np.isfinite(anchor) else 0.0
+        mask = np.isfinite(price) & (price > lo)
+        if self.max_ratio is not None:
+            hi = anchor * self.max_ratio if np.isfinite(anchor) else np.inf
+            mask &= price <= hi
+        return mask
 
     def request_mask(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

@@ -23,7 +23,15 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from cip.models.recommender.blocks._base import Block, Queries, dense_rows, positive, row_topk
+from cip.models.recommender.blocks._base import (
+    Block,
+    Queries,
+    Request,
+    dense_rows,
+    positive,
+    row_topk,
+    sum_rows,
+)
 from cip.models.recommender.blocks._history import History
 from cip.profiles.errors import ConfigError
 
@@ -104,6 +112,13 @@ class BoughtTogetherBlock(Block):
         sim = sp.csr_matrix((s[pos], (co.row[pos], co.col[pos])), shape=co.shape)
         self.similarity_ = row_topk(sim, self.neighbours)
         self.item_baskets_ = n_item
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """Summed neighbour scores of the context items (the context items excluded)."""
+        self._check_fitted()
+        pos, s = sum_rows(self.similarity_, r.items)
+        keep = ~np.isin(pos, r.items)
+        return pos[keep], s[keep]
 
     def scores(self, q: Queries) -> np.ndarray:
         self._check_fitted()
