@@ -44,6 +44,12 @@ def _peak_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process so far: less load-dependent than wall time."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
 def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
     from cip.models.clv import train_clv
     from cip.profiles.store import open_store
@@ -54,6 +60,8 @@ def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
 
     def say(msg: str) -> None:
         steps.append((round(time.perf_counter() - t0, 1), msg))
+        with open(root / "progress.log", "a") as f:  # to follow a long run
+            f.write(f"{steps[-1][0]:>7.1f} s  {msg}\n")
 
     with open_store("duckdb", path=str(root / "cip.duckdb")) as store:
         res = train_clv(
@@ -68,6 +76,7 @@ def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
     wall = time.perf_counter() - t0
     return {
         "wall_s": round(wall, 1),
+        "cpu_s": _cpu_s(),
         "peak_rss_gib": _peak_gib(),
         "winner": res.winner,
         "version": res.version,
@@ -93,6 +102,7 @@ def _child_score(folder: str) -> dict:
     cols = ["clv", "expected_orders", "p_alive", "next_order_date"]
     return {
         "wall_s": round(wall, 1),
+        "cpu_s_process": _cpu_s(),
         "peak_rss_gib": _peak_gib(),
         "profiles": len(out),
         "as_of": str(as_of),
