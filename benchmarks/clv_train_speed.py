@@ -76,7 +76,7 @@ def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
     wall = time.perf_counter() - t0
     return {
         "wall_s": round(wall, 1),
-        "cpu_s": _cpu_s(),
+        "cpu_s_process": _cpu_s(),
         "peak_rss_gib": _peak_gib(),
         "winner": res.winner,
         "version": res.version,
