@@ -8,7 +8,9 @@ The orders come from :func:`benchmarks.clv_speed.synthetic_orders` (a BG/NBD-lik
 process over two years) and are appended to the orders source table of a DuckDB
 store in a temporary folder (the way ``cip ingest`` loads them), so training and
 scoring read them like production. Each timed step runs in a fresh child process
-that reports its wall time and its own peak RSS (``getrusage(RUSAGE_SELF)``):
+that reports its wall time, its CPU seconds (the whole process, imports included:
+less sensitive to a loaded machine) and its own peak RSS (``getrusage(RUSAGE_SELF)``);
+the training child also writes its progress messages, timed, to ``progress.log``:
 
 1. ``train``: :func:`cip.models.clv.train_clv` at ``as_of`` (the last data day),
    ``--horizon-days`` (90), the ``cip train clv`` defaults (snapshot grid 12 x 30
