@@ -288,14 +288,12 @@ class BlockSet:
         tiers.append(cat)
         return tiers
 
-    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
-        """A batch: masks and the block's scores vectorised, then top-k per request."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be a positive integer, not {k!r}")
-        block = self._block(name)
+    def _allowed(
+        self, name: str, block: Block, q: Queries, r: Rules, base: np.ndarray, strict: bool
+    ) -> np.ndarray:
+        """``(b, n)``: the items each request may get (rules, purchases, context, the block's
+        own condition); with ``strict``, :class:`NoCandidatesError` naming what left none."""
         h = self.history
-        r = self._merged(name, rules)
-        base, boost = self._rule_arrays(r)
         allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
         if r.exclude_purchased:
             known = np.flatnonzero(q.rows >= 0)
@@ -315,6 +313,17 @@ class BlockSet:
             )
             why = " + ".join(c for c, on in causes if on)
             raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        return allowed
+
+    def _run(self, name: str, q: Queries, k: int, rules: Any, strict: bool) -> list[BlockResult]:
+        """A batch: masks and the block's scores vectorised, then top-k per request."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = self._allowed(name, block, q, r, base, strict)
         sparse = type(block).candidates is not Block.candidates  # cheap per request
         if block.global_ranking:
             gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
@@ -417,25 +426,7 @@ class BlockSet:
         h = self.history
         r = self.rules.get(name, Rules()).merged(rules)
         base, boost = self._rule_arrays(r)
-        allowed = np.broadcast_to(base, (q.size, h.catalog.size)).copy()
-        if r.exclude_purchased:
-            known = np.flatnonzero(q.rows >= 0)
-            bought = h.counts[q.rows[known]].tocoo()
-            allowed[known[bought.row], bought.col] = False
-        if block.excludes_context and q.items.nnz:
-            ctx = q.items.tocoo()
-            allowed[ctx.row, ctx.col] = False
-        extra = block.request_mask(q)
-        if extra is not None:
-            allowed &= extra
-        if strict and not allowed.any():
-            causes = (
-                ("exclude_purchased", bool(r.exclude_purchased)),
-                ("the request's own items", block.excludes_context and q.items.nnz > 0),
-                (f"the {name} block's condition", extra is not None),
-            )
-            why = " + ".join(c for c, on in causes if on)
-            raise NoCandidatesError(f"no item passes the rules: {why} leave(s) none")
+        allowed = self._allowed(name, block, q, r, base, strict)
         res = select(
             self._tiers(block, q),
             allowed,
