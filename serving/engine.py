@@ -159,24 +159,10 @@ def recommend(
         return recommend_block(state, sessions, req, max_history)
     if req.items or req.k is not None or req.rules is not None:
         raise ConfigError('items, k and rules apply to a block: give "block" too')
-    snap, er, model = state.snapshot, state.erasure, state.champion.model
+    snap, model = state.snapshot, state.champion.model
     n, cat, stock = req.n, req.category, req.in_stock_only
     snap.candidates(cat, stock)  # a bad category is a 400 whatever the strategy
-    erased = er.is_erased("customer_id", req.customer_id) or er.is_erased(
-        "anonymous_id", req.anonymous_id
-    )
-    uid = None if erased else snap.person(req.customer_id, req.anonymous_id)
-    if uid is not None and er.is_erased("unified_id", uid):
-        erased, uid = True, None
-    visitors = [
-        (k, v)
-        for k, v in (("anonymous_id", req.anonymous_id), ("customer_id", req.customer_id))
-        if v
-    ]
-    allowed = not erased
-    if allowed:
-        said = sessions.consent(visitors, "personalization") if visitors else None
-        allowed = said if said is not None else snap.personalization_allowed(uid)
+    uid, visitors, allowed = _person(state, sessions, req)
     if not allowed:
         ids, scores = _popular(state, n, cat, stock, set())
         return _response(ids, scores, "popular", state)
