@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.models.evaluation import per_user_metrics
-from cip.models.recommender.blocks import BuyAgainBlock, Queries, fit_blocks
+from cip.models.recommender.blocks import BuyAgainBlock, Queries, Request, fit_blocks
 from cip.profiles.errors import DataError
 
 __all__ = [
@@ -62,6 +62,14 @@ class TopFrequency(BuyAgainBlock):
     @classmethod
     def _param_names(cls) -> list[str]:
         return []
+
+    def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """One request: the order counts with the same tie-break as :meth:`scores`."""
+        col, s = super().candidates(r)
+        if len(col):
+            a, b = self.last_.indptr[r.row], self.last_.indptr[r.row + 1]
+            s = s + 0.5 / (1.0 + self.last_.data[a:b])  # same layout as freq_
+        return col, s
 
     def scores(self, q: Queries) -> np.ndarray:
         s = super().scores(q)  # = order counts (integers >= 1)

@@ -69,6 +69,7 @@ __all__ = [
     "PopularBlock",
     "Queries",
     "RecentlyViewedBlock",
+    "Request",
     "Rules",
     "SimilarBlock",
     "TrendingBlock",
