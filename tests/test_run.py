@@ -155,13 +155,16 @@ def test_a_finished_run_of_an_older_step_list_is_not_resumed(tmp_workspace: Work
 
 @pytest.mark.slow
 def test_a_shop_too_young_for_churn_models_still_runs_to_the_end(tmp_path: Path, capsys) -> None:
-    """200 days of history: no labelled snapshot to fit on, yet RFM and rule segments build."""
+    """200 days of history: each model is trained with what there is (denser snapshots, the
+    best baseline when LightGBM loses) or says why not; the run goes to the end either way."""
     root = str(tmp_path / "young")
     assert main(["-w", root, "demo", "-n", "200", "-d", "200", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)["run"]
-    assert run["train"]["churn"].startswith("not trained: ")
-    assert run["train"]["propensity"].startswith("not trained: ")
-    assert run["score"] == {"scored": 0, "reason": "no champion model yet"}
-    assert run["train"]["clv"].startswith("not trained: ")
-    # the predictive ones (churn, propensity and the two CLV segments) wait for scores
-    assert run["segments"]["segments"] >= 11 and run["segments"]["skipped"] == 4
+    outcomes = {k: run["train"][k] for k in ("churn", "propensity", "clv")}
+    for kind, said in outcomes.items():
+        assert said.startswith("not trained: ") or "(champion)" in said, (kind, said)
+    if any("(champion)" in s for s in outcomes.values()):
+        assert run["score"]["profiles_scored"] > 0
+    else:
+        assert run["score"] == {"scored": 0, "reason": "no champion model yet"}
+    assert run["segments"]["segments"] >= 11

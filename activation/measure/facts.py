@@ -161,7 +161,11 @@ def message_facts(
         .max()  # the delivery when there is one (it follows the send)
     )
     is_open = ev["event_type"].eq("open")
-    since = (ev["ts"] - pd.to_datetime(ev["message_id"].map(first))).dt.total_seconds()
+    if first.empty:  # only control rows: nothing was delivered (map would fail on it)
+        sent_at = pd.Series(pd.NaT, index=ev.index, dtype=ev["ts"].dtype)
+    else:
+        sent_at = pd.to_datetime(ev["message_id"].map(first))
+    since = (ev["ts"] - sent_at).dt.total_seconds()
     fast = since.between(0, machine_open_seconds).fillna(False).astype(bool)
     flagged = ev["machine_open"].fillna(False).astype(bool)
     ev["machine"] = is_open & (flagged | fast)
