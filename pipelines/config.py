@@ -351,16 +351,7 @@ BLOCK_KINDS = (
 class BlockConfig(_Model):
     """One named recommendation block (``blocks.<name>``): its kind, size, parameters, rules."""
 
-    kind: Literal[
-        "personal",
-        "similar",
-        "bought_together",
-        "buy_again",
-        "popular",
-        "trending",
-        "recently_viewed",
-        "upsell",
-    ]
+    kind: Literal[BLOCK_KINDS]  # type: ignore[valid-type]  # the tuple above, one list of kinds
     k: int = Field(10, ge=1, le=100)
     #: the kind's hyperparameters (e.g. ``half_life_days`` of ``buy_again``)
     params: dict[str, Any] = Field(default_factory=dict)
