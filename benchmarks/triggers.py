@@ -1,23 +1,30 @@
 """Trigger benchmarks: event -> webhook latency under a steady event rate, and timers with
 many pending.
 
-``stream``: a producer appends events through the service's own journal writer
-(``serving.events.EventSink``: the code ``/events`` runs after validation, fsync
-included) at ``--rate`` events/s for ``--seconds``; the worker
-(``cip triggers run``'s loop, in a thread of this process) runs 20 triggers,
-one of which (``viewed``) sends a signed webhook with no wait; a local receiver
-records when each message arrives. Reported: events/s written, p50/p95/max
-from *event accepted* (the journal write returned) to *webhook received*,
-messages expected vs received within 120 s of the last event, process CPU
-seconds and peak RSS. The
-HTTP layer of ``/events`` itself is not in the loop (see ``benchmarks/serving.py``
-for its throughput).
+``stream`` runs the shop's setup end to end, each part in its own process:
+``cip serve`` (the service, /events writing its journal, and with ``--feed redis``
+also the Redis Stream), ``cip triggers run`` (the worker), a webhook receiver
+(:mod:`benchmarks._triggers_receiver`, verifies signatures and timestamps every
+arrival) and an open-loop load generator (:mod:`benchmarks._triggers_load`)
+POSTing ``--rate`` events/s to ``/events`` for ``--seconds`` in requests of
+``--batch`` events. 20 triggers are defined: ``viewed`` sends a webhook on every
+``product_view`` (half the events) with no wait; ``carted`` sends one ``--wait``
+seconds after every ``add_to_cart`` (a tenth of the events); ``pending`` has
+``--pending`` journeys seeded in the timer table, due in 2 h (they must neither
+fire nor slow the others); 17 more wait hours on the other event types.
+
+Reported: events accepted per second; for ``viewed``, p50/p95/p99/max from
+*event accepted* (the 200 answer of its POST) to *webhook received*, expected /
+received / lost; for ``carted``, how long after due (event ``ts`` + wait) each
+arrived; the worker's and the service's CPU seconds (share of one core over
+the run) and peak RSS (sampled every second); the load average before/after.
+``--profile x.svg`` records the worker with py-spy.
 
 ``timers``: ``--pending`` journeys waiting (due in an hour) plus 1,000 due now;
 one worker pass at the due time: how long after due they are decided, and that
 none is lost.
 
-    python -m benchmarks.triggers stream --rate 500 --seconds 60
+    python -m benchmarks.triggers stream --rate 500 --seconds 60 [--feed redis]
     python -m benchmarks.triggers timers --pending 100000
 """
 
@@ -26,24 +33,32 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
+from benchmarks._util import load_average
 
-def _profiles(store: Any, n: int) -> None:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _profiles(store: Any, n: int, prefix: str = "u") -> None:
+    """``n`` consenting persons; their unified id is ``<prefix><i>``, customer id ``c<i>``."""
     people = pd.DataFrame(
         {
-            "unified_id": [f"u{i}" for i in range(n)],
+            "unified_id": [f"{prefix}{i}" for i in range(n)],
             "customer_id": [f"c{i}" for i in range(n)],
             "consent_personalization": True,
             "consent_push": True,
@@ -64,119 +79,276 @@ def _usage() -> dict[str, float]:
     }
 
 
-class _Receiver:
-    def __init__(self) -> None:
-        self.arrived: dict[str, tuple[float, str]] = {}
-        lock = threading.Lock()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    outer.arrived.setdefault(
-                        body["message_id"], (time.time(), body["context"]["event_id"])
-                    )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
-def stream(rate: int, seconds: float, root: Path) -> dict[str, Any]:
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 60) -> int | None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
+class _Usage:
+    """CPU seconds and peak RSS of a process, sampled every second in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.p = psutil.Process(pid)
+        self.peak_rss = 0
+        self.cpu = 0.0
+        self.base = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def sample(self) -> None:
+        try:
+            procs = [self.p, *self.p.children(recursive=True)]
+            rss, cpu = 0, 0.0
+            for q in procs:
+                rss += q.memory_info().rss
+                t = q.cpu_times()
+                cpu += t.user + t.system
+            self.peak_rss = max(self.peak_rss, rss)
+            self.cpu = max(self.cpu, cpu)
+        except Exception:  # noqa: BLE001 - the process ended
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def mark(self) -> None:
+        """Count CPU from now on (not the start-up)."""
+        self.sample()
+        self.base = self.cpu
+
+    def stop(self) -> dict[str, float]:
+        self.sample()
+        self._stop.set()
+        cpu = self.cpu - self.base
+        return {"cpu_s": round(cpu, 1), "peak_rss_gib": round(self.peak_rss / 2**30, 3)}
+
+
+def _seed_pending(store: Any, trigger: str, n: int, due: dt.datetime) -> None:
+    """``n`` journeys of ``trigger`` waiting until ``due`` (persons p0..), as the engine
+    would have stored them."""
+    from cip.activation.triggers._tables import TIMERS, ensure_trigger_tables
+
+    ensure_trigger_tables(store)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    tbl = pa.table(
+        {
+            "trigger": [trigger] * n,
+            "unified_id": [f"p{i}" for i in range(n)],
+            "window_key": [f"event:seed{i}" for i in range(n)],
+            "step": [0] * n,
+            "due_at": [due] * n,
+            "anchor_ts": [now] * n,
+            "state": ["waiting"] * n,
+            "reason": [None] * n,
+            "context": ["{}"] * n,
+            "created_at": [now] * n,
+            "updated_at": [now] * n,
+        }
+    )
+    store.load_arrow("_seed_timers", tbl, mode="replace")
+    store.execute(f"INSERT INTO {TIMERS} SELECT * FROM _seed_timers")
+    store.execute("DROP TABLE _seed_timers")
+
+
+def stream(
+    rate: int,
+    seconds: float,
+    root: Path,
+    *,
+    feed: str = "journal",
+    redis_url: str | None = None,
+    pending: int = 100_000,
+    wait_s: int = 5,
+    batch: int = 10,
+    drain: float = 120.0,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """The end-to-end run: service, worker, receiver and load in their own processes."""
     from cip.activation.signing import new_secret
     from cip.pipelines.api import Workspace
-    from cip.pipelines.workflows.triggers import events_dir, run_worker
-    from cip.serving.events import EventSink
+    from cip.serving.auth import KeyStore
 
-    rx = _Receiver()
+    from benchmarks._triggers_load import KINDS, event_type
+    from benchmarks.serving import free_port
+    from benchmarks.serving import serve as start_service
+    from benchmarks.serving import stop as stop_service
+
+    secret = new_secret()
+    rx_port, svc_port = free_port(), free_port()
     ws = Workspace.init(root / "ws")
     cfg = yaml.safe_load(ws.config_path.read_text())
-    cfg["destinations"] = {"hook": {"url": rx.url, "secret": new_secret()}}
-    kinds = ["add_to_cart", "search", "add_to_wishlist", "login", "review"]
-    triggers = [
-        {
-            "name": "viewed",
-            "when": {"event": "product_view"},
-            "channel": "webhook",
-            "destination": "hook",
-        }  # fmt: skip
-    ]
-    for k in range(19):  # 19 more: journeys with waits and events the load does not send
+    cfg["destinations"] = {"hook": {"url": f"http://127.0.0.1:{rx_port}/hook", "secret": secret}}
+    triggers: list[dict[str, Any]] = [
+        {"name": "viewed", "when": {"event": "product_view"}, "channel": "webhook",
+         "destination": "hook"},
+        {"name": "carted", "when": {"event": "add_to_cart"}, "wait": f"{wait_s}s",
+         "channel": "webhook", "destination": "hook"},
+        {"name": "pending", "when": {"event": "custom_pending"}, "wait": "2h", "channel": "push"},
+    ]  # fmt: skip
+    for k in range(17):  # 17 more: journeys with long waits, and events the load never sends
         triggers.append(
-            {
-                "name": f"t{k:02d}",
-                "when": {"event": kinds[k % 5] if k < 5 else f"custom_{k}"},
-                "wait": f"{k + 1}h",
-                "channel": "push",
-            }  # fmt: skip
-        )
+            {"name": f"t{k:02d}", "when": {"event": KINDS[1 + k % 4] if k < 4 else f"custom_{k}"},
+             "wait": f"{k + 1}h", "channel": "push"}
+        )  # fmt: skip
     cfg["triggers"] = triggers
     cfg["policy"] = {"quiet_hours": None}
     cfg["trigger_worker"] = {"poll_seconds": 0.05}
+    if feed == "redis":
+        key = f"cip:bench:{os.getpid()}:{int(time.time())}"
+        cfg["serving"] = {**cfg.get("serving", {}), "redis_url": redis_url, "event_stream": key}
+        cfg["trigger_worker"]["feed"] = "redis"
     ws.config_path.write_text(yaml.safe_dump(cfg))
     ws = Workspace.open(ws.root)
-    n_people = int(rate * seconds) + 1
+    n_events = int(rate * seconds)
     with ws.open_store() as store:
-        _profiles(store, n_people)
-    sink = EventSink(events_dir(ws), rotate_seconds=10)
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-    worker = threading.Thread(
-        target=lambda: result.update(run_worker(ws, stop=stop, poll_seconds=0.05).as_dict()),
-        daemon=True,
-    )
-    worker.start()
-    accepted: dict[str, float] = {}
-    batch = max(1, rate // 20)  # 20 requests a second
+        _profiles(store, n_events + 1, prefix="c")
+        t_seed = time.perf_counter()
+        _seed_pending(store, "pending", pending, dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                      + dt.timedelta(hours=2))  # fmt: skip
+        seed_s = time.perf_counter() - t_seed
+    api_key, _ = KeyStore(ws.root / "keys.json").create("shop", "bench")
+    logs = root / "logs"
+    logs.mkdir()
+    arrivals, accepted_tsv = root / "arrivals.tsv", root / "accepted.tsv"
+    load_before = load_average()
+    rx = _start(["-m", "benchmarks._triggers_receiver", "--port", str(rx_port), "--secret",
+                 secret, "--out", str(arrivals)], logs / "receiver.log")  # fmt: skip
+    svc = start_service(ws.root, svc_port, 1, logs / "serve.log")
+    svc_use = _Usage(svc.pid)
+    worker = _start(["-m", "cip.pipelines.cli", "--workspace", str(ws.root), "triggers", "run"],
+                    logs / "worker.log")  # fmt: skip
+    w_use = _Usage(worker.pid)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-o", str(profile), "--pid", str(worker.pid), "-r", "50",
+             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    time.sleep(3)  # the worker's first cycle (tables, imports)
+    w_use.mark()
+    svc_use.mark()
     t0 = time.time()
-    i = 0
-    cpu0 = _usage()["cpu_s"]
-    while time.time() - t0 < seconds:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-        recs = [
-            {"event_id": f"ev{i + j}", "ts": now, "event_type": "product_view" if (i + j) % 2 == 0
-             else kinds[(i + j) % 5], "customer_id": f"c{i + j}", "item_id": f"i{(i + j) % 997}"}
-            for j in range(batch)
-        ]  # fmt: skip
-        sink.append(recs)
-        at = time.time()
-        accepted.update({r["event_id"]: at for r in recs})
-        i += batch
-        time.sleep(max(0.0, t0 + i / rate - time.time()))
-    wrote = time.time() - t0
-    expected = {e for e in accepted if int(e[2:]) % 2 == 0}
-    deadline = time.time() + 120
-    while time.time() < deadline and len(rx.arrived) < len(expected):
-        time.sleep(0.2)
-    stop.set()
-    worker.join(timeout=60)
-    sink.close()
-    lat = np.array([t - accepted[eid] for t, eid in rx.arrived.values() if eid in accepted])
-    got = {eid for _, eid in rx.arrived.values()}
-    use = _usage()
+    gen = subprocess.run(
+        [sys.executable, "-m", "benchmarks._triggers_load", "--url",
+         f"http://127.0.0.1:{svc_port}", "--key", api_key, "--rate", str(rate), "--seconds",
+         str(seconds), "--batch", str(batch), "--out", str(accepted_tsv)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    load_s = time.time() - t0
+    gen_res = json.loads(gen.stdout.strip().splitlines()[-1])
+    accepted: dict[int, tuple[float, float]] = {}  # event n -> (sent, accepted)
+    for line in accepted_tsv.read_text().splitlines():
+        first, count, sent, acc = line.split("\t")
+        for n in range(int(first), int(first) + int(count)):
+            accepted[n] = (float(sent), float(acc))
+    want = {
+        trig: {n for n in accepted if event_type(n) == ev}
+        for trig, ev in (("viewed", "product_view"), ("carted", "add_to_cart"))
+    }
+
+    def received() -> dict[str, dict[int, float]]:
+        got: dict[str, dict[int, float]] = {"viewed": {}, "carted": {}}
+        bad = 0
+        for line in arrivals.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) != 5 or not parts[2].startswith("ev"):
+                continue
+            bad += parts[4] != "1"
+            got.setdefault(parts[1], {}).setdefault(int(parts[2][2:]), float(parts[3]))
+        got["_bad"] = {0: bad}
+        return got
+
+    deadline = time.time() + drain
+    while time.time() < deadline:
+        got = received()
+        if all(want[k] <= set(got[k]) for k in want):
+            break
+        time.sleep(0.5)
+    drained_s = time.time() - t0 - load_s
+    worker_use, svc_usage = w_use.stop(), svc_use.stop()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+    worker_rc = _stop(worker)
+    stop_service(svc)
+    _stop(rx)
+    got = received()
+    load_after = load_average()
+    with ws.open_store(read_only=True) as store:
+        still = int(store.sql("SELECT count(*) AS n FROM trigger_timers WHERE state = 'waiting' "
+                              "AND \"trigger\" = 'pending'")["n"].iloc[0])  # fmt: skip
+        undelivered = int(store.sql("SELECT count(*) AS n FROM messages WHERE decision = 'sent' "
+                                    "AND sent_at IS NULL AND destination IS NOT NULL")["n"].iloc[0])  # fmt: skip
+
+    def pct(a: list[float]) -> dict[str, float | None]:
+        if not a:
+            return {"p50": None, "p95": None, "p99": None, "max": None}
+        x = np.array(a)
+        return {f"p{q}": round(float(np.percentile(x, q)), 3) for q in (50, 95, 99)} | {
+            "max": round(float(x.max()), 3)
+        }
+
+    lat = [t - accepted[n][1] for n, t in got["viewed"].items() if n in accepted]
+    late = [t - (accepted[n][0] + wait_s) for n, t in got["carted"].items() if n in accepted]
+    busy_s = load_s + drained_s
     return {
+        "feed": feed,
         "triggers": len(triggers),
-        "events_written": i,
-        "events_per_s": round(i / wrote, 1),
-        "messages_expected": len(expected),
-        "messages_received": len(got & expected),
-        # not received when the benchmark stopped waiting (120 s after the last event);
-        # decided messages stay pending in the store and go on the next pass
-        "not_received_by_deadline": len(expected - got),
-        "latency_p50_s": round(float(np.quantile(lat, 0.5)), 3) if len(lat) else None,
-        "latency_p95_s": round(float(np.quantile(lat, 0.95)), 3) if len(lat) else None,
-        "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
-        "worker": result,
-        "cpu_s": round(use["cpu_s"] - cpu0, 1),
-        "cpu_share_of_wall": round((use["cpu_s"] - cpu0) / max(wrote, 1e-9), 2),
-        "peak_rss_gib": use["peak_rss_gib"],
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "seeded_pending_timers": pending,
+        "seed_s": round(seed_s, 1),
+        "pending_timers_still_waiting_at_end": still,
+        "load": gen_res,
+        "no_wait": {
+            "trigger": "viewed",
+            "expected": len(want["viewed"]),
+            "received": len(set(got["viewed"]) & want["viewed"]),
+            "lost": len(want["viewed"] - set(got["viewed"])),
+            "latency_accepted_to_received_s": pct(lat),
+        },
+        "timer": {
+            "trigger": "carted",
+            "wait_s": wait_s,
+            "expected": len(want["carted"]),
+            "received": len(set(got["carted"]) & want["carted"]),
+            "lost": len(want["carted"] - set(got["carted"])),
+            "received_after_due_s": pct(late),
+        },
+        "bad_signatures": got["_bad"][0],
+        "decided_not_delivered_at_end": undelivered,
+        "drain_s_after_load": round(drained_s, 1),
+        "worker": {
+            **worker_use,
+            "cpu_share_of_one_core": round(worker_use["cpu_s"] / busy_s, 2),
+            "exit_code_on_sigterm": worker_rc,
+        },
+        "service": {**svc_usage, "cpu_share_of_one_core": round(svc_usage["cpu_s"] / busy_s, 2)},
     }
 
 
@@ -241,18 +413,28 @@ def timers(pending: int, root: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
-    s = sub.add_parser("stream")
-    s.add_argument("--rate", type=int, default=500)
-    s.add_argument("--seconds", type=float, default=60)
+    s = sub.add_parser("stream", help="event -> webhook latency, end to end")
+    s.add_argument("--rate", type=int, default=500, help="Events per second sent to /events.")
+    s.add_argument("--seconds", type=float, default=60, help="How long the load runs.")
+    s.add_argument("--feed", choices=["journal", "redis"], default="journal")
+    s.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (--feed redis).")
+    s.add_argument("--pending", type=int, default=100_000, help="Journeys seeded, due in 2 h.")
+    s.add_argument("--wait", type=int, default=5, help="Seconds the timer trigger waits.")
+    s.add_argument("--batch", type=int, default=10, help="Events per POST /events.")
+    s.add_argument("--drain", type=float, default=120, help="Max seconds to wait after the load.")
+    s.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of the worker.")
     t = sub.add_parser("timers")
     t.add_argument("--pending", type=int, default=100_000)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        res = (
-            stream(a.rate, a.seconds, Path(tmp))
-            if a.what == "stream"
-            else timers(a.pending, Path(tmp))
-        )
+        if a.what == "stream":
+            res = stream(
+                a.rate, a.seconds, Path(tmp), feed=a.feed, redis_url=a.redis, pending=a.pending,
+                wait_s=a.wait, batch=a.batch, drain=a.drain,
+                profile=a.profile.resolve() if a.profile else None,
+            )  # fmt: skip
+        else:
+            res = timers(a.pending, Path(tmp))
     print(json.dumps(res, indent=2, default=str))
     return 0
 
