@@ -243,7 +243,8 @@ def stream(
     if profile is not None:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-o", str(profile), "--pid", str(worker.pid), "-r", "50",
-             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--nonblocking", *(["--format", "raw"] if profile.suffix == ".txt" else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     time.sleep(3)  # the worker's first cycle (tables, imports)
     w_use.mark()
@@ -422,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--wait", type=int, default=5, help="Seconds the timer trigger waits.")
     s.add_argument("--batch", type=int, default=10, help="Events per POST /events.")
     s.add_argument("--drain", type=float, default=120, help="Max seconds to wait after the load.")
-    s.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of the worker.")
+    s.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy profile of the worker: x.svg (flame graph) or x.txt (collapsed stacks).",
+    )
     t = sub.add_parser("timers")
     t.add_argument("--pending", type=int, default=100_000)
     a = p.parse_args(argv)

@@ -407,7 +407,12 @@ class TriggerWorkerConfig(_Model):
     ``redis`` (a Redis Stream read with a consumer group; the service appends
     every accepted event to it). ``service_url``: the BentoML service asked for
     recommendations (default ``http://<serving.host>:<serving.port>``), with
-    ``service_key`` (a ``shop`` key; best ``${CIP_SERVICE_KEY}``).
+    ``service_key`` (a ``shop`` key; best ``${CIP_SERVICE_KEY}``). ``poll_seconds``:
+    the wait between polls when the feed is read (the floor of the event -> webhook
+    latency; 0.1-0.2 for sub-second answers). ``hold_seconds``: with DuckDB, how long
+    the worker keeps the store file open while busy before it lets the service and
+    ``cip run`` at it. ``delivery_concurrency``: webhooks in flight at once (one
+    keep-alive connection each).
     """
 
     feed: Literal["journal", "redis"] = "journal"
@@ -420,6 +425,9 @@ class TriggerWorkerConfig(_Model):
     poll_seconds: float = Field(1.0, gt=0, le=3600)
     retry_after: Duration = "5m"  # how long a message waits when the service cannot answer
     batch_size: int = Field(5_000, ge=1, le=1_000_000)  # events read per cycle
+    #: DuckDB: the longest the worker keeps the store file open under a steady load
+    hold_seconds: float = Field(30.0, gt=0, le=3600)
+    delivery_concurrency: int = Field(16, ge=1, le=256)  # webhooks in flight at once
 
 
 class CIPConfig(_Model):

@@ -90,6 +90,9 @@ class JournalFeed:
         name: the feed's name in the offsets table (one per folder).
     """
 
+    #: :meth:`commit` writes to the store: the worker calls it inside the cycle's transaction
+    commits_in_store = True
+
     def __init__(self, directory: str | os.PathLike[str], name: str = "journal") -> None:
         self.dir = Path(directory)
         self.name = name
@@ -187,6 +190,9 @@ class RedisStreamFeed:
         group: the consumer group (created at the stream's start when missing).
         consumer: this worker's name in the group.
     """
+
+    #: :meth:`commit` acknowledges in Redis: the worker calls it after the store's commit
+    commits_in_store = False
 
     def __init__(
         self, client: Any, stream: str, group: str = "cip-triggers", consumer: str = "worker-1"
