@@ -183,6 +183,7 @@ def stream(
     batch: int = 10,
     drain: float = 120.0,
     profile: Path | None = None,
+    keep_logs: Path | None = None,
 ) -> dict[str, Any]:
     """The end-to-end run: service, worker, receiver and load in their own processes."""
     from cip.activation.signing import new_secret
@@ -243,7 +244,7 @@ def stream(
     if profile is not None:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-o", str(profile), "--pid", str(worker.pid), "-r", "50",
-             "--nonblocking", *(["--format", "raw"] if profile.suffix == ".txt" else [])],
+             "--nonblocking", "--gil", *(["--format", "raw"] if profile.suffix == ".txt" else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     time.sleep(3)  # the worker's first cycle (tables, imports)
@@ -300,6 +301,10 @@ def stream(
     _stop(rx)
     got = received()
     load_after = load_average()
+    if keep_logs is not None:
+        import shutil
+
+        shutil.copytree(logs, keep_logs, dirs_exist_ok=True)
     with ws.open_store(read_only=True) as store:
         still = int(store.sql("SELECT count(*) AS n FROM trigger_timers WHERE state = 'waiting' "
                               "AND \"trigger\" = 'pending'")["n"].iloc[0])  # fmt: skip
@@ -427,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         default=None,
-        help="py-spy profile of the worker: x.svg (flame graph) or x.txt (collapsed stacks).",
+        help="py-spy profile (GIL holder) of the worker: x.svg (flame graph) or x.txt (collapsed stacks).",
     )
+    s.add_argument("--keep-logs", type=Path, default=None, help="Copy the processes' logs here.")
     t = sub.add_parser("timers")
     t.add_argument("--pending", type=int, default=100_000)
     a = p.parse_args(argv)
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             res = stream(
                 a.rate, a.seconds, Path(tmp), feed=a.feed, redis_url=a.redis, pending=a.pending,
                 wait_s=a.wait, batch=a.batch, drain=a.drain,
-                profile=a.profile.resolve() if a.profile else None,
+                profile=a.profile.resolve() if a.profile else None, keep_logs=a.keep_logs,
             )  # fmt: skip
         else:
             res = timers(a.pending, Path(tmp))

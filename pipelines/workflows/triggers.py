@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import httpx
     import pandas as pd
     from cip.activation.triggers import ContentProvider, TriggerEngine
+    from cip.activation.triggers.delivery import WebhookSender
     from cip.profiles.store import Store
 
 __all__ = [
@@ -230,6 +231,7 @@ def _cycle(
     now: dt.datetime,
     from_store: bool,
     http: httpx.Client | None,
+    sender: WebhookSender | None,
 ) -> tuple[int, bool]:
     """One cycle; returns how many feed records it read and whether it did anything."""
     import pandas as pd
@@ -266,7 +268,7 @@ def _cycle(
     t_engine = time.perf_counter()
     sent = deliver_messages(
         store, ws.config.destinations, _secret_of(ws), salt=engine.salt, client=http,
-        limit=20_000, concurrency=ws.config.trigger_worker.delivery_concurrency,
+        limit=20_000, concurrency=ws.config.trigger_worker.delivery_concurrency, sender=sender,
     )  # fmt: skip
     t_done = time.perf_counter()
     res.cycles += 1
@@ -308,11 +310,12 @@ def run_worker(
     ``once``, until the feed is read and the due timers have run.
 
     ``content`` defaults to the running service's ``/recommend``; ``from_store`` also
-    feeds events loaded by ``cip ingest`` (within ``max_event_age``); ``http`` defaults
-    to one keep-alive client for the whole run.
+    feeds events loaded by ``cip ingest`` (within ``max_event_age``); without ``http``
+    (an ``httpx.Client``) webhooks go through one :class:`WebhookSender` (keep-alive
+    connections, ``trigger_worker.delivery_concurrency`` threads) for the whole run.
     """
-    import httpx
     from cip.activation.policy import parse_duration
+    from cip.activation.triggers.delivery import WebhookSender
 
     if not ws.config.triggers:
         raise ConfigError("no triggers in cip.yaml (add a `triggers:` list; see the README)")
@@ -323,10 +326,7 @@ def run_worker(
     feed = make_feed(ws)
     own_content = content is None
     content = content or service_content(ws)
-    own_http = http is None
-    if http is None:
-        n = cfg.delivery_concurrency
-        http = httpx.Client(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+    sender = WebhookSender(cfg.delivery_concurrency) if http is None else None
     held = _Held(ws, content, age, cfg.hold_seconds)
     res = WorkerResult()
     first = True
@@ -336,7 +336,7 @@ def run_worker(
             try:
                 n, busy = _cycle(
                     held, feed, res, now=clock(),
-                    from_store=from_store and (first or not once), http=http,
+                    from_store=from_store and (first or not once), http=http, sender=sender,
                 )  # fmt: skip
                 first = False
             except ConflictError:
@@ -359,8 +359,8 @@ def run_worker(
             res.stopped = "signal"
     finally:
         held.release()
-        if own_http:
-            http.close()
+        if sender is not None:
+            sender.close()
         if own_content and hasattr(content, "close"):
             content.close()  # type: ignore[union-attr]
     return res
