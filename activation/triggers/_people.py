@@ -41,6 +41,8 @@ def _in(values: Sequence[str]) -> str:
 
 def erased_ids(store: Store, unified_ids: Iterable[str], *, salt: bytes) -> set[str]:
     """The person ids erasure tombstoned (``("unified_id", id)`` hashes in ``_tombstones``)."""
+    if not store.has_table("_tombstones"):  # nothing was ever erased: no hashing
+        return set()
     by_hash = {hash_identifier("unified_id", u, salt): u for u in {str(x) for x in unified_ids}}
     hit = _hits(store, "_tombstones", set(by_hash), "identifier_hash")
     return {by_hash[h] for h in hit}

@@ -100,7 +100,15 @@ _MOVE_SCHEMA = pa.schema(
 
 
 def _col(df: pd.DataFrame, c: str) -> list[Any]:
-    return [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in df[c]]
+    return [
+        None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+        for v in df[c].tolist()  # a list first: iterating an Arrow-backed column is slow
+    ]
+
+
+def _ns(values: Any) -> list[int]:
+    """Timestamps as integer nanoseconds (cheap to compare in a Python loop)."""
+    return pd.to_datetime(pd.Series(values)).astype("datetime64[ns]").astype("int64").tolist()
 
 
 def _insert_new(store: Store, table: str, tbl: pa.Table) -> int:
@@ -154,26 +162,37 @@ def thin_starts(
             f"WHERE unified_id IN ({', '.join('?' for _ in chunk)})",
             chunk,
         )
-        for t, u, k, a in df.itertuples(index=False):
-            old[(str(t), str(u))].append((str(k), pd.Timestamp(a)))
+        if df.empty:
+            continue
+        for t, u, k, a in zip(
+            df["trigger"].tolist(),
+            df["unified_id"].tolist(),
+            df["window_key"].tolist(),
+            _ns(df["anchor_ts"]),
+            strict=True,
+        ):
+            old[(str(t), str(u))].append((str(k), a))
     keep: list[Any] = []
     known: dict[tuple[str, str], set[str]] = {}
-    taken: dict[tuple[str, str], list[pd.Timestamp]] = {}
+    taken: dict[tuple[str, str], list[int]] = {}
+    gaps = {
+        n: (None if t.reentry_delta is None else int(t.reentry_delta.total_seconds() * 1e9))
+        for n, t in triggers.items()
+    }
     cols = zip(
-        starts.index,
-        starts["trigger"],
-        starts["unified_id"],
-        starts["window_key"],
-        starts["anchor_ts"],
+        starts.index.tolist(),
+        starts["trigger"].tolist(),
+        starts["unified_id"].tolist(),
+        starts["window_key"].tolist(),
+        _ns(starts["anchor_ts"]),
         strict=True,
     )
-    for idx, name, uid, key, ts in cols:
+    for idx, name, uid, key, t in cols:
         pk = (str(name), str(uid))
         if pk not in known:
             known[pk] = {k for k, _ in old.get(pk, ())}
             taken[pk] = [a for _, a in old.get(pk, ())]
-        gap = triggers[pk[0]].reentry_delta
-        t = pd.Timestamp(ts)
+        gap = gaps[pk[0]]
         if key in known[pk] or (gap is None and taken[pk]):
             continue
         if gap is not None and any(abs(t - a) < gap for a in taken[pk]):
@@ -192,7 +211,7 @@ def insert_starts(
     kept = thin_starts(store, triggers, starts)
     if kept.empty:
         return 0
-    anchors = [pd.Timestamp(a).to_pydatetime() for a in kept["anchor_ts"]]
+    anchors = list(pd.to_datetime(kept["anchor_ts"]).dt.to_pydatetime())
     n = len(kept)
     tbl = pa.table(
         {
