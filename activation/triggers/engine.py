@@ -180,12 +180,15 @@ class TriggerEngine:
             if gone:  # an erased person's late events are neither kept nor acted on
                 ev = ev[~ev["unified_id"].isin(sorted(gone))]
             report.events_new = journal_events(self.store, ev, self._types, now)
-            present = set(ev["event_type"])  # only triggers whose event types are in the batch
-            starts += [
-                event_starts(t, ev, now, self.max_event_age)
-                for t in self.triggers.values()
-                if isinstance(t.when, EventWhen) and present.intersection(t.when.event)
-            ]
+            # each trigger sees only the events of its types (the batch split once, in order)
+            by_type = {str(k): g for k, g in ev.groupby("event_type", sort=False)}
+            for t in self.triggers.values():
+                if not isinstance(t.when, EventWhen):
+                    continue
+                parts = [by_type[e] for e in t.when.event if e in by_type]
+                if parts:
+                    mine = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
+                    starts.append(event_starts(t, mine, now, self.max_event_age))
         if catalog_changes is not None:
             starts += [
                 catalog_starts(self.store, t, catalog_changes, now) for t in self._kind(CatalogWhen)
