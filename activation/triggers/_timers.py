@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from cip.activation.triggers._tables import EVENTS, MESSAGES, TIMERS
-from cip.activation.triggers.definitions import Trigger
+from cip.activation.triggers.definitions import Trigger, WaitStep
 from cip.activation.triggers.sources import START_COLUMNS
 from cip.profiles.store import Store
 
@@ -206,20 +206,44 @@ def thin_starts(
 def insert_starts(
     store: Store, triggers: Mapping[str, Trigger], starts: pd.DataFrame, now: dt.datetime
 ) -> int:
-    """Insert journeys (:data:`START_COLUMNS` rows) as waiting timers at step 0, due at
-    their anchor; returns how many were new."""
+    """Insert journeys (:data:`START_COLUMNS` rows) as waiting timers; returns how many
+    were new.
+
+    A journey is due at its anchor at step 0, or - when its plan starts with waits
+    that end after ``now`` - at the end of those waits, at the step after them:
+    where the engine's first pass would have moved it (one timer write instead of
+    two for a journey that waits).
+    """
     kept = thin_starts(store, triggers, starts)
     if kept.empty:
         return 0
     anchors = list(pd.to_datetime(kept["anchor_ts"]).dt.to_pydatetime())
+    names = _col(kept, "trigger")
+    lead: dict[str, tuple[int, dt.timedelta]] = {}
+    for name in set(names):
+        k, total = 0, dt.timedelta(0)
+        for step in triggers[name].plan():
+            if not isinstance(step, WaitStep):
+                break
+            k, total = k + 1, total + step.delta
+        lead[name] = (k, total)
+    steps, dues = [], []
+    for name, a in zip(names, anchors, strict=True):
+        k, total = lead[name]
+        if k and a + total > now:
+            steps.append(k)
+            dues.append(a + total)
+        else:
+            steps.append(0)
+            dues.append(a)
     n = len(kept)
     tbl = pa.table(
         {
-            "trigger": _col(kept, "trigger"),
+            "trigger": names,
             "unified_id": _col(kept, "unified_id"),
             "window_key": _col(kept, "window_key"),
-            "step": [0] * n,
-            "due_at": anchors,
+            "step": steps,
+            "due_at": dues,
             "anchor_ts": anchors,
             "state": ["waiting"] * n,
             "reason": [None] * n,
