@@ -201,14 +201,15 @@ class _Held:
 
     def get(self) -> tuple[Store, TriggerEngine]:
         if self.store is None or self.engine is None:
-            self._cm = open_quiet(self.ws)
-            store = self._cm.__enter__()
+            cm = open_quiet(self.ws)
+            store = cm.__enter__()
             try:
-                self.engine = _engine(self.ws, store, self.content, self.age)
+                engine = _engine(self.ws, store, self.content, self.age)
             except BaseException:
-                self._cm.__exit__(None, None, None)
+                cm.__exit__(None, None, None)
                 raise
-            self.store, self.opened = store, time.monotonic()
+            self._cm, self.store, self.engine = cm, store, engine
+            self.opened = time.monotonic()
         return self.store, self.engine
 
     def should_release(self, idle: bool) -> bool:
