@@ -21,6 +21,7 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from cip.activation._tables import to_timestamp
 from cip.activation.triggers._tables import EVENTS
@@ -136,26 +137,33 @@ def event_starts(
     when = trigger.when
     if not isinstance(when, EventWhen) or events.empty:
         return _empty_starts()
-    ev = events[events["event_type"].isin(when.event) & (events["ts"] >= now - max_age)]
-    if when.properties and len(ev):
-        keep = [
-            _matches(p, i, when.properties)
-            for p, i in zip(ev["properties"], ev["item_id"], strict=True)
-        ]
-        ev = ev[keep]
-    if ev.empty:
+    # plain lists: a cycle runs this per trigger, and pandas' per-call overhead was most of it
+    floor = pd.Timestamp(now - max_age)
+    types = set(when.event)
+    ts = events["ts"].tolist()
+    kinds = events["event_type"].tolist()
+    items = events["item_id"].tolist()
+    props = events["properties"].tolist() if when.properties else None
+    pos = [
+        k
+        for k, (t, kind) in enumerate(zip(ts, kinds, strict=True))
+        if kind in types and t >= floor
+        and (props is None or _matches(props[k], items[k], when.properties))
+    ]  # fmt: skip
+    if not pos:
         return _empty_starts()
-    ctx = [
-        json.dumps({"event_id": e, "event_type": t, "item_id": i})
-        for e, t, i in zip(ev["event_id"], ev["event_type"], ev["item_id"], strict=True)
-    ]
+    ids = events["event_id"].tolist()
+    uids = events["unified_id"].tolist()
     return pd.DataFrame(
         {
             "trigger": trigger.name,
-            "unified_id": ev["unified_id"].to_numpy(object),
-            "window_key": ("event:" + ev["event_id"].astype(str)).to_numpy(object),
-            "anchor_ts": ev["ts"].to_numpy(),
-            "context": ctx,
+            "unified_id": np.array([uids[k] for k in pos], dtype=object),
+            "window_key": np.array([f"event:{ids[k]}" for k in pos], dtype=object),
+            "anchor_ts": events["ts"].to_numpy()[pos],
+            "context": [
+                json.dumps({"event_id": ids[k], "event_type": kinds[k], "item_id": items[k]})
+                for k in pos
+            ],
         }
     )
 
