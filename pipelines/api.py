@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
     from cip.pipelines.workflows.measure import LiftReport, UpliftTrainResult
+    from cip.pipelines.workflows.report import ReportResult
     from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
@@ -304,6 +305,23 @@ class Workspace(_WorkspaceFolder):
         )
 
     # -- the whole pipeline ------------------------------------------------------
+    def report(
+        self,
+        out: str | Path | None = None,
+        *,
+        window_days: float = 7.0,
+        effect: float = 0.10,
+    ) -> ReportResult:
+        """Write the self-contained HTML report (``cip report``) and return where and what.
+
+        ``out`` defaults to ``reports/report.html`` in the workspace; sections:
+        workspace, models, segments, triggers and messages, attribution, lift,
+        uplift, best channel and hour (each says in one line when it has no data).
+        """
+        from cip.pipelines.workflows.report import build_report
+
+        return build_report(self, out, window_days=window_days, effect=effect)
+
     def status(self) -> WorkspaceStatus:
         """Tables and row counts, quarantine, the last ingests and the last ``run``."""
         from cip.pipelines.workflows.status import collect_status

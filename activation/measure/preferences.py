@@ -37,8 +37,10 @@ def best_channel_and_hour(
     resp = sends.merge(clicks, on=["unified_id", "message_id"])[["unified_id", "channel", "hour"]]
     n_clicks = len(resp)
     if orders is not None and len(orders) and len(sends):
-        o = orders[["unified_id", "ts"]].astype({"ts": "datetime64[us]"}).sort_values("ts")
-        s = sends.astype({"ts": "datetime64[us]"}).sort_values("ts")
+        # one key type on both sides (the store gives string[python], a frame object)
+        o = orders[["unified_id", "ts"]].astype({"unified_id": object, "ts": "datetime64[us]"})
+        o = o.sort_values("ts")
+        s = sends.astype({"unified_id": object, "ts": "datetime64[us]"}).sort_values("ts")
         last = pd.merge_asof(
             o, s.rename(columns={"ts": "send_ts"}), left_on="ts", right_on="send_ts",
             by="unified_id", direction="backward",

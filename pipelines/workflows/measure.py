@@ -18,6 +18,7 @@ __all__ = [
     "UpliftTrainResult",
     "sync_messages",
     "measure_lift",
+    "lift_report",
     "measure_attribution",
     "train_uplift",
 ]
@@ -67,13 +68,7 @@ def measure_lift(
     effect: float = 0.10,
 ) -> LiftReport:
     """Treatment vs control per campaign/trigger (or only ``campaign``) with 95 % intervals."""
-    from cip.activation.measure import (
-        campaign_outcomes,
-        lift,
-        message_facts,
-        person_orders,
-        sync_trigger_log,
-    )
+    from cip.activation.measure import message_facts, person_orders, sync_trigger_log
 
     _check(window_days)
     if not effect > 0:
@@ -82,6 +77,20 @@ def measure_lift(
         sync_trigger_log(store)
         facts = message_facts(store)
         orders = person_orders(store) if store.has_table("orders") else None
+    return lift_report(facts, orders, campaign, window_days=window_days, effect=effect)
+
+
+def lift_report(
+    facts: Any,
+    orders: Any,
+    campaign: str | None = None,
+    *,
+    window_days: float = 7.0,
+    effect: float = 0.10,
+) -> LiftReport:
+    """:func:`measure_lift` on message facts and person orders already read (``orders`` may be None)."""
+    from cip.activation.measure import campaign_outcomes, lift
+
     if orders is None or facts.empty:
         facts = facts.iloc[0:0]
     groups = campaign_outcomes(facts, orders, window_days=window_days) if len(facts) else {}
