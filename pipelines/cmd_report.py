@@ -26,7 +26,8 @@ def report(
     window: Annotated[
         float,
         typer.Option(
-            "--window", help="Days after a message in which an order counts (default 7).",
+            "--window",
+            help="Days after a message in which an order counts (default 7).",
             min=0.001,
         ),
     ] = 7.0,

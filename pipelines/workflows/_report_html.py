@@ -109,9 +109,7 @@ def empty(text: str) -> str:
 def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]], footer: str) -> str:
     """The whole document: ``sections`` are ``(id, heading, body html)``."""
     nav = "".join(f'<a href="#{esc(i)}">{esc(h)}</a>' for i, h, _ in sections)
-    body = "".join(
-        f'<section id="{esc(i)}"><h2>{esc(h)}</h2>{b}</section>' for i, h, b in sections
-    )
+    body = "".join(f'<section id="{esc(i)}"><h2>{esc(h)}</h2>{b}</section>' for i, h, b in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

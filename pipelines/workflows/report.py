@@ -121,10 +121,14 @@ def _workspace(d: _Data) -> tuple[bool, str]:
         ("events", st.tables.get("events", 0)),
         ("quarantined rows", quarantined),
     ]
-    body = '<div class="kpis">' + "".join(
-        f'<div class="kpi" data-kpi="{h.esc(k)}"><b>{h.fmt(v, "int")}</b>{h.esc(k)}</div>'
-        for k, v in kpis
-    ) + "</div>"
+    body = (
+        '<div class="kpis">'
+        + "".join(
+            f'<div class="kpi" data-kpi="{h.esc(k)}"><b>{h.fmt(v, "int")}</b>{h.esc(k)}</div>'
+            for k, v in kpis
+        )
+        + "</div>"
+    )
     if st.sources:
         body += f"<p>Sources: {h.esc(', '.join(st.sources))}.</p>"
     if st.quarantine:
@@ -220,8 +224,8 @@ def _models(d: _Data) -> tuple[bool, str]:
             if r["created"]
             else None
         )
-        window = tags.get("lineage.holdout_as_of") or tags.get("lineage.as_of") or r["tags"].get(
-            "as_of"
+        window = (
+            tags.get("lineage.holdout_as_of") or tags.get("lineage.as_of") or r["tags"].get("as_of")
         )
         kind = tags.get("clv.winner") or r["tags"].get("kind") or tags.get("cip.kind")
         body = h.table(
@@ -230,7 +234,8 @@ def _models(d: _Data) -> tuple[bool, str]:
         cards.append(
             f'<div class="card" data-model="{h.esc(r["name"])}"><h3>{h.esc(r["name"])} '
             f"v{h.esc(r['version'])}</h3><p>{h.esc(kind or '')} &middot; registered "
-            f"{h.esc(created)}" + (f" &middot; holdout as of {h.esc(window)}" if window else "")
+            f"{h.esc(created)}"
+            + (f" &middot; holdout as of {h.esc(window)}" if window else "")
             + f"</p>{body}</div>"
         )
         if r["name"] == "cip-clv" and run is not None:
@@ -302,23 +307,35 @@ def _messages(d: _Data) -> tuple[bool, str]:
         ]
         parts.append(
             "<h3>Trigger decisions</h3>"
-            + h.table(["trigger", "channel", *cols, "delivered"], rows,
-                      numeric=list(range(2, 3 + len(cols))))  # fmt: skip
+            + h.table(
+                ["trigger", "channel", *cols, "delivered"],
+                rows,
+                numeric=list(range(2, 3 + len(cols))),
+            )  # fmt: skip
         )
     if len(d.facts):
         mc = _message_counts(d.facts)
         parts.append(
             "<h3>Message events per campaign and channel</h3>"
             + h.table(
-                ["campaign", "channel", "sent", "delivered", "opens (human)", "clicks",
-                 "control"],
-                [(r.campaign, r.channel, *(h.fmt(getattr(r, c), "int") for c in
-                  ("sent", "delivered", "opens", "clicks", "control")))
-                 for r in mc.itertuples(index=False)],
+                ["campaign", "channel", "sent", "delivered", "opens (human)", "clicks", "control"],
+                [
+                    (
+                        r.campaign,
+                        r.channel,
+                        *(
+                            h.fmt(getattr(r, c), "int")
+                            for c in ("sent", "delivered", "opens", "clicks", "control")
+                        ),
+                    )
+                    for r in mc.itertuples(index=False)
+                ],
                 numeric=[2, 3, 4, 5, 6],
-                attrs=[f'data-campaign="{h.esc(r.campaign)}" data-channel="{h.esc(r.channel)}" '
-                       f'data-sent="{r.sent}" data-clicks="{r.clicks}"'
-                       for r in mc.itertuples(index=False)],
+                attrs=[
+                    f'data-campaign="{h.esc(r.campaign)}" data-channel="{h.esc(r.channel)}" '
+                    f'data-sent="{r.sent}" data-clicks="{r.clicks}"'
+                    for r in mc.itertuples(index=False)
+                ],
             )  # fmt: skip
             + "<p>Opens made by machines (mail proxies, scanners) are not counted.</p>"
         )
@@ -380,7 +397,9 @@ def _lift(d: _Data) -> tuple[bool, str]:
     rep = lift_report(d.facts, d.orders, window_days=d.window_days, effect=d.effect)
     rows = [*rep.campaigns, *([rep.global_control] if rep.global_control else [])]
     if not rows:
-        extra = f" Sent without one: {', '.join(rep.without_control)}." if rep.without_control else ""
+        extra = (
+            f" Sent without one: {', '.join(rep.without_control)}." if rep.without_control else ""
+        )
         return False, h.empty("No campaign or trigger has a control group." + extra)
     trs, attrs = [], []
     for c in rows:
@@ -403,16 +422,31 @@ def _lift(d: _Data) -> tuple[bool, str]:
         "after the first decision. 95 % intervals: Newcombe hybrid score for the conversion "
         "rate, Welch t for the means; * the interval excludes zero.</p>"
         + h.table(
-            ["campaign", "treated", "control", "metric", "treatment", "control", "difference",
-             "95 % CI"], trs, numeric=[1, 2, 4, 5, 6], attrs=attrs,
+            [
+                "campaign",
+                "treated",
+                "control",
+                "metric",
+                "treatment",
+                "control",
+                "difference",
+                "95 % CI",
+            ],
+            trs,
+            numeric=[1, 2, 4, 5, 6],
+            attrs=attrs,
         )  # fmt: skip
     )
     warns = [(c.campaign, w) for c in rows for w in c.warnings]
     if warns:
-        body += "<h3>Warnings</h3><ul>" + "".join(
-            f'<li class="warn" data-warning="{h.esc(c)}">{h.esc(c)}: {h.esc(w)}</li>'
-            for c, w in warns
-        ) + "</ul>"
+        body += (
+            "<h3>Warnings</h3><ul>"
+            + "".join(
+                f'<li class="warn" data-warning="{h.esc(c)}">{h.esc(c)}: {h.esc(w)}</li>'
+                for c, w in warns
+            )
+            + "</ul>"
+        )
     if rep.without_control:
         body += f"<p>No control group (not measured): {h.esc(', '.join(rep.without_control))}.</p>"
     fig = h.Figure(6.4, max(1.8, 0.45 * len(rows) + 1.0))
@@ -424,8 +458,10 @@ def _lift(d: _Data) -> tuple[bool, str]:
         ax.errorbar([m.difference * 100], [i], xerr=[[(m.difference - lo) * 100],
                     [(hi - m.difference) * 100]], fmt="o", color="#2457c5", capsize=4)  # fmt: skip
     ax.axvline(0, color="#999", lw=1, ls="--")
-    ax.set_yticks(range(len(rows)),
-                  ["global control" if c.campaign == "*" else c.campaign for c in rows[::-1]])
+    ax.set_yticks(
+        range(len(rows)),
+        ["global control" if c.campaign == "*" else c.campaign for c in rows[::-1]],
+    )
     ax.set(xlabel="conversion lift, points (95 % CI)", title="Lift per campaign / trigger")
     return True, body + h.chart(fig, "campaign lift with 95 % intervals")
 
@@ -492,13 +528,23 @@ def _uplift(d: _Data) -> tuple[bool, str]:
             "<h3>Scored persons (latest scores)</h3>"
             + h.table(
                 ["campaign", "as of", "persons", "uplift > 0", "sleeping dogs", "mean uplift"],
-                [(r.campaign, str(r.as_of)[:10], h.fmt(r.persons, "int"),
-                  h.fmt(r.positive, "int"), h.fmt(r.sleeping_dogs, "int"),
-                  h.fmt(r.mean_uplift, "p4")) for r in sc.itertuples(index=False)],
+                [
+                    (
+                        r.campaign,
+                        str(r.as_of)[:10],
+                        h.fmt(r.persons, "int"),
+                        h.fmt(r.positive, "int"),
+                        h.fmt(r.sleeping_dogs, "int"),
+                        h.fmt(r.mean_uplift, "p4"),
+                    )
+                    for r in sc.itertuples(index=False)
+                ],
                 numeric=[2, 3, 4, 5],
-                attrs=[f'data-scores="{h.esc(r.campaign)}" data-persons="{r.persons}" '
-                       f'data-sleeping-dogs="{r.sleeping_dogs}"'
-                       for r in sc.itertuples(index=False)],
+                attrs=[
+                    f'data-scores="{h.esc(r.campaign)}" data-persons="{r.persons}" '
+                    f'data-sleeping-dogs="{r.sleeping_dogs}"'
+                    for r in sc.itertuples(index=False)
+                ],
             )  # fmt: skip
         )
     if not parts:
@@ -526,11 +572,20 @@ def _channels(d: _Data) -> tuple[bool, str]:
         "default.</p>"
         + h.table(
             ["best channel", "own responses", "shop default", "persons"],
-            [(ch, h.fmt(r["person"], "int"), h.fmt(r["default"], "int"),
-              h.fmt(r["person"] + r["default"], "int")) for ch, r in counts.iterrows()],
+            [
+                (
+                    ch,
+                    h.fmt(r["person"], "int"),
+                    h.fmt(r["default"], "int"),
+                    h.fmt(r["person"] + r["default"], "int"),
+                )
+                for ch, r in counts.iterrows()
+            ],
             numeric=[1, 2, 3],
-            attrs=[f'data-best-channel="{h.esc(ch)}" data-persons="{int(r["person"] + r["default"])}"'
-                   for ch, r in counts.iterrows()],
+            attrs=[
+                f'data-best-channel="{h.esc(ch)}" data-persons="{int(r["person"] + r["default"])}"'
+                for ch, r in counts.iterrows()
+            ],
         )  # fmt: skip
     )
     hours = best.dropna(subset=["hour"])
@@ -591,7 +646,10 @@ def build_report(
             ok, body = _BUILDERS[sid](data)
         except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
             log.exception("report section %s failed", sid)
-            ok, body = False, h.empty(f"This section could not be built: {type(exc).__name__}: {exc}")
+            ok, body = (
+                False,
+                h.empty(f"This section could not be built: {type(exc).__name__}: {exc}"),
+            )
             errors[sid] = f"{type(exc).__name__}: {exc}"
         has[sid] = ok
         sections.append((sid, heading, body))
