@@ -541,8 +541,8 @@ def _uplift(d: _Data) -> tuple[bool, str]:
                 ],
                 numeric=[2, 3, 4, 5],
                 attrs=[
-                    f'data-scores="{h.esc(r.campaign)}" data-persons="{r.persons}" '
-                    f'data-sleeping-dogs="{r.sleeping_dogs}"'
+                    f'data-scores="{h.esc(r.campaign)}" data-persons="{int(r.persons)}" '
+                    f'data-sleeping-dogs="{int(r.sleeping_dogs)}"'
                     for r in sc.itertuples(index=False)
                 ],
             )  # fmt: skip
