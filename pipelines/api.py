@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
-    from cip.pipelines.workflows.measure import LiftReport, UpliftTrainResult
+    from cip.pipelines.workflows.measure import LiftReport, PreferencesResult, UpliftTrainResult
     from cip.pipelines.workflows.report import ReportResult
     from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
@@ -266,7 +266,8 @@ class Workspace(_WorkspaceFolder):
 
     @property
     def measure(self) -> Measure:
-        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``train_uplift``."""
+        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``preferences``,
+        ``train_uplift``."""
         return Measure(self)
 
     @property
@@ -499,6 +500,15 @@ class Measure:
         return measure_attribution(
             self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
         )
+
+    def preferences(
+        self, *, min_responses: int = 5, window_days: float = 3.0
+    ) -> PreferencesResult:
+        """Best channel and send hour per person into ``channel_preferences``
+        (``cip measure preferences``; read by ``channel: best`` / ``send_at: best``)."""
+        from cip.pipelines.workflows.measure import compute_preferences
+
+        return compute_preferences(self.ws, min_responses=min_responses, window_days=window_days)
 
     def train_uplift(
         self, campaign: str, *, window_days: float = 7.0, seed: int = 0

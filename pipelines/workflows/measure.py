@@ -21,6 +21,8 @@ __all__ = [
     "lift_report",
     "measure_attribution",
     "train_uplift",
+    "PreferencesResult",
+    "compute_preferences",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,4 +289,62 @@ def train_uplift(
         str(start.date()),
         len(scores),
         int(scores["sleeping_dog"].sum()),
+    )
+
+
+@dataclass(frozen=True)
+class PreferencesResult:
+    """``cip measure preferences``: best channel and hour stored per person."""
+
+    persons: int
+    own: int  # persons with enough responses of their own
+    default_channel: str | None
+    default_hour: int | None
+    channels: dict[str, int]  # best channel -> persons
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "persons": self.persons,
+            "own": self.own,
+            "default_channel": self.default_channel,
+            "default_hour": self.default_hour,
+            "channels": self.channels,
+        }
+
+
+def compute_preferences(
+    ws: Workspace, *, min_responses: int = 5, window_days: float = 3.0
+) -> PreferencesResult:
+    """Best channel and send hour of every person messaged, into ``channel_preferences``.
+
+    Read by triggers with ``channel: best`` / ``send_at: best``; persons with fewer
+    than ``min_responses`` responses get the shop's default.
+    """
+    from cip.activation.measure import (
+        best_channel_and_hour,
+        message_facts,
+        person_orders,
+        sync_trigger_log,
+        write_preferences,
+    )
+
+    _check(window_days)
+    if min_responses < 1:
+        raise ConfigError(f"min_responses must be at least 1 (got {min_responses})")
+    with open_quiet(ws) as store:
+        sync_trigger_log(store)
+        facts = message_facts(store)
+        orders = person_orders(store) if store.has_table("orders") else None
+        best = best_channel_and_hour(
+            facts, orders, window_days=window_days, min_responses=min_responses
+        )
+        write_preferences(store, best)
+    ch, hour, _ = best.attrs.get("default", (None, None, ""))
+    return PreferencesResult(
+        len(best),
+        int((best["basis"] == "person").sum()),
+        ch,
+        None if hour is None else int(hour),
+        {str(k): int(v) for k, v in best.groupby("channel").size().items()},
     )
