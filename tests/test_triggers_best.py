@@ -14,6 +14,7 @@ common responding hour is 19:00.
 from __future__ import annotations
 
 import datetime as dt
+from typing import get_args
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from _triggers_world import NO_QUIET, T0, add_profiles, at, engine, events, mess
 from cip.activation.measure import best_channel_and_hour, load_preferences, write_preferences
 from cip.activation.policy import PolicyConfig, QuietHours
 from cip.activation.triggers import validate_triggers
+from cip.activation.triggers.definitions import CHANNELS, SendChannel
 from cip.profiles.errors import ConfigError
 from cip.profiles.store import open_store
 
@@ -161,6 +163,7 @@ def test_send_at_best_without_any_hour_sends_now(store) -> None:
 
 
 def test_definitions_accept_best_and_reject_bad_channel_lists() -> None:
+    assert set(get_args(SendChannel)) == {*CHANNELS, "best"}  # one list of channels, plus best
     (t,) = validate_triggers(
         [{**BEST, "send_at": "best", "steps": [{"send": {}}, {"wait": "1d"},
                                                {"send": {"channel": "sms", "send_at": "now"}}],

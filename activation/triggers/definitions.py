@@ -212,7 +212,7 @@ class Content(_Model):
 
 
 #: A send's channel: one channel, or ``best`` (the person's best, see :mod:`.best`).
-SendChannel = Channel | Literal["best"]
+SendChannel = Literal["email", "sms", "push", "webhook", "best"]
 #: When a send goes: ``now`` (as soon as the journey reaches it) or ``best`` (the person's
 #: best send hour, within a day).
 SendAt = Literal["now", "best"]
