@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from _segment_data import A1, A2, D, new_store
+from _segment_data import A1, A2, D, load, new_store
 from cip.activation import Condition, SegmentDefinition, build_segments
 from cip.profiles.tables import UPLIFT_SCORES, ensure_tables
 
@@ -59,8 +59,8 @@ NO_DOGS = SegmentDefinition(
 )
 
 
-def test_top_uplift_without_sleeping_dogs_reads_the_latest_scores_at_the_build() -> None:
-    store = new_store()
+def test_top_uplift_without_sleeping_dogs_reads_the_latest_scores_at_the_build(any_store) -> None:
+    store = load(any_store)  # DuckDB and PostgreSQL
     _scores(store)
     rep = build_segments(store, [PERSUADABLE, NO_DOGS], A1)
     assert rep.skipped == {}

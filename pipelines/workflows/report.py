@@ -292,7 +292,7 @@ def _messages(d: _Data) -> tuple[bool, str]:
         with open_quiet(d.ws) as store:
             log_rows = store.sql(
                 'SELECT "trigger", channel, decision, count(*) AS n, '
-                "count(sent_at) AS delivered FROM messages GROUP BY ALL"
+                "count(sent_at) AS delivered FROM messages GROUP BY \"trigger\", channel, decision"
             )
         piv = log_rows.pivot_table(
             index=["trigger", "channel"], columns="decision", values="n", aggfunc="sum",
