@@ -288,3 +288,25 @@ def test_report_on_a_workspace_with_only_messages(tmp_path: Path) -> None:
         if r["campaign"] == "c0" and r["metric"] == "conversion_rate"
     )
     assert c0["difference"] == repr(lift.campaigns[0].metric("conversion_rate").difference)
+
+
+def test_clv_decile_chart_reads_the_champion_runs_decile_table(tmp_path: Path) -> None:
+    """The CLV card's chart comes from the winner's ``deciles_<winner>.csv`` of its run."""
+    import mlflow
+    from cip.models.clv.metrics import decile_table
+    from cip.models.registry import configure_mlflow
+    from cip.models.tracking import log_dict_artifacts
+    from cip.pipelines.workflows.report import _clv_deciles
+
+    uri = mlflow_db(tmp_path / "mlflow.db")
+    configure_mlflow(uri, str(tmp_path / "art"))
+    mlflow.set_experiment("clv-test")
+    actual = [float(i) for i in range(50)]
+    with mlflow.start_run() as run:
+        mlflow.set_tag("clv.winner", "two_part")
+        log_dict_artifacts({"deciles_two_part.csv": decile_table(actual, actual)})
+    got = _clv_deciles(mlflow.get_run(run.info.run_id))
+    assert got.startswith('<img class="chart" alt="CLV decile chart" src="data:image/png;base64,')
+    with mlflow.start_run() as other:  # a run without the table: said in one line
+        mlflow.set_tag("clv.winner", "btyd")
+    assert "No decile table" in _clv_deciles(mlflow.get_run(other.info.run_id))
