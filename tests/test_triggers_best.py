@@ -78,7 +78,8 @@ def _fire(store, trig, *, policy=NO_QUIET, uids=("p1", "p2", "p3", "p4", "p5"), 
     return eng
 
 
-def test_preferences_are_stored_with_rankings_and_the_shop_default(store) -> None:
+def test_preferences_are_stored_with_rankings_and_the_shop_default(any_store) -> None:
+    store = any_store  # DuckDB and PostgreSQL
     _prefs(store)
     prefs, shop = load_preferences(store, ["p1", "p2", "p3", "p5"])
     assert sorted(prefs) == ["p1", "p2", "p3"]  # p5 never messaged
