@@ -32,6 +32,7 @@ from tests.conftest import unavailable
 
 END = dt.date(2025, 6, 30)
 AS_OF = "2025-07-01"
+EARLIER = "2025-06-01"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -75,6 +76,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     if not churn.promoted:  # a tiny shop may not beat the baselines; promote by hand
         ws.models.promote("churn", churn.version)
     ws.score(AS_OF)
+    ws.features(EARLIER)
+    ws.segments.build(EARLIER)  # a previous build: RFM flows
     ws.features(AS_OF)
     ws.segments.build(AS_OF)
     uplift = ws.measure.train_uplift("c0").as_dict()
@@ -146,6 +149,14 @@ def test_report_figures_equal_the_measure_tables(shop: Shop) -> None:
     # segments: members at the latest build
     segs = {s.segment: s.members for s in ws.segments.list().segments if s.members is not None}
     assert {r["segment"]: int(r["members"]) for r in _rows(text, "segment")} == segs
+    # RFM flows between the two builds: the persons who changed segment
+    from cip.activation import segment_transitions
+
+    with ws.open_store() as store:
+        tr = segment_transitions(store)
+    moves = tr[tr["from_segment"] != tr["to_segment"]].head(20)
+    flows = {(r["flow-from"], r["flow-to"]): int(r["n"]) for r in _rows(text, "flow-from")}
+    assert flows and flows == {(r.from_segment, r.to_segment): int(r.n) for r in moves.itertuples()}
     # workspace: profiles
     kpi = re.search(r'data-kpi="profiles"><b>([\d,]+)</b>', text)
     assert kpi and int(kpi.group(1).replace(",", "")) == ws.status().tables["profiles"]

@@ -5,7 +5,8 @@ Sections, in order (each says in one line when it has no data):
 * **Workspace** - profiles, sources, quarantined rows;
 * **Models** - a card per champion (holdout metrics, version, data window) and
   the CLV decile chart when a CLV champion exists;
-* **Segments** - members at each segment's latest build;
+* **Segments** - members at each segment's latest build, and the RFM flows
+  (persons moving between segments) since the previous build;
 * **Triggers and messages** - the trigger log's decisions (sent, held out,
   capped, ...; delivered) and the message events per campaign and channel
   (sends, deliveries, human opens, clicks, control);
@@ -265,7 +266,37 @@ def _segments(d: _Data) -> tuple[bool, str]:
     ax.barh([s.segment for s in built][::-1], [s.members or 0 for s in built][::-1],
             color="#2457c5")  # fmt: skip
     ax.set(xlabel="members", title="Segment sizes at their latest build")
-    return True, body + h.chart(fig, "segment sizes")
+    return True, body + h.chart(fig, "segment sizes") + _flows(d)
+
+
+def _flows(d: _Data) -> str:
+    """RFM segment moves between the two latest builds (persons who changed segment)."""
+    from cip.activation import segment_transitions
+
+    with open_quiet(d.ws) as store:
+        tr = segment_transitions(store)
+    moves = tr[tr["from_segment"] != tr["to_segment"]] if len(tr) else tr
+    if not len(tr):
+        return "<h3>RFM flows</h3>" + h.empty(
+            "One build only: the flows between two builds appear after the next build."
+        )
+    if not len(moves):
+        return "<h3>RFM flows</h3>" + h.empty("Nobody changed RFM segment since the last build.")
+    top = moves.head(20)
+    return (
+        f"<h3>RFM flows since the previous build</h3><p>{int(moves['n'].sum()):,} persons "
+        f"changed segment; the {len(top)} largest moves ('(none)': in no RFM segment):</p>"
+        + h.table(
+            ["from", "to", "persons"],
+            [(r.from_segment, r.to_segment, h.fmt(r.n, "int")) for r in top.itertuples()],
+            numeric=[2],
+            attrs=[
+                f'data-flow-from="{h.esc(r.from_segment)}" data-flow-to="{h.esc(r.to_segment)}" '
+                f'data-n="{int(r.n)}"'
+                for r in top.itertuples()
+            ],
+        )
+    )
 
 
 def _message_counts(facts: Any) -> Any:
@@ -292,7 +323,7 @@ def _messages(d: _Data) -> tuple[bool, str]:
         with open_quiet(d.ws) as store:
             log_rows = store.sql(
                 'SELECT "trigger", channel, decision, count(*) AS n, '
-                "count(sent_at) AS delivered FROM messages GROUP BY \"trigger\", channel, decision"
+                'count(sent_at) AS delivered FROM messages GROUP BY "trigger", channel, decision'
             )
         piv = log_rows.pivot_table(
             index=["trigger", "channel"], columns="decision", values="n", aggfunc="sum",
