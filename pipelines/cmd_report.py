@@ -44,7 +44,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (no internet needed to open it).
 
-    Sections: workspace summary, champion models (CLV deciles), segment sizes,
+    Sections: workspace summary, champion models (CLV deciles), segment sizes and RFM flows,
     trigger decisions and message events, attribution (last and first touch),
     lift with 95 % intervals and MDE warnings, uplift (Qini curve) and the best
     channel / send hour. A section without data says so in one line. The file
