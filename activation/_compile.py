@@ -44,6 +44,9 @@ CLV_FIELDS = frozenset(
 SCORE_FIELDS = (
     frozenset({"churn_probability", "purchase_probability", "model", "model_version"}) | CLV_FIELDS
 )
+#: ``uplift_<campaign>`` (predicted uplift) and ``sleeping_dog_<campaign>`` (negative-uplift
+#: flag) read the latest ``uplift_scores`` of the campaign at or before the build's as_of.
+UPLIFT_FIELD = re.compile(r"^(uplift|sleeping_dog)_([A-Za-z0-9_]+)$")
 #: Profile columns that a condition may read only once ``profiles`` exists.
 PROFILE_FIELDS = frozenset({"first_seen", "last_seen", "known", "country", "city", "record_count"})
 #: Personal data and keys: never usable in a condition or as a score.
@@ -101,6 +104,8 @@ class Inputs:
     has_erased: bool
     notes: list[str] = field(default_factory=list)
     has_clv: bool = False  # some score at this as_of has CLV outputs
+    #: ``uplift_<c>`` / ``sleeping_dog_<c>`` -> (campaign, column, as_of of its scores)
+    uplift: dict[str, tuple[str, str, dt.datetime]] = field(default_factory=dict)
 
     def resolve(self, name: str, segment: str) -> tuple[str, str]:
         """``(alias, sql_type)`` of a field: ``f`` features, ``s`` scores, ``p`` profiles."""
@@ -122,6 +127,17 @@ class Inputs:
         ):
             if cols and name in cols:
                 return alias, sql_type(cols[name], self.dialect)
+        if name in self.uplift:
+            kind = self.uplift[name][1]
+            return "u", sql_type("DOUBLE" if kind == "uplift" else "BOOLEAN", self.dialect)
+        m = UPLIFT_FIELD.match(name)
+        if m:
+            have = ", ".join(sorted({c for c, _, _ in self.uplift.values()})) or "none"
+            raise Missing(
+                f"needs uplift scores of campaign {m.group(2)!r} at or before this as_of "
+                f"({name}; scored campaigns: {have}); run `cip train uplift --campaign "
+                f"{m.group(2)}` first"
+            )
         if self.score_cols is None and name in SCORE_FIELDS:
             raise Missing(f"needs scores at this as_of ({name}); run `cip score` first")
         if self.profile_cols is None and name in PROFILE_FIELDS:
@@ -195,6 +211,17 @@ def discover(store: Store, features_table: str, as_of: dt.datetime) -> Inputs:
         inputs.notes.append("no scores table")
     if inputs.profile_cols is None:
         inputs.notes.append("no profiles table (identity not run): unified_id = customer_id")
+    if store.has_table("uplift_scores"):
+        latest = store.sql(
+            "SELECT campaign, max(as_of) AS as_of FROM uplift_scores "
+            "WHERE as_of <= CAST(? AS TIMESTAMP) GROUP BY campaign",
+            [as_of],
+        )
+        for campaign, at in zip(latest["campaign"], latest["as_of"], strict=True):
+            key = re.sub(r"[^A-Za-z0-9_]+", "_", str(campaign)).strip("_")
+            when = pd.Timestamp(at).to_pydatetime()
+            inputs.uplift[f"uplift_{key}"] = (str(campaign), "uplift", when)
+            inputs.uplift[f"sleeping_dog_{key}"] = (str(campaign), "sleeping_dog", when)
     return inputs
 
 
@@ -349,7 +376,8 @@ def base_select(inputs: Inputs, fields: set[str], erased_pred: str) -> str:
     cols = ["f.unified_id", "f.as_of"]
     for name in sorted(fields):
         alias, _t = inputs.resolve(name, "?")
-        cols.append(f"{alias}.{quote_ident(name)} AS {quote_ident(name)}")
+        if alias != "u":  # uplift columns come from their campaign's join below
+            cols.append(f"{alias}.{quote_ident(name)} AS {quote_ident(name)}")
     joins = ""
     if inputs.score_cols is not None:
         joins += " LEFT JOIN scores s ON s.unified_id = f.unified_id AND s.as_of = f.as_of"
@@ -361,6 +389,19 @@ def base_select(inputs: Inputs, fields: set[str], erased_pred: str) -> str:
         ]
     if inputs.profile_cols is not None and any(inputs.resolve(n, "?")[0] == "p" for n in fields):
         joins += " LEFT JOIN profiles p ON p.unified_id = f.unified_id"
+    joined: dict[tuple[str, dt.datetime], str] = {}
+    for name in sorted(n for n in fields if inputs.resolve(n, "?")[0] == "u"):
+        campaign, column, at = inputs.uplift[name]
+        alias = joined.get((campaign, at))
+        if alias is None:
+            alias = joined[(campaign, at)] = f"u{len(joined)}"
+            lit = "'" + campaign.replace("'", "''") + "'"  # a stored campaign name, quoted
+            joins += (
+                f" LEFT JOIN (SELECT unified_id, uplift, sleeping_dog FROM uplift_scores "
+                f"WHERE campaign = {lit} AND as_of = CAST('{at.isoformat(sep=' ')}' AS TIMESTAMP))"
+                f" {alias} ON {alias}.unified_id = f.unified_id"
+            )
+        cols.append(f"{alias}.{column} AS {quote_ident(name)}")
     return (
         f"SELECT {', '.join(cols)} FROM {quote_ident(inputs.features)} f{joins} "
         f"WHERE f.as_of = CAST(? AS TIMESTAMP) AND {erased_pred}"

@@ -61,7 +61,8 @@ if TYPE_CHECKING:
     from cip.models.scoring import ScoreResult
     from cip.models.training import TrainResult
     from cip.pipelines.run import RunResult
-    from cip.pipelines.workflows.measure import LiftReport, UpliftTrainResult
+    from cip.pipelines.workflows.measure import LiftReport, PreferencesResult, UpliftTrainResult
+    from cip.pipelines.workflows.report import ReportResult
     from cip.pipelines.workflows.triggers import WorkerResult
     from cip.profiles.identity import UnifyResult
     from cip.profiles.retention import RetentionReport
@@ -265,7 +266,8 @@ class Workspace(_WorkspaceFolder):
 
     @property
     def measure(self) -> Measure:
-        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``train_uplift``."""
+        """Measuring what works: ``sync``, ``lift``, ``attribution``, ``preferences``,
+        ``train_uplift``."""
         return Measure(self)
 
     @property
@@ -304,6 +306,23 @@ class Workspace(_WorkspaceFolder):
         )
 
     # -- the whole pipeline ------------------------------------------------------
+    def report(
+        self,
+        out: str | Path | None = None,
+        *,
+        window_days: float = 7.0,
+        effect: float = 0.10,
+    ) -> ReportResult:
+        """Write the self-contained HTML report (``cip report``) and return where and what.
+
+        ``out`` defaults to ``reports/report.html`` in the workspace; sections:
+        workspace, models, segments, triggers and messages, attribution, lift,
+        uplift, best channel and hour (each says in one line when it has no data).
+        """
+        from cip.pipelines.workflows.report import build_report
+
+        return build_report(self, out, window_days=window_days, effect=effect)
+
     def status(self) -> WorkspaceStatus:
         """Tables and row counts, quarantine, the last ingests and the last ``run``."""
         from cip.pipelines.workflows.status import collect_status
@@ -481,6 +500,15 @@ class Measure:
         return measure_attribution(
             self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
         )
+
+    def preferences(
+        self, *, min_responses: int = 5, window_days: float = 3.0
+    ) -> PreferencesResult:
+        """Best channel and send hour per person into ``channel_preferences``
+        (``cip measure preferences``; read by ``channel: best`` / ``send_at: best``)."""
+        from cip.pipelines.workflows.measure import compute_preferences
+
+        return compute_preferences(self.ws, min_responses=min_responses, window_days=window_days)
 
     def train_uplift(
         self, campaign: str, *, window_days: float = 7.0, seed: int = 0

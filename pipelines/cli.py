@@ -33,6 +33,7 @@ from cip.pipelines import (  # noqa: F401  (each module registers its commands)
     cmd_privacy,
     cmd_recommend,
     cmd_recommender,
+    cmd_report,
     cmd_retention,
     cmd_run,
     cmd_segments,

@@ -1,4 +1,4 @@
-"""``cip measure lift|attribution|sync``: what the messages did (control groups, attribution)."""
+"""``cip measure lift|attribution|sync|preferences``: what the messages did (control groups, attribution)."""
 
 from __future__ import annotations
 
@@ -146,6 +146,43 @@ def attribution(
         )
     out.print(t)
     out.print(f"{rep.attributed:,} of {rep.orders:,} completed orders attributed")
+
+
+@measure_app.command("preferences")
+def preferences(
+    min_responses: Annotated[
+        int,
+        typer.Option(
+            "--min-responses",
+            help="Responses a person needs for a channel and hour of their own (else the "
+            "shop's default).",
+            min=1,
+        ),
+    ] = 5,
+    window: Annotated[
+        float,
+        typer.Option(
+            "--window", help="Days after a message in which a purchase is a response.", min=0.001
+        ),
+    ] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Best channel and send hour per person, stored for `channel: best` / `send_at: best`.
+
+    From clicks (machine opens never count) and purchases after messages; run it
+    again (e.g. daily) to refresh what triggers read.
+    """
+    res = workspace().measure.preferences(min_responses=min_responses, window_days=window)
+    if as_json:
+        emit_json(res.as_dict())
+        return
+    out.print(
+        f"{res.persons:,} persons: {res.own:,} with a channel and hour of their own, the others "
+        f"the shop's default ({res.default_channel or '-'}, "
+        f"{'-' if res.default_hour is None else f'{res.default_hour:02d}:00 UTC'})"
+    )
+    for ch, n in sorted(res.channels.items()):
+        out.print(f"  {ch}: {n:,}")
 
 
 @train_app.command("uplift")

@@ -26,6 +26,7 @@ __all__ = [
     "AUDIT_LOG",
     "SCORES",
     "UPLIFT_SCORES",
+    "CHANNEL_PREFERENCES",
     "SEGMENT_MEMBERS",
     "SEGMENT_CHANGES",
     "SEGMENT_BUILDS",
@@ -122,6 +123,22 @@ UPLIFT_SCORES = TableSchema(
     ),
     "Uplift per person per campaign (`cip train uplift`): whom a message persuades.",
     key=("campaign", "as_of", "unified_id"),
+)
+
+CHANNEL_PREFERENCES = TableSchema(
+    "channel_preferences",
+    (
+        _c("unified_id", "VARCHAR", "The person; '*' is the shop's default row."),
+        _c("channel", "VARCHAR", "Best channel (the person's own, or the shop's default)."),
+        _c("hour", "INTEGER", "Best send hour, UTC (null: no response to learn it from)."),
+        _c("ranking", "VARCHAR", "Channels best first, comma-separated (the fallbacks)."),
+        _c("responses", "DOUBLE", "Responses (clicks, purchases after a message) counted."),
+        _c("basis", "VARCHAR", "person (enough responses of their own), default or shop."),
+        _c("computed_at", "TIMESTAMP", "When the preferences were computed."),
+    ),
+    "Best channel and send hour per person (`cip measure preferences`); read by triggers "
+    "with `channel: best` / `send_at: best`.",
+    key=("unified_id",),
 )
 
 # -- segments and webhooks (activation) ----------------------------------------
@@ -228,6 +245,7 @@ TABLES: dict[str, TableSchema] = {
             AUDIT_LOG,
             SCORES,
             UPLIFT_SCORES,
+            CHANNEL_PREFERENCES,
             SEGMENT_MEMBERS,
             SEGMENT_CHANGES,
             SEGMENT_BUILDS,

@@ -367,6 +367,8 @@ def _sequence(shop: dict[str, Any], tmp: Path) -> list[tuple[str, list[str]]]:
         ("measure sync", ["measure", "sync", "--json"]),
         ("measure lift", ["measure", "lift", "--json"]),
         ("measure attribution", ["measure", "attribution", "--by", "campaign,day", "--json"]),
+        ("measure preferences", ["measure", "preferences", "--json"]),
+        ("report", ["report", "--out", str(tmp / "report.html"), "--json"]),
         ("retention show", ["retention", "show", "--json"]),
         ("retention apply", ["retention", "apply", "--json"]),
         ("keys create", ["keys", "create", "--scope", "shop", "--name", "ci", "--json"]),

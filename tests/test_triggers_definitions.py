@@ -155,7 +155,7 @@ def test_multi_step_journey_inherits_trigger_defaults():
         ),
         (
             {"name": "c", "when": {"event": "x"}, "channel": "fax"},
-            "trigger 'c': channel: Input should be 'email', 'sms', 'push' or 'webhook'",
+            "trigger 'c': channel: Input should be 'email', 'sms', 'push', 'webhook' or 'best'",
         ),
         (
             {"name": "c", "when": {"event": "x"}, "control_pct": 120},

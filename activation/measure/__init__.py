@@ -37,7 +37,13 @@ from cip.activation.measure.lift import (
     welch_interval,
     wilson_interval,
 )
-from cip.activation.measure.preferences import best_channel_and_hour
+from cip.activation.measure.preferences import (
+    SHOP_DEFAULT,
+    Preference,
+    best_channel_and_hour,
+    load_preferences,
+    write_preferences,
+)
 
 __all__ = [
     "ATTRIBUTION_DIMENSIONS",
@@ -60,4 +66,8 @@ __all__ = [
     "welch_interval",
     "wilson_interval",
     "best_channel_and_hour",
+    "SHOP_DEFAULT",
+    "Preference",
+    "load_preferences",
+    "write_preferences",
 ]

@@ -67,6 +67,9 @@ __all__ = [
     "Unless",
     "Content",
     "SendSpec",
+    "SendChannel",
+    "SendAt",
+    "BestChannel",
     "SendStep",
     "WaitStep",
     "UnlessStep",
@@ -208,12 +211,23 @@ class Content(_Model):
     recommend: int = Field(0, ge=0, le=50)
 
 
-class SendSpec(_Model):
-    """A send step's own channel / content / destination (each defaults to the trigger's)."""
+#: A send's channel: one channel, or ``best`` (the person's best, see :mod:`.best`).
+SendChannel = Literal["email", "sms", "push", "webhook", "best"]
+#: When a send goes: ``now`` (as soon as the journey reaches it) or ``best`` (the person's
+#: best send hour, within a day).
+SendAt = Literal["now", "best"]
+#: Channels ``channel: best`` may choose from (a webhook has no person to prefer it).
+BestChannel = Literal["email", "sms", "push"]
 
-    channel: Channel | None = None
+
+class SendSpec(_Model):
+    """A send step's own channel / content / destination / send_at (each defaults to the
+    trigger's)."""
+
+    channel: SendChannel | None = None
     content: Content | None = None
     destination: str | None = None
+    send_at: SendAt | None = None
 
 
 class SendStep(_Model):
@@ -257,6 +271,13 @@ class Trigger(_Model):
     the share of persons held out (deterministic by person; see ``activation.policy``).
     ``purpose``: the consent purpose gating the messages (default: the channel;
     ``personalization`` for the webhook channel).
+
+    ``channel: best`` sends on the person's best channel (``cip measure
+    preferences``; the shop's default for persons with too few responses) among
+    ``channels``, falling back, in the person's order, to the next channel they
+    consented to and can be reached on. ``send_at: best`` defers a send to the
+    person's best hour (UTC) within the next day, unless that hour is in quiet
+    hours (then it goes now, the policy deciding as usual).
     """
 
     name: str
@@ -264,7 +285,9 @@ class Trigger(_Model):
     wait: Duration | None = None
     unless: Unless | None = None
     steps: list[Step] | None = None
-    channel: Channel = "email"
+    channel: SendChannel = "email"
+    channels: list[BestChannel] = Field(default_factory=lambda: ["email", "sms", "push"])
+    send_at: SendAt = "now"
     content: Content = Field(default_factory=Content)
     destination: str | None = None
     control_pct: float = Field(0.0, ge=0, le=100)
@@ -287,6 +310,8 @@ class Trigger(_Model):
             if not any(isinstance(s, SendStep) for s in self.steps):
                 raise ValueError("steps: a journey needs at least one send step")
         w = self.when
+        if not self.channels or len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: list each of email, sms, push at most once")
         if (
             isinstance(w, CatalogWhen)
             and w.catalog == "back_in_stock"
@@ -311,6 +336,7 @@ class Trigger(_Model):
                     channel=s.send.channel or self.channel,
                     content=s.send.content or self.content,
                     destination=s.send.destination or self.destination,
+                    send_at=s.send.send_at or self.send_at,
                 )
                 s = SendStep(send=spec)
             out.append(s)

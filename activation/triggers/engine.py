@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
-from cip.activation.policy import MessageRequest, PersonState, PolicyConfig, decide
+from cip.activation.measure.preferences import Preference, load_preferences
+from cip.activation.policy import Decision, MessageRequest, PersonState, PolicyConfig, decide
 from cip.activation.triggers._people import erased_ids, load_people, recent_sends
 from cip.activation.triggers._tables import TIMERS, ensure_trigger_tables
 from cip.activation.triggers._timers import (
@@ -42,6 +43,7 @@ from cip.activation.triggers._timers import (
     journal_events,
     write_chunk,
 )
+from cip.activation.triggers.best import best_hour, best_send_time, choose_channel
 from cip.activation.triggers.content import (
     CART_LOOKBACK,
     ContentProvider,
@@ -154,6 +156,14 @@ class TriggerEngine:
         self.longest_cap = max(
             (c.per_delta for c in self.policy.channels.values()), default=dt.timedelta(0)
         )
+        #: triggers with a ``channel: best`` or ``send_at: best`` send (they read preferences)
+        self._best = {
+            n
+            for n, p in self._plans.items()
+            if any(
+                isinstance(s, SendStep) and "best" in (s.send.channel, s.send.send_at) for s in p
+            )
+        }
         self._types = sorted(
             {"purchase", *(e for t in self.triggers.values() for e in t.event_types())}
         )
@@ -260,6 +270,9 @@ class TriggerEngine:
             walk.people = load_people(self.store, ids, salt=self.salt)
             walk.sends = recent_sends(self.store, ids, now - self.longest_cap)
             walk.events = person_events(self.store, ids, since, now)
+            best = sorted({t.uid for t in busy if t.trigger in self._best})
+            if best:
+                walk.prefs, walk.shop_pref = load_preferences(self.store, best)
             walk.decided = existing_decisions(
                 self.store,
                 [
@@ -348,10 +361,23 @@ class TriggerEngine:
         mid = message_id(trigger.name, uid, t.key, step)
         if w.decided.get(mid) not in (None, "deferred"):
             return None  # decided before (a re-run): never a second message
+        pref = w.prefs.get(uid)
+        note = None
+        if channel == "best":
+            channel, note = choose_channel(trigger, person, pref, w.shop_pref)
         req = MessageRequest(
             trigger.name, channel, trigger.purpose_of(channel), trigger.control_pct
         )
         d = decide(req, person, w.sends.get((uid, channel), ()), now, self.policy, self.secret)
+        if (s.send.send_at or trigger.send_at) == "best" and d.kind == "sent":
+            hour = best_hour(pref, w.shop_pref)
+            # deferred to the best hour once: a message deferred before goes when it comes due
+            again = w.decided.get(mid) is not None
+            until = None if again else best_send_time(now, hour, person, self.policy, channel)
+            if until is not None:
+                d = Decision("deferred", f"send_at best: {hour:02d}:00 UTC", deferred_until=until)
+        if note is not None:
+            d = Decision(d.kind, f"{d.reason}; {note}", d.control, d.deferred_until)
         blocks: list[tuple[str, str]] = []
         if content.item and isinstance(trigger.when, CatalogWhen) and t.context.get("item_id"):
             blocks.append((str(t.context["item_id"]), "item"))
@@ -415,6 +441,8 @@ class _Walk:
     sends: dict[tuple[str, str], list[dt.datetime]]
     events: dict[str, list[PersonEvent]]
     decided: dict[str, str]
+    prefs: dict[str, Preference] = field(default_factory=dict)  # channel: best, send_at: best
+    shop_pref: Preference | None = None
     moves: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
 

@@ -10,9 +10,11 @@ import json
 from typing import Any
 
 import pandas as pd
+from cip.activation.measure.preferences import load_preferences
 from cip.activation.policy import MessageRequest, PersonState, decide
 from cip.activation.triggers._people import load_people, recent_sends
 from cip.activation.triggers._tables import MESSAGES, TIMERS, ensure_trigger_tables
+from cip.activation.triggers.best import choose_channel
 from cip.activation.triggers.content import person_events
 from cip.activation.triggers.definitions import EventWhen, SendStep
 from cip.activation.triggers.engine import TriggerEngine
@@ -127,11 +129,14 @@ def explain(
         unified_id, known=False
     )
     sends = recent_sends(store, [unified_id], now - engine.longest_cap)
+    prefs, shop = load_preferences(store, [unified_id])
     decisions = []
     for i, s in enumerate(t.plan()):
         if not isinstance(s, SendStep):
             continue
         ch = s.send.channel or t.channel
+        if ch == "best":
+            ch, _ = choose_channel(t, person, prefs.get(unified_id), shop)
         req = MessageRequest(t.name, ch, t.purpose_of(ch), t.control_pct)
         d = decide(req, person, sends.get((unified_id, ch), ()), now, engine.policy, engine.secret)
         decisions.append({"step": i, "channel": ch, "decision": d.kind, "reason": d.reason})

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 from cip.models.uplift.learners import UpliftResult
 
-__all__ = ["registry_name", "log_uplift_run", "UpliftPyfunc"]
+__all__ = ["registry_name", "log_uplift_run", "UpliftPyfunc", "QINI_CURVE_ARTIFACT"]
+
+#: Run artifact holding the champion's holdout Qini curve (``{"x": [...], "y": [...]}``).
+QINI_CURVE_ARTIFACT = "qini_curve.json"
 
 
 def registry_name(campaign: str) -> str:
@@ -92,6 +95,10 @@ def log_uplift_run(
         mlflow.log_figure(fig, "plots/qini.png")
         plt.close(fig)
         mlflow.log_dict(result.as_dict(), "uplift.json")
+        mlflow.log_dict(  # the curve's points, for `cip report`
+            {"x": [float(v) for v in c["x"]], "y": [float(v) for v in c["y"]]},
+            QINI_CURVE_ARTIFACT,
+        )
         out = pd.DataFrame({"uplift": result.model.predict(X_example)})
         info = mlflow.pyfunc.log_model(
             name="model",

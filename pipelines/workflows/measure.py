@@ -18,8 +18,11 @@ __all__ = [
     "UpliftTrainResult",
     "sync_messages",
     "measure_lift",
+    "lift_report",
     "measure_attribution",
     "train_uplift",
+    "PreferencesResult",
+    "compute_preferences",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,13 +70,7 @@ def measure_lift(
     effect: float = 0.10,
 ) -> LiftReport:
     """Treatment vs control per campaign/trigger (or only ``campaign``) with 95 % intervals."""
-    from cip.activation.measure import (
-        campaign_outcomes,
-        lift,
-        message_facts,
-        person_orders,
-        sync_trigger_log,
-    )
+    from cip.activation.measure import message_facts, person_orders, sync_trigger_log
 
     _check(window_days)
     if not effect > 0:
@@ -82,6 +79,20 @@ def measure_lift(
         sync_trigger_log(store)
         facts = message_facts(store)
         orders = person_orders(store) if store.has_table("orders") else None
+    return lift_report(facts, orders, campaign, window_days=window_days, effect=effect)
+
+
+def lift_report(
+    facts: Any,
+    orders: Any,
+    campaign: str | None = None,
+    *,
+    window_days: float = 7.0,
+    effect: float = 0.10,
+) -> LiftReport:
+    """:func:`measure_lift` on message facts and person orders already read (``orders`` may be None)."""
+    from cip.activation.measure import campaign_outcomes, lift
+
     if orders is None or facts.empty:
         facts = facts.iloc[0:0]
     groups = campaign_outcomes(facts, orders, window_days=window_days) if len(facts) else {}
@@ -278,4 +289,62 @@ def train_uplift(
         str(start.date()),
         len(scores),
         int(scores["sleeping_dog"].sum()),
+    )
+
+
+@dataclass(frozen=True)
+class PreferencesResult:
+    """``cip measure preferences``: best channel and hour stored per person."""
+
+    persons: int
+    own: int  # persons with enough responses of their own
+    default_channel: str | None
+    default_hour: int | None
+    channels: dict[str, int]  # best channel -> persons
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "persons": self.persons,
+            "own": self.own,
+            "default_channel": self.default_channel,
+            "default_hour": self.default_hour,
+            "channels": self.channels,
+        }
+
+
+def compute_preferences(
+    ws: Workspace, *, min_responses: int = 5, window_days: float = 3.0
+) -> PreferencesResult:
+    """Best channel and send hour of every person messaged, into ``channel_preferences``.
+
+    Read by triggers with ``channel: best`` / ``send_at: best``; persons with fewer
+    than ``min_responses`` responses get the shop's default.
+    """
+    from cip.activation.measure import (
+        best_channel_and_hour,
+        message_facts,
+        person_orders,
+        sync_trigger_log,
+        write_preferences,
+    )
+
+    _check(window_days)
+    if min_responses < 1:
+        raise ConfigError(f"min_responses must be at least 1 (got {min_responses})")
+    with open_quiet(ws) as store:
+        sync_trigger_log(store)
+        facts = message_facts(store)
+        orders = person_orders(store) if store.has_table("orders") else None
+        best = best_channel_and_hour(
+            facts, orders, window_days=window_days, min_responses=min_responses
+        )
+        write_preferences(store, best)
+    ch, hour, _ = best.attrs.get("default", (None, None, ""))
+    return PreferencesResult(
+        len(best),
+        int((best["basis"] == "person").sum()),
+        ch,
+        None if hour is None else int(hour),
+        {str(k): int(v) for k, v in best.groupby("channel").size().items()},
     )
