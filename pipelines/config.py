@@ -394,6 +394,7 @@ class RunConfig(_Model):
     train: Literal["always", "if_missing", "never"] = "if_missing"  # retrain the models?
     tune_trials: int | None = Field(None, ge=1)  # Optuna trials per model when training
     recommender: bool = True  # train the recommender too
+    blocks: bool = True  # fit the recommendation blocks (``blocks:``) after training
 
 
 class ServingConfig(ServingOptions):
