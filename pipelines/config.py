@@ -481,6 +481,12 @@ class CIPConfig(_Model):
                     f"segments.exports ({e.segment}).recommend.block: unknown block "
                     f"{e.recommend.block!r}; blocks: {', '.join(self.blocks)}"
                 )
+        for name, w in self.segments.webhooks.items():
+            if w.recommend is not None and w.recommend.block not in self.blocks:
+                raise ValueError(
+                    f"segments.webhooks.{name}.recommend.block: unknown block "
+                    f"{w.recommend.block!r}; blocks: {', '.join(self.blocks)}"
+                )
         try:
             check_triggers(self.triggers, self.destinations)
         except ConfigError as exc:
