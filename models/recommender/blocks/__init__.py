@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._catalog import Catalog, build_catalog
 from cip.models.recommender.blocks._history import DAY, History, build_history
+from cip.models.recommender.blocks._many import Dense, Many, Ranked, Sparse, select_many
 from cip.models.recommender.blocks._one import ranked, select_one
 from cip.models.recommender.blocks._select import BlockResult, select
 from cip.models.recommender.blocks.buy_again import BuyAgainBlock
@@ -352,6 +353,69 @@ class BlockSet:
             out.append(BlockResult(ids[res.item_ids], res.scores, res.sources, name))
         return out
 
+    def _run_many(self, name: str, q: Queries, k: int, rules: Any) -> Many:
+        """:meth:`_run` of requests without context items or category (campaigns), vectorised.
+
+        Every row answers exactly what :meth:`recommend` answers for that person
+        (:mod:`._many`); a person the rules leave nothing gets no entries.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = self._allowed(name, block, q, r, base, strict=False)
+        if block.global_ranking:
+            gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
+            one = self._tiers_one(name, block, r, boost, None, gpos, gsc)
+            own = Ranked(one[0][0], one[0][1], one[0][2])
+        else:
+            one = self._tiers_one(name, block, r, boost, None, np.zeros(0, np.int64), np.zeros(0))
+            own = block.candidates_many(q)
+            if boost is not None:
+                if isinstance(own, Sparse):
+                    own = own._replace(scores=own.scores * boost[own.pos])
+                else:
+                    own = own._replace(scores=own.scores * boost)
+            own = own._replace(name=block.name)
+        tiers = [own] + [Ranked(t[0], t[1], t[2]) for t in one[1:]]
+        cat = h.catalog.category
+        res = select_many(tiers, allowed, int(k), cat, r.max_per_category)
+        if not res.retry.any():
+            return res
+        # the wide retry of select_one, row by row (rare: the cap discarded too many)
+        counts, pos, val, tier = res.counts.copy(), [res.pos], [res.scores], [res.tier]
+        names = {t[0]: i for i, t in enumerate(tiers)}
+        for i in np.flatnonzero(res.retry):
+            if isinstance(own, Sparse):
+                a, b = own.indptr[i], own.indptr[i + 1]
+                p, s = own.pos[a:b], own.scores[a:b]
+            elif isinstance(own, Dense):
+                p = np.flatnonzero(np.isfinite(own.scores[i]))
+                s = own.scores[i, p]
+            else:
+                p, s = own.pos, own.scores
+            row = [(own.name, p, s, isinstance(own, Ranked))] + list(one[1:])
+            x = select_one(row, allowed[i], int(k), cat, r.max_per_category)
+            counts[i] = len(x.item_ids)
+            pos.append(x.item_ids)
+            val.append(x.scores)
+            tier.append(np.array([names[str(n)] for n in x.sources], dtype=np.int64))
+        # put the retried rows' entries back in row order
+        row_of = np.concatenate(
+            [np.repeat(np.arange(q.size), res.counts)]
+            + [np.full(len(p), i) for i, p in zip(np.flatnonzero(res.retry), pos[1:], strict=True)]
+        )
+        o = np.argsort(row_of, kind="stable")
+        return Many(
+            counts,
+            np.concatenate(pos)[o],
+            np.concatenate(val)[o],
+            np.concatenate(tier)[o],
+            np.zeros(q.size, dtype=bool),
+        )
+
     def _run_one(self, name: str, req: Request, k: int, rules: Any) -> BlockResult:
         """:meth:`_run` of one request, without dense ``(b, n)`` arrays (same answer)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -381,6 +445,10 @@ class BlockSet:
         tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
         res = select_one(tiers, allowed, int(k), h.catalog.category, r.max_per_category)
         return BlockResult(h.catalog.ids[res.item_ids], res.scores, res.sources, name)
+
+    def _tier_names(self, name: str) -> list[str]:
+        """The tier names of :meth:`_run_many` for ``name`` (no category: no ``popular_category``)."""
+        return [self._block(name).name, "popular", "catalogue"]
 
     def _merged(self, name: str, rules: Any) -> Rules:
         """The block's rules with the request's over them (cached: requests repeat a few)."""
@@ -484,6 +552,23 @@ class BlockSet:
         for s in range(0, len(users), chunk):
             part = users[s : s + chunk]
             q = self.queries(part, None if items is None else items[s : s + chunk], at)
+            if q.items.nnz == 0 and (q.category < 0).all():  # campaigns: the vectorised path
+                many = self._run_many(block, q, k, rules)
+                names = np.array(self._tier_names(block), dtype=object)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "user_id": np.repeat(np.array(part, dtype=object), many.counts),
+                            "item_id": self.history.catalog.ids[many.pos],
+                            "score": many.scores,
+                            "rank": np.arange(len(many.pos))
+                            - np.repeat(np.cumsum(many.counts) - many.counts, many.counts)
+                            + 1,
+                            "source": names[many.tier],
+                        }
+                    )
+                )
+                continue
             res = self._run(block, q, k, rules, strict=False)
             n = np.fromiter((len(x.item_ids) for x in res), dtype=np.int64, count=len(res))
             frames.append(

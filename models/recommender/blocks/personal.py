@@ -18,6 +18,7 @@ from cip.models.recommender._base import one_blas_thread
 from cip.models.recommender._data import lookup
 from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._history import History
+from cip.models.recommender.blocks._many import Dense
 
 __all__ = ["PersonalBlock"]
 
@@ -83,6 +84,25 @@ class PersonalBlock(Block):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         s = s[finite] - s[finite].min()
         return self.catalog_pos_[finite], s
+
+    def candidates_many(self, q: Queries) -> Dense:
+        """:meth:`candidates` of every request as dense rows.
+
+        The model is scored one person at a time on purpose: a BLAS product of many
+        rows does not give bit-identical scores to the one-row product the single
+        request path uses (the kernels sum in another order), and a campaign must
+        answer exactly what ``/recommend`` answers.
+        """
+        h = self._check_fitted()
+        out = np.full((q.size, h.catalog.size), -np.inf)
+        mrows = self._model_rows()
+        empty = np.zeros(0, dtype=np.int64)
+        for i, row in enumerate(q.rows.tolist()):
+            if row < 0 or mrows[row] < 0:
+                continue
+            pos, s = self.candidates(Request(row, empty, empty, float(q.at[i]), -1))
+            out[i, pos] = s
+        return Dense(self.name, out)
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()
