@@ -136,8 +136,19 @@ def test_batch_path_equals_single_requests_for_every_block(shop) -> None:
             np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)
 
 
+@pytest.fixture(scope="module")
+def campaign_shop(shop):
+    """The shop's blocks plus a matrix-factorisation ``personal`` (its own batch scoring)."""
+    from cip.models.recommender.blocks import PersonalBlock
+
+    als = PersonalBlock(algorithm="als", params={"factors": 8, "iterations": 3, "num_threads": 1})
+    shop.blocks["personal_als"] = als.fit(shop.history)
+    yield shop
+    del shop.blocks["personal_als"]
+
+
 @pytest.mark.parametrize("rules", RULES + [{"exclude_purchased": True, "max_per_category": 1}])
-def test_campaign_batch_path_equals_single_requests_exactly(shop, rules, monkeypatch) -> None:
+def test_campaign_batch_path_equals_single_requests_exactly(campaign_shop, rules, monkeypatch):
     """recommend_many without context (the vectorised campaign path) answers, for every
     block, person and rule set, exactly recommend(): same items, order, scores, sources."""
     import cip.models.recommender.blocks as blocks_mod
@@ -151,6 +162,8 @@ def test_campaign_batch_path_equals_single_requests_exactly(shop, rules, monkeyp
         return out
 
     monkeypatch.setattr(blocks_mod, "select_many", spy)
+    shop = campaign_shop
+    assert hasattr(shop.blocks["personal_als"].model_, "user_factors_")
     users = [f"u{j}" for j in range(42)] + [None]  # u40, u41: nobody known; None: anonymous
     compared = 0
     for name in shop.blocks:

@@ -533,6 +533,51 @@ class BlockSet:
         """
         return self._run_one(block, self.request(user_id, items, at, category), k, rules)
 
+    def recommend_flat(
+        self,
+        block: str,
+        user_ids: Any,
+        k: int = 10,
+        rules: Rules | dict[str, Any] | None = None,
+        at: Any = None,
+        items: list[list[Any]] | None = None,
+        chunk: int = 512,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`recommend_many` as flat arrays (no DataFrame): ``counts`` per request (in
+        request order), then ``item_id``, ``score``, ``source`` of all answers in rank order.
+
+        Requests without context items run the vectorised path (:mod:`._many`).
+        """
+        users = list(pd.Series(user_ids, dtype=object))
+        counts, item, score, source = [], [], [], []
+        ids = self.history.catalog.ids
+        for s in range(0, len(users), chunk):
+            part = users[s : s + chunk]
+            q = self.queries(part, None if items is None else items[s : s + chunk], at)
+            if q.items.nnz == 0 and (q.category < 0).all():  # campaigns: the vectorised path
+                many = self._run_many(block, q, k, rules)
+                names = np.array(self._tier_names(block), dtype=object)
+                counts.append(many.counts)
+                item.append(ids[many.pos])
+                score.append(many.scores)
+                source.append(names[many.tier])
+                continue
+            res = self._run(block, q, k, rules, strict=False)
+            counts.append(np.fromiter((len(x.item_ids) for x in res), np.int64, len(res)))
+            item.extend(x.item_ids for x in res)
+            score.extend(x.scores for x in res)
+            source.extend(x.sources for x in res)
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        return {
+            "counts": cat(counts, np.int64),
+            "item_id": cat(item, object),
+            "score": cat(score, np.float64),
+            "source": cat(source, object),
+        }
+
     def recommend_many(
         self,
         block: str,
@@ -547,44 +592,20 @@ class BlockSet:
 
         A person for whom the rules leave nothing gets no rows (no error).
         """
-        users = list(pd.Series(user_ids, dtype=object))
-        frames = []
-        for s in range(0, len(users), chunk):
-            part = users[s : s + chunk]
-            q = self.queries(part, None if items is None else items[s : s + chunk], at)
-            if q.items.nnz == 0 and (q.category < 0).all():  # campaigns: the vectorised path
-                many = self._run_many(block, q, k, rules)
-                names = np.array(self._tier_names(block), dtype=object)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "user_id": np.repeat(np.array(part, dtype=object), many.counts),
-                            "item_id": self.history.catalog.ids[many.pos],
-                            "score": many.scores,
-                            "rank": np.arange(len(many.pos))
-                            - np.repeat(np.cumsum(many.counts) - many.counts, many.counts)
-                            + 1,
-                            "source": names[many.tier],
-                        }
-                    )
-                )
-                continue
-            res = self._run(block, q, k, rules, strict=False)
-            n = np.fromiter((len(x.item_ids) for x in res), dtype=np.int64, count=len(res))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": np.repeat(np.array(part, dtype=object), n),
-                        "item_id": np.concatenate([x.item_ids for x in res]) if n.sum() else [],
-                        "score": np.concatenate([x.scores for x in res]) if n.sum() else [],
-                        "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n.sum() else [],
-                        "source": np.concatenate([x.sources for x in res]) if n.sum() else [],
-                    }
-                )
-            )
-        if not frames:
-            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank", "source"])
-        return pd.concat(frames, ignore_index=True)
+        users = np.array(list(pd.Series(user_ids, dtype=object)), dtype=object)
+        flat = self.recommend_flat(block, users, k, rules, at, items, chunk)
+        n = flat["counts"]
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(users, n),
+                "item_id": flat["item_id"],
+                "score": flat["score"],
+                "rank": np.arange(int(n.sum()), dtype=np.int64)
+                - np.repeat(np.cumsum(n) - n, n)
+                + 1,
+                "source": flat["source"],
+            }
+        )
 
 
 def fit_blocks(

@@ -96,6 +96,22 @@ class PersonalBlock(Block):
         h = self._check_fitted()
         out = np.full((q.size, h.catalog.size), -np.inf)
         mrows = self._model_rows()
+        m = self.model_
+        if hasattr(m, "user_factors_"):
+            # the one-row product of _user_scores per person (same BLAS call, same bits),
+            # then the shift of candidates() for all rows at once (element-wise: same bits)
+            uf, itf = m.user_factors_, m.item_factors_.T
+            mr = np.where(q.rows >= 0, mrows[np.maximum(q.rows, 0)], -1)
+            known = np.flatnonzero(mr >= 0)
+            raw = np.empty((len(known), itf.shape[1]), dtype=np.result_type(uf, itf))
+            for j, u in enumerate(mr[known].tolist()):
+                np.matmul(uf[[u]], itf, out=raw[j : j + 1])
+            s = raw.astype(np.float64)[:, self.model_cols_]
+            finite = np.isfinite(s)
+            low = np.min(np.where(finite, s, np.inf), axis=1, keepdims=True)
+            s = np.where(finite, s - low, -np.inf)
+            out[known[:, None], self.catalog_pos_[None, :]] = s
+            return Dense(self.name, out)
         empty = np.zeros(0, dtype=np.int64)
         for i, row in enumerate(q.rows.tolist()):
             if row < 0 or mrows[row] < 0:
