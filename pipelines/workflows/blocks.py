@@ -319,7 +319,9 @@ def _rows(saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int) -> p
     # the first fallback per person: the first source that is not the block's own
     other = np.where(src != kind, np.arange(len(src)), len(src))
     first = np.minimum.reduceat(np.append(other, len(src)), starts)
-    fallback = [src_l[f] if f < e else None for f, e in zip(first.tolist(), ends.tolist(), strict=True)]
+    fallback = [
+        src_l[f] if f < e else None for f, e in zip(first.tolist(), ends.tolist(), strict=True)
+    ]
     persons = uids[has]
     cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
     return pd.DataFrame(

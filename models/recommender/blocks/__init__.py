@@ -377,7 +377,9 @@ class BlockSet:
                 if isinstance(own, Sparse):
                     own = own._replace(scores=own.scores * boost[own.pos])
                 else:
-                    own = own._replace(scores=own.scores * boost)
+                    own = own._replace(
+                        scores=own.scores * (boost if own.cols is None else boost[own.cols])
+                    )
             own = own._replace(name=block.name)
         tiers = [own] + [Ranked(t[0], t[1], t[2]) for t in one[1:]]
         cat = h.catalog.category
@@ -392,8 +394,7 @@ class BlockSet:
                 a, b = own.indptr[i], own.indptr[i + 1]
                 p, s = own.pos[a:b], own.scores[a:b]
             elif isinstance(own, Dense):
-                p = np.flatnonzero(np.isfinite(own.scores[i]))
-                s = own.scores[i, p]
+                p, s = own.row(i)
             else:
                 p, s = own.pos, own.scores
             row = [(own.name, p, s, isinstance(own, Ranked))] + list(one[1:])

@@ -45,10 +45,17 @@ class Sparse(NamedTuple):
 
 
 class Dense(NamedTuple):
-    """Per-row scores ``(b, n_items)``; a non-finite score is not a candidate."""
+    """Per-row scores ``(b, len(cols))`` of the items at positions ``cols`` (``None``: every
+    item, in catalogue order); a non-finite score is not a candidate."""
 
     name: str
     scores: np.ndarray
+    cols: np.ndarray | None = None
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``i``'s candidates: positions and scores."""
+        fin = np.flatnonzero(np.isfinite(self.scores[i]))
+        return (fin if self.cols is None else self.cols[fin]), self.scores[i, fin]
 
 
 class Many(NamedTuple):
@@ -118,14 +125,18 @@ def _top_sparse(free: np.ndarray, tier: Sparse, m: int) -> tuple[np.ndarray, np.
 
 def _top_dense(free: np.ndarray, tier: Dense, m: int) -> tuple[np.ndarray, np.ndarray]:
     b, n = tier.scores.shape
-    t = np.where(free & np.isfinite(tier.scores), tier.scores, -np.inf)
+    ok = free if tier.cols is None else free[:, tier.cols]
+    t = np.where(ok & np.isfinite(tier.scores), tier.scores, -np.inf)
     if m < n:
-        cut = -np.partition(-t, m - 1, axis=1)[:, m - 1]  # each row's m-th largest (ties kept)
-        sel = (t >= cut[:, None]) & (t > -np.inf)
+        cut = np.partition(t, n - m, axis=1)[:, n - m]  # each row's m-th largest (ties kept)
+        sel = t >= cut[:, None]
+        few = np.flatnonzero(cut == -np.inf)  # rows with under m candidates: the finite ones
+        if len(few):
+            sel[few] &= t[few] > -np.inf
     else:
         sel = t > -np.inf
     r, c = np.nonzero(sel)
-    return _rank_rows(b, m, r, c, t[r, c])
+    return _rank_rows(b, m, r, c if tier.cols is None else tier.cols[c], t[r, c])
 
 
 def _claim(free: np.ndarray, tier: Ranked | Sparse | Dense) -> None:
@@ -136,8 +147,10 @@ def _claim(free: np.ndarray, tier: Ranked | Sparse | Dense) -> None:
         r = np.repeat(np.arange(free.shape[0]), np.diff(tier.indptr))
         fin = np.isfinite(tier.scores)
         free[r[fin], tier.pos[fin]] = False
-    else:
+    elif tier.cols is None:
         free &= ~np.isfinite(tier.scores)
+    else:
+        free[:, tier.cols] &= ~np.isfinite(tier.scores)
 
 
 def select_many(

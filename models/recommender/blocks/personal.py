@@ -94,7 +94,6 @@ class PersonalBlock(Block):
         answer exactly what ``/recommend`` answers.
         """
         h = self._check_fitted()
-        out = np.full((q.size, h.catalog.size), -np.inf)
         mrows = self._model_rows()
         m = self.model_
         if hasattr(m, "user_factors_"):
@@ -102,16 +101,24 @@ class PersonalBlock(Block):
             # then the shift of candidates() for all rows at once (element-wise: same bits)
             uf, itf = m.user_factors_, m.item_factors_.T
             mr = np.where(q.rows >= 0, mrows[np.maximum(q.rows, 0)], -1)
-            known = np.flatnonzero(mr >= 0)
-            raw = np.empty((len(known), itf.shape[1]), dtype=np.result_type(uf, itf))
-            for j, u in enumerate(mr[known].tolist()):
-                np.matmul(uf[[u]], itf, out=raw[j : j + 1])
-            s = raw.astype(np.float64)[:, self.model_cols_]
-            finite = np.isfinite(s)
-            low = np.min(np.where(finite, s, np.inf), axis=1, keepdims=True)
-            s = np.where(finite, s - low, -np.inf)
-            out[known[:, None], self.catalog_pos_[None, :]] = s
-            return Dense(self.name, out)
+            raw = np.empty((q.size, itf.shape[1]), dtype=np.result_type(uf, itf))
+            for j, u in enumerate(mr.tolist()):
+                if u >= 0:
+                    np.matmul(uf[[u]], itf, out=raw[j : j + 1])
+            s = raw.astype(np.float64)
+            if len(self.model_cols_) != s.shape[1]:
+                s = s[:, self.model_cols_]
+            unknown = mr < 0
+            s[unknown] = 0.0  # (uninitialised rows) set to -inf below: no candidate
+            if np.isfinite(s).all():
+                s -= s.min(axis=1, keepdims=True)
+            else:
+                finite = np.isfinite(s)
+                low = np.min(np.where(finite, s, np.inf), axis=1, keepdims=True)
+                s = np.where(finite, s - low, -np.inf)
+            s[unknown] = -np.inf
+            return Dense(self.name, s, self.catalog_pos_)
+        out = np.full((q.size, h.catalog.size), -np.inf)
         empty = np.zeros(0, dtype=np.int64)
         for i, row in enumerate(q.rows.tolist()):
             if row < 0 or mrows[row] < 0:
