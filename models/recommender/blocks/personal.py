@@ -102,9 +102,10 @@ class PersonalBlock(Block):
             uf, itf = m.user_factors_, m.item_factors_.T
             mr = np.where(q.rows >= 0, mrows[np.maximum(q.rows, 0)], -1)
             raw = np.empty((q.size, itf.shape[1]), dtype=np.result_type(uf, itf))
-            for j, u in enumerate(mr.tolist()):
-                if u >= 0:
-                    np.matmul(uf[[u]], itf, out=raw[j : j + 1])
+            with one_blas_thread():  # as in the service's workers; forked workers do not fight
+                for j, u in enumerate(mr.tolist()):
+                    if u >= 0:
+                        np.matmul(uf[[u]], itf, out=raw[j : j + 1])
             s = raw.astype(np.float64)
             if len(self.model_cols_) != s.shape[1]:
                 s = s[:, self.model_cols_]
