@@ -139,12 +139,27 @@ def test_batch_path_equals_single_requests_for_every_block(shop) -> None:
 @pytest.fixture(scope="module")
 def campaign_shop(shop):
     """The shop's blocks plus a matrix-factorisation ``personal`` (its own batch scoring)."""
+    from cip.models.recommender.block_eval import TopFrequency
     from cip.models.recommender.blocks import PersonalBlock
 
     als = PersonalBlock(algorithm="als", params={"factors": 8, "iterations": 3, "num_threads": 1})
     shop.blocks["personal_als"] = als.fit(shop.history)
+    shop.blocks["top_freq"] = TopFrequency().fit(shop.history)  # overrides candidates()
     yield shop
-    del shop.blocks["personal_als"]
+    del shop.blocks["personal_als"], shop.blocks["top_freq"]
+
+
+def test_campaign_batch_path_with_request_times(campaign_shop) -> None:
+    """Timing-aware blocks get each person's own request time in the vectorised path."""
+    users = [f"u{j}" for j in range(42)]
+    at = [AS_OF + pd.Timedelta(days=3 * j) for j in range(42)]
+    for name in ("buy_again", "top_freq", "personal_als"):
+        df = campaign_shop.recommend_many(name, users, k=7, at=at, chunk=8)
+        for u, t in zip(users, at, strict=True):
+            one = campaign_shop.recommend(name, u, k=7, at=t)
+            got = df[df["user_id"] == u]
+            assert list(got["item_id"]) == list(one.item_ids)
+            np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)
 
 
 @pytest.mark.parametrize("rules", RULES + [{"exclude_purchased": True, "max_per_category": 1}])

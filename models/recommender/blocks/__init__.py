@@ -552,9 +552,13 @@ class BlockSet:
         users = list(pd.Series(user_ids, dtype=object))
         counts, item, score, source = [], [], [], []
         ids = self.history.catalog.ids
+        times = list(at) if pd.api.types.is_list_like(at) else None  # one time per request
         for s in range(0, len(users), chunk):
             part = users[s : s + chunk]
-            q = self.queries(part, None if items is None else items[s : s + chunk], at)
+            t = at if times is None else times[s : s + chunk]
+            if t is not None and times is None:
+                t = [t] * len(part)
+            q = self.queries(part, None if items is None else items[s : s + chunk], t)
             if q.items.nnz == 0 and (q.category < 0).all():  # campaigns: the vectorised path
                 many = self._run_many(block, q, k, rules)
                 names = np.array(self._tier_names(block), dtype=object)
