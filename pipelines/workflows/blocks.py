@@ -424,29 +424,35 @@ _COLUMNS = [
 
 
 def _rows(saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int) -> pd.DataFrame:
-    uids = people["unified_id"].astype(str).tolist()
-    recs = saved.blocks.recommend_many(block, uids, k=n, chunk=chunk)
-    if recs.empty:
+    uids = people["unified_id"].astype(str).to_numpy(dtype=object)
+    flat = saved.blocks.recommend_flat(block, uids, k=n, chunk=chunk)
+    counts = flat["counts"]
+    has = counts > 0
+    if not has.any():
         return pd.DataFrame(columns=_COLUMNS)
-    # rows come per person in request order, rank 1..m: split at every rank 1
-    starts = np.flatnonzero(recs["rank"].to_numpy() == 1)
-    cuts = starts[1:]
-    items = [a.tolist() for a in np.split(recs["item_id"].to_numpy(dtype=object), cuts)]
-    scores = [a.tolist() for a in np.split(recs["score"].to_numpy(dtype=np.float64), cuts)]
-    srcs = np.split(recs["source"].to_numpy(dtype=object), cuts)
+    # per person: a slice of the flat answers (list slicing beats np.split per person)
+    ends = np.cumsum(counts)[has]
+    starts = ends - counts[has]
+    bounds = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    item_l, score_l = flat["item_id"].tolist(), flat["score"].tolist()
+    src = flat["source"]
+    src_l = src.tolist()
     kind = saved.kinds.get(block, block)
-    own = recs["source"].to_numpy(dtype=object) == kind
-    first_other = np.split(~own, cuts)
-    fallback = [s[f.argmax()] if f.any() else None for s, f in zip(srcs, first_other, strict=True)]
-    persons = recs["user_id"].to_numpy(dtype=object)[starts]
+    # the first fallback per person: the first source that is not the block's own
+    other = np.where(src != kind, np.arange(len(src)), len(src))
+    first = np.minimum.reduceat(np.append(other, len(src)), starts)
+    fallback = [
+        src_l[f] if f < e else None for f, e in zip(first.tolist(), ends.tolist(), strict=True)
+    ]
+    persons = uids[has]
     cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
     return pd.DataFrame(
         {
             "unified_id": persons,
             "customer_id": cust.reindex(persons).to_numpy(),
-            "items": items,
-            "scores": scores,
-            "sources": [a.tolist() for a in srcs],
+            "items": [item_l[a:b] for a, b in bounds],
+            "scores": [score_l[a:b] for a, b in bounds],
+            "sources": [src_l[a:b] for a, b in bounds],
             "block": block,
             "fallback": fallback,
             "model_version": _version(saved),
