@@ -20,6 +20,12 @@ destination's secret. A 429 or 5xx answer's ``Retry-After`` (seconds or an HTTP
 date, RFC 9110 10.2.3) replaces the backoff when it asks for at most
 ``retry_after_max_s``; a longer wait ends this run's attempts at that batch (it
 stays ``failed`` and the next delivery sends it).
+
+A destination with ``recommend: {block, n}`` adds ``recommended_items`` to every
+change: the caller passes, per destination, a function from person ids to item
+ids (``deliver_webhooks(..., recommend=...)``) that answers only for persons
+who consented to personalisation; the others get ``null``. The items are
+computed when a batch is (re)sent, like consent.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "WebhookDestination",
+    "WebhookRecommend",
     "DeliveryReport",
     "deliver_webhooks",
     "idempotency_key",
@@ -56,6 +63,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _OURS = frozenset({"content-type", "idempotency-key", "webhook-id", "webhook-timestamp"})
+
+
+class WebhookRecommend(BaseModel):
+    """``recommend: {block, n}`` of a destination: a block's top ``n`` items per change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    block: str
+    n: int = Field(6, ge=1, le=100)
+
+
+#: person ids -> their recommended item ids (persons without consent left out)
+Recommend = Callable[[list[str]], dict[str, list[str]]]
 
 
 class WebhookDestination(BaseModel):
@@ -76,6 +96,8 @@ class WebhookDestination(BaseModel):
     timeout_s: float = Field(10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str | None = Field(None, repr=False)
+    #: add ``recommended_items`` (a block's top n, personalisation consent only) to each change
+    recommend: WebhookRecommend | None = None
 
     @field_validator("secret")
     @classmethod
@@ -117,6 +139,7 @@ class DeliveryReport:
     failed: int = 0
     requests: int = 0
     changes_sent: int = 0
+    recommended: int = 0  # changes sent with recommended_items (destinations with recommend)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -142,6 +165,7 @@ def deliver_webhooks(
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     seed: int | None = None,
+    recommend: Mapping[str, Recommend | None] | None = None,
 ) -> list[DeliveryReport]:
     """Send the changes of every segment with a ``webhook`` to its destination.
 
@@ -150,6 +174,12 @@ def deliver_webhooks(
     are signed with the destination's ``secret``, else with the one kept in
     ``secrets_dir`` (``<name>.key``, made on first use); a destination with
     neither is a ConfigError (nothing is sent unsigned).
+
+    ``recommend`` maps a destination with ``recommend: {block, n}`` to a
+    function of person ids -> item ids (it must leave out persons without
+    consent to personalisation); every change of that destination carries
+    ``recommended_items`` (``null`` for a person it has none for, and for
+    everyone when the destination's entry is ``None``, e.g. no fitted blocks).
     """
     ensure_tables(store, (DELIVERIES, BATCHES))
     rng = random.Random(seed)
@@ -164,15 +194,38 @@ def deliver_webhooks(
                 raise ConfigError(f"segment {d.name!r}: unknown webhook {d.webhook!r}")
             dest = destinations[d.webhook]
             secret = _secret(d.webhook, dest, secrets_dir)
+            rec = _recommender(d.webhook, dest, recommend)
             for ts, digest in _builds(store, d.webhook, d.name, as_of):
                 _plan(store, d.webhook, dest, d.name, ts, digest)
                 rep = DeliveryReport(d.webhook, d.name, ts)
-                _send(store, http, d, dest, secret, rep, digest, rng, sleep)
+                _send(store, http, d, dest, secret, rep, digest, rng, sleep, rec)
                 reports.append(rep)
     finally:
         if own:
             http.close()
     return reports
+
+
+def _recommender(
+    name: str, dest: WebhookDestination, recommend: Mapping[str, Recommend | None] | None
+) -> Recommend | bool:
+    """The destination's item function; ``False`` without ``recommend:``, ``True`` for nulls."""
+    if dest.recommend is None:
+        return False
+    fn = (recommend or {}).get(name)
+    if fn is None:
+        log.warning(
+            "webhook %s: no recommendations available (block %s): recommended_items is null",
+            name,
+            dest.recommend.block,
+        )
+        return True
+    return fn
+
+
+def _with_items(j: str, items: list[str] | None) -> str:
+    """A change's JSON object with ``recommended_items`` appended."""
+    return j.rstrip()[:-1] + ', "recommended_items": ' + json.dumps(items) + "}"
 
 
 def _secret(name: str, dest: WebhookDestination, secrets_dir: str | os.PathLike[str] | None) -> str:
@@ -296,7 +349,8 @@ def _payload_rows(
     contact = {"email": "email", "sms": "phone", "push": "customer_id"}[d.purpose]
     ph = ", ".join("?" for _ in batches)
     return store.sql(
-        f"SELECT wb.batch_index, {_row_json(store.dialect)} AS j FROM webhook_batches wb "
+        f"SELECT wb.batch_index, wb.unified_id, {_row_json(store.dialect)} AS j "
+        "FROM webhook_batches wb "
         f"JOIN (SELECT x.*, x.{contact} AS contact FROM ({select}) x) r "
         "ON r.unified_id = wb.unified_id AND r.change = wb.change "
         "WHERE wb.destination = ? AND wb.segment = ? AND wb.as_of = CAST(? AS TIMESTAMP) "
@@ -316,6 +370,7 @@ def _send(
     digest: str,
     rng: random.Random,
     sleep: Callable[[float], None],
+    rec: Recommend | bool = False,
 ) -> None:
     log_rows = store.sql(
         "SELECT batch_index, idempotency_key, status, attempts FROM webhook_deliveries "
@@ -329,7 +384,20 @@ def _send(
     if todo.empty:
         return
     rows = _payload_rows(store, d, rep.destination, rep.as_of, digest, todo["batch_index"].tolist())
+    if rec is not False:
+        uids = [str(u) for u in rows["unified_id"].unique()]
+        got = rec(uids) if callable(rec) and uids else {}
+        items = [got.get(str(u)) for u in rows["unified_id"]]
+        rows = rows.assign(
+            j=[_with_items(j, i) for j, i in zip(rows["j"], items, strict=True)],
+            has_items=[i is not None for i in items],
+        )
     grouped = {int(k): g["j"].tolist() for k, g in rows.groupby("batch_index")}
+    recommended = (
+        {int(k): int(g["has_items"].sum()) for k, g in rows.groupby("batch_index")}
+        if "has_items" in rows
+        else {}
+    )
     for b in todo.itertuples():
         items = grouped.get(int(b.batch_index), [])
         if not items:
@@ -355,6 +423,7 @@ def _send(
         if status == "delivered":
             rep.delivered += 1
             rep.changes_sent += len(items)
+            rep.recommended += recommended.get(int(b.batch_index), 0)
         else:
             rep.failed += 1
             log.warning(

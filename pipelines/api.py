@@ -234,6 +234,28 @@ class Workspace(_WorkspaceFolder):
         """
         return blocks.fit_blocks(self, None if as_of is None else to_date(as_of))
 
+    def evaluate_blocks(
+        self,
+        split: AsOf | None = None,
+        end: AsOf | None = None,
+        *,
+        k: int = 10,
+        seed: int = 0,
+    ) -> blocks.EvaluateBlocksResult:
+        """Each block of ``blocks:`` against its baseline on a time split, logged to MLflow.
+
+        ``split`` starts the test period (default: the last 20 % of the data's
+        time span), ``end`` ends it; the metrics at ``k`` go to a run of the
+        ``cip-blocks`` experiment with the table and a bar chart.
+        """
+        return blocks.evaluate_blocks(
+            self,
+            None if split is None else to_date(split, what="split"),
+            None if end is None else to_date(end, what="end"),
+            k=k,
+            seed=seed,
+        )
+
     def recommend(
         self,
         block: str = "personal",

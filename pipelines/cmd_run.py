@@ -35,7 +35,7 @@ def run_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Run the whole pipeline: ingest, retention, unify, features, train or reuse champions,
-    score, segments, exports (webhooks and `segments.exports` files).
+    fit the recommendation blocks, score, segments, exports (webhooks and `segments.exports` files).
 
     A run killed at any point (even kill -9) is completed by running `cip run`
     again, with the same as_of; a second run on the same workspace while one is

@@ -394,6 +394,7 @@ class RunConfig(_Model):
     train: Literal["always", "if_missing", "never"] = "if_missing"  # retrain the models?
     tune_trials: int | None = Field(None, ge=1)  # Optuna trials per model when training
     recommender: bool = True  # train the recommender too
+    blocks: bool = True  # fit the recommendation blocks (``blocks:``) after training
 
 
 class ServingConfig(ServingOptions):
@@ -487,6 +488,12 @@ class CIPConfig(_Model):
                 raise ValueError(
                     f"segments.exports ({e.segment}).recommend.block: unknown block "
                     f"{e.recommend.block!r}; blocks: {', '.join(self.blocks)}"
+                )
+        for name, w in self.segments.webhooks.items():
+            if w.recommend is not None and w.recommend.block not in self.blocks:
+                raise ValueError(
+                    f"segments.webhooks.{name}.recommend.block: unknown block "
+                    f"{w.recommend.block!r}; blocks: {', '.join(self.blocks)}"
                 )
         try:
             check_triggers(self.triggers, self.destinations)

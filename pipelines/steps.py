@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cip.pipelines.workflows import activation, data, modeling
+from cip.pipelines.workflows import activation, blocks, data, modeling
 from cip.pipelines.workflows.setup import resolve_as_of
 from cip.pipelines.workspace import Workspace
 from cip.profiles.contracts import CLV_MODEL, RECOMMENDER_MODEL, REGISTERED_MODELS
@@ -146,6 +146,25 @@ def _train_clv(ws: Workspace, as_of: date | None) -> str:
     )
 
 
+def _blocks(ws: Workspace, as_of: date | None) -> dict[str, Any]:
+    """Fit the ``blocks:`` of cip.yaml on the order lines before ``as_of`` (``run.blocks``)."""
+    if not ws.config.run.blocks:
+        return {"fitted": 0, "reason": "run.blocks is false in cip.yaml"}
+    try:
+        r = blocks.fit_blocks(ws, as_of)
+    except DataError as exc:  # no order history yet: nothing to recommend from
+        log.warning("run: blocks not fitted: %s", exc)
+        return {"fitted": 0, "reason": str(exc)}
+    return {
+        "fitted": len(r.blocks),
+        "version": r.version,
+        "people": r.people,
+        "items": r.items,
+        "order_lines": r.order_lines,
+        "personal_model_version": r.personal_model_version or "",
+    }
+
+
 def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     assert as_of is not None
     try:
@@ -162,6 +181,7 @@ DEFAULT_STEPS: list[Step] = [
     Step("unify", _unify, "identity resolution -> profiles"),
     Step("features", _features, "point-in-time features as of the run date"),
     Step("train", _train, "train churn, propensity, CLV and recommender models (per run.train)"),
+    Step("blocks", _blocks, "fit the recommendation blocks of cip.yaml (per run.blocks)"),
     Step("score", _score, "score every profile with the champion models"),
     Step("segments", _segments, "build segments and their transitions"),
     Step("exports", _exports, "deliver segment changes to webhooks, write segments.exports files"),

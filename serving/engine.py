@@ -272,10 +272,14 @@ def recommend_block(
     fallback = next((x for x in sources if x != kind), None)
     pv = saved.meta.get("personal_model_version")
     version = saved.version if not pv else f"{saved.version}+{state.champion.name}:{pv}"
+    # the fields are already of their types (str, float, str): build without re-validating
+    make = ScoredItem.model_construct
     return RecommendResponse(
         items=[
-            ScoredItem(item_id=str(i), score=float(s), source=src)
-            for i, s, src in zip(res.item_ids, res.scores, sources, strict=True)
+            make(item_id=i, score=s, source=src)
+            for i, s, src in zip(
+                [str(x) for x in res.item_ids], res.scores.tolist(), sources, strict=True
+            )
         ],
         strategy="block",
         model_version=version,

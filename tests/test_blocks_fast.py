@@ -134,3 +134,67 @@ def test_batch_path_equals_single_requests_for_every_block(shop) -> None:
             assert list(got["item_id"]) == list(one.item_ids)
             assert list(got["source"]) == list(one.sources)
             np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)
+
+
+@pytest.fixture(scope="module")
+def campaign_shop(shop):
+    """The shop's blocks plus a matrix-factorisation ``personal`` (its own batch scoring)."""
+    from cip.models.recommender.block_eval import TopFrequency
+    from cip.models.recommender.blocks import PersonalBlock
+
+    als = PersonalBlock(algorithm="als", params={"factors": 8, "iterations": 3, "num_threads": 1})
+    shop.blocks["personal_als"] = als.fit(shop.history)
+    shop.blocks["top_freq"] = TopFrequency().fit(shop.history)  # overrides candidates()
+    yield shop
+    del shop.blocks["personal_als"], shop.blocks["top_freq"]
+
+
+def test_campaign_batch_path_with_request_times(campaign_shop) -> None:
+    """Timing-aware blocks get each person's own request time in the vectorised path."""
+    users = [f"u{j}" for j in range(42)]
+    at = [AS_OF + pd.Timedelta(days=3 * j) for j in range(42)]
+    for name in ("buy_again", "top_freq", "personal_als"):
+        df = campaign_shop.recommend_many(name, users, k=7, at=at, chunk=8)
+        for u, t in zip(users, at, strict=True):
+            one = campaign_shop.recommend(name, u, k=7, at=t)
+            got = df[df["user_id"] == u]
+            assert list(got["item_id"]) == list(one.item_ids)
+            np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)
+
+
+@pytest.mark.parametrize("rules", RULES + [{"exclude_purchased": True, "max_per_category": 1}])
+def test_campaign_batch_path_equals_single_requests_exactly(campaign_shop, rules, monkeypatch):
+    """recommend_many without context (the vectorised campaign path) answers, for every
+    block, person and rule set, exactly recommend(): same items, order, scores, sources."""
+    import cip.models.recommender.blocks as blocks_mod
+
+    retries = []
+    real = blocks_mod.select_many
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        retries.append(int(out.retry.sum()))
+        return out
+
+    monkeypatch.setattr(blocks_mod, "select_many", spy)
+    shop = campaign_shop
+    assert hasattr(shop.blocks["personal_als"].model_, "user_factors_")
+    users = [f"u{j}" for j in range(42)] + [None]  # u40, u41: nobody known; None: anonymous
+    compared = 0
+    for name in shop.blocks:
+        for k in (1, 5, 13):
+            df = shop.recommend_many(name, users, k=k, rules=rules, chunk=16)
+            for u in users:
+                one = _answer(shop.recommend, name, u, [], k, rules)
+                got = df[df["user_id"].isna()] if u is None else df[df["user_id"] == u]
+                if isinstance(one, str):
+                    assert got.empty
+                    continue
+                compared += 1
+                assert list(got["rank"]) == list(range(1, len(got) + 1))
+                assert list(got["item_id"]) == list(one.item_ids), (name, u, k, rules)
+                assert list(got["source"]) == list(one.sources)
+                np.testing.assert_array_equal(got["score"].to_numpy(), one.scores)
+    assert retries and compared > 500  # the vectorised path ran, on real answers
+    if rules and rules.get("max_per_category") == 1:
+        assert sum(retries) > 0  # and the wide retry (select_one per row) was exercised

@@ -196,3 +196,75 @@ def test_segment_export_carries_recommended_items_for_consenting_members(ws) -> 
     assert len(rows["U01"]["recommended_items"]) == 2
     assert set(rows["U01"]["recommended_items"]) <= {"a1", "a2", "a3"}
     assert rows["U03"]["recommended_items"] is None  # no consent to personalisation
+
+
+def test_segment_webhook_carries_recommended_items_for_consenting_members(ws) -> None:
+    """A destination with ``recommend: {block, n}``: every change carries recommended_items,
+    null for a member without consent to personalisation; without fitted blocks, null for all."""
+    from cip.activation import SegmentDefinition, WebhookDestination, deliver_webhooks
+    from cip.activation.signing import new_secret
+    from cip.pipelines.workflows.blocks import recommender_for
+
+    from tests._webhook_receiver import Receiver
+
+    secret = new_secret()
+    seg = SegmentDefinition(
+        name="at_risk",
+        kind="rfm",
+        rfm_segments=["At Risk"],  # not evaluated here: the changes are written below
+        purpose="email",
+        webhook="crm",
+    )
+    dest = {
+        "crm": WebhookDestination(
+            url="http://127.0.0.1:1/unused", secret=secret, recommend={"block": "again", "n": 2}
+        )
+    }
+    with ws.open_store() as store:
+        store.execute("DROP TABLE IF EXISTS segment_changes")
+        store.execute(
+            "CREATE TABLE segment_changes AS SELECT segment, unified_id, as_of, "
+            "'entered' AS change, CAST(NULL AS TIMESTAMP) AS previous_as_of FROM segment_members"
+        )
+        rec = recommender_for(ws, store, "again", 2)
+        with Receiver(fail_rate=0.0, secret=secret) as rx:
+            dest["crm"] = dest["crm"].model_copy(update={"url": rx.url})
+            (rep,) = deliver_webhooks(store, [seg], dest, recommend={"crm": rec})
+        assert rx.rejected == 0 and rep.delivered == 1
+        rows = {c["unified_id"]: c for b in rx.by_key.values() for c in b["changes"]}
+        # U01..U07 entered; U05 refused e-mail (not sent), U03 refused personalisation
+        assert sorted(rows) == ["U01", "U02", "U03", "U04", "U06", "U07"]
+        assert rows["U03"]["recommended_items"] is None
+        assert set(rows["U01"]["recommended_items"]) <= {"a1", "a2", "a3"}  # C01's purchases
+        assert all(len(rows[u]["recommended_items"]) == 2 for u in rows if u != "U03")
+        assert rep.recommended == 5 and rep.changes_sent == 6
+        # no fitted blocks (None): the changes still go, with null items
+        store.execute("DELETE FROM webhook_deliveries")
+        store.execute("DELETE FROM webhook_batches")
+        with Receiver(fail_rate=0.0, secret=secret) as rx:
+            dest["crm"] = dest["crm"].model_copy(update={"url": rx.url})
+            (rep,) = deliver_webhooks(store, [seg], dest, recommend={"crm": None})
+        rows = [c for b in rx.by_key.values() for c in b["changes"]]
+        assert len(rows) == 6 and all(r["recommended_items"] is None for r in rows)
+        assert rep.recommended == 0
+        # a destination without recommend: no recommended_items key at all
+        store.execute("DELETE FROM webhook_deliveries")
+        store.execute("DELETE FROM webhook_batches")
+        with Receiver(fail_rate=0.0, secret=secret) as rx:
+            plain = {"crm": dest["crm"].model_copy(update={"url": rx.url, "recommend": None})}
+            deliver_webhooks(store, [seg], plain, recommend={"crm": rec})
+        rows = [c for b in rx.by_key.values() for c in b["changes"]]
+        assert len(rows) == 6 and all("recommended_items" not in r for r in rows)
+
+
+def test_webhook_recommend_names_a_configured_block(tmp_path) -> None:
+    p = tmp_path / "cip.yaml"
+    p.write_text(
+        "blocks:\n  again: {kind: buy_again}\n"
+        "segments:\n  webhooks:\n    crm:\n      url: https://crm.example/hook\n"
+        "      recommend: {block: personal, n: 4}\n"
+    )
+    with pytest.raises(ConfigError, match=r"segments\.webhooks\.crm\.recommend\.block"):
+        load_config(p)
+    p.write_text(p.read_text().replace("block: personal", "block: again"))
+    assert load_config(p).segments.webhooks["crm"].recommend.n == 4

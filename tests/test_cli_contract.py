@@ -298,6 +298,8 @@ ELSEWHERE: dict[str, str] = {
     "triggers test": "tests/test_triggers_worker.py::test_worker_journal_to_signed_webhook_exactly_once",
     # needs a campaign with a control group; the demo shop has none (here: exit 4)
     "train uplift": "tests/test_measure.py::test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores",
+    # fits every block twice (block and baseline) on a time split: its own small shop
+    "recommend evaluate-blocks": "tests/test_blocks_evaluation.py::test_cli_evaluate_blocks_json",
 }
 
 

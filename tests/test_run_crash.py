@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CUSTOMERS, DAYS = 300, 400
 KILLS = int(os.environ.get("CIP_CRASH_KILLS", "10"))
 SEED = int(os.environ.get("CIP_CRASH_SEED", "0"))
-STEPS = ["ingest", "retention", "unify", "features", "train", "score", "segments", "exports"]
+STEPS = [
+    "ingest", "retention", "unify", "features", "train", "blocks", "score", "segments", "exports"
+]  # fmt: skip
 CONFIG = {
     "models": {"n_snapshots": 4},  # a faster training set; the steps are what is tested
     "retention": {"quarantine": 3650},

@@ -38,11 +38,15 @@ from cip.models.recommender.blocks import BuyAgainBlock, Queries, Request, fit_b
 from cip.profiles.errors import DataError
 
 __all__ = [
+    "PROTOCOLS",
     "TopFrequency",
+    "default_split",
     "eval_bought_together",
     "eval_buy_again",
     "eval_cold_similar",
     "eval_personal",
+    "evaluate_blocks",
+    "evaluation_figure",
     "grid_search",
     "split_lines",
     "validation_split",
@@ -243,3 +247,137 @@ def _plain(v: Any) -> Any:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return None
     return v.item() if isinstance(v, np.generic) else v
+
+
+#: Block kinds with an offline protocol: kind -> (protocol, baseline's name).
+PROTOCOLS: dict[str, tuple[str, str]] = {
+    "buy_again": ("next basket (first test order)", "P-TopFreq"),
+    "bought_together": ("leave one out in test orders", "co-occurrence count"),
+    "similar": ("cold items (training lines hidden)", "popular in category"),
+    "personal": ("new items of known customers", "popular"),
+}
+METRICS = ("recall", "ndcg", "hit_rate")
+
+
+def default_split(lines: pd.DataFrame, test_share: float = 0.2) -> pd.Timestamp:
+    """The day that leaves the last ``test_share`` of the data's time span as the test period."""
+    ts = pd.to_datetime(lines["ts"])
+    if ts.empty:
+        raise DataError("no order lines to split")
+    lo, hi = ts.min(), ts.max()
+    return (lo + (hi - lo) * (1.0 - test_share)).normalize()
+
+
+def _pair(
+    kind: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    products: pd.DataFrame | None,
+    k: int,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(block metrics, baseline metrics)`` of one block kind on its protocol."""
+    if kind == "buy_again":
+        return eval_buy_again(train, test, params, k), eval_buy_again(train, test, None, k)
+    if kind == "bought_together":
+        return (
+            eval_bought_together(train, test, params, k, seed),
+            eval_bought_together(train, test, {"measure": "count"}, k, seed),
+        )
+    if kind == "similar":
+        return (
+            eval_cold_similar(train, test, products, params, k, seed=seed),
+            eval_cold_similar(train, test, products, None, k, seed=seed),
+        )
+    return (
+        eval_personal(train, test, "personal", params, k),
+        eval_personal(train, test, "popular", {}, k),
+    )
+
+
+def evaluate_blocks(
+    lines: pd.DataFrame,
+    products: pd.DataFrame | None,
+    blocks: dict[str, dict[str, Any]],
+    split: Any = None,
+    end: Any = None,
+    k: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each named block against its baseline on a time split at ``split`` (``end`` excluded).
+
+    Args:
+        lines: order lines ``user_id, order_id, item_id, ts``.
+        products: the catalogue (``similar`` needs it: its protocol hides items' lines).
+        blocks: block name -> ``{"kind": ..., "params": {...}}`` (as in ``cip.yaml``);
+            kinds without a protocol (:data:`PROTOCOLS`) get a row with ``skipped``.
+        split: start of the test period (default :func:`default_split`).
+        end: end of the test period (default: after the last line).
+        k: the cut-off of the metrics.
+        seed: the seed of the sampled queries and hidden items.
+
+    Returns:
+        One row per block: ``block, kind, protocol, baseline, queries``, the
+        block's ``recall, ndcg, hit_rate`` at ``k``, the baseline's
+        (``baseline_recall`` ...), and ``skipped`` (the reason, or ``None``).
+        The blocks' parameters are taken as given: tune them on a validation
+        split carved from the training period (:func:`validation_split`).
+    """
+    cut = pd.Timestamp(split) if split is not None else default_split(lines)
+    train, test = split_lines(lines, cut, end)
+    rows = []
+    for name, spec in blocks.items():
+        kind = spec.get("kind", name)
+        row: dict[str, Any] = {"block": name, "kind": kind, "skipped": None}
+        row.update({m: np.nan for m in METRICS})
+        row.update({f"baseline_{m}": np.nan for m in METRICS})
+        row["queries"] = 0
+        if kind not in PROTOCOLS:
+            row.update(protocol="", baseline="", skipped=f"no offline protocol for {kind}")
+            rows.append(row)
+            continue
+        row["protocol"], row["baseline"] = PROTOCOLS[kind]
+        if kind == "similar" and (products is None or products.empty):
+            row["skipped"] = "no products table (the cold-item protocol needs the catalogue)"
+            rows.append(row)
+            continue
+        try:
+            mine, base = _pair(kind, dict(spec.get("params") or {}), train, test, products, k, seed)
+        except (DataError, ValueError) as exc:  # e.g. no test order of a known customer
+            row["skipped"] = f"cannot evaluate: {exc}"
+            rows.append(row)
+            continue
+        if not mine["queries"]:
+            row["skipped"] = "no test queries for this protocol"
+        else:
+            row.update({m: mine[m] for m in METRICS})
+            row.update({f"baseline_{m}": base[m] for m in METRICS})
+            row["queries"] = int(mine["queries"])
+        log.info("block %s (%s): %s vs baseline %s", name, kind, mine, base)
+        rows.append(row)
+    cols = ["block", "kind", "protocol", "baseline", "queries", *METRICS]
+    cols += [f"baseline_{m}" for m in METRICS] + ["skipped"]
+    table = pd.DataFrame(rows, columns=cols)
+    table.attrs.update(split=str(cut.date()), k=k, train_lines=len(train), test_lines=len(test))
+    return table
+
+
+def evaluation_figure(table: pd.DataFrame, k: int = 10) -> Any:
+    """Bars of every evaluated block next to its baseline, one panel per metric."""
+    from matplotlib.figure import Figure
+
+    done = table[table["skipped"].isna()]
+    fig = Figure(figsize=(4.0 * len(METRICS), 4.0), dpi=100, layout="tight")
+    x = np.arange(len(done))
+    for i, m in enumerate(METRICS):
+        ax = fig.add_subplot(1, len(METRICS), i + 1)
+        ax.bar(x - 0.2, done[m].to_numpy(float), 0.4, label="block")
+        ax.bar(x + 0.2, done[f"baseline_{m}"].to_numpy(float), 0.4, label="baseline")
+        ax.set_xticks(x, done["block"].tolist(), rotation=30, ha="right")
+        ax.set_title(f"{m.replace('_', ' ')}@{k}")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+        if i == 0:
+            ax.legend()
+    return fig

@@ -72,9 +72,30 @@ def deliver(ws: Workspace, as_of: AsOf | None = None) -> DeliveryResult:
     with open_quiet(ws) as store:
         return DeliveryResult(
             deliver_webhooks(
-                store, cfg.effective(), cfg.webhooks, day, secrets_dir=webhook_secrets_dir(ws)
+                store,
+                cfg.effective(),
+                cfg.webhooks,
+                day,
+                secrets_dir=webhook_secrets_dir(ws),
+                recommend=_webhook_recommenders(ws, store),
             )
         )
+
+
+def _webhook_recommenders(ws: Workspace, store: Store) -> dict[str, Any]:
+    """Destination -> its ``recommend: {block, n}`` item function (None: no fitted blocks)."""
+    from cip.pipelines.workflows.blocks import recommender_for
+
+    out: dict[str, Any] = {}
+    for name, dest in ws.config.segments.webhooks.items():
+        if dest.recommend is None:
+            continue
+        try:
+            out[name] = recommender_for(ws, store, dest.recommend.block, dest.recommend.n)
+        except NotFoundError as exc:  # blocks not fitted yet: the changes go without items
+            log.warning("webhook %s: %s", name, exc)
+            out[name] = None
+    return out
 
 
 def webhook_secrets_dir(ws: Workspace) -> Path:

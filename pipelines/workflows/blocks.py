@@ -37,6 +37,8 @@ __all__ = [
     "BLOCKS_FILE",
     "FitBlocksResult",
     "CampaignResult",
+    "EvaluateBlocksResult",
+    "evaluate_blocks",
     "blocks_path",
     "fit_blocks",
     "load_saved_blocks",
@@ -95,6 +97,23 @@ class CampaignResult:
     model_version: str
     seconds: float
     fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvaluateBlocksResult:
+    """What ``cip recommend evaluate-blocks`` measured: one row per block, and the MLflow run."""
+
+    split: str
+    end: str | None
+    k: int
+    train_lines: int
+    test_lines: int
+    rows: list[dict[str, Any]]
+    run_id: str | None
+    seconds: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,6 +220,109 @@ def _log_run(ws: Workspace, saved: Any, n_lines: int, seconds: float) -> str:
         return run.info.run_id
 
 
+def evaluate_blocks(
+    ws: Workspace,
+    split: AsOf | None = None,
+    end: AsOf | None = None,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    log_mlflow: bool = True,
+) -> EvaluateBlocksResult:
+    """Each block of ``blocks:`` against its baseline on a time split of the store's order lines.
+
+    The protocols are those of :mod:`cip.models.recommender.block_eval` (next
+    basket for ``buy_again``, leave one out for ``bought_together``, hidden
+    items for ``similar``, new items for ``personal``); kinds without one are
+    listed as skipped. The blocks use their ``cip.yaml`` parameters (the
+    ``personal`` kind fits its own ``algorithm`` on the training part, not the
+    registry's champion, which has seen the test period). The metrics at ``k``
+    (``<block>.recall_at_10``, ``<block>.baseline_ndcg_at_10``, ...), the table
+    (``blocks_evaluation.csv``) and a bar chart (``blocks_evaluation.png``) are
+    logged to a run of the ``cip-blocks`` experiment.
+    """
+    from cip.models.recommender import block_eval
+    from cip.models.recommender.blocks.inputs import block_inputs_from_store
+
+    t0 = time.perf_counter()
+    with ws.open_store(read_only=True) as store:
+        lines, products, _ = block_inputs_from_store(store, None if end is None else str(end))
+    if lines.empty:
+        raise DataError("no completed order lines in the store: run `cip ingest` first")
+    spec = {n: b.model_dump() for n, b in ws.config.blocks.items()}
+    table = block_eval.evaluate_blocks(
+        lines,
+        products,
+        spec,
+        None if split is None else str(split),
+        None if end is None else str(end),
+        k=k,
+        seed=seed,
+    )
+    run_id = _log_evaluation(ws, table, spec, k, seed) if log_mlflow else None
+    rows = [
+        {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in r.items()}
+        for r in table.to_dict("records")
+    ]
+    return EvaluateBlocksResult(
+        split=table.attrs["split"],
+        end=None if end is None else str(end),
+        k=k,
+        train_lines=int(table.attrs["train_lines"]),
+        test_lines=int(table.attrs["test_lines"]),
+        rows=rows,
+        run_id=run_id,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _log_evaluation(
+    ws: Workspace, table: pd.DataFrame, spec: dict[str, Any], k: int, seed: int
+) -> str:
+    import mlflow
+    from cip.models import registry
+    from cip.models.recommender.block_eval import METRICS, evaluation_figure
+
+    registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
+    registry.ensure_experiment(EXPERIMENT, ws.mlflow_artifact_location)
+    with mlflow.start_run(run_name=f"evaluate {table.attrs['split']}") as run:
+        mlflow.set_tags({"kind": "evaluation"})
+        params: dict[str, Any] = {
+            "split": table.attrs["split"],
+            "k": k,
+            "seed": seed,
+            "train_lines": table.attrs["train_lines"],
+            "test_lines": table.attrs["test_lines"],
+        }
+        for r in table.itertuples():
+            params[f"{r.block}.kind"] = r.kind
+            if r.skipped:
+                params[f"{r.block}.skipped"] = r.skipped
+            else:
+                params[f"{r.block}.baseline"] = r.baseline
+            for p, v in (spec[r.block].get("params") or {}).items():
+                params[f"{r.block}.{p}"] = v
+        mlflow.log_params({key: str(v)[:500] for key, v in params.items()})
+        metrics: dict[str, float] = {}
+        for r in table[table["skipped"].isna()].to_dict("records"):
+            b = r["block"]
+            metrics[f"{b}.queries"] = float(r["queries"])
+            for m in METRICS:
+                metrics[f"{b}.{m}_at_{k}"] = float(r[m])
+                metrics[f"{b}.baseline_{m}_at_{k}"] = float(r[f"baseline_{m}"])
+        if metrics:
+            mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / "blocks_evaluation.csv"
+            table.to_csv(csv, index=False)
+            mlflow.log_artifact(str(csv))
+            if len(metrics):
+                png = Path(tmp) / "blocks_evaluation.png"
+                evaluation_figure(table, k).savefig(png)
+                mlflow.log_artifact(str(png))
+        return run.info.run_id
+
+
 def load_saved_blocks(ws: Workspace) -> Any:
     """The workspace's fitted blocks (:class:`cip.models.recommender.blocks.saved.SavedBlocks`)."""
     from cip.models.recommender.blocks.saved import load_blocks
@@ -302,29 +424,35 @@ _COLUMNS = [
 
 
 def _rows(saved: Any, people: pd.DataFrame, block: str, n: int, chunk: int) -> pd.DataFrame:
-    uids = people["unified_id"].astype(str).tolist()
-    recs = saved.blocks.recommend_many(block, uids, k=n, chunk=chunk)
-    if recs.empty:
+    uids = people["unified_id"].astype(str).to_numpy(dtype=object)
+    flat = saved.blocks.recommend_flat(block, uids, k=n, chunk=chunk)
+    counts = flat["counts"]
+    has = counts > 0
+    if not has.any():
         return pd.DataFrame(columns=_COLUMNS)
-    # rows come per person in request order, rank 1..m: split at every rank 1
-    starts = np.flatnonzero(recs["rank"].to_numpy() == 1)
-    cuts = starts[1:]
-    items = [a.tolist() for a in np.split(recs["item_id"].to_numpy(dtype=object), cuts)]
-    scores = [a.tolist() for a in np.split(recs["score"].to_numpy(dtype=np.float64), cuts)]
-    srcs = np.split(recs["source"].to_numpy(dtype=object), cuts)
+    # per person: a slice of the flat answers (list slicing beats np.split per person)
+    ends = np.cumsum(counts)[has]
+    starts = ends - counts[has]
+    bounds = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    item_l, score_l = flat["item_id"].tolist(), flat["score"].tolist()
+    src = flat["source"]
+    src_l = src.tolist()
     kind = saved.kinds.get(block, block)
-    own = recs["source"].to_numpy(dtype=object) == kind
-    first_other = np.split(~own, cuts)
-    fallback = [s[f.argmax()] if f.any() else None for s, f in zip(srcs, first_other, strict=True)]
-    persons = recs["user_id"].to_numpy(dtype=object)[starts]
+    # the first fallback per person: the first source that is not the block's own
+    other = np.where(src != kind, np.arange(len(src)), len(src))
+    first = np.minimum.reduceat(np.append(other, len(src)), starts)
+    fallback = [
+        src_l[f] if f < e else None for f, e in zip(first.tolist(), ends.tolist(), strict=True)
+    ]
+    persons = uids[has]
     cust = people.drop_duplicates("unified_id").set_index("unified_id")["customer_id"]
     return pd.DataFrame(
         {
             "unified_id": persons,
             "customer_id": cust.reindex(persons).to_numpy(),
-            "items": items,
-            "scores": scores,
-            "sources": [a.tolist() for a in srcs],
+            "items": [item_l[a:b] for a, b in bounds],
+            "scores": [score_l[a:b] for a, b in bounds],
+            "sources": [src_l[a:b] for a, b in bounds],
             "block": block,
             "fallback": fallback,
             "model_version": _version(saved),

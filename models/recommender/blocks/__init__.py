@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._catalog import Catalog, build_catalog
 from cip.models.recommender.blocks._history import DAY, History, build_history
+from cip.models.recommender.blocks._many import Dense, Many, Ranked, Sparse, select_many
 from cip.models.recommender.blocks._one import ranked, select_one
 from cip.models.recommender.blocks._select import BlockResult, select
 from cip.models.recommender.blocks.buy_again import BuyAgainBlock
@@ -352,6 +353,70 @@ class BlockSet:
             out.append(BlockResult(ids[res.item_ids], res.scores, res.sources, name))
         return out
 
+    def _run_many(self, name: str, q: Queries, k: int, rules: Any) -> Many:
+        """:meth:`_run` of requests without context items or category (campaigns), vectorised.
+
+        Every row answers exactly what :meth:`recommend` answers for that person
+        (:mod:`._many`); a person the rules leave nothing gets no entries.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        block = self._block(name)
+        h = self.history
+        r = self._merged(name, rules)
+        base, boost = self._rule_arrays(r)
+        allowed = self._allowed(name, block, q, r, base, strict=False)
+        if block.global_ranking:
+            gpos, gsc = block.candidates(Request(-1, np.zeros(0, np.int64), np.zeros(0), 0.0, -1))
+            one = self._tiers_one(name, block, r, boost, None, gpos, gsc)
+            own = Ranked(one[0][0], one[0][1], one[0][2])
+        else:
+            one = self._tiers_one(name, block, r, boost, None, np.zeros(0, np.int64), np.zeros(0))
+            own = block.candidates_many(q)
+            if boost is not None:
+                if isinstance(own, Sparse):
+                    own = own._replace(scores=own.scores * boost[own.pos])
+                else:
+                    own = own._replace(
+                        scores=own.scores * (boost if own.cols is None else boost[own.cols])
+                    )
+            own = own._replace(name=block.name)
+        tiers = [own] + [Ranked(t[0], t[1], t[2]) for t in one[1:]]
+        cat = h.catalog.category
+        res = select_many(tiers, allowed, int(k), cat, r.max_per_category)
+        if not res.retry.any():
+            return res
+        # the wide retry of select_one, row by row (rare: the cap discarded too many)
+        counts, pos, val, tier = res.counts.copy(), [res.pos], [res.scores], [res.tier]
+        names = {t[0]: i for i, t in enumerate(tiers)}
+        for i in np.flatnonzero(res.retry):
+            if isinstance(own, Sparse):
+                a, b = own.indptr[i], own.indptr[i + 1]
+                p, s = own.pos[a:b], own.scores[a:b]
+            elif isinstance(own, Dense):
+                p, s = own.row(i)
+            else:
+                p, s = own.pos, own.scores
+            row = [(own.name, p, s, isinstance(own, Ranked))] + list(one[1:])
+            x = select_one(row, allowed[i], int(k), cat, r.max_per_category)
+            counts[i] = len(x.item_ids)
+            pos.append(x.item_ids)
+            val.append(x.scores)
+            tier.append(np.array([names[str(n)] for n in x.sources], dtype=np.int64))
+        # put the retried rows' entries back in row order
+        row_of = np.concatenate(
+            [np.repeat(np.arange(q.size), res.counts)]
+            + [np.full(len(p), i) for i, p in zip(np.flatnonzero(res.retry), pos[1:], strict=True)]
+        )
+        o = np.argsort(row_of, kind="stable")
+        return Many(
+            counts,
+            np.concatenate(pos)[o],
+            np.concatenate(val)[o],
+            np.concatenate(tier)[o],
+            np.zeros(q.size, dtype=bool),
+        )
+
     def _run_one(self, name: str, req: Request, k: int, rules: Any) -> BlockResult:
         """:meth:`_run` of one request, without dense ``(b, n)`` arrays (same answer)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -381,6 +446,10 @@ class BlockSet:
         tiers = self._tiers_one(name, block, r, boost, cats, pos, sc)
         res = select_one(tiers, allowed, int(k), h.catalog.category, r.max_per_category)
         return BlockResult(h.catalog.ids[res.item_ids], res.scores, res.sources, name)
+
+    def _tier_names(self, name: str) -> list[str]:
+        """The tier names of :meth:`_run_many` for ``name`` (no category: no ``popular_category``)."""
+        return [self._block(name).name, "popular", "catalogue"]
 
     def _merged(self, name: str, rules: Any) -> Rules:
         """The block's rules with the request's over them (cached: requests repeat a few)."""
@@ -465,6 +534,55 @@ class BlockSet:
         """
         return self._run_one(block, self.request(user_id, items, at, category), k, rules)
 
+    def recommend_flat(
+        self,
+        block: str,
+        user_ids: Any,
+        k: int = 10,
+        rules: Rules | dict[str, Any] | None = None,
+        at: Any = None,
+        items: list[list[Any]] | None = None,
+        chunk: int = 512,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`recommend_many` as flat arrays (no DataFrame): ``counts`` per request (in
+        request order), then ``item_id``, ``score``, ``source`` of all answers in rank order.
+
+        Requests without context items run the vectorised path (:mod:`._many`).
+        """
+        users = list(pd.Series(user_ids, dtype=object))
+        counts, item, score, source = [], [], [], []
+        ids = self.history.catalog.ids
+        times = list(at) if pd.api.types.is_list_like(at) else None  # one time per request
+        for s in range(0, len(users), chunk):
+            part = users[s : s + chunk]
+            t = at if times is None else times[s : s + chunk]
+            if t is not None and times is None:
+                t = [t] * len(part)
+            q = self.queries(part, None if items is None else items[s : s + chunk], t)
+            if q.items.nnz == 0 and (q.category < 0).all():  # campaigns: the vectorised path
+                many = self._run_many(block, q, k, rules)
+                names = np.array(self._tier_names(block), dtype=object)
+                counts.append(many.counts)
+                item.append(ids[many.pos])
+                score.append(many.scores)
+                source.append(names[many.tier])
+                continue
+            res = self._run(block, q, k, rules, strict=False)
+            counts.append(np.fromiter((len(x.item_ids) for x in res), np.int64, len(res)))
+            item.extend(x.item_ids for x in res)
+            score.extend(x.scores for x in res)
+            source.extend(x.sources for x in res)
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        return {
+            "counts": cat(counts, np.int64),
+            "item_id": cat(item, object),
+            "score": cat(score, np.float64),
+            "source": cat(source, object),
+        }
+
     def recommend_many(
         self,
         block: str,
@@ -479,27 +597,20 @@ class BlockSet:
 
         A person for whom the rules leave nothing gets no rows (no error).
         """
-        users = list(pd.Series(user_ids, dtype=object))
-        frames = []
-        for s in range(0, len(users), chunk):
-            part = users[s : s + chunk]
-            q = self.queries(part, None if items is None else items[s : s + chunk], at)
-            res = self._run(block, q, k, rules, strict=False)
-            n = np.fromiter((len(x.item_ids) for x in res), dtype=np.int64, count=len(res))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": np.repeat(np.array(part, dtype=object), n),
-                        "item_id": np.concatenate([x.item_ids for x in res]) if n.sum() else [],
-                        "score": np.concatenate([x.scores for x in res]) if n.sum() else [],
-                        "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n.sum() else [],
-                        "source": np.concatenate([x.sources for x in res]) if n.sum() else [],
-                    }
-                )
-            )
-        if not frames:
-            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank", "source"])
-        return pd.concat(frames, ignore_index=True)
+        users = np.array(list(pd.Series(user_ids, dtype=object)), dtype=object)
+        flat = self.recommend_flat(block, users, k, rules, at, items, chunk)
+        n = flat["counts"]
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(users, n),
+                "item_id": flat["item_id"],
+                "score": flat["score"],
+                "rank": np.arange(int(n.sum()), dtype=np.int64)
+                - np.repeat(np.cumsum(n) - n, n)
+                + 1,
+                "source": flat["source"],
+            }
+        )
 
 
 def fit_blocks(

@@ -159,6 +159,33 @@ class Block:
         pos = np.flatnonzero(np.isfinite(row))
         return pos, row[pos]
 
+    def candidates_many(self, q: Queries) -> Any:
+        """Candidates of a batch of requests, each row exactly :meth:`candidates` of that request.
+
+        Returns a :class:`~._many.Sparse` (CSR rows of positions and scores) or a
+        :class:`~._many.Dense` (``(b, n_items)`` scores, non-finite: not a candidate).
+        The default asks :meth:`candidates` row by row (or uses :meth:`scores` when
+        the block has no sparse path); blocks override it with vectorised code.
+        """
+        from cip.models.recommender.blocks._many import Dense, Sparse
+
+        if type(self).candidates is Block.candidates:
+            return Dense(self.name, self.scores(q))
+        ip, ix, order = q.items.indptr, q.items.indices, q.item_order.data
+        parts_p, parts_s, lens = [], [], []
+        for i in range(q.size):
+            items, o = ix[ip[i] : ip[i + 1]], order[ip[i] : ip[i + 1]]
+            srt = np.argsort(o, kind="stable")
+            one = Request(int(q.rows[i]), items[srt], o[srt], float(q.at[i]), int(q.category[i]))
+            p, s = self.candidates(one)
+            parts_p.append(p)
+            parts_s.append(s)
+            lens.append(len(p))
+        indptr = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)])
+        pos = np.concatenate(parts_p).astype(np.int64) if parts_p else np.zeros(0, np.int64)
+        sc = np.concatenate(parts_s).astype(np.float64) if parts_s else np.zeros(0)
+        return Sparse(self.name, indptr, pos, sc)
+
     def request_mask_one(self, r: Request) -> np.ndarray | None:
         """:meth:`request_mask` of one request (``(n_items,)`` or None)."""
         if type(self).request_mask is Block.request_mask:

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from cip.models.recommender.blocks._base import Block, Queries, Request, positive
 from cip.models.recommender.blocks._history import History
+from cip.models.recommender.blocks._many import Sparse
 from cip.profiles.errors import ConfigError
 
 __all__ = ["BuyAgainBlock"]
@@ -117,6 +118,26 @@ class BuyAgainBlock(Block):
             * self.repurchase_rate_[col] ** self.rate_weight
         )
         return col, s
+
+    def candidates_many(self, q: Queries) -> Sparse:
+        """:meth:`candidates` of every request at once (the same arithmetic, element-wise)."""
+        if type(self).candidates is not BuyAgainBlock.candidates:  # a subclass ranks differently
+            return super().candidates_many(q)
+        self._check_fitted()
+        ip = self.freq_.indptr
+        rows = np.maximum(q.rows, 0)
+        lens = np.where(q.rows >= 0, ip[rows + 1] - ip[rows], 0).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lens)])
+        idx = np.repeat(ip[rows] - indptr[:-1], lens) + np.arange(indptr[-1])
+        col = self.freq_.indices[idx].astype(np.int64)
+        t = np.maximum(self.last_.data[idx] + np.repeat(q.at, lens), 0.5)
+        g = np.exp(-0.5 * ((np.log(t) - self.log_interval_.data[idx]) / self.sigma) ** 2)
+        s = (
+            self.freq_.data[idx]
+            * (1.0 + self.timing_weight * g)
+            * self.repurchase_rate_[col] ** self.rate_weight
+        )
+        return Sparse(self.name, indptr, col, s)
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

@@ -18,6 +18,7 @@ from cip.models.recommender._base import one_blas_thread
 from cip.models.recommender._data import lookup
 from cip.models.recommender.blocks._base import Block, Queries, Request
 from cip.models.recommender.blocks._history import History
+from cip.models.recommender.blocks._many import Dense
 
 __all__ = ["PersonalBlock"]
 
@@ -83,6 +84,51 @@ class PersonalBlock(Block):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         s = s[finite] - s[finite].min()
         return self.catalog_pos_[finite], s
+
+    def candidates_many(self, q: Queries) -> Dense:
+        """:meth:`candidates` of every request as dense rows.
+
+        The model is scored one person at a time on purpose: a BLAS product of many
+        rows does not give bit-identical scores to the one-row product the single
+        request path uses (the kernels sum in another order), and a campaign must
+        answer exactly what ``/recommend`` answers.
+        """
+        if type(self).candidates is not PersonalBlock.candidates:  # a subclass ranks differently
+            return super().candidates_many(q)
+        h = self._check_fitted()
+        mrows = self._model_rows()
+        m = self.model_
+        if hasattr(m, "user_factors_"):
+            # the one-row product of _user_scores per person (same BLAS call, same bits),
+            # then the shift of candidates() for all rows at once (element-wise: same bits)
+            uf, itf = m.user_factors_, m.item_factors_.T
+            mr = np.where(q.rows >= 0, mrows[np.maximum(q.rows, 0)], -1)
+            raw = np.empty((q.size, itf.shape[1]), dtype=np.result_type(uf, itf))
+            with one_blas_thread():  # as in the service's workers; forked workers do not fight
+                for j, u in enumerate(mr.tolist()):
+                    if u >= 0:
+                        np.matmul(uf[[u]], itf, out=raw[j : j + 1])
+            s = raw.astype(np.float64)
+            if len(self.model_cols_) != s.shape[1]:
+                s = s[:, self.model_cols_]
+            unknown = mr < 0
+            s[unknown] = 0.0  # (uninitialised rows) set to -inf below: no candidate
+            if np.isfinite(s).all():
+                s -= s.min(axis=1, keepdims=True)
+            else:
+                finite = np.isfinite(s)
+                low = np.min(np.where(finite, s, np.inf), axis=1, keepdims=True)
+                s = np.where(finite, s - low, -np.inf)
+            s[unknown] = -np.inf
+            return Dense(self.name, s, self.catalog_pos_)
+        out = np.full((q.size, h.catalog.size), -np.inf)
+        empty = np.zeros(0, dtype=np.int64)
+        for i, row in enumerate(q.rows.tolist()):
+            if row < 0 or mrows[row] < 0:
+                continue
+            pos, s = self.candidates(Request(row, empty, empty, float(q.at[i]), -1))
+            out[i, pos] = s
+        return Dense(self.name, out)
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()

@@ -77,14 +77,18 @@ class PopularBlock(Block):
     def _fit(self, history: History) -> None:
         positive("half_life_days", self.half_life_days, allow_none=True)
         self.popularity_ = decayed_counts(history, self.half_life_days)
+        self.__dict__.pop("_candidates", None)
 
     global_ranking: ClassVar[bool] = True
 
     def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
         """Every item sold, with its decayed count (the caller restricts the categories)."""
         self._check_fitted()
-        pos = np.flatnonzero(self.popularity_ > 0)
-        return pos, self.popularity_[pos]
+        got = self.__dict__.get("_candidates")  # request-independent: built once
+        if got is None:
+            pos = np.flatnonzero(self.popularity_ > 0)
+            got = self._candidates = (pos, self.popularity_[pos])
+        return got
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()
@@ -121,14 +125,18 @@ class TrendingBlock(Block):
         expected = long * self.short_half_life_days / self.long_half_life_days
         growth = (short + self.prior) / (expected + self.prior)
         self.trend_ = np.where(short >= self.min_recent, growth, -np.inf)
+        self.__dict__.pop("_candidates", None)
 
     global_ranking: ClassVar[bool] = True
 
     def candidates(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
         """Every trending item, with its growth (the caller restricts the categories)."""
         self._check_fitted()
-        pos = np.flatnonzero(np.isfinite(self.trend_))
-        return pos, self.trend_[pos]
+        got = self.__dict__.get("_candidates")  # request-independent: built once
+        if got is None:
+            pos = np.flatnonzero(np.isfinite(self.trend_))
+            got = self._candidates = (pos, self.trend_[pos])
+        return got
 
     def scores(self, q: Queries) -> np.ndarray:
         h = self._check_fitted()
