@@ -96,6 +96,7 @@ def test_engine_filter_equals_python_duckdb() -> None:
     assert _engine_sample(ibis.duckdb.connect(), ids, 0.25) == want
 
 
+@pytest.mark.postgres
 def test_engine_filter_equals_python_postgres(pg_url: str) -> None:
     import ibis
 
@@ -231,3 +232,35 @@ def test_budget_reaches_train_clv_from_the_workspace(monkeypatch, tmp_path: Path
     monkeypatch.setattr(clv_pkg, "train_clv", fake)
     assert modeling.train_clv(WS(), "2024-01-01") == "done"
     assert (seen["max_rows"], seen["holdout_rows"]) == (5000, None)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_counts_and_sample_with_events(engine, request) -> None:
+    """Persons seen only through events count too; the sample filters events and lines alike."""
+    from tests._features_data import load_synthetic, synthetic
+
+    data = synthetic(n_customers=300, seed=5)
+    if engine == "duckdb":
+        store = open_store("duckdb")
+    else:
+        url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+        store = open_store("postgres", url=url, schema=schema)
+    with load_synthetic(store, data) as s:
+        as_ofs = ["2024-01-15", "2024-03-15"]
+        counts = count_rows(s, as_ofs)
+        full = build_training_set(s, as_ofs, 30)
+        for a in as_ofs:
+            assert counts[pd.Timestamp(a)] == int((full["as_of"] == pd.Timestamp(a)).sum())
+        assert full["recency_days"].isna().any()  # some rows are persons with events only
+        part = build_training_set(s, as_ofs, 30, persons=person_filter(0.4))
+        want = full[in_sample(full["unified_id"], 0.4)]
+        assert set(zip(part["unified_id"], part["as_of"], strict=True)) == set(
+            zip(want["unified_id"], want["as_of"], strict=True)
+        )
+        cols = [c for c in full.columns if c not in _POPULATION_RELATIVE]
+        key = ["as_of", "unified_id"]
+        pd.testing.assert_frame_equal(
+            part[cols].sort_values(key).reset_index(drop=True),
+            want[cols].sort_values(key).reset_index(drop=True),
+            check_dtype=False,
+        )

@@ -107,19 +107,23 @@ def count_rows(store: Any, as_ofs: Sequence[Any]) -> dict[pd.Timestamp, int]:
     One aggregation in the engine (first order or event per person), before any
     feature is computed.
     """
-    from cip.features._expr import ts_lit
     from cip.features.inputs import load_inputs
     from cip.features.spec import to_as_of
 
     inputs = load_inputs(store)
-    seen = inputs.orders.select("unified_id", "ts")
+    def when(t: Any) -> Any:
+        return t.select(unified_id=t.unified_id.cast("string"), ts=t.ts.cast("timestamp"))
+
+    seen = when(inputs.orders)
     if inputs.events is not None:
-        seen = seen.union(inputs.events.select("unified_id", "ts"), distinct=False)
+        seen = seen.union(when(inputs.events), distinct=False)
     first = seen.group_by("unified_id").aggregate(first_ts=seen.ts.min())
     stamps = [to_as_of(a) for a in as_ofs]
     expr = first.aggregate(
         **{
-            f"n{i}": first.first_ts.count(where=first.first_ts < ts_lit(ts))
+            f"n{i}": first.first_ts.count(
+                where=first.first_ts < ibis.literal(ts.to_pydatetime(), type="timestamp")
+            )
             for i, ts in enumerate(stamps)
         }
     )
