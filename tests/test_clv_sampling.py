@@ -169,8 +169,12 @@ def test_below_the_budget_nothing_changes_and_above_it_the_fraction_is_logged(
     plain, _ = _train(store, tmp_path, "plain", max_rows=None, holdout_rows=None)
     default, uri = _train(store, tmp_path, "default")  # 400,000 / 200,000: far above this shop
     assert default.sample["fit_fraction"] == 1.0 and default.sample["holdout_fraction"] == 1.0
-    assert default.candidates == plain.candidates  # identical metrics, every candidate
-    assert default.btyd_params == plain.btyd_params
+    # the same rows and models: every metric equal up to float summation order (two runs
+    # of the same unsampled query differ in the last digits, ~1e-15 relative)
+    assert default.candidates.keys() == plain.candidates.keys()
+    for name, metrics in plain.candidates.items():
+        assert default.candidates[name] == pytest.approx(metrics, rel=1e-9, abs=1e-12), name
+    assert default.btyd_params == pytest.approx(plain.btyd_params, rel=1e-9)
     assert default.winner == plain.winner
     run = mlflow.MlflowClient(uri).get_run(default.run_id)
     assert float(run.data.params["sample.fit_fraction"]) == 1.0
