@@ -20,7 +20,11 @@ the training child also writes its progress messages, timed, to ``progress.log``
    for every profile at ``as_of`` (features, BTYD summary, all outputs).
 
 Run: ``python -m benchmarks.clv_train_speed [--customers N] [--orders-per-customer K]
-[--horizon-days H] [--tune-trials T] [--keep DIR]``.
+[--horizon-days H] [--tune-trials T] [--keep DIR] [--only train|score] [--score-n-jobs 1 0]``.
+
+Training uses the default row budget (``models.clv.max_rows`` 400,000 fitting rows,
+``holdout_rows`` 200,000: a hash sample of persons above it); scoring predicts with
+all cores unless ``--score-n-jobs`` says otherwise.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
     from cip.profiles.store import open_store
 
     root = Path(folder)
+    (root / "progress.log").unlink(missing_ok=True)  # this run's progress only
     steps: list[tuple[float, str]] = []
     t0 = time.perf_counter()
 
@@ -90,7 +95,7 @@ def _child_train(folder: str, horizon: int, tune_trials: int | None) -> dict:
     }
 
 
-def _child_score(folder: str) -> dict:
+def _child_score(folder: str, n_jobs: int) -> dict:
     from cip.features import data_end
     from cip.models.clv import score_clv
     from cip.profiles.store import open_store
@@ -99,7 +104,7 @@ def _child_score(folder: str) -> dict:
     with open_store("duckdb", path=str(root / "cip.duckdb")) as store:
         as_of = pd.Timestamp(data_end(store)).date()
         t0 = time.perf_counter()
-        out = score_clv(store, as_of, f"sqlite:///{root / 'mlflow.db'}")
+        out = score_clv(store, as_of, f"sqlite:///{root / 'mlflow.db'}", n_jobs=n_jobs)
         wall = time.perf_counter() - t0
     cols = ["clv", "expected_orders", "p_alive", "next_order_date"]
     return {
@@ -107,6 +112,7 @@ def _child_score(folder: str) -> dict:
         "cpu_s_process": _cpu_s(),
         "peak_rss_gib": _peak_gib(),
         "profiles": len(out),
+        "n_jobs": n_jobs,
         "as_of": str(as_of),
         "non_null": {c: int(out[c].notna().sum()) for c in cols},
         "mean_clv": round(float(out["clv"].mean()), 3),
@@ -126,7 +132,7 @@ def _child(argv: list[str]) -> None:
         tune = None if argv[3] == "none" else int(argv[3])
         out = _child_train(argv[1], int(argv[2]), tune)
     else:
-        out = _child_score(argv[1])
+        out = _child_score(argv[1], int(argv[2]))
     sys.stdout.write(json.dumps(out) + "\n")
 
 
@@ -159,6 +165,14 @@ def main() -> None:
     )
     ap.add_argument("--keep", type=Path, default=None, help="keep the store in this folder")
     ap.add_argument("--only", choices=("train", "score"), default=None)
+    ap.add_argument(
+        "--score-n-jobs",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="LightGBM threads of the score step, one score run each (0: all cores; "
+        "e.g. '1 0' compares one thread with all cores)",
+    )
     args = ap.parse_args()
     header = f"{stamp()}; {machine()}; {load_average()} at start"
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,8 +186,10 @@ def main() -> None:
             result["train"] = _run("train", str(folder), str(args.horizon_days), tune)
             result["train"]["target_s"] = TRAIN_TARGET_S
         if args.only in (None, "score"):
-            result["score"] = _run("score", str(folder))
-            result["score"]["target_s"] = SCORE_TARGET_S
+            for n in args.score_n_jobs:
+                key = "score" if n == 0 else f"score_n_jobs_{n}"
+                result[key] = _run("score", str(folder), str(n))
+                result[key]["target_s"] = SCORE_TARGET_S
     result["load_at_end"] = load_average()
     print(header)
     print(json.dumps(result, indent=1))

@@ -23,6 +23,7 @@ One row per person with a completed order before ``as_of``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ibis
@@ -36,7 +37,7 @@ from cip.features._expr import (
     window_start,
     zero,
 )
-from cip.features.inputs import load_inputs
+from cip.features.inputs import load_inputs, restrict_persons
 from cip.features.spec import to_as_of
 
 __all__ = ["BTYD_COLUMNS", "compute_btyd_summary", "build_btyd_summary"]
@@ -107,9 +108,21 @@ def compute_btyd_summary(orders: Any, as_of: Any, horizon_days: int | None = Non
     return t.select("unified_id", **cols)
 
 
-def build_btyd_summary(store: Any, as_of: Any, horizon_days: int | None = None) -> pd.DataFrame:
-    """:func:`compute_btyd_summary` on a store, as pandas sorted by ``unified_id``."""
-    expr = compute_btyd_summary(load_inputs(store).orders, as_of, horizon_days)
+def build_btyd_summary(
+    store: Any,
+    as_of: Any,
+    horizon_days: int | None = None,
+    *,
+    persons: Callable[[Any], Any] | None = None,
+) -> pd.DataFrame:
+    """:func:`compute_btyd_summary` on a store, as pandas sorted by ``unified_id``.
+
+    ``persons``: only those persons (an Ibis predicate on ``unified_id``, applied to
+    the orders in the engine; :func:`features.inputs.restrict_persons`).
+    """
+    expr = compute_btyd_summary(
+        restrict_persons(load_inputs(store), persons).orders, as_of, horizon_days
+    )
     dtypes = {
         "unified_id": "str",
         "frequency": "int64",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 from cip.features._expr import days_before, least_of, to_frame, ts_lit, zero
 from cip.features.behaviour import category_features, event_features
 from cip.features.catalog import feature_specs
-from cip.features.inputs import FeatureInputs, load_inputs
+from cip.features.inputs import FeatureInputs, load_inputs, restrict_persons
 from cip.features.labels import check_horizon, compute_labels, data_end, labels_to_pandas
 from cip.features.rfm import order_features
 from cip.features.segments import rfm_segment
@@ -179,13 +179,18 @@ def build_training_set(
     as_ofs: Sequence[Any],
     horizon_days: int,
     params: FeatureParams | None = None,
+    *,
+    persons: Callable[[Any], Any] | None = None,
 ) -> pd.DataFrame:
     """Features and labels of several snapshots, stacked (e.g. monthly ``as_of`` dates).
 
     Every ``as_of`` is checked against :func:`features.data_end` before anything
     is computed. Labels use ``params.lookback_days`` for ``active``. The result
     has the feature columns followed by ``churn, purchase, future_spend,
-    active``; ``df.attrs["feature_set_version"]``, ``df.attrs["as_ofs"]`` (ISO
+    active``. ``persons`` (an Ibis predicate on ``unified_id``, see
+    :func:`features.inputs.restrict_persons`) keeps only those persons, filtered in
+    the engine before features and labels are computed (a row budget's sample);
+    ``df.attrs["feature_set_version"]``, ``df.attrs["as_ofs"]`` (ISO
     dates, ascending), ``horizon_days`` and ``params`` record the snapshots.
 
     Raises:
@@ -196,7 +201,7 @@ def build_training_set(
         raise DataError("build_training_set needs at least one as_of date")
     end = data_end(store)
     stamps = sorted({check_horizon(a, horizon_days, end) for a in as_ofs})
-    inputs = load_inputs(store)
+    inputs = restrict_persons(load_inputs(store), persons)
     parts = []
     for ts in stamps:
         feats = features_to_pandas(compute_features(inputs, ts, p), inputs, p)

@@ -25,7 +25,7 @@ import ibis
 from cip.profiles.errors import DataError
 from cip.profiles.sql import quote_ident
 
-__all__ = ["FeatureInputs", "load_inputs", "inputs_from_ibis", "RECORD_MAP"]
+__all__ = ["FeatureInputs", "load_inputs", "inputs_from_ibis", "restrict_persons", "RECORD_MAP"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,31 @@ def inputs_from_ibis(
         p = p.filter(p.category.notnull() & p.item_id.notnull())
         products = p.group_by("item_id").aggregate(category=p.category.max())
     return FeatureInputs(orders=orders, order_lines=lines, events=events, products=products)
+
+
+def restrict_persons(inputs: FeatureInputs, keep: Callable[[Any], Any] | None) -> FeatureInputs:
+    """``inputs`` with only the rows of persons for whom ``keep(unified_id)`` holds.
+
+    ``keep`` maps an Ibis ``unified_id`` column to a boolean Ibis expression (e.g.
+    a deterministic hash sample, :mod:`models.clv.sampling`); it is applied to the
+    orders, order lines and events *before* anything is aggregated, so the engine
+    computes features and labels only for those persons. Every feature is a
+    function of the person's own rows, except the RFM quintile scores, which are
+    then quintiles of the kept buyers (for a random sample, an estimate of the
+    same cut points). ``keep=None`` returns ``inputs`` unchanged.
+    """
+    if keep is None:
+        return inputs
+
+    def only(t: Any) -> Any:
+        return None if t is None else t.filter(keep(t.unified_id))
+
+    return FeatureInputs(
+        orders=only(inputs.orders),
+        order_lines=only(inputs.order_lines),
+        events=only(inputs.events),
+        products=inputs.products,
+    )
 
 
 def _ibis_has_rows(raw: dict[str, Any]) -> Callable[[str, str | None], bool]:

@@ -329,7 +329,7 @@ def score(
         version, model = champions[CLV_MODEL]
         say(f"predicting CLV ({model.horizon_days} days) for {len(feats):,} profiles")
         frame = with_btyd_summary(store, feats, as_of, model.horizon_days)
-        clv = predict_clv(model, frame, as_of, version)
+        clv = predict_clv(model, frame, as_of, version, n_jobs=n_jobs)
     scores = score_frame(feats, champions, as_of, top=top, reasons=reasons, clv=clv)
     t2 = time.perf_counter()
     write_scores(store, scores, as_of)

@@ -195,6 +195,10 @@ class ClvConfig(_Model):
     tune_trials: int | None = Field(
         None, ge=1
     )  # Optuna trials of the two-part model (default: none)
+    #: row budget: fitting rows in all (a deterministic hash sample of persons above it;
+    #: null: no budget) and rows of the holdout snapshot; see cip.models.clv.sampling
+    max_rows: int | None = Field(400_000, ge=1000)
+    holdout_rows: int | None = Field(200_000, ge=1000)
 
 
 class ModelsConfig(_Model):

@@ -144,3 +144,20 @@ def test_the_scoring_frame_is_the_training_frame_without_labels(shop) -> None:
     assert "future_spend" not in scored.columns
     cols = [c for c in scored.columns if c != "as_of"]
     pd.testing.assert_frame_equal(scored[cols], train[cols], check_dtype=False)
+
+
+def test_prediction_on_all_cores_equals_one_thread(shop) -> None:
+    """CLV scoring predicts with every core (``n_jobs``); the values are the single-thread ones."""
+    from cip.models.clv import predict_clv
+
+    frame, hold, _ = shop
+    f = fit_clv_candidates(frame, hold, H, tune_trials=None, model_params={"n_estimators": 60})
+    rows = frame[pd.to_datetime(frame["as_of"]) == pd.Timestamp(hold)].reset_index(drop=True)
+    model = f.models["two_part"]
+    one = predict_clv(model, rows, hold, "1", n_jobs=1)
+    assert model.two_part.n_jobs == 1
+    for threads in (2, 4, None):  # None: all cores
+        many = predict_clv(model, rows, hold, "1", n_jobs=threads)
+        assert model.two_part.n_jobs == (threads or 0)
+        pd.testing.assert_frame_equal(many, one, check_exact=True)
+    assert one["clv"].gt(0).any()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,16 @@ _PREFIX = {
 }
 
 
-def _with_summary(store: Any, feats: pd.DataFrame, as_of: Any, horizon_days: int) -> pd.DataFrame:
+def _with_summary(
+    store: Any,
+    feats: pd.DataFrame,
+    as_of: Any,
+    horizon_days: int,
+    persons: Callable[[Any], Any] | None = None,
+) -> pd.DataFrame:
     from cip.features.btyd import build_btyd_summary
 
-    s = build_btyd_summary(store, as_of, horizon_days).rename(columns=_PREFIX)
+    s = build_btyd_summary(store, as_of, horizon_days, persons=persons).rename(columns=_PREFIX)
     out = feats.merge(s, on="unified_id", how="left", validate="1:1")
     out["last_period_spend"] = out["last_period_spend"].fillna(0.0)
     return out
@@ -50,21 +56,31 @@ def with_btyd_summary(
 
 
 def clv_frame(
-    store: Any, as_ofs: Sequence[Any], horizon_days: int, feature_params: Any = None
+    store: Any,
+    as_ofs: Sequence[Any],
+    horizon_days: int,
+    feature_params: Any = None,
+    fractions: Mapping[Any, float] | None = None,
 ) -> pd.DataFrame:
     """Labelled CLV snapshots: :func:`features.build_training_set` plus the BTYD summary.
 
     The summary columns are :data:`~models.clv.model.SUMMARY_COLUMNS` and
     ``last_period_spend`` (NaN summary = no completed order before ``as_of``).
+    ``fractions`` maps a snapshot's ``as_of`` to the share of persons it keeps (the
+    row budget's hash sample, :mod:`models.clv.sampling`, filtered in the engine
+    before anything is computed); a snapshot not in it, or at 1, keeps everyone.
     """
     from cip.features import build_training_set
+    from cip.models.clv.sampling import person_filter
 
+    share = {pd.Timestamp(a): float(f) for a, f in (fractions or {}).items()}
     parts = []
     attrs: dict[str, Any] = {}
     for a in as_ofs:
-        part = build_training_set(store, [a], horizon_days, params=feature_params)
+        persons = person_filter(share.get(pd.Timestamp(a), 1.0))
+        part = build_training_set(store, [a], horizon_days, params=feature_params, persons=persons)
         attrs = attrs or dict(part.attrs)
-        parts.append(_with_summary(store, part, a, horizon_days))
+        parts.append(_with_summary(store, part, a, horizon_days, persons))
     frame = pd.concat(parts, ignore_index=True)
     frame.attrs = {**attrs, "horizon_days": horizon_days}
     return frame

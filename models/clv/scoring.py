@@ -34,10 +34,22 @@ CLV_SCORE_COLUMNS = (
 
 
 def predict_clv(
-    model: CLVModel, frame: pd.DataFrame, as_of: Any, version: str = ""
+    model: CLVModel,
+    frame: pd.DataFrame,
+    as_of: Any,
+    version: str = "",
+    *,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
-    """:data:`CLV_SCORE_COLUMNS` for the rows of a :func:`clv_score_frame` frame."""
+    """:data:`CLV_SCORE_COLUMNS` for the rows of a :func:`clv_score_frame` frame.
+
+    ``n_jobs``: LightGBM threads of a ``two_part`` model's prediction (None or 0:
+    all cores; a registered model was fitted with one thread, and prediction
+    per row does not depend on the thread count, so the values are the same).
+    """
     ts = to_as_of(as_of)
+    if model.two_part is not None:
+        model.two_part.set_params(n_jobs=n_jobs or 0)
     out = model.predict(frame)
     out.insert(0, "as_of", ts)
     out.insert(0, "unified_id", frame["unified_id"].to_numpy())
@@ -53,8 +65,11 @@ def score_clv(
     *,
     exclude: Iterable[str] | None = None,
     feature_params: Any = None,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Score every person at ``as_of`` with the CLV champion (its own horizon).
+
+    ``n_jobs``: LightGBM threads (None: all cores; see :func:`predict_clv`).
 
     Raises:
         NotFoundError: when ``cip-clv`` has no champion (train one first).
@@ -66,4 +81,4 @@ def score_clv(
     frame = clv_score_frame(store, as_of, model.horizon_days, feature_params)
     if exclude is not None:
         frame = frame[~frame["unified_id"].isin(set(exclude))].reset_index(drop=True)
-    return predict_clv(model, frame, as_of, version)
+    return predict_clv(model, frame, as_of, version, n_jobs=n_jobs)

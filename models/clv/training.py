@@ -41,6 +41,7 @@ from cip.models.clv._logging import REGISTRY_NAME, champion_metrics_on, log_clv_
 from cip.models.clv.frames import add_btyd_features, clv_frame, clv_score_frame, fit_btyd
 from cip.models.clv.metrics import evaluate_values
 from cip.models.clv.model import CLVModel
+from cip.models.clv.sampling import DEFAULT_HOLDOUT_ROWS, DEFAULT_MAX_ROWS
 from cip.models.clv.two_part import TwoPartLGBM
 from cip.profiles.errors import DataError
 
@@ -251,6 +252,8 @@ class CLVTrainResult:
     btyd_params: dict[str, float]
     params: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    #: the row budget's sample (:meth:`models.clv.sampling.SamplePlan.as_params`)
+    sample: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,6 +319,11 @@ def train_clv_on_frame(
         btyd_params={**bg.params_, **gg.params_},
         params=fitted.params,
         tuning=fitted.tuning,
+        sample={
+            k.removeprefix("sample."): v
+            for k, v in dict(run_params or {}).items()
+            if k.startswith("sample.")
+        },
     )
 
 
@@ -336,6 +344,8 @@ def train_clv(
     feature_params: Any = None,
     model_params: Mapping[str, Any] | None = None,
     min_delta: float = 0.0,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    holdout_rows: int | None = DEFAULT_HOLDOUT_ROWS,
     progress: Callable[[str], None] | None = None,
 ) -> CLVTrainResult:
     """Train the CLV model on a store (snapshots as in :func:`models.training.plan_snapshots`).
@@ -353,9 +363,15 @@ def train_clv(
         feature_params: :class:`features.FeatureParams` (``None``: defaults).
         model_params: :class:`TwoPartLGBM` parameters overriding defaults and tuned values.
         min_delta: normalized-Gini margin the two-part model must win by.
+        max_rows, holdout_rows: the row budget (``models.clv.max_rows`` /
+            ``holdout_rows``): at most this many fitting rows in all / holdout rows, by
+            a deterministic hash sample of persons filtered in the engine before the
+            features are built (:mod:`models.clv.sampling`); below it nothing is
+            sampled. None: no budget.
         progress: ``progress(message)`` callback.
     """
     from cip.features import data_end
+    from cip.models.clv.sampling import count_rows, plan_sample
     from cip.models.tracking import data_fingerprint
     from cip.models.training import plan_snapshots, snapshot_spacing
 
@@ -390,8 +406,21 @@ def train_clv(
         for a in plan.all_as_ofs
         if a > first + timedelta(days=snapshot_every_days) or a == plan.holdout_as_of
     ]
+    sample = plan_sample(count_rows(store, dates), plan.holdout_as_of, max_rows, holdout_rows)
+    if sample.sampled:
+        say(
+            f"row budget: {sample.fit_rows:,} fitting rows sampled to {sample.fit_fraction:.2%} of "
+            f"persons (max_rows {max_rows}), {sample.holdout_rows:,} holdout rows to "
+            f"{sample.holdout_fraction:.2%} (holdout_rows {holdout_rows})"
+        )
     say(f"building the CLV training set ({len(dates)} snapshots, holdout {plan.holdout_as_of})")
-    frame = clv_frame(store, dates, horizon_days, feature_params)
+    frame = clv_frame(
+        store,
+        dates,
+        horizon_days,
+        feature_params,
+        fractions={a: sample.fraction(a, plan.holdout_as_of) for a in dates},
+    )
     fp, _ = data_fingerprint(store)
     return train_clv_on_frame(
         frame,
@@ -417,6 +446,7 @@ def train_clv(
             "n_snapshots": n_snapshots,
             "tune_trials": tune_trials,
             "tune_minutes": tune_minutes,
+            **sample.as_params(),
         },
         progress=say,
     )

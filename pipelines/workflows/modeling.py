@@ -144,6 +144,8 @@ def train_clv(
             tune_minutes=tune_minutes,
             holdout=holdout or cfg.holdout,
             min_delta=cfg.min_delta,
+            max_rows=clv.max_rows,
+            holdout_rows=clv.holdout_rows,
             progress=progress,
             **extra,
         )
