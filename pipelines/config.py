@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from cip.activation import (
+    ExportFormat,
     SegmentDefinition,
     WebhookDestination,
     check_definitions,
@@ -227,7 +228,7 @@ class SegmentExport(_Model):
 
     segment: str
     path: str  # relative paths resolve against the workspace folder
-    format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
+    format: ExportFormat | None = None  # default: from the extension
     purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
     changes: Literal["entered", "exited"] | None = None  # only entries / exits
     columns: list[  # score columns to add (e.g. clv, p_alive, next_order_date)
