@@ -28,7 +28,7 @@ from cip.activation.triggers.definitions import (
     check_triggers,
     validate_triggers,
 )
-from cip.profiles.contracts import schema
+from cip.profiles.contracts import DEFAULT_MIN_AUC, schema
 from cip.profiles.errors import ConfigError
 from cip.profiles.retention import check_policy
 from cip.profiles.sources import (
@@ -206,6 +206,9 @@ class ModelsConfig(_Model):
     n_snapshots: int = Field(24, ge=2)
     holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
+    #: churn/propensity: promote a candidate (LightGBM or baseline) only when its holdout ROC
+    #: AUC is above this; 0.5 is a coin flip, so a model at or below it has no skill
+    min_auc: float = Field(DEFAULT_MIN_AUC, ge=0.5, lt=1.0)
     reasons: Literal["path", "shap"] = "path"
     clv: ClvConfig = Field(default_factory=ClvConfig)
 
