@@ -24,6 +24,7 @@ from cip.activation.definitions import (
 from cip.activation.export import (
     CONTACT,
     EXPORT_SCORE_COLUMNS,
+    ExportFormat,
     ExportReport,
     export_segment,
     segment_page,
@@ -62,6 +63,7 @@ __all__ = [
     "deliver_webhooks",
     "export_segment",
     "EXPORT_SCORE_COLUMNS",
+    "ExportFormat",
     "idempotency_key",
     "retry_after_seconds",
     "latest_as_of",

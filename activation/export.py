@@ -18,12 +18,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import duckdb
 import pyarrow as pa
 from cip.activation._tables import not_erased, to_timestamp
 from cip.profiles.errors import ConfigError, DataError, NotFoundError, PrivacyError
+from cip.profiles.sources import FileFormat
 from cip.profiles.sql import quote_literal
 from cip.profiles.store import Store
 
@@ -34,11 +35,17 @@ __all__ = [
     "member_rows_sql",
     "CONTACT",
     "EXPORT_SCORE_COLUMNS",
+    "ExportFormat",
+    "FORMATS",
 ]
 
 #: The contact identifier a campaign of each purpose needs (must be present).
 CONTACT: dict[str, str] = {"email": "email", "sms": "phone", "push": "customer_id"}
-FORMATS = ("csv", "parquet", "jsonl")
+#: The file formats of an export: the type of every ``--format`` option and config field
+#: (``cip segments export``, ``cip recommend``, ``segments.exports``). The same object as
+#: :data:`cip.profiles.sources.FileFormat`, never a second Literal (see there why).
+ExportFormat = FileFormat
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
 #: Columns of ``scores`` an export may carry (``columns=``), with their SQL types.
 EXPORT_SCORE_COLUMNS: dict[str, str] = {
     "churn_probability": "DOUBLE PRECISION",
@@ -217,7 +224,7 @@ def export_segment(
     store: Store,
     name: str,
     path: str | os.PathLike[str],
-    fmt: Literal["csv", "parquet", "jsonl"],
+    fmt: ExportFormat,
     changes: Literal["entered", "exited"] | None = None,
     purpose: Literal["email", "sms", "push"] | None = None,
     as_of: Any = None,

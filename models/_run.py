@@ -12,7 +12,7 @@ import pandas as pd
 from cip.models.baselines import DEFAULT_RFM_COLUMNS, LogisticBaselineModel, RecencyRule
 from cip.models.estimators import ChurnModel, PropensityModel
 from cip.models.metrics import calibration_table, evaluate_probabilities, evaluate_scores
-from cip.models.registry import PromotionDecision, decide_promotion
+from cip.models.registry import DEFAULT_MIN_AUC, PromotionDecision, decide_promotion, skill_gate
 from cip.profiles.contracts import CHURN_MODEL, PROPENSITY_MODEL
 from cip.profiles.errors import DataError
 
@@ -94,6 +94,8 @@ class Fitted:
     winner: str = "lightgbm"
     margin: float = float("nan")
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: why the candidate was not promoted for want of skill (``models.min_auc``), else None
+    no_skill: str | None = None
 
 
 def _choose(
@@ -177,8 +179,13 @@ def fit_and_evaluate(
     min_delta: float,
     tracking_uri: str,
     say: Callable[[str], None],
+    min_auc: float = DEFAULT_MIN_AUC,
 ) -> Fitted:
-    """Fit (tuned or default), evaluate with baselines and the champion, decide promotion."""
+    """Fit (tuned or default), evaluate with baselines and the champion, decide promotion.
+
+    A candidate whose holdout ROC AUC is not above ``min_auc`` is never promoted (see
+    :func:`cip.models.registry.skill_gate`), LightGBM and baseline alike.
+    """
     from cip.models.registry import configure_mlflow
     from cip.models.tracking import load_champion
 
@@ -280,7 +287,16 @@ def fit_and_evaluate(
             champ_metrics = evaluate_probabilities(y_hold, p_champ)
             champ_auc = champ_metrics["roc_auc"]
     best_base = max((v["roc_auc"] for v in baselines.values()), default=None)
-    if comparable:
+    no_skill = skill_gate(winner, {k: v["roc_auc"] for k, v in candidates.items()}, min_auc)
+    if no_skill is not None:
+        decision = PromotionDecision(
+            False,
+            f"{no_skill}: too little skill to rank customers (0.50 is a coin flip); {gate_reason}",
+            metrics["roc_auc"],
+            champ_auc,
+            best_base,
+        )
+    elif comparable:
         d = decide_promotion(metrics["roc_auc"], champ_auc, {}, min_delta=min_delta)
         decision = PromotionDecision(
             d.promote, f"{gate_reason}; {d.reason}", d.candidate, d.champion, best_base
@@ -316,6 +332,7 @@ def fit_and_evaluate(
         winner=winner,
         margin=margin,
         candidates=candidates,
+        no_skill=no_skill,
         counts={"n_fit_rows": float(len(y_fit)), "n_holdout_rows": float(len(y_hold))},
     )
 
@@ -422,6 +439,8 @@ def log_run(
                 "winner": fitted.winner,
                 "holdout_as_of": str(fitted.holdout_as_of.date()),
                 "feature_set_version": str(lineage.get("feature_set_version", "")),
+                "promotion_reason": fitted.no_skill
+                or f"{'promoted' if d.promote else 'not promoted'}: {d.reason}",
             },
         )
         mlflow.set_tag("registry.version", version)

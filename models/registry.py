@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cip.profiles.contracts import DEFAULT_MIN_AUC
 from cip.profiles.errors import NotFoundError
 
 __all__ = [
@@ -28,10 +30,13 @@ __all__ = [
     "ensure_experiment",
     "register_model",
     "decide_promotion",
+    "skill_gate",
+    "DEFAULT_MIN_AUC",
     "set_champion",
     "rollback",
     "champion_version",
     "champion_uri",
+    "no_champion_reason",
     "list_models",
 ]
 
@@ -153,6 +158,23 @@ class PromotionDecision:
         }
 
 
+def skill_gate(candidate: str, candidates: Mapping[str, float], min_auc: float) -> str | None:
+    """``None`` when ``candidates[candidate]`` (holdout ROC AUC) is above ``min_auc``, else why not.
+
+    ``candidates`` are every registrable model's holdout ROC AUC. When none is above
+    ``min_auc`` the reason names the best ("not promoted: best holdout AUC 0.50 <= 0.55
+    (models.min_auc)"), else the chosen candidate's. A NaN AUC (one class in the holdout)
+    has no skill either.
+    """
+    auc = candidates[candidate]
+    if auc > min_auc:  # False for NaN
+        return None
+    best = max((v for v in candidates.values() if v == v), default=float("nan"))
+    if not best > min_auc:
+        return f"not promoted: best holdout AUC {best:.2f} <= {min_auc:.2f} (models.min_auc)"
+    return f"not promoted: {candidate} holdout AUC {auc:.2f} <= {min_auc:.2f} (models.min_auc)"
+
+
 def decide_promotion(
     candidate: float,
     champion: float | None,
@@ -222,6 +244,26 @@ def champion_version(name: str) -> str | None:
         return str(_client().get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+def no_champion_reason(name: str) -> str:
+    """Why ``name`` has no champion, in one line (for ``cip score`` to say what it skipped).
+
+    Names the latest registered version and why it was not promoted (its
+    ``promotion_reason`` tag, e.g. "not promoted: best holdout AUC 0.50 <= 0.55
+    (models.min_auc)"), or says that no version was ever registered.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = _client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"{name} has no champion: no version trained yet"
+    latest = max(versions, key=lambda v: int(v.version))
+    why = latest.tags.get("promotion_reason", "not promoted")
+    return f"{name} has no champion: version {latest.version} {why}"
 
 
 def champion_uri(name: str) -> str:

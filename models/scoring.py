@@ -82,6 +82,9 @@ class ScoreResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: the horizon of ``clv`` / ``expected_orders`` (None: no CLV champion)
     clv_horizon_days: int | None = None
+    #: output column -> why it was left null: its model has no champion (e.g. "cip-churn has
+    #: no champion: version 1 not promoted: best holdout AUC 0.50 <= 0.55 (models.min_auc)")
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` output of ``cip score``."""
@@ -308,6 +311,9 @@ def score(
     say = progress or (lambda msg: log.info(msg))
     t0 = time.perf_counter()
     champions = load_champions(tracking_uri)
+    skipped = _skipped_outputs(champions)
+    for column, why in skipped.items():
+        say(f"{column} not scored (left null): {why}")
     for name, (_, model) in champions.items():
         if name in MODEL_NAMES and "n_jobs" in model.get_params():  # a baseline has no threads
             model.set_params(n_jobs=n_jobs or 0)
@@ -353,4 +359,15 @@ def score(
         clv_horizon_days=None
         if CLV_MODEL not in champions
         else int(champions[CLV_MODEL][1].horizon_days),
+        skipped=skipped,
     )
+
+
+def _skipped_outputs(champions: Mapping[str, Any]) -> dict[str, str]:
+    """Output column -> why it is not scored, for each model without a champion."""
+    from cip.models.registry import no_champion_reason
+
+    missing = {column: name for name, column in MODEL_NAMES.items() if name not in champions}
+    if CLV_MODEL not in champions:
+        missing["clv"] = CLV_MODEL
+    return {column: no_champion_reason(name) for column, name in missing.items()}

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.models._run import KIND_SPECS, feature_columns, fit_and_evaluate, log_run
+from cip.models.registry import DEFAULT_MIN_AUC
 from cip.profiles.errors import ConfigError
 
 __all__ = [
@@ -113,6 +114,9 @@ class TrainResult:
     margin: float = float("nan")
     #: holdout metrics of every registrable candidate (``lightgbm`` and the baselines)
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: why it was not promoted for want of skill: its holdout ROC AUC is not above
+    #: ``models.min_auc`` ("not promoted: best holdout AUC 0.50 <= 0.55 ..."); else None
+    no_skill: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,6 +239,7 @@ def train_on_frame(
     run_params: Mapping[str, Any] | None = None,
     min_delta: float = 0.0,
     progress: Callable[[str], None] | None = None,
+    min_auc: float = DEFAULT_MIN_AUC,
 ) -> TrainResult:
     """Fit, evaluate against baselines and the champion, log to MLflow, maybe promote.
 
@@ -257,6 +262,8 @@ def train_on_frame(
         run_params: extra MLflow params (the CLI's arguments).
         min_delta: margin of ROC AUC the candidate must win by to be promoted.
         progress: ``progress(message)`` for a CLI status line.
+        min_auc: the candidate (LightGBM or a baseline) is promoted only when its holdout
+            ROC AUC is above this (``models.min_auc``; 0.5 is no skill).
 
     Returns:
         The run's :class:`TrainResult`.
@@ -280,6 +287,7 @@ def train_on_frame(
         min_delta=min_delta,
         tracking_uri=tracking_uri,
         say=say,
+        min_auc=min_auc,
     )
     say("logging the run to MLflow")
     run_id, version = log_run(
@@ -308,6 +316,7 @@ def train_on_frame(
         winner=fitted.winner,
         margin=fitted.margin,
         candidates=fitted.candidates,
+        no_skill=fitted.no_skill,
     )
 
 
@@ -356,6 +365,7 @@ def train_model(
     min_delta: float = 0.0,
     max_rows_per_snapshot: int = 250_000,
     progress: Callable[[str], None] | None = None,
+    min_auc: float = DEFAULT_MIN_AUC,
 ) -> TrainResult:
     """Train a churn or propensity model on a store's point-in-time training set.
 
@@ -381,6 +391,7 @@ def train_model(
             memory and time on big shops. Snapshots within one snapshot interval of the
             first order are skipped (no history to learn from).
         progress: ``progress(message)`` callback.
+        min_auc: promote only a candidate whose holdout ROC AUC is above this.
     """
     from cip.features import FEATURE_SET_VERSION, RFM_COLUMNS, build_training_set, catalog, data_end
     from cip.models.tracking import data_fingerprint, identity_graph_version
@@ -481,4 +492,5 @@ def train_model(
         },
         min_delta=min_delta,
         progress=say,
+        min_auc=min_auc,
     )

@@ -265,6 +265,8 @@ def score_cmd(
         f"Scored {res.profiles_scored:,} profiles as of {res.as_of} with {models} "
         f"in {res.seconds:.1f} s ({res.excluded_no_consent:,} without profiling consent skipped)"
     )
+    for column, why in res.skipped.items():
+        out.print(f"[yellow]{column} not scored (left null)[/]: {why}")
     if res.clv_horizon_days:
         out.print(f"clv, expected_orders: the next {res.clv_horizon_days} days after {res.as_of}")
     if res.out:

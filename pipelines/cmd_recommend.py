@@ -6,9 +6,10 @@ split, logged to MLflow (work in :mod:`cip.pipelines.workflows.blocks`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+from cip.activation import ExportFormat
 from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from cip.profiles.errors import ConfigError
 
@@ -46,7 +47,7 @@ def recommend(
         ),
     ] = None,
     fmt: Annotated[
-        Literal["parquet", "csv", "jsonl"] | None,
+        ExportFormat | None,
         typer.Option("--format", help="File format (default: from the --out extension)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from cip.activation import EXPORT_SCORE_COLUMNS, DeliveryReport
+from cip.activation import EXPORT_SCORE_COLUMNS, DeliveryReport, ExportFormat
 from cip.pipelines._cli_app import app, check_as_of, console, emit_json, out, workspace
 from rich.table import Table
 
@@ -138,9 +138,7 @@ def list_(
 @segments_app.command("export")
 def export(
     name: Annotated[str, typer.Argument(help="Segment name (see `cip segments list`).")],
-    fmt: Annotated[
-        Literal["csv", "parquet", "jsonl"], typer.Option("--format", "-f", help="File format.")
-    ],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write (atomically).")],
     changes: Annotated[
         Literal["entered", "exited", "all"] | None,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from cip.activation import (
+    ExportFormat,
     SegmentDefinition,
     WebhookDestination,
     check_definitions,
@@ -27,7 +28,7 @@ from cip.activation.triggers.definitions import (
     check_triggers,
     validate_triggers,
 )
-from cip.profiles.contracts import schema
+from cip.profiles.contracts import DEFAULT_MIN_AUC, schema
 from cip.profiles.errors import ConfigError
 from cip.profiles.retention import check_policy
 from cip.profiles.sources import (
@@ -209,6 +210,9 @@ class ModelsConfig(_Model):
     n_snapshots: int = Field(24, ge=2)
     holdout: Literal["auto", "as_of", "latest_labelled"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
+    #: churn/propensity: promote a candidate (LightGBM or baseline) only when its holdout ROC
+    #: AUC is above this; 0.5 is a coin flip, so a model at or below it has no skill
+    min_auc: float = Field(DEFAULT_MIN_AUC, ge=0.5, lt=1.0)
     reasons: Literal["path", "shap"] = "path"
     clv: ClvConfig = Field(default_factory=ClvConfig)
 
@@ -231,7 +235,7 @@ class SegmentExport(_Model):
 
     segment: str
     path: str  # relative paths resolve against the workspace folder
-    format: Literal["csv", "parquet", "jsonl"] | None = None  # default: from the extension
+    format: ExportFormat | None = None  # default: from the extension
     purpose: Literal["email", "sms", "push"] | None = None  # default: the segment's purpose
     changes: Literal["entered", "exited"] | None = None  # only entries / exits
     columns: list[  # score columns to add (e.g. clv, p_alive, next_order_date)

@@ -110,9 +110,12 @@ def _train(ws: Workspace, as_of: date | None) -> dict[str, Any]:
                 log.warning("run: %s not trained: %s", kind, exc)
                 out[kind] = f"not trained: {exc}"
                 continue
-            out[kind] = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}" + (
-                " (champion)" if r.promoted else " (not promoted)"
-            )
+            auc = f"v{r.version} auc={r.metrics.get('roc_auc', float('nan')):.3f}"
+            if r.no_skill:  # says plainly why a shop has no model of this kind
+                log.warning("run: %s %s", kind, r.no_skill)
+                out[kind] = f"{auc}; {r.no_skill}"
+            else:
+                out[kind] = auc + (" (champion)" if r.promoted else " (not promoted)")
     if ws.config.models.clv.train:
         out["clv"] = _train_clv(ws, as_of)
     if ws.config.run.recommender:
@@ -172,7 +175,10 @@ def _score(ws: Workspace, as_of: date | None) -> dict[str, Any]:
     except NotFoundError as exc:  # no champion yet (the train step said why)
         log.warning("run: nothing scored: %s", exc)
         return {"scored": 0, "reason": "no champion model yet"}
-    return {k: v for k, v in vars(r).items() if isinstance(v, int | float | str)}
+    summary = {k: v for k, v in vars(r).items() if isinstance(v, int | float | str)}
+    if r.skipped:  # e.g. churn_probability: no champion (no skill, see the train step)
+        summary["skipped"] = "; ".join(f"{c}: {why}" for c, why in r.skipped.items())
+    return summary
 
 
 DEFAULT_STEPS: list[Step] = [

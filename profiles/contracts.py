@@ -47,6 +47,7 @@ __all__ = [
     "PROPENSITY_MODEL",
     "RECOMMENDER_MODEL",
     "CLV_MODEL",
+    "DEFAULT_MIN_AUC",
     "REGISTERED_MODELS",
 ]
 
@@ -55,6 +56,9 @@ CHURN_MODEL = "cip-churn"
 PROPENSITY_MODEL = "cip-propensity"
 RECOMMENDER_MODEL = "cip-recommender"
 CLV_MODEL = "cip-clv"
+#: The default of ``models.min_auc``: a churn or propensity candidate (LightGBM or a
+#: baseline) is promoted only when its holdout ROC AUC is above this (0.5: a coin flip).
+DEFAULT_MIN_AUC = 0.55
 #: Model kind -> registered model name.
 REGISTERED_MODELS: dict[str, str] = {
     "churn": CHURN_MODEL,

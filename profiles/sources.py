@@ -22,7 +22,16 @@ __all__ = [
     "ColumnExpr",
     "CsvOptions",
     "OBJECT_STORE_SCHEMES",
+    "FileFormat",
 ]
+
+#: The file formats cip reads (a source's ``format``) and writes (exports: ``--format``,
+#: ``segments.exports``; :data:`cip.activation.export.ExportFormat` is this object). Spell this
+#: Literal only here: typing caches ``Literal[...] | None`` by value in an LRU cache and Literals
+#: compare as sets, so a second Literal with these values (in another order) would share or
+#: replace the cached union, and a command's help would show another module's order depending
+#: on import order and cache evictions.
+FileFormat = Literal["csv", "parquet", "jsonl"]
 
 #: URL schemes of object storage a source ``path`` may use (read through fsspec).
 OBJECT_STORE_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "az", "abfs", "abfss")
@@ -131,7 +140,7 @@ class SourceConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     table: Literal["customers", "orders", "order_lines", "events", "products", "message_events"]
     path: str | None = None
-    format: Literal["csv", "parquet", "jsonl"] | None = None
+    format: FileFormat | None = None
     postgres: PostgresSourceConfig | None = None
     mysql: MySQLSourceConfig | None = None
     columns: dict[str, ColumnSpec]

@@ -9,6 +9,7 @@ command with ``--json`` is run on one small simulated shop and its output parsed
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -99,11 +100,6 @@ def test_version(capsys) -> None:
     assert _cip(capsys, "--version") == (0, f"cip {__version__}\n", "")
 
 
-@pytest.mark.xfail(
-    reason="KNOWN DEFECT (2026-12-06): passes alone, but after the rest of this file the help of "
-    "`cip recommend` does not show --format's choices as expected; to be found and fixed next",
-    strict=False,
-)
 def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
     from cip.activation.export import CONTACT, EXPORT_SCORE_COLUMNS, FORMATS
     from cip.models import ALGORITHMS
@@ -133,6 +129,36 @@ def test_choices_are_choice_types_shown_in_help(capsys, monkeypatch) -> None:
         _, out, _ = _cip(capsys, *path, "--help")
         shown = re.escape("|".join(choices))  # a repeatable option: <list[a|b]>
         assert re.search(rf"{opt} .*<(list\[)?{shown}\]?>", out), (path, opt, out)
+
+
+def test_every_format_option_is_the_one_export_format_type() -> None:
+    """Every ``--format`` shows :data:`FORMATS` in its order, and no module spells its own copy.
+
+    typing caches ``Literal[...] | None`` by value (Literals compare as sets) in an LRU cache, so
+    two equal Literals in two modules share one union whose order depends on import order and
+    cache evictions: the help of ``cip recommend`` showed the other module's order.
+    """
+    from cip.activation.export import FORMATS, ExportFormat
+    from cip.profiles.sources import FileFormat
+
+    assert ExportFormat is FileFormat
+    formats = {path: choices for path, opt, choices in CHOICES if opt == "--format"}
+    assert set(formats) == {("segments", "export"), ("recommend",)}
+    assert all(choices == FORMATS for choices in formats.values()), formats
+    copies = []
+    for folder in ("activation", "pipelines", "serving", "models", "features", "profiles", "cip"):
+        for file in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text(), str(file))):
+                if (
+                    isinstance(node, ast.Subscript)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "Literal"
+                ):
+                    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+                    values = {e.value for e in elts if isinstance(e, ast.Constant)}
+                    if values == set(FORMATS):
+                        copies.append(f"{file.relative_to(ROOT)}:{node.lineno}")
+    assert len(copies) == 1 and copies[0].startswith("profiles/sources.py:"), copies
 
 
 # --- usage errors: one line, exit 2 -------------------------------------------------------------

@@ -50,7 +50,11 @@ def test_train_score_promote_rollback(tmp_workspace, capsys) -> None:
     res = _run(capsys, *w, "score", "--as-of", "2024-06-24", "--out", str(out), "--json")
     assert res["models"] == {"cip-churn": "1", "cip-propensity": "1"}
     assert res["profiles_scored"] == orders.customer_id.nunique()
-    _run(capsys, *w, "score", "--as-of", "2024-06-24", "--json")  # idempotent
+    # no CLV model: its columns are left null, and the command says so and why
+    assert res["skipped"] == {"clv": "cip-clv has no champion: no version trained yet"}
+    assert main([*w, "score", "--as-of", "2024-06-24"]) == 0  # idempotent
+    said = " ".join(capsys.readouterr().out.split())
+    assert "clv not scored (left null): cip-clv has no champion: no version trained yet" in said
     with ws.open_store() as store:
         scores = store.read_table("scores")
     assert len(scores) == res["profiles_scored"] and scores.unified_id.is_unique

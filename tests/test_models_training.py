@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from cip.models import plan_snapshots, registry, train_on_frame
@@ -206,6 +207,65 @@ def test_a_losing_lightgbm_leaves_the_best_baseline_as_a_scoreable_champion(
     pm = mlflow.pyfunc.load_model(f"models:/cip-churn/{res.version}")
     p = pm.predict(hold[pm.unwrap_python_model().feature_names])["probability"].to_numpy()
     assert p == pytest.approx(out["churn_probability"].to_numpy(), abs=1e-9)
+
+
+def _no_signal(frame: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
+    """The frame with purchase (and churn) labels drawn independently of every feature."""
+    df = frame.copy()
+    buy = (np.random.default_rng(seed).random(len(df)) < 0.3).astype(np.int64)
+    df["purchase"] = buy
+    df["churn"] = np.where(df["active"] == 1, 1.0 - buy, np.nan)
+    return df
+
+
+@pytest.mark.parametrize(
+    "params", [None, {"n_estimators": 1, "num_leaves": 2}], ids=["lgbm", "stump"]
+)
+def test_no_candidate_without_skill_is_promoted(frame, tmp_path, params) -> None:
+    """Labels independent of the features: whichever candidate wins (LightGBM or a baseline),
+    its holdout ROC AUC is not above models.min_auc, so nothing is promoted and the registry
+    says why the model has no champion."""
+    noise = _no_signal(frame)
+    for kind in ("churn", "propensity"):
+        res = _train(noise, tmp_path, kind=kind, seed=0, model_params=params)
+        best = max(m["roc_auc"] for m in res.candidates.values())
+        assert 0.4 < best <= 0.55, res.candidates  # the premise: no skill to rank with
+        assert not res.promoted and res.winner in res.candidates
+        assert res.no_skill == f"not promoted: best holdout AUC {best:.2f} <= 0.55 (models.min_auc)"
+        assert res.decision.startswith(res.no_skill)
+        assert registry.champion_version(f"cip-{kind}") is None
+        assert mlflow.get_run(res.run_id).data.tags["promotion.promoted"] == "false"
+        assert registry.no_champion_reason(f"cip-{kind}") == (
+            f"cip-{kind} has no champion: version {res.version} {res.no_skill}"
+        )
+    # the same rows with their real labels have skill and are promoted
+    real = _train(frame, tmp_path, kind="churn", seed=0, model_params=params)
+    assert real.promoted and real.no_skill is None and real.metrics["roc_auc"] > 0.55
+    assert registry.champion_version("cip-churn") == real.version
+
+
+def test_min_auc_is_the_bar_and_is_validated(frame, tmp_path) -> None:
+    from cip.pipelines.config import load_config
+    from cip.profiles.contracts import DEFAULT_MIN_AUC
+
+    res = _train(frame, tmp_path, kind="propensity", seed=0, min_auc=0.99)
+    auc = res.metrics["roc_auc"]
+    assert 0.6 < auc < 0.99 and not res.promoted
+    assert res.no_skill == f"not promoted: best holdout AUC {auc:.2f} <= 0.99 (models.min_auc)"
+    assert (
+        registry.no_champion_reason("cip-churn")
+        == "cip-churn has no champion: no version trained yet"
+    )
+
+    p = tmp_path / "cip.yaml"
+    p.write_text("models: {}\n")
+    assert load_config(p).models.min_auc == DEFAULT_MIN_AUC == 0.55
+    p.write_text("models: {min_auc: 0.6}\n")
+    assert load_config(p).models.min_auc == 0.6
+    for bad in ("0.45", "1.0", "high"):
+        p.write_text(f"models: {{min_auc: {bad}}}\n")
+        with pytest.raises(ConfigError, match="min_auc"):
+            load_config(p)
 
 
 def test_short_history_gets_denser_snapshots() -> None:

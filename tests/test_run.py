@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -156,15 +157,32 @@ def test_a_finished_run_of_an_older_step_list_is_not_resumed(tmp_workspace: Work
 @pytest.mark.slow
 def test_a_shop_too_young_for_churn_models_still_runs_to_the_end(tmp_path: Path, capsys) -> None:
     """200 days of history: each model is trained with what there is (denser snapshots, the
-    best baseline when LightGBM loses) or says why not; the run goes to the end either way."""
+    best baseline when LightGBM loses) or says why not: too little data, or no skill (a
+    churn/propensity champion needs a holdout ROC AUC above models.min_auc, 0.55), and then
+    the score step says which output it left null. The run goes to the end either way."""
     root = str(tmp_path / "young")
     assert main(["-w", root, "demo", "-n", "200", "-d", "200", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)["run"]
     outcomes = {k: run["train"][k] for k in ("churn", "propensity", "clv")}
+    no_skill = {}
     for kind, said in outcomes.items():
-        assert said.startswith("not trained: ") or "(champion)" in said, (kind, said)
+        if said.startswith("not trained: ") or (kind == "clv" and "(champion)" in said):
+            continue
+        m = re.fullmatch(r"v(\d+) auc=(\d\.\d{3})(?: \(champion\)|; (not promoted: .*))", said)
+        assert m, (kind, said)
+        if m[3] is None:  # a churn/propensity champion: it has skill
+            assert float(m[2]) > 0.55, (kind, said)
+        else:
+            best = re.fullmatch(
+                r"not promoted: (?:best|\w+) holdout AUC (\S+) <= 0.55 \(models.min_auc\)", m[3]
+            )
+            assert best and float(best[1]) <= 0.55, (kind, said)
+            no_skill[kind] = f"version {m[1]} {m[3]}"
     if any("(champion)" in s for s in outcomes.values()):
         assert run["score"]["profiles_scored"] > 0
+        column = {"churn": "churn_probability", "propensity": "purchase_probability"}
+        for kind, why in no_skill.items():  # the output left null, and why
+            assert f"{column[kind]}: cip-{kind} has no champion: {why}" in run["score"]["skipped"]
     else:
         assert run["score"] == {"scored": 0, "reason": "no champion model yet"}
     assert run["segments"]["segments"] >= 11

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cip.activation.export import FORMATS as EXPORT_FORMATS
 from cip.pipelines.workflows.results import AsOf
 from cip.pipelines.workspace import Workspace
 from cip.profiles.contracts import RECOMMENDER_MODEL
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 BLOCKS_FILE = Path("blocks") / "blocks.pkl"
 #: The MLflow experiment of block fits.
 EXPERIMENT = "cip-blocks"
-FORMATS = ("parquet", "csv", "jsonl")
+FORMATS = EXPORT_FORMATS  # the one list of export formats (cip.activation.export)
 
 
 def blocks_path(ws: Workspace) -> Path:

@@ -92,6 +92,7 @@ def train(
             holdout=holdout or cfg.holdout,
             study_dir=ws.models_dir,
             min_delta=cfg.min_delta,
+            min_auc=cfg.min_auc,
             progress=progress,
         )
 
