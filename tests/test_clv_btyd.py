@@ -141,3 +141,18 @@ def test_bad_input_is_one_clear_error() -> None:
         GammaGammaModel().fit([1, np.nan], [2.0, 3.0])
     with pytest.raises(DataError, match="repeat buyers"):
         GammaGammaModel().fit([0, 0, 1], [0.0, 0.0, 5.0])
+
+
+def test_gamma_gamma_fit_ignores_last_bit_noise_in_mean_spend() -> None:
+    """A parallel engine sums a person's orders in any order: the mean spend may differ in
+    its last bits between two runs. The fit (and so every CLV score) must not: without the
+    snapping the parameters moved by ~1e-8 here, and by 0.1 % of the predictions on a
+    demo shop whose spend barely varied between customers (a flat likelihood ridge)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, 300).astype(float)
+    m = np.round(rng.gamma(50.0, 1.0, 300) * x, 2) / x
+    noisy = m * (1.0 + rng.choice([-1.0, 0.0, 1.0], 300) * 2.0**-52)
+    assert not np.array_equal(m, noisy)
+    a, b = GammaGammaModel().fit(x, m), GammaGammaModel().fit(x, noisy)
+    assert a.params_ == b.params_
+    np.testing.assert_allclose(a.expected_spend(x, m), b.expected_spend(x, noisy), rtol=1e-12)

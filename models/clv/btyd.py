@@ -237,6 +237,17 @@ def simulate_bgnbd(
     return x.astype(np.float64), t_x
 
 
+def snap(values: np.ndarray, bits: int = 36) -> np.ndarray:
+    """``values`` rounded to ``bits`` significant bits (relative step 2**-bits, ~1.5e-11 at 36).
+
+    Exact power-of-two arithmetic: two inputs that differ only in their last bits (a
+    float sum taken in another order) give the same output, except in the rare case
+    (about 2**(bits - 52) per value) that they straddle a rounding boundary.
+    """
+    mant, exp = np.frexp(np.asarray(values, dtype=np.float64))
+    return np.ldexp(np.round(mant * 2.0**bits) / 2.0**bits, exp)
+
+
 class GammaGammaModel(BaseEstimator):
     """Gamma-Gamma model of spend per order (Fader, Hardie & Lee 2005, "RFM and CLV").
 
@@ -294,6 +305,13 @@ class GammaGammaModel(BaseEstimator):
     def fit(self, frequency: Any, monetary_value: Any) -> GammaGammaModel:
         """Fit on repeat buyers: rows with ``frequency > 0`` and ``monetary_value > 0`` are used.
 
+        The mean spends are snapped to 36 significant bits first (:func:`snap`): a
+        parallel engine sums a person's orders in any order, so their mean can differ
+        in the last bits from run to run, and when spend barely varies between
+        customers the likelihood is flat along ``q, gamma -> infinity`` (a ridge)
+        where such noise moves the optimiser's stopping point, and so the
+        predictions, by up to 0.1 %. Snapped, the fit is the same in every run.
+
         Raises:
             DataError: when fewer than 2 such customers exist.
         """
@@ -304,7 +322,7 @@ class GammaGammaModel(BaseEstimator):
                 "the Gamma-Gamma model needs repeat buyers with a positive spend; "
                 f"the data has {int(keep.sum())}"
             )
-        (gx, gm), w = group_rows(x[keep], m[keep])
+        (gx, gm), w = group_rows(x[keep], snap(m[keep]))
         scale = float(np.median(gm))
         gm = gm / scale
         total = float(w.sum())
