@@ -143,6 +143,17 @@ class Site:
         self.root, self.url, self.pk, self.shop_key = root, url, pk, shop_key
         self.pages = pages  # the shop's page server (another origin)
 
+    def events_with(self, anonymous_id: str, event_type: str, timeout: float = 15.0) -> list[dict]:
+        """The visitor's events once one of ``event_type`` has arrived: a click is sent
+        by ``sendBeacon``, which leaves the page's queue at once (``cip.pending()`` is 0)
+        while the request may still be on its way to the service."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.events(anonymous_id)
+            if any(r["event_type"] == event_type for r in rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
+
     def events(self, anonymous_id: str | None = None) -> list[dict]:
         rows = []
         for f in sorted((self.root / "sources" / "_http_events").glob("events-*.jsonl*")):
@@ -406,7 +417,7 @@ def test_widget_renders_a_block_and_reports_impression_and_click(browser, site) 
         items.nth(0).click()
         _drained(page)
         anon = page.evaluate("cip.anonymousId()")
-        got = site.events(anon)
+        got = site.events_with(anon, "recommendation_click")
         [imp] = [e for e in got if e["event_type"] == "recommendation_impression"]
         props = json.loads(imp["properties"])
         assert props["block"] == "recommended" and len(props["items"]) == 4
@@ -440,7 +451,7 @@ def test_widget_renders_a_named_block_with_the_pages_items(browser, site) -> Non
         assert page.locator("#recs").get_attribute("data-cip-block") == "similar"
         shown.nth(2).click()
         _drained(page)
-        got = site.events(page.evaluate("cip.anonymousId()"))
+        got = site.events_with(page.evaluate("cip.anonymousId()"), "recommendation_click")
         [imp] = [e for e in got if e["event_type"] == "recommendation_impression"]
         assert json.loads(imp["properties"])["block"] == "similar"
         assert json.loads(imp["properties"])["strategy"] == "block"
