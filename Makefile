@@ -42,7 +42,7 @@ lint: install-dev
 	$(BIN)/python .ci/lint_imports.py  # import-linter: layering, private modules
 
 pytest: install-dev
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile  # one test file per worker: module fixtures are built once
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=25  # one test file per worker: module fixtures are built once
 
 test: lint pytest
 
