@@ -26,7 +26,8 @@ async def _conn(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.Str
     return await asyncio.open_connection(host, port)
 
 
-async def _request(reader, writer, head: bytes, body: bytes) -> int:
+async def request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive connection: ``(status, body)``."""
     writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
     await writer.drain()
     status_line = await reader.readline()
@@ -41,9 +42,8 @@ async def _request(reader, writer, head: bytes, body: bytes) -> int:
         k, _, v = line.partition(b":")
         if k.strip().lower() == b"content-length":
             length = int(v.strip())
-    if length:
-        await reader.readexactly(length)
-    return status
+    data = await reader.readexactly(length) if length else b""
+    return status, data
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> dict:
             try:
                 if writer is None:
                     reader, writer = await _conn(host, port)
-                status[i] = await _request(reader, writer, head, payload)
+                status[i], _ = await request(reader, writer, head, payload)
             except (OSError, ConnectionError, ValueError, asyncio.IncompleteReadError):
                 status[i] = -1
                 if writer is not None:

@@ -24,31 +24,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from benchmarks._serving_load import request
+
 KINDS = ("add_to_cart", "search", "add_to_wishlist", "login", "review")
 
 
 def event_type(n: int) -> str:
     """The event type of event ``n`` in the benchmark's mix."""
     return "product_view" if n % 2 == 0 else KINDS[(n // 2) % len(KINDS)]
-
-
-async def _request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
-    writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-    await writer.drain()
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("closed")
-    status = int(status_line.split()[1])
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v.strip())
-    data = await reader.readexactly(length) if length else b""
-    return status, data
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -91,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict:
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(host, port)
-                status[k], data = await _request(reader, writer, head, payload)
+                status[k], data = await request(reader, writer, head, payload)
                 if status[k] == 200 and json.loads(data).get("accepted") != args.batch:
                     status[k] = -2  # some events rejected
             except (OSError, ConnectionError, ValueError, asyncio.IncompleteReadError):

@@ -7,13 +7,12 @@ The work is :meth:`cip.Workspace.forget` and :meth:`cip.Workspace.export_person`
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from cip.pipelines._cli_app import app, console, emit_json, out, workspace
+from cip.pipelines.files import write_text_atomic
 from cip.profiles.errors import PrivacyError
 from rich.table import Table
 
@@ -28,20 +27,6 @@ _ACTOR = Annotated[
     str | None,
     typer.Option("--actor", help="Who asks, for the audit log (default $CIP_ACTOR, else $USER)."),
 ]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @app.command()
@@ -119,7 +104,7 @@ def export_person(
     if out_path is None:
         typer.echo(text, nl=False)
         return
-    _write_atomic(out_path, text)
+    write_text_atomic(out_path, text, private=True)
     console.print(
         f"wrote {out_path} ({result.persons} person(s), {result.source_records:,} source records)"
     )
