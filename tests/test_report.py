@@ -116,6 +116,20 @@ def test_every_section_is_there_with_data_and_the_page_is_self_contained(shop: S
         text.count('src="data:image/png;base64,') >= 5
     )  # segments, attribution, lift, Qini, hours
     assert not [p for p in Path(rep.path).parent.iterdir() if p.name.endswith(".tmp")]
+    # the churn champion's card: its calibration chart and its top features, from its run
+    card = re.search(r'<div class="card" data-model="(cip-churn[^"]*)">(.*?)</div>', text, re.S)
+    assert card, "no churn card"
+    assert 'alt="calibration"' in card.group(2)
+    shown = [r["feature"] for r in _rows(card.group(2), "feature")]
+    import mlflow
+
+    run_id = next(
+        v.run_id for v in shop.ws.models.list().versions if v.name == card.group(1) and v.champion
+    )
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="feature_importance.csv"
+    )
+    assert shown == pd.read_csv(local)["feature"].head(5).tolist()
 
 
 def test_report_figures_equal_the_measure_tables(shop: Shop) -> None:

@@ -191,6 +191,37 @@ def _clv_deciles(run: Any) -> str:
     return h.chart(fig, "CLV decile chart")
 
 
+def _classifier_extras(run: Any) -> str:
+    """Calibration chart and top features of a churn/propensity champion (its run's
+    ``calibration_table.csv`` and ``feature_importance.csv``); '' when not logged."""
+    import pandas as pd
+
+    out = ""
+    cal = _artifact(run.info.run_id, "calibration_table.csv")
+    if cal is not None:
+        t = pd.read_csv(cal)
+        fig = h.Figure(3.2, 2.6)
+        ax = fig.subplots()
+        ax.plot([0, 1], [0, 1], color="#9aa7bd", lw=1, ls="--", label="perfect")
+        ax.plot(t["mean_predicted"], t["observed_rate"], "o-", color="#2457c5", label="holdout")
+        ax.set(xlabel="predicted probability", ylabel="observed rate", xlim=(0, 1), ylim=(0, 1),
+               title="calibration")  # fmt: skip
+        ax.legend(fontsize=7)
+        out += h.chart(fig, "calibration")
+    imp = _artifact(run.info.run_id, "feature_importance.csv")
+    if imp is not None:
+        top = pd.read_csv(imp).head(5)
+        rows = "".join(
+            f'<tr data-feature="{h.esc(f)}"><td>{h.esc(f)}</td><td class="n">{h.fmt(v, "p4")}</td></tr>'
+            for f, v in zip(top["feature"], top["mean_abs_contribution"], strict=True)
+        )
+        out += (
+            "<table><thead><tr><th>top feature</th><th>mean |contribution|</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    return out
+
+
 def _models(d: _Data) -> tuple[bool, str]:
     if not _mlflow_ready(d.ws):
         return False, h.empty("No model trained yet (no MLflow store).")
@@ -223,7 +254,7 @@ def _models(d: _Data) -> tuple[bool, str]:
             f"v{h.esc(r['version'])}</h3><p>{h.esc(kind or '')} &middot; registered "
             f"{h.esc(created)}"
             + (f" &middot; holdout as of {h.esc(window)}" if window else "")
-            + f"</p>{body}</div>"
+            + f"</p>{body}{_classifier_extras(run) if run is not None else ''}</div>"
         )
         if r["name"] == "cip-clv" and run is not None:
             extra = "<h3>CLV deciles</h3>" + _clv_deciles(run)
