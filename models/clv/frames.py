@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel
+from cip.models.clv.btyd import BetaGeoModel, GammaGammaModel, snap
 from cip.models.clv.model import BTYD_FEATURES, btyd_features
 from cip.profiles.errors import DataError
 
@@ -41,6 +41,12 @@ def _with_summary(
     s = build_btyd_summary(store, as_of, horizon_days, persons=persons).rename(columns=_PREFIX)
     out = feats.merge(s, on="unified_id", how="left", validate="1:1")
     out["last_period_spend"] = out["last_period_spend"].fillna(0.0)
+    # a parallel engine's float sums differ in their last bits from run to run; two persons
+    # with the same spend can then be two distinct values for LightGBM's binning, and the
+    # two-part model differs between two trainings on the same data. Snapped to 36 bits
+    # (1.5e-11 relative), the same data gives the same frame and the same model.
+    for c in out.columns[(out.dtypes == "float64").to_numpy()]:
+        out[c] = snap(out[c].to_numpy())
     return out
 
 
