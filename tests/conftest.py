@@ -122,3 +122,33 @@ def any_store(request):
         }
     with open_store(request.param, **kw) as store:
         yield store
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (make install-dev installs it)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Debian chromium per test module (playwright drives it, never downloads one)."""
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} is missing (make install-dev installs Debian's chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (make install-dev)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -28,12 +28,10 @@ from cip.pipelines.cli import main
 from cip.pipelines.workflows.report import SECTIONS
 
 from tests._models_support import mlflow_db
-from tests.conftest import unavailable
 
 END = dt.date(2025, 6, 30)
 AS_OF = "2025-07-01"
 EARLIER = "2025-06-01"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass
@@ -221,28 +219,6 @@ def test_an_empty_workspace_says_so_in_every_section(tmp_path: Path, capsys) -> 
 def test_bad_window_is_a_usage_error(tmp_path: Path, capsys) -> None:
     ws = Workspace.init(tmp_path / "w")
     assert main(["--workspace", str(ws.root), "report", "--window", "0"]) == 2
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Debian chromium (playwright drives it, never downloads one)."""
-    if not Path(CHROMIUM).exists():
-        unavailable(f"{CHROMIUM} is missing (make install-dev installs Debian's chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (make install-dev)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update"],
-        )  # fmt: skip
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_report_renders_in_chromium_without_errors(shop: Shop, browser, tmp_path: Path) -> None:

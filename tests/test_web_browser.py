@@ -34,22 +34,9 @@ from cip.pipelines.workflows.setup import EVENTS_DIR, ensure_events_source
 from cip.pipelines.workspace import Workspace
 from cip.serving.auth import KeyStore
 
-from tests.conftest import unavailable
-
 pytest_plugins = ["tests._serving_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _free_port() -> int:
@@ -161,23 +148,6 @@ class Site:
         if anonymous_id is not None:
             rows = [r for r in rows if r.get("anonymous_id") == anonymous_id]
         return rows
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Debian chromium for the module (playwright drives it, never downloads)."""
-    if not Path(CHROMIUM).exists():
-        unavailable(f"{CHROMIUM} is missing (make install-dev installs Debian's chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (make install-dev)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
