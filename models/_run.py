@@ -352,7 +352,6 @@ def log_run(
         configure_mlflow,
         ensure_experiment,
         register_model,
-        set_champion,
     )
     from cip.models.tracking import code_version, log_dict_artifacts, log_model
 
@@ -442,8 +441,7 @@ def log_run(
                 "promotion_reason": fitted.no_skill
                 or f"{'promoted' if d.promote else 'not promoted'}: {d.reason}",
             },
+            promote=d.promote,
         )
         mlflow.set_tag("registry.version", version)
-        if d.promote:
-            set_champion(spec.registry_name, version)
     return run.info.run_id, version

@@ -33,6 +33,7 @@ __all__ = [
     "skill_gate",
     "DEFAULT_MIN_AUC",
     "set_champion",
+    "finish_pending_promotion",
     "rollback",
     "champion_version",
     "champion_uri",
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 _HISTORY_TAG = "champion_history"
+#: Version tag set in the same registry write as the version when the gate promoted it, and
+#: removed once the alias is set: a version still carrying it was cut off by a crash.
+_PENDING_TAG = "cip.promotion_pending"
 
 
 def _client() -> Any:
@@ -133,12 +137,26 @@ def ensure_experiment(name: str, artifact_location: str | None = None) -> str:
     return exp_id
 
 
-def register_model(model_uri: str, name: str, tags: dict[str, str] | None = None) -> str:
-    """Register ``model_uri`` (e.g. ``runs:/<id>/model``) as a new version of ``name``."""
+def register_model(
+    model_uri: str, name: str, tags: dict[str, str] | None = None, *, promote: bool = False
+) -> str:
+    """Register ``model_uri`` (e.g. ``runs:/<id>/model``) as a new version of ``name``.
+
+    With ``promote=True`` the new version is made champion. The intent is written with the
+    version itself (one registry write), so a process killed between registering and promoting
+    leaves a version that :func:`finish_pending_promotion` completes on the next run instead of
+    training and registering the same model again.
+    """
     import mlflow
 
-    mv = mlflow.register_model(model_uri, name, tags=tags or {})
-    return str(mv.version)
+    tags = dict(tags or {})
+    if promote:
+        tags[_PENDING_TAG] = "true"
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    version = str(mv.version)
+    if promote:
+        set_champion(name, version)
+    return version
 
 
 @dataclass(frozen=True)
@@ -233,7 +251,45 @@ def set_champion(name: str, version: str) -> None:
     if not hist or hist[-1] != version:
         hist.append(version)
     client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(hist))
+    if _PENDING_TAG in (client.get_model_version(name, version).tags or {}):
+        client.delete_model_version_tag(name, version, _PENDING_TAG)
     log.info("model %s: version %s is now the champion", name, version)
+
+
+def finish_pending_promotion(name: str) -> str | None:
+    """Complete a promotion that a crash cut off; the version made champion, or None.
+
+    A version registered with ``promote=True`` whose process died before the alias was set
+    still carries the pending tag. The newest such version becomes champion unless a newer
+    version already is; older pending tags are cleared. A no-op when ``name`` is not
+    registered yet.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        pending = sorted(
+            int(v.version)
+            for v in client.search_model_versions(f"name='{name}'")
+            if (v.tags or {}).get(_PENDING_TAG) == "true"
+        )
+    except MlflowException:
+        return None
+    if not pending:
+        return None
+    current = champion_version(name)
+    newest = str(pending[-1])
+    done = None
+    if current is None or int(current) <= pending[-1]:  # <=: the alias may be set already
+        log.warning(
+            "model %s: finishing the promotion of version %s cut off by a crash", name, newest
+        )
+        set_champion(name, newest)
+        done = newest
+    for v in pending:
+        with contextlib.suppress(MlflowException):
+            client.delete_model_version_tag(name, str(v), _PENDING_TAG)
+    return done
 
 
 def champion_version(name: str) -> str | None:

@@ -77,11 +77,14 @@ def _features(ws: Workspace, as_of: date | None) -> dict[str, Any]:
 
 def _needs_training(ws: Workspace, name: str) -> bool:
     policy = ws.config.run.train
-    if policy != "if_missing":
-        return policy == "always"
     from cip.models import registry
 
     registry.configure_mlflow(ws.mlflow_tracking_uri, ws.mlflow_artifact_location)
+    # a run killed between registering and promoting left its model behind: promote it now
+    # rather than train and register the same model a second time
+    registry.finish_pending_promotion(name)
+    if policy != "if_missing":
+        return policy == "always"
     try:
         return registry.champion_version(name) is None
     except Exception:  # no registered model of that name yet

@@ -52,6 +52,54 @@ def test_champion_alias_history_and_rollback(tmp_path) -> None:
         registry.set_champion("cip-test", "99")
 
 
+def test_a_promotion_cut_off_by_a_crash_is_finished_not_repeated(tmp_path, monkeypatch) -> None:
+    registry.configure_mlflow(f"sqlite:///{tmp_path / 'm.db'}", str(tmp_path / "art"))
+    registry.ensure_experiment("t", str(tmp_path / "art"))
+
+    def log() -> str:
+        with mlflow.start_run() as run:
+            mlflow.pyfunc.log_model(name="model", python_model=_Const())
+        return f"runs:/{run.info.run_id}/model"
+
+    assert registry.finish_pending_promotion("cip-none") is None  # not registered: a no-op
+    v1 = registry.register_model(log(), "cip-crash", promote=True)
+    assert registry.champion_version("cip-crash") == v1
+    assert registry.finish_pending_promotion("cip-crash") is None  # nothing was cut off
+
+    def killed(name: str, version: str) -> None:
+        raise SystemExit("killed between registering and promoting")
+
+    real = registry.set_champion
+    monkeypatch.setattr(registry, "set_champion", killed)
+    with pytest.raises(SystemExit):
+        registry.register_model(log(), "cip-crash", promote=True)
+    monkeypatch.setattr(registry, "set_champion", real)
+    assert registry.champion_version("cip-crash") == v1  # the crash left v2 unpromoted
+    assert registry.finish_pending_promotion("cip-crash") == "2"
+    assert registry.champion_version("cip-crash") == "2"
+    assert registry.rollback("cip-crash") == v1  # the history has both
+    assert registry.finish_pending_promotion("cip-crash") is None  # done once, not again
+    tags = mlflow.MlflowClient().get_model_version("cip-crash", "2").tags
+    assert "cip.promotion_pending" not in tags
+
+    # a pending version older than the champion is only cleared
+    monkeypatch.setattr(registry, "set_champion", killed)
+    with pytest.raises(SystemExit):
+        registry.register_model(log(), "cip-crash", promote=True)
+    monkeypatch.setattr(registry, "set_champion", real)
+    v4 = registry.register_model(log(), "cip-crash", promote=True)
+    assert registry.finish_pending_promotion("cip-crash") is None
+    assert registry.champion_version("cip-crash") == v4
+    assert (
+        "cip.promotion_pending"
+        not in mlflow.MlflowClient().get_model_version("cip-crash", "3").tags
+    )
+    # a version registered without promote is never promoted by the repair
+    registry.register_model(log(), "cip-crash")
+    assert registry.finish_pending_promotion("cip-crash") is None
+    assert registry.champion_version("cip-crash") == v4
+
+
 _INIT_CHILD = """
 import sys
 from cip.models.registry import configure_mlflow

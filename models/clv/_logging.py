@@ -69,7 +69,6 @@ def log_clv_run(
         configure_mlflow,
         ensure_experiment,
         register_model,
-        set_champion,
     )
     from cip.models.tracking import code_version, log_dict_artifacts
     from mlflow.models import infer_signature
@@ -150,10 +149,9 @@ def log_clv_run(
                 "holdout_total_ratio": f"{m['total_ratio']:.4f}",
                 "holdout_as_of": str(fitted.holdout_as_of.date()),
             },
+            promote=decision.promote,
         )
         mlflow.set_tag("registry.version", version)
-        if decision.promote:
-            set_champion(REGISTRY_NAME, version)
     return run.info.run_id, version
 
 

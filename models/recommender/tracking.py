@@ -151,16 +151,16 @@ def train_recommender_run(
             artifacts={"recommender": str(saved)},
             code_paths=[package_code_path(Path(tmp) / "code")],
             input_example=pd.DataFrame({"user_id": ["example-user"], "n": [10]}),
-            registered_model_name=registry_name,
             # explicit: skips MLflow's slow module capture
             pip_requirements=package_requirements(("threadpoolctl",)),
         )
-        version = str(info.registered_model_version)
-        client.set_model_version_tag(registry_name, version, "algorithm", algo)
-        client.set_model_version_tag(registry_name, version, "params", json.dumps(params))
         promoted = decision.promote
-        if promoted:
-            registry.set_champion(registry_name, version)  # keeps the history for rollback
+        version = registry.register_model(  # champion in the same step (keeps the history)
+            info.model_uri,
+            registry_name,
+            tags={"algorithm": algo, "params": json.dumps(params)},
+            promote=promoted,
+        )
         mlflow.set_tags({"promoted": str(promoted), "model_version": version, **decision.as_tags()})
         run_id = run.info.run_id
     metrics.update({"version": version, "promoted": promoted, "algorithm": algo})

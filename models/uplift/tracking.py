@@ -60,7 +60,6 @@ def log_uplift_run(
         configure_mlflow,
         ensure_experiment,
         register_model,
-        set_champion,
     )
     from cip.models.tracking import code_version, pip_requirements
     from mlflow.models import infer_signature
@@ -114,7 +113,6 @@ def log_uplift_run(
                 "kind": result.champion,
                 "holdout_qini": f"{result.metrics[result.champion].qini:.4f}",
             },
+            promote=result.decision.promote,
         )
-        if result.decision.promote:
-            set_champion(name, version)
     return run.info.run_id, version
