@@ -209,6 +209,8 @@ def fit_and_evaluate(
         "purge_days": purge_days,
         "monotone": dict(spec.monotone) or None,
         "feature_descriptions": dict(feature_descriptions or {}),
+        # the final booster also learns from the validation (latest) snapshot
+        "refit": True,
     }
     tuning = None
     if tune_trials or tune_minutes:
@@ -217,7 +219,8 @@ def fit_and_evaluate(
         say(f"tuning with Optuna (study {study_name})")
         overrides = dict(model_params or {})
         res = tune(
-            lambda **p: spec.estimator(**{**base, **p, **overrides}),
+            # a trial is scored on the validation snapshot: no refit
+            lambda **p: spec.estimator(**{**base, **p, **overrides, "refit": False}),
             X_fit,
             y_fit,
             snap_fit,
