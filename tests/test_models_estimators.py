@@ -90,6 +90,27 @@ def test_platt_recovers_a_known_sigmoid() -> None:
     assert fit_calibrator(raw[:50], np.zeros(50), "auto") == {"method": "none"}
 
 
+def test_isotonic_steps_keep_the_raw_order() -> None:
+    """Isotonic calibration is a step function; its ties are broken by the raw score."""
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 2, 5_000)
+    y = (rng.random(raw.size) < 1 / (1 + np.exp(-raw))).astype(int)
+    cal = fit_calibrator(raw[:2_000], y[:2_000], "isotonic")
+    steps = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(raw[:2_000], y[:2_000])
+    new = raw[2_000:]
+    stepped = np.clip(steps.predict(new), EPS, 1 - EPS)
+    assert len(np.unique(stepped)) < 200  # the plain steps tie most rows
+    p = apply_calibrator(cal, new)
+    order = np.argsort(new)
+    assert np.all(np.diff(p[order]) > 0)  # strictly increasing: no ties left
+    assert np.abs(p - stepped).max() <= 1e-6  # the calibration itself is unchanged
+    assert roc_auc_score(y[2_000:], p) == pytest.approx(roc_auc_score(y[2_000:], new), abs=1e-12)
+    assert roc_auc_score(y[2_000:], stepped) < roc_auc_score(y[2_000:], p)
+    assert p.min() >= EPS and p.max() <= 1 - EPS
+
+
 def test_explain_names_the_feature_that_drives_the_score() -> None:
     rng = np.random.default_rng(1)
     n = 4000
