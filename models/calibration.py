@@ -9,7 +9,10 @@ Two classic maps from a raw score (LightGBM's log-odds margin) to a probability:
 * **Isotonic regression** (Zadrozny & Elkan, 2002): a non-decreasing step
   function fitted by pool-adjacent-violators (scikit-learn's
   :class:`~sklearn.isotonic.IsotonicRegression`), linearly interpolated between
-  thresholds; needs more data (a rule of thumb is >= 1,000 held-out rows).
+  thresholds; needs more data (a rule of thumb is >= 1,000 held-out rows). Its flat
+  steps would give every score in a step the same probability (ties that lower ROC AUC),
+  so :func:`apply_calibrator` adds a term below :data:`TIE_BREAK` that increases with the
+  raw score: the probabilities rank as the raw scores and move by at most 5e-7.
 
 A fitted calibrator is a small dict of numbers (JSON-serialisable), so a model
 saved to disk or MLflow carries its calibration as data, not as a pickle.
