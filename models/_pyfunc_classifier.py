@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 _EPS = 1e-4  # cip.models.calibration.EPS
+_TIE_BREAK = 5e-7  # cip.models.calibration.TIE_BREAK
 
 
 def _calibrate(calibrator: dict[str, Any], raw: np.ndarray) -> np.ndarray:
@@ -37,6 +38,8 @@ def _calibrate(calibrator: dict[str, Any], raw: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-(calibrator["a"] * raw + calibrator["b"])))
     elif method == "isotonic":
         p = np.interp(raw, np.asarray(calibrator["x"]), np.asarray(calibrator["y"]))
+        p = np.clip(p, _EPS + _TIE_BREAK, 1.0 - _EPS - _TIE_BREAK)
+        return p + _TIE_BREAK * np.tanh(raw / 4.0)
     elif method == "none":
         p = 1.0 / (1.0 + np.exp(-raw))
     else:

@@ -209,6 +209,10 @@ def fit_and_evaluate(
         "purge_days": purge_days,
         "monotone": dict(spec.monotone) or None,
         "feature_descriptions": dict(feature_descriptions or {}),
+        # no refit on the validation snapshot: on Online Retail it moved holdout ROC AUC by
+        # +0.004 (churn) / -0.003 (propensity) and worsened calibration (ECE 0.146 -> 0.165
+        # churn, 0.127 -> 0.142 propensity): the calibrator no longer matches the booster
+        "refit": False,
     }
     tuning = None
     if tune_trials or tune_minutes:
@@ -217,7 +221,8 @@ def fit_and_evaluate(
         say(f"tuning with Optuna (study {study_name})")
         overrides = dict(model_params or {})
         res = tune(
-            lambda **p: spec.estimator(**{**base, **p, **overrides}),
+            # a trial is scored on the validation snapshot: no refit
+            lambda **p: spec.estimator(**{**base, **p, **overrides, "refit": False}),
             X_fit,
             y_fit,
             snap_fit,

@@ -9,7 +9,10 @@ Two classic maps from a raw score (LightGBM's log-odds margin) to a probability:
 * **Isotonic regression** (Zadrozny & Elkan, 2002): a non-decreasing step
   function fitted by pool-adjacent-violators (scikit-learn's
   :class:`~sklearn.isotonic.IsotonicRegression`), linearly interpolated between
-  thresholds; needs more data (a rule of thumb is >= 1,000 held-out rows).
+  thresholds; needs more data (a rule of thumb is >= 1,000 held-out rows). Its flat
+  steps would give every score in a step the same probability (ties that lower ROC AUC),
+  so :func:`apply_calibrator` adds a term below :data:`TIE_BREAK` that increases with the
+  raw score: the probabilities rank as the raw scores and move by at most 5e-7.
 
 A fitted calibrator is a small dict of numbers (JSON-serialisable), so a model
 saved to disk or MLflow carries its calibration as data, not as a pickle.
@@ -35,6 +38,11 @@ _ISOTONIC_MIN_ROWS = 1000
 _MIN_CLASS_ROWS = 50
 #: Calibrated probabilities are kept inside [EPS, 1 - EPS] so that log loss stays finite.
 EPS = 1e-4
+#: Isotonic calibration is a step function: every raw score in a flat step maps to one
+#: probability (about 60 distinct values on Online Retail), and those ties cost ranking
+#: (holdout ROC AUC -0.001 to -0.002). A term at most ``TIE_BREAK`` in size, increasing in
+#: the raw score, keeps the booster's order inside a step and moves no probability by more.
+TIE_BREAK = 5e-7
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto") -> dict[str, Any]:
@@ -80,14 +88,20 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto") -> dict
 
 
 def apply_calibrator(calibrator: dict[str, Any], raw: np.ndarray) -> np.ndarray:
-    """Map raw scores to calibrated probabilities in ``[EPS, 1 - EPS]``."""
+    """Map raw scores to calibrated probabilities in ``[EPS, 1 - EPS]``.
+
+    Strictly increasing in ``raw`` for every method (isotonic steps are tie-broken by the
+    raw score, :data:`TIE_BREAK`), so the calibrated probabilities rank as the raw scores.
+    """
     raw = np.asarray(raw, dtype=np.float64)
     method = calibrator["method"]
     if method == "sigmoid":
         p = 1.0 / (1.0 + np.exp(-(calibrator["a"] * raw + calibrator["b"])))
     elif method == "isotonic":
-        # identical to IsotonicRegression.predict with out_of_bounds="clip"
+        # IsotonicRegression.predict with out_of_bounds="clip", ties broken by the raw score
         p = np.interp(raw, np.asarray(calibrator["x"]), np.asarray(calibrator["y"]))
+        p = np.clip(p, EPS + TIE_BREAK, 1.0 - EPS - TIE_BREAK)
+        return p + TIE_BREAK * np.tanh(raw / 4.0)
     elif method == "none":
         p = 1.0 / (1.0 + np.exp(-raw))
     else:

@@ -79,6 +79,17 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             rise, +1, or only fall, -1, with the feature, all else equal); features
             absent from ``X`` are ignored (``None``: unconstrained). LightGBM's
             ``intermediate`` method enforces them.
+        refit: after early stopping on the validation rows, train the final booster
+            again on **every** row of ``X`` (the validation snapshot and the purged
+            snapshots included) for the early-stopped number of rounds. The most
+            recent snapshot is the most informative about the next horizon; without
+            the refit the booster never learns from it (the logistic baselines do).
+            The calibration and ``validation_auc_`` stay those measured on the
+            validation rows with the early-stopped booster (the only out-of-sample
+            scores there are), so they describe the early-stopped booster, not the
+            refitted one: on Online Retail churn the refit raised holdout ROC AUC by
+            0.004 but worsened ECE (0.146 -> 0.165), so ``cip train`` leaves it off.
+            Ignored with an explicit ``eval_set`` or without a validation set.
         random_state: seed of LightGBM and of the random validation split.
         n_jobs: LightGBM threads for fitting and prediction (``None`` or 0: all cores;
             one thread is fastest on small data and on a busy machine).
@@ -108,6 +119,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         input_decimals: int | None = 6,
         feature_descriptions: Mapping[str, str] | None = None,
         monotone: Mapping[str, int] | None = None,
+        refit: bool = False,
         random_state: int | None = None,
         n_jobs: int | None = 1,
     ) -> None:
@@ -129,6 +141,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.input_decimals = input_decimals
         self.feature_descriptions = feature_descriptions
         self.monotone = monotone
+        self.refit = refit
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -240,6 +253,14 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             if raw_va is not None
             else {"method": "none"}
         )
+        self.refitted_ = bool(self.refit and valid_sets and eval_set is None)
+        if self.refitted_:
+            # the same rounds on every row: the validation snapshot is the latest data
+            self.booster_ = lgb.train(
+                self._lgb_params(names),
+                lgb.Dataset(X, y_idx, feature_name=names, free_raw_data=False),
+                num_boost_round=self.best_iteration_,
+            )
         self.feature_names_ = names
         self.feature_importances_ = self.booster_.feature_importance(
             "gain", iteration=self.best_iteration_
@@ -415,6 +436,7 @@ class _CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             "has_feature_names_in": hasattr(self, "feature_names_in_"),
             "best_iteration": self.best_iteration_,
             "validation_auc": self.validation_auc_,
+            "refitted": self.refitted_,
             "calibrator": self.calibrator_,
             "feature_descriptions": self.feature_descriptions_,
             "lightgbm_version": lgb.__version__,
@@ -503,6 +525,7 @@ def load_model(path: str | Path, expected: type[_CalibratedLGBMClassifier] | Non
         model.feature_names_in_ = np.asarray(model.feature_names_, dtype=object)
     model.best_iteration_ = int(meta["best_iteration"])
     model.validation_auc_ = float(meta["validation_auc"])
+    model.refitted_ = bool(meta.get("refitted", False))
     model.calibrator_ = meta["calibrator"]
     model.feature_descriptions_ = dict(meta["feature_descriptions"])
     model.feature_importances_ = model.booster_.feature_importance(

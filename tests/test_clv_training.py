@@ -161,3 +161,40 @@ def test_prediction_on_all_cores_equals_one_thread(shop) -> None:
         assert model.two_part.n_jobs == (threads or 0)
         pd.testing.assert_frame_equal(many, one, check_exact=True)
     assert one["clv"].gt(0).any()
+
+
+def test_two_part_total_factor_is_out_of_sample_and_seasonal(shop) -> None:
+    """The two-part factor: its own validation snapshot, carried to the calibration season."""
+    from cip.models.clv.frames import add_btyd_features
+    from cip.models.clv.training import _total_ratio, _total_scales
+
+    frame, hold, _ = shop
+    f = fit_clv_candidates(frame, hold, H, tune_trials=None)
+    fr, btyd = add_btyd_features(frame, H)
+    valid, calib = f.fit_as_ofs[-1], f.fit_as_ofs[-3]
+    as_of = pd.to_datetime(fr["as_of"])
+
+    def scales(data: pd.DataFrame, c: pd.Timestamp = calib) -> dict[str, float]:
+        return _total_scales(f.models, data, btyd, c, valid, "future_spend")
+
+    base = scales(fr)
+    # the pieces, each measured where the candidate never saw the labels
+    on = {a: fr[(as_of == a).to_numpy()] for a in (valid, calib)}
+    tp_valid = _total_ratio(f.models["two_part"], on[valid], btyd[valid], "future_spend")
+    bt = {a: _total_ratio(f.models["btyd"], on[a], btyd[a], "future_spend") for a in on}
+    assert base["btyd"] == pytest.approx(bt[calib])
+    assert base["two_part"] == pytest.approx(tp_valid * bt[calib] / bt[valid])
+    # a calibration season that spends 1.5 times as much: every factor follows it
+    more = fr.copy()
+    more.loc[(as_of == calib).to_numpy(), "future_spend"] *= 1.5
+    for k, v in scales(more).items():
+        assert v == pytest.approx(1.5 * base[k], rel=1e-9), k
+    # a validation snapshot that spends more moves no factor (it is another season) ...
+    odd = fr.copy()
+    odd.loc[(as_of == valid).to_numpy(), "future_spend"] *= 1.5
+    for k, v in scales(odd).items():
+        assert v == pytest.approx(base[k], rel=1e-9), k
+    # ... unless it is the calibration snapshot itself (a young shop: no year-ago snapshot)
+    young = scales(fr, valid)
+    assert young["two_part"] == pytest.approx(tp_valid)
+    assert scales(odd, valid)["two_part"] == pytest.approx(1.5 * tp_valid)

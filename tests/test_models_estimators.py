@@ -90,6 +90,27 @@ def test_platt_recovers_a_known_sigmoid() -> None:
     assert fit_calibrator(raw[:50], np.zeros(50), "auto") == {"method": "none"}
 
 
+def test_isotonic_steps_keep_the_raw_order() -> None:
+    """Isotonic calibration is a step function; its ties are broken by the raw score."""
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 2, 5_000)
+    y = (rng.random(raw.size) < 1 / (1 + np.exp(-raw))).astype(int)
+    cal = fit_calibrator(raw[:2_000], y[:2_000], "isotonic")
+    steps = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(raw[:2_000], y[:2_000])
+    new = raw[2_000:]
+    stepped = np.clip(steps.predict(new), EPS, 1 - EPS)
+    assert len(np.unique(stepped)) < 200  # the plain steps tie most rows
+    p = apply_calibrator(cal, new)
+    order = np.argsort(new)
+    assert np.all(np.diff(p[order]) > 0)  # strictly increasing: no ties left
+    assert np.abs(p - stepped).max() <= 1e-6  # the calibration itself is unchanged
+    assert roc_auc_score(y[2_000:], p) == pytest.approx(roc_auc_score(y[2_000:], new), abs=1e-12)
+    assert roc_auc_score(y[2_000:], stepped) < roc_auc_score(y[2_000:], p)
+    assert p.min() >= EPS and p.max() <= 1 - EPS
+
+
 def test_explain_names_the_feature_that_drives_the_score() -> None:
     rng = np.random.default_rng(1)
     n = 4000
@@ -165,3 +186,38 @@ def test_rejects_multiclass_and_single_class() -> None:
         ChurnModel().fit(X, np.arange(30) % 3)
     with pytest.raises(ValueError, match="1 class"):
         ChurnModel().fit(X, np.ones(30))
+
+
+def test_refit_learns_from_the_validation_snapshot(frame: pd.DataFrame, tmp_path) -> None:
+    """``refit=True``: early stopping and calibration on the latest snapshot, then every row."""
+    fit = frame[frame.as_of < frame.as_of.max()]
+    X, y = _xy(fit)
+    kw = {"n_estimators": 300, "random_state": 0, "purge_days": 30}
+    plain = PropensityModel(**kw).fit(X, y, snapshot=fit.as_of)
+    again = PropensityModel(**kw, refit=True).fit(X, y, snapshot=fit.as_of)
+    assert again.refitted_ and not plain.refitted_
+    # the same early stopping and calibration, measured before the refit
+    assert again.best_iteration_ == plain.best_iteration_
+    assert again.validation_auc_ == plain.validation_auc_
+    assert again.calibrator_ == plain.calibrator_
+    assert again.booster_.current_iteration() == plain.best_iteration_
+    # the final booster is the one trained on every row, the validation snapshot included
+    last = (fit.as_of == fit.as_of.max()).to_numpy()
+    on_all = PropensityModel(
+        **{**kw, "n_estimators": plain.best_iteration_},
+        early_stopping_rounds=None,
+        validation_fraction=0.0,
+    ).fit(X, y)
+    np.testing.assert_allclose(
+        again.booster_.predict(X.to_numpy(), raw_score=True),
+        on_all.booster_.predict(X.to_numpy(), raw_score=True),
+    )
+    assert not np.allclose(again.predict_proba(X[last]), plain.predict_proba(X[last]))
+    # saved and loaded as data
+    again.save(tmp_path / "r")
+    back = PropensityModel.load(tmp_path / "r")
+    assert back.refitted_ and back.get_params()["refit"] is True
+    np.testing.assert_allclose(back.predict_proba(X), again.predict_proba(X))
+    # an explicit eval_set keeps the early-stopped booster
+    es = PropensityModel(**kw, refit=True).fit(X[~last], y[~last], eval_set=(X[last], y[last]))
+    assert not es.refitted_

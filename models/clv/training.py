@@ -17,7 +17,10 @@ Same machinery as churn and propensity (:mod:`models.training`):
 * total calibration: each candidate's ``clv`` is multiplied by actual / predicted
   total net revenue on a fitting snapshot (time-held-out, before the holdout): the
   one a year before the holdout when the history has it (same season), else the
-  latest (:attr:`CLVModel.total_scale`), so totals match without changing ranks;
+  latest (:attr:`CLVModel.total_scale`), so totals match without changing ranks.
+  The two-part model's factor is measured out of sample, on its validation snapshot,
+  and carried to that season by the BTYD model's ratio of the two (see
+  :func:`_total_scales`);
 * metrics (:mod:`models.clv.metrics`): normalized Gini, total predicted / actual,
   Spearman, decile MAE; a decile chart of every candidate is logged to MLflow;
 * the gate: ``two_part`` wins only if its holdout normalized Gini beats both
@@ -123,23 +126,64 @@ def _calibration_snapshot(fit_as_ofs: list[pd.Timestamp], holdout: pd.Timestamp)
     return max(fit_as_ofs)
 
 
-def _total_scales(
-    models: Mapping[str, CLVModel], val: pd.DataFrame, btyd_val: tuple[Any, Any], target: str
-) -> dict[str, float]:
-    """Per candidate: actual / predicted total net revenue on the validation snapshot.
+def _total_ratio(model: CLVModel, rows: pd.DataFrame, btyd: tuple[Any, Any], target: str) -> float:
+    """Actual / predicted total net revenue of ``model`` on ``rows`` (one snapshot); NaN if undefined.
 
-    The calibration snapshot (:func:`_calibration_snapshot`) is a fitting snapshot:
-    its labels are observed before the holdout starts, so the factor is fitted on time-held-out data, never
-    on the holdout. Each candidate is evaluated there with the BTYD models fitted on
-    that snapshot's own history. Bounded by :data:`SCALE_BOUNDS`; 1 when undefined.
+    The model is evaluated with the BTYD models fitted on that snapshot's own history.
     """
-    y = val[target].to_numpy(dtype=np.float64)
+    twin = CLVModel(model.kind, model.horizon_days, *btyd, model.two_part)
+    pred = float(twin.predict(rows)["clv"].sum())
+    actual = float(rows[target].to_numpy(dtype=np.float64).sum())
+    return actual / pred if pred > 0 and np.isfinite(pred) else float("nan")
+
+
+def _total_scales(
+    models: Mapping[str, CLVModel],
+    frame: pd.DataFrame,
+    btyd: Mapping[pd.Timestamp, tuple[Any, Any]],
+    calib_ts: pd.Timestamp,
+    valid_ts: pd.Timestamp,
+    target: str,
+) -> dict[str, float]:
+    """Per candidate, the factor that makes its predicted total match the actual one.
+
+    Every factor is measured on fitting snapshots (their labels are observed before
+    the holdout starts), never on the holdout, and only where the candidate's
+    predictions are **out of sample**:
+
+    * ``btyd`` and ``last_period`` never see a label, so any fitting snapshot is out of
+      sample for them: their factor is actual / predicted on the calibration snapshot
+      ``calib_ts`` (:func:`_calibration_snapshot`: same season a year before the
+      holdout when the history has it, else the latest);
+    * ``two_part`` was trained on the labels of every fitting snapshot but its
+      validation snapshot ``valid_ts`` (the latest, used only to stop boosting), so its
+      factor there is out of sample, but not of the holdout's season. It is carried
+      to the calibration snapshot's season with the BTYD model, measured on both:
+      ``f_two_part(valid) x f_btyd(calib) / f_btyd(valid)`` (the same as
+      ``f_two_part(valid)`` when the calibration snapshot is the latest). Measuring it on
+      ``calib_ts`` directly, a snapshot the model was trained on, understates its
+      out-of-time error (Online Retail: x1.08 in sample, holdout total 1.235).
+
+    Bounded by :data:`SCALE_BOUNDS`; 1 when undefined.
+    """
+    as_of = pd.to_datetime(frame["as_of"])
+
+    def rows(ts: pd.Timestamp) -> pd.DataFrame:
+        return frame[(as_of == ts).to_numpy()]
+
     out = {}
     for k, m in models.items():
-        twin = CLVModel(m.kind, m.horizon_days, *btyd_val, m.two_part)
-        pred = float(twin.predict(val)["clv"].sum())
-        ratio = float(y.sum()) / pred if pred > 0 and np.isfinite(pred) else 1.0
-        out[k] = float(np.clip(ratio, *SCALE_BOUNDS)) if np.isfinite(ratio) else 1.0
+        if m.kind == "two_part":
+            f = _total_ratio(m, rows(valid_ts), btyd[valid_ts], target)
+            if calib_ts != valid_ts:
+                b = models.get("btyd") or CLVModel("btyd", m.horizon_days, *btyd[valid_ts])
+                season = _total_ratio(b, rows(calib_ts), btyd[calib_ts], target) / _total_ratio(
+                    b, rows(valid_ts), btyd[valid_ts], target
+                )
+                f = f * season
+        else:
+            f = _total_ratio(m, rows(calib_ts), btyd[calib_ts], target)
+        out[k] = float(np.clip(f, *SCALE_BOUNDS)) if np.isfinite(f) else 1.0
     return out
 
 
@@ -196,12 +240,14 @@ def fit_clv_candidates(
     say(f"fitting the two-part LightGBM on {len(y_fit):,} rows")
     tp = TwoPartLGBM(**params).fit(X_fit, y_fit, snapshot=snap)
     models["two_part"] = CLVModel("two_part", horizon_days, bg, gg, tp)
-    val_ts = _calibration_snapshot([pd.Timestamp(a) for a in pd.Series(snap).unique()], hold_ts)
-    scales = _total_scales(models, frame[(as_of == val_ts).to_numpy()], btyd[val_ts], TARGET)
+    fit_ts = [pd.Timestamp(a) for a in pd.Series(snap).unique()]
+    cal_ts, valid_ts = _calibration_snapshot(fit_ts, hold_ts), max(fit_ts)
+    scales = _total_scales(models, frame, btyd, cal_ts, valid_ts, TARGET)
     for k, m in models.items():
         m.total_scale = scales[k]
     say(
-        f"total calibration on the snapshot {val_ts.date()}: "
+        f"total calibration on the snapshot {cal_ts.date()} (two_part: out of sample on "
+        f"{valid_ts.date()}, carried to that season): "
         + ", ".join(f"{k} x{v:.3f}" for k, v in scales.items())
     )
     preds = {k: m.predict(hold)["clv"].to_numpy() for k, m in models.items()}
