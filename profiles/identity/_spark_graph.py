@@ -21,7 +21,9 @@ Where the work runs
   components of the more trusted identifiers, and the distinct persons each
   candidate touches (``groupBy`` + ``count``); then the edge statuses and the
   components of the active edges.
-* **Driver** -- the small things: the guard report (the few blocked values,
+* **Driver** -- the small things: any component search over at most
+  ``local_edges`` edges (default 1 M, ~16 MB collected; a collect and
+  ``scipy`` beat a dozen distributed rounds there), the guard report (the few blocked values,
   with a sample of the persons each one touches), and the operator's
   forbidden-pair *min cuts*. Only the components that hold both ends of a
   forbidden pair are collected (their nodes and active edges), cut there with
@@ -66,6 +68,10 @@ log = logging.getLogger(__name__)
 #: Safety stop of the large-star / small-star loop (O(log^2 n) rounds are needed).
 MAX_ROUNDS = 200
 
+#: Graphs of at most this many edges are solved on the driver (``scipy``, ~16 bytes an
+#: edge): a collect costs less than the dozen distributed rounds a long chain needs.
+LOCAL_EDGES = 1_000_000
+
 
 @dataclass
 class SparkGraphResult:
@@ -106,57 +112,61 @@ def _cut_lineage(df: DataFrame) -> DataFrame:
 
 def _large_star(e: DataFrame) -> DataFrame:
     """Each node links its larger neighbours to the smallest of its neighbourhood."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     both = e.select("u", "v").union(e.select(F.col("v").alias("u"), F.col("u").alias("v")))
-    mins = both.groupBy("u").agg(F.least(F.min("v"), F.col("u")).alias("m"))
+    m = F.least(F.min("v").over(Window.partitionBy("u")), F.col("u"))
     return (
-        both.join(mins, "u")
+        both.withColumn("m", m)
         .where(F.col("v") > F.col("u"))
         .select(F.col("v").alias("u"), F.col("m").alias("v"))
-        .distinct()
     )
 
 
 def _small_star(e: DataFrame) -> DataFrame:
     """Each node links itself and its smaller neighbours to the smallest of them.
 
-    The output is oriented ``u > v`` (``v`` the smaller end).
+    The output is oriented ``u > v`` (``v`` the smaller end) and has no duplicates.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    o = e.select(F.greatest("u", "v").alias("u"), F.least("u", "v").alias("v"))
-    mins = o.groupBy("u").agg(F.min("v").alias("m"))
-    spokes = (
-        o.join(mins, "u")
-        .where(F.col("v") != F.col("m"))
-        .select(F.col("v").alias("u"), F.col("m").alias("v"))
+    o = e.select(F.greatest("u", "v").alias("u"), F.least("u", "v").alias("v")).withColumn(
+        "m", F.min("v").over(Window.partitionBy("u"))
     )
-    return spokes.union(mins.select("u", F.col("m").alias("v"))).distinct()
+    spokes = o.where(F.col("v") != F.col("m")).select(F.col("v").alias("u"), F.col("m").alias("v"))
+    return spokes.union(o.select("u", F.col("m").alias("v"))).distinct()
 
 
 def _is_star_forest(e: DataFrame) -> bool:
     """Whether every node has one parent and no parent has a parent (``u > v`` edges)."""
     from pyspark.sql import functions as F
 
-    if not e.groupBy("u").count().where(F.col("count") > 1).isEmpty():
-        return False
-    parents = e.select(F.col("u").alias("v")).distinct()
-    return e.join(parents, "v").isEmpty()
+    multi = e.groupBy("u").count().where(F.col("count") > 1).select("u")
+    chained = e.join(e.select(F.col("u").alias("v")), "v", "left_semi").select("u")
+    return multi.union(chained).isEmpty()
 
 
-def connected_components_spark(edges: DataFrame, a: str = "a", b: str = "b") -> DataFrame:
+def connected_components_spark(
+    edges: DataFrame, a: str = "a", b: str = "b", *, local_edges: int = LOCAL_EDGES
+) -> DataFrame:
     """Component of every node that occurs in ``edges``: DataFrame ``node, component``.
 
     ``component`` is the smallest node id of the component (large-star /
     small-star, Kiveris et al. 2014; self-loops are ignored, but their node
-    still gets a row). Nodes must be integers (``long``).
+    still gets a row). Nodes must be integers (``long``). A graph of at most
+    ``local_edges`` distinct edges is collected and solved on the driver with
+    ``scipy`` instead (one collect beats a dozen distributed rounds); 0 always
+    runs the distributed rounds.
     """
     from pyspark.sql import functions as F
 
     ends = edges.select(F.col(a).cast("long").alias("u"), F.col(b).cast("long").alias("v"))
     nodes = ends.select(F.col("u").alias("node")).union(ends.select(F.col("v").alias("node")))
     e = _cut_lineage(ends.where(F.col("u") != F.col("v")).distinct())
+    if local_edges > 0 and e.count() <= local_edges:
+        return _components_on_driver(nodes.distinct(), e)
     for rounds in range(1, MAX_ROUNDS + 1):
         e = _cut_lineage(_small_star(_large_star(e)))
         if _is_star_forest(e):
@@ -169,6 +179,20 @@ def connected_components_spark(edges: DataFrame, a: str = "a", b: str = "b") -> 
         nodes.distinct()
         .join(parent, "node", "left")
         .select("node", F.coalesce("component", "node").alias("component"))
+    )
+
+
+def _components_on_driver(nodes: DataFrame, e: DataFrame) -> DataFrame:
+    """Components of a small edge list with ``scipy`` (smallest node id per component)."""
+    ids = np.sort(nodes.toPandas()["node"].to_numpy(np.int64))
+    pdf = e.toPandas()
+    u = np.searchsorted(ids, pdf["u"].to_numpy(np.int64))
+    v = np.searchsorted(ids, pdf["v"].to_numpy(np.int64))
+    lab = components(len(ids), u, v)
+    root = np.full(int(lab.max(initial=-1)) + 1, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(root, lab, ids)
+    return nodes.sparkSession.createDataFrame(
+        pd.DataFrame({"node": ids, "component": root[lab]}), "node long, component long"
     )
 
 
@@ -186,6 +210,7 @@ def resolve_graph_spark(
     manual_blocked: Sequence[int] | np.ndarray = (),
     forbidden_pairs: Sequence[tuple[int, int]] = (),
     samples: int = 10,
+    local_edges: int = LOCAL_EDGES,
 ) -> SparkGraphResult:
     """Guard, components and cuts of :func:`resolve_graph`, on Spark DataFrames.
 
@@ -202,6 +227,8 @@ def resolve_graph_spark(
     forbidden_pairs : node id pairs that must not end up in one person (cut on
         the driver, see the module docstring).
     samples : persons listed per blocked value in the report.
+    local_edges : component searches over at most this many edges run on the
+        driver (see :func:`connected_components_spark`); 0: always distributed.
     """
     from pyspark.sql import functions as F
 
@@ -254,7 +281,7 @@ def resolve_graph_spark(
         limit = limits[t] if t < len(limits) else None
         if limit is None:
             continue
-        over = _guard_rank(e, blocked, t, int(limit), samples)
+        over = _guard_rank(e, blocked, t, int(limit), samples, local_edges)
         if over is None:
             continue
         rows.append(over)
@@ -277,7 +304,7 @@ def resolve_graph_spark(
     )
     status = _cut_lineage(status)
     active = status.where(F.col("status") == 0)
-    comp = connected_components_spark(active, "ea", "eb")
+    comp = connected_components_spark(active, "ea", "eb", local_edges=local_edges)
     comp = (
         node_rank.select("node")
         .join(comp, "node", "left")
@@ -308,7 +335,7 @@ def resolve_graph_spark(
 
 
 def _guard_rank(
-    e: DataFrame, blocked: DataFrame, t: int, limit: int, samples: int
+    e: DataFrame, blocked: DataFrame, t: int, limit: int, samples: int, local_edges: int
 ) -> pd.DataFrame | None:
     """Values of rank ``t`` touching more than ``limit`` stronger persons (report rows), or None."""
     from pyspark.sql import functions as F
@@ -324,7 +351,9 @@ def _guard_rank(
     cand = _cut_lineage(cand)
     if cand.isEmpty():
         return None
-    comp = connected_components_spark(ok.where(F.col("rb") < t), "ea", "eb")
+    comp = connected_components_spark(
+        ok.where(F.col("rb") < t), "ea", "eb", local_edges=local_edges
+    )
     pairs = (
         sel.join(cand, "eb")
         .join(comp.withColumnRenamed("node", "ea"), "ea", "left")
