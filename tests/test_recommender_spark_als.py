@@ -83,3 +83,30 @@ def test_a_spark_frame_without_ids_is_a_clear_error(spark) -> None:
     sdf = spark.createDataFrame(pd.DataFrame({"user_id": ["a"], "sku": ["x"]}))
     with pytest.raises(DataError, match="item_id"):
         SparkALSRecommender().fit(sdf)
+
+
+@pytest.mark.slow
+def test_spark_als_is_tracked_registered_and_served_like_als(spark, tmp_path) -> None:
+    import mlflow
+    from cip.models.recommender.tracking import train_recommender_run
+
+    from tests._models_support import mlflow_db
+
+    train, _ = _shop(seed=1)
+    uri = mlflow_db(tmp_path / "mlflow.db")
+    model, run_id, metrics = train_recommender_run(
+        train,
+        algorithm="spark_als",
+        tracking_uri=uri,
+        artifact_location=str(tmp_path / "artifacts"),
+        validation="random",
+    )
+    assert isinstance(model, SparkALSRecommender) and metrics["version"] == "1"
+    assert metrics["ndcg_at_10"] > metrics["popular_ndcg_at_10"]
+    assert mlflow.MlflowClient().get_run(run_id).data.params["algorithm"] == "spark_als"
+    served = mlflow.pyfunc.load_model("models:/cip-recommender/1")
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"]})
+    pd.testing.assert_frame_equal(
+        served.predict(users).reset_index(drop=True),
+        model.recommend(["u1", "u2", "u3"], n=10).reset_index(drop=True),
+    )
