@@ -106,7 +106,7 @@ def test_spark_als_is_tracked_registered_and_served_like_als(spark, tmp_path) ->
     assert 0 <= metrics["ndcg_at_10"] <= 1 and metrics["popular_ndcg_at_10"] > 0
     assert mlflow.MlflowClient().get_run(run_id).data.params["algorithm"] == "spark_als"
     served = mlflow.pyfunc.load_model("models:/cip-recommender/1")
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"]})
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "n": 10})
     pd.testing.assert_frame_equal(
         served.predict(users).reset_index(drop=True),
         model.recommend(["u1", "u2", "u3"], n=10).reset_index(drop=True),
