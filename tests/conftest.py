@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,8 @@ def spark():
         unavailable("pyspark is not installed (pip install '.[spark]')")
     if not any(Path(p, "java").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
         unavailable("Java is not installed (Spark needs Java 17)")
+    # Python workers (pandas / MLflow UDFs) run this interpreter, not whatever python3 is
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("cip-tests")

@@ -3,8 +3,9 @@
 >>> rec = make_recommender("als", factors=64).fit(interactions)      # doctest: +SKIP
 >>> rec.recommend(["u1", "u2"], n=10, items=in_stock_ids)             # doctest: +SKIP
 
-Algorithms: ``als`` (default), ``bpr``, ``itemknn`` (cosine / BM25), ``ease``
-and the ``popular`` baseline. Models save as ``.npz`` arrays plus JSON.
+Algorithms: ``als`` (default), ``bpr``, ``itemknn`` (cosine / BM25), ``ease``,
+``spark_als`` (implicit ALS fitted by Spark MLlib; needs pyspark) and the
+``popular`` baseline. Models save as ``.npz`` arrays plus JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cip.models.recommender._memory import EASERecommender, ItemKNNRecommender, 
 from cip.models.recommender._mf import ALSRecommender, BPRRecommender
 from cip.models.recommender._persist import FORMAT_VERSION
 from cip.models.recommender._rank import Ranked
+from cip.models.recommender._spark_als import SparkALSRecommender
 from cip.profiles.errors import ConfigError, NotFoundError
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "PopularRecommender",
     "Ranked",
     "Recommender",
+    "SparkALSRecommender",
     "load_recommender",
     "make_recommender",
     "normalize_ids",
@@ -45,12 +48,13 @@ ALGORITHMS: dict[str, type[Recommender]] = {
         ItemKNNRecommender,
         EASERecommender,
         PopularRecommender,
+        SparkALSRecommender,
     )
 }
 
 
 def make_recommender(algorithm: str = "als", **params: Any) -> Recommender:
-    """A new, unfitted recommender: ``als``, ``bpr``, ``itemknn``, ``ease`` or ``popular``.
+    """A new, unfitted recommender: ``als``, ``bpr``, ``itemknn``, ``ease``, ``spark_als``, ``popular``.
 
     ``params`` are the algorithm's hyperparameters (scikit-learn style), e.g.
     ``make_recommender("als", factors=128, random_state=0)``.
