@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
-.PHONY: demo test install install-dev lint pytest bench clean chromium web
+.PHONY: demo test test-slow test-all install install-dev lint pytest pytest-slow bench clean chromium web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,20 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python .ci/lint_imports.py  # import-linter: layering, private modules
 
-pytest: install-dev
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=25  # one test file per worker: module fixtures are built once
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=25  # one test file per worker: module fixtures are built once
 
+pytest: install-dev
+	$(PYTEST) -m "not slow"
+
+pytest-slow: install-dev
+	$(PYTEST) -m slow
+
+# `make test`: lint + every test not marked slow (well under 20 minutes on 2 cores).
+# `make test-slow`: the tests marked slow (crash/kill runs, notebooks, Spark runs, real data);
+# CI (.ci/run) runs both.
 test: lint pytest
+test-slow: pytest-slow
+test-all: lint pytest pytest-slow
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run_all
