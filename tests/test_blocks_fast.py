@@ -142,7 +142,9 @@ def campaign_shop(shop):
     from cip.models.recommender.block_eval import TopFrequency
     from cip.models.recommender.blocks import PersonalBlock
 
-    als = PersonalBlock(algorithm="als", params={"factors": 8, "iterations": 3, "num_threads": 1})
+    # 64 factors: wide enough that a 16-row BLAS product of unrounded factors differs in the
+    # last bits from 1-row products (measured), so the exact test below needs the grid
+    als = PersonalBlock(algorithm="als", params={"factors": 64, "iterations": 3, "num_threads": 1})
     shop.blocks["personal_als"] = als.fit(shop.history)
     shop.blocks["top_freq"] = TopFrequency().fit(shop.history)  # overrides candidates()
     yield shop
