@@ -78,8 +78,12 @@ class PersonalBlock(Block):
         mrow = -1 if r.row < 0 else int(self._model_rows()[r.row])
         if mrow < 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        s = self._user_scores(np.array([mrow]))[0, self.model_cols_]
+        s = self._user_scores(np.array([mrow]))[0]
+        if len(self.model_cols_) != len(s):
+            s = s[self.model_cols_]
         finite = np.isfinite(s)
+        if finite.all():  # the usual case: no masks to apply (same values)
+            return self.catalog_pos_, s - s.min()
         if not finite.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         s = s[finite] - s[finite].min()
