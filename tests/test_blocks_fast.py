@@ -142,7 +142,9 @@ def campaign_shop(shop):
     from cip.models.recommender.block_eval import TopFrequency
     from cip.models.recommender.blocks import PersonalBlock
 
-    als = PersonalBlock(algorithm="als", params={"factors": 8, "iterations": 3, "num_threads": 1})
+    # 64 factors: wide enough that a 16-row BLAS product of unrounded factors differs in the
+    # last bits from 1-row products (measured), so the exact test below needs the grid
+    als = PersonalBlock(algorithm="als", params={"factors": 64, "iterations": 3, "num_threads": 1})
     shop.blocks["personal_als"] = als.fit(shop.history)
     shop.blocks["top_freq"] = TopFrequency().fit(shop.history)  # overrides candidates()
     yield shop
@@ -198,3 +200,28 @@ def test_campaign_batch_path_equals_single_requests_exactly(campaign_shop, rules
     assert retries and compared > 500  # the vectorised path ran, on real answers
     if rules and rules.get("max_per_category") == 1:
         assert sum(retries) > 0  # and the wide retry (select_one per row) was exercised
+
+
+def test_dense_top_m_is_exact_when_float32_rounding_ties_scores():
+    """_top_dense cuts on float32: scores equal after rounding, huge and non-finite scores
+    and rows with few candidates still give each row's exact best m (score, then position)."""
+    from cip.models.recommender.blocks._many import Dense, _top_dense
+
+    rng = np.random.default_rng(5)
+    b, n, m = 40, 300, 7
+    scores = 1.0 + rng.integers(0, 4, (b, n)) * 1e-12  # 4 values, one float32 value
+    scores[::3] = rng.normal(size=(len(scores[::3]), n))
+    scores[1, :5] = [1e300, -1e300, np.nan, np.inf, -np.inf]  # beyond float32, not finite
+    scores[2, 4:] = -np.inf  # under m candidates
+    cols = rng.permutation(n + 20)[:n]
+    free = rng.random((b, n + 20)) > 0.2
+    free[2, :] = True
+    pos, val = _top_dense(free, Dense("p", scores, cols), m)
+    for i in range(b):
+        ok = free[i, cols] & np.isfinite(scores[i])
+        p, s = cols[ok], scores[i, ok]
+        o = np.lexsort((p, -s))[:m]
+        got = pos[i][pos[i] >= 0]
+        assert list(got) == list(p[o]), i
+        np.testing.assert_array_equal(val[i][: len(got)], s[o])
+    assert (pos[2] >= 0).sum() < m and pos[1][0] == cols[0]

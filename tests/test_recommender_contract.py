@@ -259,3 +259,90 @@ def test_recommend_invariants(pairs, algo, n, allowed, exclude_seen):
         assert got["item_id"].is_unique and set(got["item_id"]) <= catalog - seen
         assert list(got["rank"]) == list(range(1, len(got) + 1))
         assert not got["backfilled"].iloc[: (~got["backfilled"]).sum()].any()
+
+
+def _grid_scale(a: np.ndarray) -> int:
+    """The power of two ``s`` that turns the grid values of ``a`` into integers <= 2^21."""
+    _, e = np.frexp(np.abs(a).max())
+    return 21 - int(e)
+
+
+def _random_interactions(users: int = 300, items: int = 120, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "user_id": rng.integers(users, size=4000),
+            "item_id": rng.integers(items, size=4000),
+            "weight": rng.integers(1, 4, size=4000),
+        }
+    )
+
+
+@pytest.mark.parametrize("algo", ["als", "bpr"])
+def test_mf_scores_are_exact_whatever_the_number_of_rows(algo):
+    """The factors are on a power-of-two grid, so the float64 scores equal the exact
+    integer products and a many-row product gives the bits of one-row products."""
+    from cip.models.recommender._mf import on_grid
+
+    rec = models.make_recommender(algo, factors=48, iterations=3, num_threads=1)
+    rec.fit(_random_interactions())
+    u, it = rec.user_factors_, rec.item_factors_
+    assert u.dtype == np.float32 and it.dtype == np.float32
+    su, si = _grid_scale(u), _grid_scale(it)
+    qu, qi = np.ldexp(u.astype(np.float64), su), np.ldexp(it.astype(np.float64), si)
+    assert np.array_equal(qu, np.rint(qu)) and np.abs(qu).max() <= 2**21
+    assert np.array_equal(qi, np.rint(qi)) and np.abs(qi).max() <= 2**21
+    exact = qu.astype(np.int64) @ qi.astype(np.int64).T  # integer arithmetic: no rounding
+    rows = np.arange(len(u))
+    many = rec.exact_scores(rows)
+    one = np.vstack([rec.exact_scores(rows[i : i + 1]) for i in rows])
+    assert np.array_equal(many, np.ldexp(exact.astype(np.float64), -(su + si)))
+    assert np.array_equal(many, one)
+    assert np.array_equal(rec.exact_scores(rows[::-1][:37]), many[::-1][:37])
+    assert np.array_equal(on_grid(u), u)  # idempotent
+    folded = rec._fold_in(rec.user_items_[5])
+    assert np.array_equal(on_grid(folded), folded)
+
+
+def test_on_grid_keeps_values_close_and_rejects_too_many_factors():
+    from cip.models.recommender._mf import on_grid
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 64)).astype(np.float32) * 0.2
+    g = on_grid(a)
+    assert np.abs(g - a).max() <= np.abs(a).max() * 2.0**-21
+    assert not np.array_equal(g, a)
+    wide = on_grid(rng.normal(size=(2, 4096)))  # 4,096 factors: 20 bits keep sums below 2^53
+    q = np.ldexp(wide.astype(np.float64), _grid_scale(wide) - 1)
+    assert np.array_equal(q, np.rint(q)) and np.abs(q).max() <= 2**20
+    assert np.array_equal(on_grid(np.zeros((3, 4))), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="too many"):
+        on_grid(np.ones((1, 4)), dim=2**53)
+
+
+def test_model_saved_before_the_grid_still_loads(tmp_path):
+    """Factors saved off the grid (models saved before it) are rounded on load."""
+    rec = models.make_recommender("als", factors=16, iterations=3, num_threads=1)
+    rec.fit(_random_interactions())
+    path = rec.save(tmp_path / "old")
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    rng = np.random.default_rng(1)
+    for name in ("user_factors_", "item_factors_"):  # off the grid, as implicit returns them
+        f = arrays[name]
+        arrays[name] = (f * (1 + rng.uniform(-1e-4, 1e-4, f.shape))).astype(np.float32)
+    old_u, old_i = arrays["user_factors_"], arrays["item_factors_"]
+    assert not np.array_equal(np.ldexp(old_u.astype(np.float64), _grid_scale(old_u)) % 1, 0)
+    np.savez(path / "arrays.npz", **arrays)
+    loaded = models.load_recommender(path)
+    u, it = loaded.user_factors_, loaded.item_factors_
+    assert np.abs(u - old_u).max() <= np.abs(old_u).max() * 2.0**-21
+    assert np.abs(it - old_i).max() <= np.abs(old_i).max() * 2.0**-21
+    qu = np.ldexp(u.astype(np.float64), _grid_scale(u))
+    assert np.array_equal(qu, np.rint(qu))
+    rows = np.arange(len(u))
+    many = loaded.exact_scores(rows)
+    assert np.array_equal(many, np.vstack([loaded.exact_scores(rows[i : i + 1]) for i in rows]))
+    np.testing.assert_allclose(many, old_u.astype(np.float64) @ old_i.T, rtol=0, atol=1e-5)
+    users = loaded.user_ids_[:20]
+    assert set(loaded.recommend(users, n=5)["user_id"]) == set(users)

@@ -3,6 +3,12 @@
 Scoring uses ``implicit.cpu.topk`` (a threaded dot-product + heap top-k with
 per-query exclusion), which measured faster than numpy ``argpartition`` for one
 user and for batches alike (see ``benchmarks/recommender_speed.py``).
+
+The fitted factors are rounded once (at fit and at load) to a power-of-two grid,
+see :func:`on_grid`: every float64 dot product of a user and an item factor row is
+then an exact multiple of one power of two, computed without any rounding, so a
+one-row product (``/recommend``) and a many-row product (a campaign chunk) give
+the same bits whatever order the BLAS kernel sums in (:meth:`exact_scores`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,41 @@ from cip.models.recommender._base import Recommender
 from cip.profiles.errors import ConfigError
 from implicit.cpu.topk import topk
 
-__all__ = ["ALSRecommender", "BPRRecommender"]
+__all__ = ["GRID_BITS", "ALSRecommender", "BPRRecommender", "on_grid"]
+
+GRID_BITS = 21
+"""Largest integer grid step count of a factor: ``|f| * 2^s <= 2^21`` (and exact in float32)."""
+
+
+def on_grid(a: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """``a`` rounded to ``q * 2^-s`` with integer ``|q| <= 2^b`` and one ``s`` for the array.
+
+    ``b`` is :data:`GRID_BITS` (fewer for very wide factors: ``dim * 2^(2b) < 2^53``
+    with ``dim`` the factor count, by default ``a``'s last axis), so that the product
+    of two grid arrays and every partial sum of a dot product are integers times
+    ``2^-(s_u + s_i)`` below ``2^53`` in magnitude: exact in float64 in any summation
+    order. Returned as float32 (every grid value fits its 24-bit mantissa); the
+    rounding moves a value by at most ``2^-b`` of the array's largest magnitude.
+    Idempotent; non-finite values stay as they are; an all-zero array stays zero.
+    """
+    a = np.atleast_1d(np.asarray(a))
+    dim = int(a.shape[-1]) if dim is None else int(dim)
+    bits = min(GRID_BITS, (52 - int(np.ceil(np.log2(max(dim, 1))))) // 2)
+    if bits < 1:
+        raise ValueError(f"{dim} factors are too many for exact float64 scores")
+    fin = np.isfinite(a)
+    top = float(np.max(np.abs(a), where=fin, initial=0.0))
+    if top == 0.0:
+        return np.asarray(a, dtype=np.float32)
+    _, e = np.frexp(top)  # top < 2^e
+    scale = bits - int(e)
+    out = np.empty(a.shape, dtype=np.float32)
+    flat, dst = a.reshape(-1, a.shape[-1]), out.reshape(-1, a.shape[-1])
+    step = 1 << 16  # rows per float64 temporary (bounded memory for millions of users)
+    for i in range(0, flat.shape[0], step):
+        q = np.rint(np.ldexp(flat[i : i + step].astype(np.float64), scale))
+        dst[i : i + step] = np.ldexp(q, -scale)
+    return out
 
 
 class _MatrixFactorization(Recommender):
@@ -46,6 +86,34 @@ class _MatrixFactorization(Recommender):
 
     def _fold_in(self, hist: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+    def _to_grid(self) -> None:
+        """Round the fitted factors to the grid of :func:`on_grid` (fit and load)."""
+        dim = int(self.item_factors_.shape[1])
+        self.user_factors_ = on_grid(self.user_factors_, dim)
+        self.item_factors_ = on_grid(self.item_factors_, dim)
+        self._cache.pop("normed", None)
+        self._cache.pop("gram", None)
+        self._cache.pop("items64", None)
+
+    @classmethod
+    def _from_saved(cls, meta: dict[str, Any], data: Any) -> Recommender:
+        model = super()._from_saved(meta, data)
+        model._to_grid()  # a model saved before the grid existed is rounded now (idempotent)
+        return model
+
+    def exact_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Float64 scores ``user_factors_[rows] @ item_factors_.T``, computed exactly.
+
+        The factors are on the grid of :func:`on_grid`, so every product and partial
+        sum is exact: the result does not depend on how many rows are scored at once.
+        """
+        items = self._cache.get("items64")
+        if items is None:
+            items = self._cache["items64"] = np.ascontiguousarray(
+                self.item_factors_.T, dtype=np.float64
+            )
+        return np.asarray(self.user_factors_[rows], dtype=np.float64) @ items
 
     def _personal_topk(
         self, kind: str, q: Any, k: int, seen: sp.csr_matrix | None, cand: _rank.Candidates
@@ -142,6 +210,7 @@ class ALSRecommender(_MatrixFactorization):
         model.fit(x, show_progress=False)
         self.user_factors_ = model.user_factors
         self.item_factors_ = model.item_factors
+        self._to_grid()
 
     def _fold_in(self, hist: sp.csr_matrix) -> np.ndarray:
         """Exact least-squares user factor for one history row (``recalculate_user``).
@@ -153,7 +222,7 @@ class ALSRecommender(_MatrixFactorization):
         c = float(self.alpha) * hist.data.astype(np.float64)
         a = self._gram() + y.T @ ((c - 1.0)[:, None] * y)
         a[np.diag_indices_from(a)] += float(self.regularization)
-        return np.linalg.solve(a, y.T @ c)[None, :].astype(np.float32)
+        return on_grid(np.linalg.solve(a, y.T @ c)[None, :])
 
 
 class BPRRecommender(_MatrixFactorization):
@@ -208,13 +277,14 @@ class BPRRecommender(_MatrixFactorization):
         model.fit(x, show_progress=False)
         self.user_factors_ = model.user_factors
         self.item_factors_ = model.item_factors
+        self._to_grid()
 
     def _fold_in(self, hist: sp.csr_matrix) -> np.ndarray:
         g = self._gram().copy()
         lam = float(self.fold_in_regularization) * np.trace(g) / g.shape[0]
         g[np.diag_indices_from(g)] += lam
         y = self.item_factors_[hist.indices].astype(np.float64)
-        return np.linalg.solve(g, y.T @ hist.data.astype(np.float64))[None, :].astype(np.float32)
+        return on_grid(np.linalg.solve(g, y.T @ hist.data.astype(np.float64))[None, :])
 
 
 def _positive(model: Any, *names: str, integer: bool = False) -> None:

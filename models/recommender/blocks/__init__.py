@@ -167,7 +167,7 @@ class BlockSet:
         rows = np.full(b, -1, dtype=np.int64)
         given = np.array([u is not None for u in user_ids], dtype=bool)
         if given.any():
-            rows[given] = h.user_rows([str(u) for u, g in zip(user_ids, given, strict=True) if g])
+            rows[given] = h.user_rows([str(u) for u in user_ids if u is not None])
         lists = items if items is not None else [[] for _ in range(b)]
         lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=b)
         flat = [str(x) for xs in lists for x in xs]

@@ -91,6 +91,16 @@ def _first_free(
     return np.concatenate(got_p), np.concatenate(got_s), end
 
 
+def _claims_all(tier: Tier, allowed: np.ndarray) -> bool:
+    """Whether ``tier``'s finite candidates cover every allowed item."""
+    cand, sc = tier[1], tier[2]
+    if len(cand) < np.count_nonzero(allowed):
+        return False
+    rest = allowed.copy()
+    rest[cand[np.isfinite(sc)]] = False
+    return not rest.any()
+
+
 #: Candidates of an unranked tier ranked first by the wide retry (all of them if they run out).
 _HEAD = 256
 
@@ -111,6 +121,17 @@ def select_one(
     Candidates with a non-finite score are not candidates of their tier.
     """
     if _wide:
+        return _select_wide(tiers, allowed, k, category, max_per_category)
+    if (
+        max_per_category is not None
+        and tiers
+        and not tiers[0][3]
+        and _claims_all(tiers[0], allowed)
+    ):
+        # an unranked first tier that claims every allowed item (a model scoring the whole
+        # catalogue) leaves later tiers nothing: the first pass either fills k from its head,
+        # which the wide scan gives too (same ranking, same cap, in order), or falls back
+        # to the wide scan; going wide at once skips the first pass (the same answer)
         return _select_wide(tiers, allowed, k, category, max_per_category)
     n = len(allowed)
     free = allowed.copy()  # allowed and not yet claimed by an earlier tier

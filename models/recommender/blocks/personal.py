@@ -57,8 +57,8 @@ class PersonalBlock(Block):
 
     def _user_scores(self, rows: np.ndarray) -> np.ndarray:
         m = self.model_
-        if hasattr(m, "user_factors_"):
-            return np.asarray(m.user_factors_[rows] @ m.item_factors_.T, dtype=np.float64)
+        if hasattr(m, "exact_scores"):
+            return m.exact_scores(rows)
         with one_blas_thread():
             return np.asarray(m._dense_scores("users", rows), dtype=np.float64)
 
@@ -78,8 +78,12 @@ class PersonalBlock(Block):
         mrow = -1 if r.row < 0 else int(self._model_rows()[r.row])
         if mrow < 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        s = self._user_scores(np.array([mrow]))[0, self.model_cols_]
+        s = self._user_scores(np.array([mrow]))[0]
+        if len(self.model_cols_) != len(s):
+            s = s[self.model_cols_]
         finite = np.isfinite(s)
+        if finite.all():  # the usual case: no masks to apply (same values)
+            return self.catalog_pos_, s - s.min()
         if not finite.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         s = s[finite] - s[finite].min()
@@ -88,31 +92,30 @@ class PersonalBlock(Block):
     def candidates_many(self, q: Queries) -> Dense:
         """:meth:`candidates` of every request as dense rows.
 
-        The model is scored one person at a time on purpose: a BLAS product of many
-        rows does not give bit-identical scores to the one-row product the single
-        request path uses (the kernels sum in another order), and a campaign must
-        answer exactly what ``/recommend`` answers.
+        A matrix-factorisation model is scored with one product for all the rows
+        (:meth:`~cip.models.recommender._mf._MatrixFactorization.exact_scores`: exact,
+        so the same bits as the one-row product of a single request); other models
+        one person at a time through :meth:`candidates`.
         """
         if type(self).candidates is not PersonalBlock.candidates:  # a subclass ranks differently
             return super().candidates_many(q)
         h = self._check_fitted()
         mrows = self._model_rows()
         m = self.model_
-        if hasattr(m, "user_factors_"):
-            # the one-row product of _user_scores per person (same BLAS call, same bits),
-            # then the shift of candidates() for all rows at once (element-wise: same bits)
-            uf, itf = m.user_factors_, m.item_factors_.T
+        if hasattr(m, "exact_scores"):
             mr = np.where(q.rows >= 0, mrows[np.maximum(q.rows, 0)], -1)
-            raw = np.empty((q.size, itf.shape[1]), dtype=np.result_type(uf, itf))
+            known = mr >= 0
+            cols = None if len(self.model_cols_) == m.item_factors_.shape[0] else self.model_cols_
             with one_blas_thread():  # as in the service's workers; forked workers do not fight
-                for j, u in enumerate(mr.tolist()):
-                    if u >= 0:
-                        np.matmul(uf[[u]], itf, out=raw[j : j + 1])
-            s = raw.astype(np.float64)
-            if len(self.model_cols_) != s.shape[1]:
-                s = s[:, self.model_cols_]
-            unknown = mr < 0
-            s[unknown] = 0.0  # (uninitialised rows) set to -inf below: no candidate
+                raw = m.exact_scores(mr[known] if not known.all() else mr)
+            raw = raw if cols is None else raw[:, cols]
+            if known.all():
+                s = raw
+            else:
+                s = np.zeros((q.size, len(self.model_cols_)))
+                s[known] = raw
+            unknown = ~known  # (zero rows) set to -inf below: no candidate
+            # the shift of candidates() for all rows at once (element-wise: same bits)
             if np.isfinite(s).all():
                 s -= s.min(axis=1, keepdims=True)
             else:

@@ -166,7 +166,9 @@ class SimilarBlock(Block):
         self._check_fitted()
         ctx = self._context_one(r)
         pos, s = sum_rows(self.similarity_, ctx)
-        keep = ~np.isin(pos, ctx)
+        # a page's few items: one comparison each is cheaper than isin's sort
+        few = len(ctx) <= 16
+        keep = (pos[:, None] != ctx[None, :]).all(axis=1) if few else ~np.isin(pos, ctx)
         return pos[keep], s[keep]
 
     def scores(self, q: Queries) -> np.ndarray:
