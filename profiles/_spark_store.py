@@ -141,6 +141,8 @@ class SparkStore(Store):
         self._duck: duckdb.DuckDBPyConnection | None = None
         self._ibis: Any = None
         self.stats = {"spark": 0, "driver": 0, "meta": 0}
+        #: (statement head, reason) of every statement that ran driver-side
+        self.fallbacks: list[tuple[str, str]] = []
 
     # -- session -------------------------------------------------------------
     @property
@@ -295,6 +297,19 @@ class SparkStore(Store):
 
     def _write_spark(self, df: Any, name: str, *, temp: bool = False, base: Path | None = None) -> Path:
         """A new version holding ``base``'s files plus the rows of the Spark DataFrame ``df``."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import TimestampNTZType, TimestampType
+
+        if any(isinstance(f.dataType, TimestampType) for f in df.schema.fields):
+            # DuckDB's TIMESTAMP: naive UTC (the session time zone is UTC)
+            df = df.select(
+                *(
+                    F.col(f"`{f.name}`").cast(TimestampNTZType()).alias(f.name)
+                    if isinstance(f.dataType, TimestampType)
+                    else F.col(f"`{f.name}`")
+                    for f in df.schema.fields
+                )
+            )
         d = self._new_version(name, temp=temp)
         out = d / "_spark_out"
         df.write.mode("overwrite").parquet(str(out))
@@ -378,8 +393,10 @@ class SparkStore(Store):
             if type(exc).__name__ not in ("AnalysisException", "ParseException"):
                 raise
             reason = str(exc).splitlines()[0][:200]
-        log.debug("spark store: driver-side DuckDB for %s (%s)", tree.sql("duckdb")[:120], reason)
+        head = " ".join(tree.sql("duckdb").split())[:160]
+        log.info("spark store: driver-side DuckDB for %s (%s)", head, reason)
         self.stats["driver"] += 1
+        self.fallbacks.append((head, reason))
         con = self._register_duck(refs)
         return "driver", con.sql(tree.sql("duckdb")).to_arrow_table()
 
@@ -399,7 +416,8 @@ class SparkStore(Store):
             tree = _parse(sql, params)
             if _is_catalog_query(tree):
                 return self._catalog_query(tree)
-            return self._rows(tree).to_pandas()
+            # pandas types exactly as DuckDBStore.sql returns them (nullable booleans, ...)
+            return self._register_duck([]).from_arrow(self._rows(tree)).df()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
         with self._lock:
@@ -723,6 +741,9 @@ def _literal(v: Any) -> exp.Expression:
 
 
 def _to_spark(tree: exp.Expression) -> str:
+    for agg in tree.find_all(exp.ArrayAgg, exp.GroupConcat):
+        if isinstance(agg.this, exp.Order) or agg.find(exp.Order):
+            raise _Fallback("an ordered aggregate (Spark's collect_list has no ORDER BY)")
     try:
         return tree.sql("spark", unsupported_level=ErrorLevel.RAISE)
     except SqlglotError as exc:
@@ -805,7 +826,7 @@ def _conform_spark(df: Any, schema: pa.Schema) -> Any:
     have = {c.lower(): c for c in df.columns}
     out = []
     for f in schema:
-        st = from_arrow_type(f.type)
+        st = from_arrow_type(f.type, prefer_timestamp_ntz=True)
         src = have.get(f.name.lower())
         col = F.col(f"`{src}`") if src is not None else F.lit(None)
         out.append(col.cast(st).alias(f.name))
