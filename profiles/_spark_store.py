@@ -378,9 +378,16 @@ class SparkStore(Store):
                 self._duck.execute(f'CREATE OR REPLACE TEMP VIEW "{n}" AS {view}')
         return self._duck
 
-    def _query(self, tree: exp.Expression) -> tuple[str, Any]:
-        """Run a SELECT: ``("spark", DataFrame)`` or, driver-side, ``("driver", pa.Table)``."""
+    def _query(self, tree: exp.Expression, *, literal: bool = False) -> tuple[str, Any]:
+        """Run a SELECT: ``("spark", DataFrame)`` or, driver-side, ``("driver", pa.Table)``.
+
+        ``literal``: rows given in the statement (``INSERT ... VALUES``) are made
+        on the driver, a Spark job would only add latency.
+        """
         refs = self._refs(tree)
+        if literal and not refs:
+            self.stats["meta"] += 1
+            return "driver", self._register_duck([]).sql(tree.sql("duckdb")).to_arrow_table()
         try:
             spark_sql = _to_spark(tree)
             self._register_spark(refs)
@@ -441,8 +448,16 @@ class SparkStore(Store):
             return -1
 
     # -- DML rewritten as new versions ---------------------------------------
-    def _materialise(self, name: str, select: exp.Expression, *, temp: bool = False, base: Path | None = None) -> tuple[Path, int]:
-        kind, res = self._query(select)
+    def _materialise(
+        self,
+        name: str,
+        select: exp.Expression,
+        *,
+        temp: bool = False,
+        base: Path | None = None,
+        literal: bool = False,
+    ) -> tuple[Path, int]:
+        kind, res = self._query(select, literal=literal)
         if kind == "spark":
             if base is not None:
                 res = _conform_spark(res, self._schema(name))
@@ -517,7 +532,8 @@ class SparkStore(Store):
         new = exp.select(
             *(exp.column(c, table="_n", quoted=True).as_(c, quoted=True) for c in cols)
         ).from_(exp.Subquery(this=_renamed(src, cols), alias=exp.TableAlias(this=exp.to_identifier("_n"))))
-        version, n = self._materialise(name, new, base=base)
+        literal = isinstance(tree.expression, exp.Values)
+        version, n = self._materialise(name, new, base=base, literal=literal)
         self._set(name, version)
         return n
 
