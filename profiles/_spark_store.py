@@ -722,18 +722,28 @@ class SparkStore(Store):
 
 
 def _parse(sql: str, params: Sequence[Any] | None) -> exp.Expression:
+    if params is not None:
+        sql = _bind(sql, list(params))
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        return sqlglot.parse_one(sql, read="duckdb")
     except SqlglotError as exc:
         raise CIPError(f"the spark store cannot parse this statement: {exc}") from None
-    if params is not None:
-        values = list(params)
-        holders = [p for p in tree.find_all(exp.Placeholder)]
-        if len(holders) != len(values):
-            raise CIPError(f"statement has {len(holders)} placeholders but {len(values)} parameters")
-        for holder, value in zip(holders, values, strict=True):
-            holder.replace(_literal(value))
-    return tree
+
+
+def _bind(sql: str, values: list[Any]) -> str:
+    """``sql`` with its ``?`` placeholders replaced by ``values`` as literals, in text order."""
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql)
+    except SqlglotError as exc:
+        raise CIPError(f"the spark store cannot parse this statement: {exc}") from None
+    holders = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
+    if len(holders) != len(values):
+        raise CIPError(f"statement has {len(holders)} placeholders but {len(values)} parameters")
+    for tok, value in sorted(zip(holders, values, strict=True), key=lambda p: -p[0].start):
+        sql = sql[: tok.start] + _literal(value).sql("duckdb") + sql[tok.end + 1 :]
+    return sql
 
 
 def _literal(v: Any) -> exp.Expression:
@@ -741,8 +751,10 @@ def _literal(v: Any) -> exp.Expression:
         return exp.null()
     if isinstance(v, bool):
         return exp.Boolean(this=v)
-    if isinstance(v, int | float):
-        return exp.Literal.number(repr(v) if isinstance(v, float) else str(v))
+    if isinstance(v, float):  # a DOUBLE, as DuckDB binds it (a bare 1.5 would be a DECIMAL)
+        return exp.cast(exp.Literal.number(repr(v)), "DOUBLE")
+    if isinstance(v, int):
+        return exp.Literal.number(str(v))
     if isinstance(v, pd.Timestamp):
         v = v.to_pydatetime()
     if isinstance(v, dt.datetime):
