@@ -9,6 +9,7 @@ SparkSession (``spark`` fixture), which the engine reuses.
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -29,8 +30,11 @@ EXPORTS = [
 ]
 
 
-def _workspace(root: Path, engine: str) -> Workspace:
+def _workspace(root: Path, engine: str, salt_from: Workspace | None = None) -> Workspace:
     ws = Workspace.init(root)
+    if salt_from is not None:  # the unified ids are keyed by the workspace's secret salt
+        (ws.root / "secrets").mkdir(exist_ok=True)
+        shutil.copy2(salt_from.root / "secrets" / "salt", ws.root / "secrets" / "salt")
     simulate_shop(ws, customers=120, days=150, seed=5)
     cfg = yaml.safe_load(ws.config_path.read_text())
     cfg["segments"] = {"exports": EXPORTS}
@@ -43,9 +47,10 @@ def _workspace(root: Path, engine: str) -> Workspace:
 
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
-    out = {}
+    out: dict[str, tuple[Workspace, object]] = {}
     for engine in ("duckdb", "spark"):
-        ws = _workspace(tmp_path_factory.mktemp(engine) / "ws", engine)
+        first = out["duckdb"][0] if out else None
+        ws = _workspace(tmp_path_factory.mktemp(engine) / "ws", engine, salt_from=first)
         res = run_pipeline(ws, as_of=AS_OF)
         out[engine] = (ws, res)
     return out
