@@ -285,7 +285,9 @@ class SparkStore(Store):
             raise NotFoundError(f"table {name!r} does not exist in the store")
         return pq.read_schema(next(iter(sorted(v.glob("*.parquet")))))
 
-    def _write_arrow(self, data: pa.Table, name: str, *, temp: bool = False, base: Path | None = None) -> Path:
+    def _write_arrow(
+        self, data: pa.Table, name: str, *, temp: bool = False, base: Path | None = None
+    ) -> Path:
         """A new version holding ``base``'s files (hard links) plus ``data``."""
         d = self._new_version(name, temp=temp)
         if base is not None:
@@ -295,7 +297,9 @@ class SparkStore(Store):
             pq.write_table(_normalise(data), d / f"part-{uuid.uuid4().hex[:12]}.parquet")
         return d
 
-    def _write_spark(self, df: Any, name: str, *, temp: bool = False, base: Path | None = None) -> Path:
+    def _write_spark(
+        self, df: Any, name: str, *, temp: bool = False, base: Path | None = None
+    ) -> Path:
         """A new version holding ``base``'s files plus the rows of the Spark DataFrame ``df``."""
         from pyspark.sql import functions as F
         from pyspark.sql.types import TimestampNTZType, TimestampType
@@ -354,7 +358,9 @@ class SparkStore(Store):
             self._register_spark(self._refs(tree), seen)
             self.spark.sql(_to_spark(tree)).createOrReplaceTempView(n)
 
-    def _register_duck(self, names: Sequence[str], seen: set[str] | None = None) -> duckdb.DuckDBPyConnection:
+    def _register_duck(
+        self, names: Sequence[str], seen: set[str] | None = None
+    ) -> duckdb.DuckDBPyConnection:
         if self._duck is None:
             self._duck = duckdb.connect()
             self._duck.execute("SET TimeZone = 'UTC'")
@@ -369,7 +375,7 @@ class SparkStore(Store):
             if v is not None:
                 glob = str(v / "*.parquet").replace("'", "''")
                 self._duck.execute(
-                    f'CREATE OR REPLACE TEMP VIEW "{n}" AS SELECT * FROM read_parquet(\'{glob}\')'
+                    f"CREATE OR REPLACE TEMP VIEW \"{n}\" AS SELECT * FROM read_parquet('{glob}')"
                 )
                 continue
             view = self._view_sql(n)
@@ -441,7 +447,9 @@ class SparkStore(Store):
                 return self._drop(tree)
             if isinstance(tree, exp.Alter):
                 return self._alter(tree)
-            if isinstance(tree, exp.Set | exp.Transaction | exp.Commit | exp.Rollback | exp.Command):
+            if isinstance(
+                tree, exp.Set | exp.Transaction | exp.Commit | exp.Rollback | exp.Command
+            ):
                 self.stats["meta"] += 1
                 return -1  # session settings and transaction verbs: the store's own business
             self._rows(tree)
@@ -501,7 +509,9 @@ class SparkStore(Store):
             arrow_schema = _arrow_schema(cols)
             if arrow_schema is not None:  # no engine needed for an empty table
                 self.stats["meta"] += 1
-                self._set(name, self._write_arrow(arrow_schema.empty_table(), name, temp=temp), temp=temp)
+                self._set(
+                    name, self._write_arrow(arrow_schema.empty_table(), name, temp=temp), temp=temp
+                )
                 return -1
             select = exp.select(
                 *(exp.cast(exp.null(), c.args["kind"]).as_(c.name, quoted=True) for c in cols)
@@ -528,10 +538,20 @@ class SparkStore(Store):
         if isinstance(src, exp.Values):
             src = exp.select("*").from_(src.as_("_v", table=False))
             alias = src.args["from_"].this
-            alias.set("alias", exp.TableAlias(this=exp.to_identifier("_v"), columns=[exp.to_identifier(c, quoted=True) for c in cols]))
+            alias.set(
+                "alias",
+                exp.TableAlias(
+                    this=exp.to_identifier("_v"),
+                    columns=[exp.to_identifier(c, quoted=True) for c in cols],
+                ),
+            )
         new = exp.select(
             *(exp.column(c, table="_n", quoted=True).as_(c, quoted=True) for c in cols)
-        ).from_(exp.Subquery(this=_renamed(src, cols), alias=exp.TableAlias(this=exp.to_identifier("_n"))))
+        ).from_(
+            exp.Subquery(
+                this=_renamed(src, cols), alias=exp.TableAlias(this=exp.to_identifier("_n"))
+            )
+        )
         literal = isinstance(tree.expression, exp.Values)
         version, n = self._materialise(name, new, base=base, literal=literal)
         self._set(name, version)
@@ -569,7 +589,11 @@ class SparkStore(Store):
             other = src.this
             alias = other.alias_or_name
             hit = exp.select(exp.Star(), exp.true().as_("_cip_hit")).from_(other.copy())
-            select = select.join(exp.Subquery(this=hit, alias=exp.TableAlias(this=exp.to_identifier(alias))), on=cond, join_type="left")
+            select = select.join(
+                exp.Subquery(this=hit, alias=exp.TableAlias(this=exp.to_identifier(alias))),
+                on=cond,
+                join_type="left",
+            )
             cond = exp.column("_cip_hit", table=alias).eq(exp.true())
         hits = exp.func("coalesce", exp.paren(cond.copy()), exp.false())
         out = []
@@ -624,7 +648,8 @@ class SparkStore(Store):
                 return -1
             if isinstance(action, exp.ColumnDef):
                 select = exp.select(
-                    exp.Star(), exp.cast(exp.null(), action.args["kind"]).as_(action.name, quoted=True)
+                    exp.Star(),
+                    exp.cast(exp.null(), action.args["kind"]).as_(action.name, quoted=True),
                 ).from_(name)
                 version, _ = self._materialise(name, select)
                 self._set(name, version)
@@ -651,15 +676,18 @@ class SparkStore(Store):
         where, limit = tree.args.get("where"), tree.args.get("limit")
         sel = tree.expressions
         if (
-            where is None and limit is None and not tree.args.get("group")
-            and len(sel) == 1 and isinstance(sel[0].unalias(), exp.Count)
+            where is None
+            and limit is None
+            and not tree.args.get("group")
+            and len(sel) == 1
+            and isinstance(sel[0].unalias(), exp.Count)
             and isinstance(sel[0].unalias().this, exp.Star)
         ):
             self.stats["meta"] += 1
             return pa.table({sel[0].alias_or_name: pa.array([_rows_in(v)], pa.int64())})
-        empty = (where is not None and isinstance(where.this, exp.Boolean) and not where.this.this) or (
-            limit is not None and limit.expression is not None and limit.expression.sql() == "0"
-        )
+        empty = (
+            where is not None and isinstance(where.this, exp.Boolean) and not where.this.this
+        ) or (limit is not None and limit.expression is not None and limit.expression.sql() == "0")
         if empty and len(sel) == 1 and isinstance(sel[0], exp.Star):
             self.stats["meta"] += 1
             return self._schema(name).empty_table()
@@ -675,21 +703,27 @@ class SparkStore(Store):
                 v = self._version(n)
                 if v is not None:
                     glob = str(v / "*.parquet").replace("'", "''")
-                    con.execute(f'CREATE TABLE "{n}" AS SELECT * FROM read_parquet(\'{glob}\') LIMIT 0')
+                    con.execute(
+                        f"CREATE TABLE \"{n}\" AS SELECT * FROM read_parquet('{glob}') LIMIT 0"
+                    )
             return con.sql(tree.sql("duckdb")).df()
         finally:
             con.close()
 
     # -- the rest of the interface -------------------------------------------
     def load_arrow(self, table: str, data: pa.Table | pd.DataFrame, *, mode: str = "append") -> int:
-        tbl = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        tbl = (
+            data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        )
         name = table.lower()
         with self._lock:
             if mode == "append":
                 base = self._version(name)
                 if base is None:
                     raise NotFoundError(f"table {name!r} does not exist in the store")
-                version = self._write_arrow(_conform_arrow(tbl, self._schema(name), name), name, base=base)
+                version = self._write_arrow(
+                    _conform_arrow(tbl, self._schema(name), name), name, base=base
+                )
             elif mode in ("replace", "create"):
                 if mode == "create" and self._version(name) is not None:
                     raise CIPError(f"table {name!r} already exists")
@@ -793,7 +827,10 @@ def _renamed(src: exp.Expression, cols: list[str]) -> exp.Expression:
 
 
 def _is_catalog_query(tree: exp.Expression) -> bool:
-    return any((t.args.get("db") and t.db.lower() == "information_schema") for t in tree.find_all(exp.Table))
+    return any(
+        (t.args.get("db") and t.db.lower() == "information_schema")
+        for t in tree.find_all(exp.Table)
+    )
 
 
 def _normalise(t: pa.Table) -> pa.Table:
@@ -840,7 +877,9 @@ def _conform_arrow(t: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
             try:
                 cols.append(col.cast(f.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise CIPError(f"column {f.name!r} of {name!r}: cannot store {col.type} as {f.type}: {exc}") from None
+                raise CIPError(
+                    f"column {f.name!r} of {name!r}: cannot store {col.type} as {f.type}: {exc}"
+                ) from None
         else:
             cols.append(pa.nulls(t.num_rows, f.type))
     return pa.Table.from_arrays(cols, schema=schema)
@@ -866,11 +905,23 @@ def _rows_in(version: Path) -> int:
 
 
 _ARROW_TYPES = {
-    "TEXT": pa.string(), "VARCHAR": pa.string(), "CHAR": pa.string(), "JSON": pa.string(),
-    "TIMESTAMP": pa.timestamp("us"), "TIMESTAMPNTZ": pa.timestamp("us"), "DATETIME": pa.timestamp("us"),
-    "DATE": pa.date32(), "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BIGINT": pa.int64(),
-    "INT": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(), "BOOLEAN": pa.bool_(),
-    "BLOB": pa.binary(), "VARBINARY": pa.binary(),
+    "TEXT": pa.string(),
+    "VARCHAR": pa.string(),
+    "CHAR": pa.string(),
+    "JSON": pa.string(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "TIMESTAMPNTZ": pa.timestamp("us"),
+    "DATETIME": pa.timestamp("us"),
+    "DATE": pa.date32(),
+    "DOUBLE": pa.float64(),
+    "FLOAT": pa.float32(),
+    "BIGINT": pa.int64(),
+    "INT": pa.int32(),
+    "SMALLINT": pa.int16(),
+    "TINYINT": pa.int8(),
+    "BOOLEAN": pa.bool_(),
+    "BLOB": pa.binary(),
+    "VARBINARY": pa.binary(),
 }
 
 

@@ -444,9 +444,7 @@ def open_store(
             conf={str(k): str(v) for k, v in (opts.get("conf") or {}).items()},
         )
     else:
-        raise ConfigError(
-            f"unknown store backend {backend!r}; expected duckdb, postgres or spark"
-        )
+        raise ConfigError(f"unknown store backend {backend!r}; expected duckdb, postgres or spark")
     if not read_only:
         store.ensure_schema()
     return store
