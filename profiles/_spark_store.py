@@ -186,6 +186,7 @@ class SparkStore(Store):
         return f.read_text() if f.is_file() else None
 
     def table_names(self) -> list[str]:
+        """The store's tables and views (published, or staged in this transaction)."""
         names = {p.name for p in self.warehouse.iterdir() if (p / POINTER).is_file()}
         names |= {p.stem for p in (self.warehouse / VIEWS).glob("*.sql")}
         names |= {k for k, v in self._staged.items() if v is not None}
@@ -242,6 +243,7 @@ class SparkStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[SparkStore]:
+        """Stage every table written inside; swap all pointers at the end (discard on error)."""
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -744,6 +746,7 @@ class SparkStore(Store):
             return self._ibis
 
     def close(self) -> None:
+        """Drop this store's temporary tables (the session stays for the process)."""
         shutil.rmtree(self._tempdir, ignore_errors=True)
         self._temp.clear()
         self._frames.clear()
