@@ -24,6 +24,7 @@ from cip.pipelines.workspace import Workspace
 from cip.profiles.errors import ConfigError
 
 AS_OF = date(2025, 12, 1)
+LABEL_AS_OF, HORIZON = "2025-10-01", 60  # labels need the whole horizon inside the data
 EXPORTS = [
     {"segment": "at_risk", "path": "exports/at_risk.csv"},
     {"segment": "champions", "path": "exports/champions.csv"},
@@ -93,7 +94,8 @@ def test_cip_run_on_spark_gives_the_same_answers_as_duckdb(runs) -> None:
     )
     assert len(feats) > 50 and feats["monetary"].notna().any()
     with duck_ws.open_store() as a, spark_ws.open_store() as b:
-        la, lb = build_labels(a, str(AS_OF), 60), build_labels(b, str(AS_OF), 60)
+        la, lb = build_labels(a, LABEL_AS_OF, HORIZON), build_labels(b, LABEL_AS_OF, HORIZON)
+    assert len(la) > 50 and la.iloc[:, 1:].notna().any().any()
     pd.testing.assert_frame_equal(
         la.sort_values("unified_id").reset_index(drop=True),
         lb.sort_values("unified_id").reset_index(drop=True),
