@@ -25,7 +25,8 @@ def init(
     ws = Workspace.init(directory or workspace_path(), config_file=config, force=force)
     out.print(
         f"Workspace ready at [bold]{ws.root}[/] (config {ws.config_path.name}, "
-        f"store {ws.config.store.backend}, {len(ws.config.sources)} sources)"
+        f"store {'spark' if ws.config.engine == 'spark' else ws.config.store.backend}, "
+        f"{len(ws.config.sources)} sources)"
     )
 
 

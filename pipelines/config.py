@@ -48,6 +48,7 @@ __all__ = [
     "SourceConfig",
     "StoreConfig",
     "MlflowConfig",
+    "SparkConfig",
     "IdentityConfig",
     "FuzzyMatchingConfig",
     "ForbiddenLink",
@@ -86,6 +87,35 @@ class StoreConfig(_Model):
         if self.backend == "postgres" and not self.url:
             raise ValueError("store.backend 'postgres' needs store.url")
         return self
+
+
+class SparkConfig(_Model):
+    """Where ``engine: spark`` runs: the Spark master, the warehouse folder, extra Spark conf.
+
+    The defaults work in a plain workspace: local mode on every core and the
+    warehouse in ``<workspace>/spark-warehouse``. For a cluster, set ``master``
+    (e.g. ``spark://host:7077`` or ``yarn``) and put ``warehouse`` on storage
+    every executor and the driver can reach.
+    """
+
+    master: str = "local[*]"
+    warehouse: str = "spark-warehouse"  # relative: inside the workspace folder
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("spark.master must not be empty (e.g. local[*] or spark://host:7077)")
+        return v.strip()
+
+    @field_validator("conf")
+    @classmethod
+    def _conf(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"spark.conf keys are Spark settings (spark.*), not {bad}")
+        return v
 
 
 class MlflowConfig(_Model):
@@ -443,7 +473,11 @@ class CIPConfig(_Model):
     """The whole ``cip.yaml``."""
 
     version: int = 1
+    #: where the pipeline's tables live and its SQL runs: the store (DuckDB or
+    #: PostgreSQL, see ``store``) or Apache Spark over Parquet tables (see ``spark``)
+    engine: Literal["store", "spark"] = "store"
     store: StoreConfig = Field(default_factory=StoreConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)

@@ -22,9 +22,14 @@ CONFIG_NAME = "cip.yaml"
 _DEFAULT_CONFIG = """\
 # CIP workspace configuration. See the README for every key.
 version: 1
+engine: store            # or spark: every table as Parquet under spark.warehouse, run by Spark
 store:
   backend: duckdb        # or postgres (then set url: postgresql://...)
   path: cip.duckdb
+# spark:                 # used with engine: spark (needs pyspark and Java 17)
+#   master: local[*]     # or spark://host:7077, yarn, k8s://...
+#   warehouse: spark-warehouse   # relative to the workspace; shared storage on a cluster
+#   conf: {}             # extra Spark settings, e.g. spark.executor.memory: 4g
 sources: []              # `cip simulate` registers simulated sources here
 """
 
@@ -117,7 +122,21 @@ class Workspace:
     def mlflow_artifact_location(self) -> str:
         return str(self.path(self.config.mlflow.artifact_location or "mlartifacts"))
 
+    @property
+    def spark_warehouse(self) -> Path:
+        """The Parquet warehouse of ``engine: spark``."""
+        return self.path(self.config.spark.warehouse)
+
     def open_store(self, *, read_only: bool = False) -> Store:
+        """The workspace's store: DuckDB or PostgreSQL, or Spark with ``engine: spark``."""
+        if self.config.engine == "spark":
+            sp = self.config.spark
+            return open_store(
+                "spark",
+                path=self.spark_warehouse,
+                read_only=read_only,
+                spark={"master": sp.master, "conf": sp.conf},
+            )
         st = self.config.store
         return open_store(
             st.backend,

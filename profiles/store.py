@@ -416,8 +416,14 @@ def open_store(
     schema: str = "cip",
     read_only: bool = False,
     memory_limit: str | None = None,
+    spark: dict[str, Any] | None = None,
 ) -> Store:
-    """Open a store by backend name (``duckdb`` needs ``path``, ``postgres`` needs ``url``)."""
+    """Open a store by backend name.
+
+    ``duckdb`` needs ``path`` (the database file), ``postgres`` needs ``url``;
+    ``spark`` takes ``path`` as the warehouse folder and ``spark`` as
+    ``{"master": ..., "conf": {...}}`` (see :mod:`cip.profiles._spark_store`).
+    """
     if backend == "duckdb":
         store: Store = DuckDBStore(
             path or ":memory:", read_only=read_only, memory_limit=memory_limit
@@ -426,8 +432,19 @@ def open_store(
         if not url:
             raise ConfigError("store backend 'postgres' needs a url")
         store = PostgresStore(url, schema=schema)
+    elif backend == "spark":
+        from cip.profiles._spark_store import SPARK_DEFAULT_MASTER, SparkStore
+
+        if not path:
+            raise ConfigError("store backend 'spark' needs a warehouse path")
+        opts = spark or {}
+        store = SparkStore(
+            path,
+            master=opts.get("master") or SPARK_DEFAULT_MASTER,
+            conf={str(k): str(v) for k, v in (opts.get("conf") or {}).items()},
+        )
     else:
-        raise ConfigError(f"unknown store backend {backend!r}; expected duckdb or postgres")
+        raise ConfigError(f"unknown store backend {backend!r}; expected duckdb, postgres or spark")
     if not read_only:
         store.ensure_schema()
     return store

@@ -28,7 +28,7 @@ def collect_status(ws: Workspace) -> WorkspaceStatus:
         identity = identity_status(store)
     return WorkspaceStatus(
         workspace=str(ws.root),
-        store=ws.config.store.backend,
+        store="spark" if ws.config.engine == "spark" else ws.config.store.backend,
         sources=[s.name for s in ws.config.sources],
         tables=tables,
         quarantine=quarantine,

@@ -1,0 +1,159 @@
+"""The Spark store: versioned Parquet tables, atomic pointer swap, transactions, DML rewrite.
+
+Every statement is run on the Spark store and on an in-memory DuckDB store;
+both must hold the same rows afterwards (the Spark store rewrites DML into
+SELECTs over Parquet, so this checks the rewrite, not Spark).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from cip.profiles import _spark_store
+from cip.profiles._spark_store import POINTER, SparkStore
+from cip.profiles.errors import CIPError
+from cip.profiles.store import DuckDBStore
+
+pytestmark = pytest.mark.spark
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS t (k VARCHAR PRIMARY KEY, n BIGINT NOT NULL, x DOUBLE, "
+    "ts TIMESTAMP, ok BOOLEAN)"
+)
+ROWS = [
+    ("a", 1, 1.5, dt.datetime(2025, 1, 1, 10), True),
+    ("b", 2, None, dt.datetime(2025, 1, 2, 11), False),
+    ("c", 3, 3.5, None, None),
+]
+
+
+@pytest.fixture
+def stores(spark, tmp_path):
+    sp = SparkStore(tmp_path / "wh", session=spark)
+    duck = DuckDBStore()
+    for s in (sp, duck):
+        s.execute(DDL)
+        for r in ROWS:
+            s.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", list(r))
+    yield sp, duck
+    sp.close()
+    duck.close()
+
+
+def _rows(store, table: str = "t") -> pd.DataFrame:
+    df = store.sql(f"SELECT * FROM {table} ORDER BY 1")
+    return df.reset_index(drop=True)
+
+
+def _same(sp, duck, table: str = "t") -> None:
+    a, b = _rows(sp, table), _rows(duck, table)
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def _both(stores, sql: str, params=None) -> None:
+    for s in stores:
+        s.execute(sql, params)
+
+
+def test_insert_delete_update_match_duckdb(stores) -> None:
+    sp, duck = stores
+    _same(sp, duck)
+    _both(stores, "INSERT INTO t (n, k) SELECT n + 10, k || 'x' FROM t WHERE n >= 2")
+    _same(sp, duck)
+    assert sp.count("t") == 5
+    # NULLs in the condition: DELETE keeps the rows where it is NULL
+    _both(stores, "DELETE FROM t WHERE x > 2 OR k = ?", ["bx"])
+    _same(sp, duck)
+    _both(stores, "UPDATE t SET x = coalesce(x, 0) + n, ok = TRUE WHERE n < ?", [10])
+    _same(sp, duck)
+    assert sp.sql("SELECT x FROM t WHERE k = 'b'")["x"].tolist() == [2.0]
+
+
+def test_update_from_and_rename(stores) -> None:
+    sp, duck = stores
+    _both(stores, "CREATE TEMP TABLE u AS SELECT k, n * 100 AS m FROM t WHERE k <> 'a'")
+    _both(stores, "UPDATE t SET n = u.m FROM u WHERE t.k = u.k")
+    _same(sp, duck)
+    assert sorted(sp.sql("SELECT n FROM t")["n"].tolist()) == [1, 200, 300]
+    assert "u" not in sp.table_names()  # a temporary table is not one of the store's tables
+    _both(stores, "CREATE TABLE s AS SELECT k, n FROM t WHERE n > 1")
+    _both(stores, "DROP TABLE IF EXISTS s2")
+    _both(stores, "ALTER TABLE s RENAME TO s2")
+    assert "s" not in sp.table_names() and "s2" in sp.table_names()
+    _same(sp, duck, "s2")
+
+
+def test_view_follows_the_tables(stores) -> None:
+    sp, duck = stores
+    _both(stores, "CREATE OR REPLACE VIEW big AS SELECT k, n FROM t WHERE n >= 2")
+    assert sp.count("big") == 2
+    _both(stores, "INSERT INTO t (k, n) VALUES ('d', 9)")
+    _same(sp, duck, "big")
+    assert sp.count("big") == 3
+
+
+def test_statement_spark_cannot_express_runs_driver_side(stores) -> None:
+    sp, duck = stores
+    q = "SELECT array_agg(k ORDER BY n DESC) AS ks FROM t"
+    before = sp.stats["driver"]
+    assert list(sp.sql(q)["ks"][0]) == list(duck.sql(q)["ks"][0]) == ["c", "b", "a"]
+    assert sp.stats["driver"] == before + 1
+    before = sp.stats["spark"]
+    assert sp.sql("SELECT max(n) AS m FROM t")["m"].tolist() == [3]
+    assert sp.stats["spark"] == before + 1
+
+
+def test_transaction_rollback_and_commit(stores) -> None:
+    sp, _ = stores
+    with pytest.raises(RuntimeError), sp.transaction():
+        sp.execute("DELETE FROM t WHERE n = 1")
+        sp.execute("CREATE TABLE w AS SELECT * FROM t")
+        assert sp.count("t") == 2  # the transaction reads its own writes
+        raise RuntimeError("boom")
+    assert sp.count("t") == 3 and "w" not in sp.table_names()
+    assert len([p for p in (sp.warehouse / "t").iterdir() if p.name.startswith("v-")]) == 1
+    with sp.transaction():
+        sp.execute("DELETE FROM t WHERE n = 1")
+        sp.execute("CREATE TABLE w AS SELECT * FROM t")
+    assert sp.count("t") == 2 and sp.count("w") == 2
+
+
+def test_crash_between_version_and_pointer_keeps_the_old_table(stores, monkeypatch) -> None:
+    sp, _ = stores
+    before = _rows(sp)
+
+    def crash(src, dst):  # the process dies after the new version is written
+        raise OSError("killed")
+
+    monkeypatch.setattr(_spark_store.os, "replace", crash)
+    with pytest.raises(OSError):
+        sp.execute("DELETE FROM t")
+    monkeypatch.undo()
+    versions = [p for p in (sp.warehouse / "t").iterdir() if p.name.startswith("v-")]
+    assert len(versions) == 2  # the orphan is on disk, but the pointer names the old one
+    reopened = SparkStore(sp.warehouse, session=sp.spark)
+    pd.testing.assert_frame_equal(_rows(reopened), before)
+    reopened.execute("DELETE FROM t WHERE n = 1")  # the next swap collects the orphan
+    versions = [p for p in (sp.warehouse / "t").iterdir() if p.name.startswith("v-")]
+    assert len(versions) == 1
+    assert (sp.warehouse / "t" / POINTER).read_text() == versions[0].name
+    assert reopened.count("t") == 2
+
+
+def test_load_arrow_modes_and_errors(stores) -> None:
+    sp, _ = stores
+    df = pd.DataFrame({"k": ["z"], "n": [7], "ts": [pd.Timestamp("2025-02-01", tz="UTC")]})
+    assert sp.load_arrow("t", df) == 1
+    got = sp.sql("SELECT n, x, ts FROM t WHERE k = 'z'")
+    assert got["n"].tolist() == [7] and got["x"].isna().all()
+    assert got["ts"].tolist() == [pd.Timestamp("2025-02-01")]  # stored as naive UTC
+    sp.load_arrow("t2", df, mode="replace")
+    with pytest.raises(CIPError, match="already exists"):
+        sp.load_arrow("t2", df, mode="create")
+    with pytest.raises(CIPError, match="cannot store"):
+        sp.load_arrow("t", pd.DataFrame({"n": ["not a number"]}))
+    with pytest.raises(CIPError, match="placeholders"):
+        sp.execute("DELETE FROM t WHERE n = ?", [])
