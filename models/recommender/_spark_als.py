@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from cip.models.recommender._base import Recommender
-from cip.models.recommender._mf import ALSRecommender
+from cip.models.recommender._mf import ALSRecommender, on_grid
 from cip.profiles.errors import DataError
 
 __all__ = ["SparkALSRecommender"]
@@ -145,6 +145,7 @@ class SparkALSRecommender(ALSRecommender):
         model = als.fit(ratings)
         self.user_factors_ = _factors(model.userFactors, x.shape[0], int(self.factors))
         self.item_factors_ = _factors(model.itemFactors, x.shape[1], int(self.factors))
+        self._to_grid()  # exact scores in any row blocking, as for every MF model
         self._spark = None  # a session is not part of the fitted model
 
     def _fold_in(self, hist: sp.csr_matrix) -> np.ndarray:
@@ -159,7 +160,7 @@ class SparkALSRecommender(ALSRecommender):
         a = self._gram() + y.T @ (c1[:, None] * y)
         a[np.diag_indices_from(a)] += float(self.regularization) * int(np.count_nonzero(w > 0))
         b = y.T @ np.where(w > 0, 1.0 + c1, 0.0)
-        return np.linalg.solve(a, b)[None, :].astype(np.float32)
+        return on_grid(np.linalg.solve(a, b)[None, :])
 
 
 def _sum_pairs(df: Any) -> pd.DataFrame:
