@@ -16,7 +16,7 @@ __all__ = ["train_recommender"]
 @app.command("train-recommender")
 def train_recommender(
     algorithm: Annotated[
-        Literal["als", "bpr", "itemknn", "ease", "popular", "auto"] | None,
+        Literal["als", "bpr", "itemknn", "ease", "spark_als", "popular", "auto"] | None,
         typer.Option(help="Algorithm; auto tunes and picks the best (default: cip.yaml)."),
     ] = None,
     tune_trials: Annotated[

@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 from cip.models.recommender._base import Recommender
 from cip.models.recommender._mf import ALSRecommender, on_grid
-from cip.profiles.errors import DataError
+from cip.profiles.errors import ConfigError, DataError
 
 __all__ = ["SparkALSRecommender"]
 
@@ -104,8 +104,12 @@ class SparkALSRecommender(ALSRecommender):
         spark = getattr(self, "_spark", None)
         if spark is not None:
             return spark
-        from pyspark.sql import SparkSession
-
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise ConfigError(
+                "algorithm spark_als needs pyspark and Java 17: pip install 'cip[spark]'"
+            ) from exc
         spark = SparkSession.getActiveSession()
         if spark is None:
             log.info("no active Spark session: starting a local one for spark_als")
