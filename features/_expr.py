@@ -35,6 +35,27 @@ def days_before(as_of: pd.Timestamp, ts_expr: Any) -> Any:
     return (ibis.literal(float(_sec(as_of))) - epoch(ts_expr)) / SECONDS_PER_DAY
 
 
+#: money is summed in whole micro-units (1e-6 of the currency) as 64-bit integers: an integer
+#: sum is exact in any order, so every engine (DuckDB's parallel aggregation, Spark's partial
+#: aggregates) and every run gives bit-identical totals; float sums differ in the last bits
+MICROS = 1_000_000
+
+
+def micros(amount: Any) -> Any:
+    """``amount`` in whole micro-units as int64 (rounded half away from zero on every engine)."""
+    return (amount.cast("float64") * MICROS).round().cast("int64")
+
+
+def from_micros(total: Any) -> Any:
+    """A sum of :func:`micros` back in currency units, as float64 (exact up to 2**53 micros)."""
+    return total.cast("int64").cast("float64") / float(MICROS)
+
+
+def money_sum(amount: Any, where: Any = None) -> Any:
+    """Exact, order-independent ``SUM(amount)`` (optionally ``FILTER (WHERE where)``)."""
+    return from_micros(micros(amount).sum(where=where))
+
+
 def ratio(num: Any, den: Any) -> Any:
     """``num / den`` as float64, NULL when ``den`` is 0 or NULL."""
     den_f = den.cast("float64")

@@ -33,7 +33,7 @@ from typing import Any
 
 import ibis
 import pandas as pd
-from cip.features._expr import days_before, ratio, ts_lit, window_start, zero
+from cip.features._expr import days_before, micros, ratio, ts_lit, window_start, zero
 from cip.features.spec import FeatureParams, FeatureSpec
 
 __all__ = ["event_specs", "category_specs", "event_features", "category_features"]
@@ -194,8 +194,9 @@ def category_features(lines: Any, as_of: pd.Timestamp, p: FeatureParams, product
         & (lines.status == "completed")
     )
     j = bought.join(products, "item_id")
-    rev = (j.quantity.fill_null(0.0) * j.unit_price.fill_null(0.0)).cast("float64")
-    per_cat = j.group_by(["unified_id", "category"]).aggregate(rev=rev.sum())
+    rev = micros(j.quantity.fill_null(0.0) * j.unit_price.fill_null(0.0))
+    # in whole micro-units: the sums are exact and the share the same on every engine
+    per_cat = j.group_by(["unified_id", "category"]).aggregate(rev=rev.sum().cast("int64"))
     c = per_cat.group_by("unified_id").aggregate(
         distinct_categories=per_cat.count(), _top=per_cat.rev.max(), _total=per_cat.rev.sum()
     )

@@ -32,6 +32,9 @@ from cip.features._expr import (
     SECONDS_PER_DAY,
     days_before,
     epoch,
+    from_micros,
+    micros,
+    money_sum,
     to_frame,
     ts_lit,
     window_start,
@@ -63,7 +66,7 @@ def compute_btyd_summary(orders: Any, as_of: Any, horizon_days: int | None = Non
     o = orders.filter(orders.ts < ts_lit(ts))
     done = o.filter(o.status == "completed")
     days = done.group_by(["unified_id", done.ts.truncate("D").name("day")]).aggregate(
-        gross=done.amount.sum()
+        gross_u=micros(done.amount).sum()
     )
     w = ibis.window(group_by=days.unified_id)
     days = days.mutate(first_day=days.day.min().over(w))
@@ -71,18 +74,18 @@ def compute_btyd_summary(orders: Any, as_of: Any, horizon_days: int | None = Non
         n_days=days.count(),
         first_day=days.first_day.min(),
         last_day=days.day.max(),
-        gross=days.gross.sum(),
-        repeat_gross=days.gross.sum(where=days.day > days.first_day),
+        gross=from_micros(days.gross_u.sum()),
+        repeat_gross=from_micros(days.gross_u.sum(where=days.day > days.first_day)),
     )
     net = o.group_by("unified_id").aggregate(
-        returned=o.amount.sum(where=o.status == "returned"),
+        returned=money_sum(o.amount, o.status == "returned"),
         **(
             {
-                "_c_h": o.amount.sum(
-                    where=(o.status == "completed") & (o.ts >= window_start(ts, horizon_days))
+                "_c_h": money_sum(
+                    o.amount, (o.status == "completed") & (o.ts >= window_start(ts, horizon_days))
                 ),
-                "_r_h": o.amount.sum(
-                    where=(o.status == "returned") & (o.ts >= window_start(ts, horizon_days))
+                "_r_h": money_sum(
+                    o.amount, (o.status == "returned") & (o.ts >= window_start(ts, horizon_days))
                 ),
             }
             if horizon_days

@@ -22,7 +22,7 @@ from typing import Any
 
 import ibis
 import pandas as pd
-from cip.features._expr import to_frame, ts_lit, window_start, zero
+from cip.features._expr import money_sum, to_frame, ts_lit, window_start, zero
 from cip.features.inputs import FeatureInputs, load_inputs
 from cip.features.spec import to_as_of
 from cip.profiles.errors import DataError
@@ -93,8 +93,8 @@ def compute_labels(
     fut = o.filter((o.ts >= ts_lit(ts)) & (o.ts < ts_lit(end)))
     fut = fut.group_by("unified_id").aggregate(
         _n_fut=fut.count(where=fut.status == "completed"),
-        _gross=fut.amount.sum(where=fut.status == "completed"),
-        _ret=fut.amount.sum(where=fut.status == "returned"),
+        _gross=money_sum(fut.amount, fut.status == "completed"),
+        _ret=money_sum(fut.amount, fut.status == "returned"),
     )
     t = population(inputs, ts)
     t = t.left_join(hist, "unified_id").drop("unified_id_right")

@@ -29,7 +29,15 @@ from typing import Any
 
 import ibis
 import pandas as pd
-from cip.features._expr import days_before, epoch, ratio, ts_lit, window_start, zero
+from cip.features._expr import (
+    days_before,
+    epoch,
+    money_sum,
+    ratio,
+    ts_lit,
+    window_start,
+    zero,
+)
 from cip.features.spec import FeatureParams, FeatureSpec
 
 __all__ = ["order_specs", "order_features"]
@@ -128,7 +136,7 @@ def order_features(
         """Memoised count / amount sum under a condition (one aggregate per distinct key)."""
         name = f"_{kind}_{key}"
         if name not in aggs:
-            aggs[name] = o.count(where=cond) if kind == "n" else o.amount.sum(where=cond)
+            aggs[name] = o.count(where=cond) if kind == "n" else money_sum(o.amount, cond)
         return name
 
     def in_(days: int) -> Any:

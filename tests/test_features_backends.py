@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import ibis
+import numpy as np
 import pandas as pd
 import pytest
 from cip.features import (
@@ -14,6 +18,7 @@ from cip.features import (
     load_inputs,
     write_features,
 )
+from cip.features._expr import money_sum
 from cip.features.build import compute_features, features_to_pandas
 from cip.features.labels import labels_to_pandas
 from cip.profiles.store import open_store
@@ -40,6 +45,30 @@ def duck(data):
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-9)
+    # money is summed exactly (integer micro-units): bit-equal on every engine, not just close
+    money = [c for c in a.columns if c.startswith(("monetary", "revenue_", "avg_order_value"))]
+    pd.testing.assert_frame_equal(a[money], b[money], check_exact=True)
+
+
+def test_money_sums_are_exact_whatever_the_order_of_the_rows() -> None:
+    rng = np.random.default_rng(0)
+    amounts = np.round(rng.uniform(-50, 500, 5000), 2)
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET threads = 1")  # one thread: the rows are added in the order given
+
+    def totals(agg) -> set[float]:
+        out = set()
+        for order in (amounts, amounts[::-1], rng.permutation(amounts), np.sort(amounts)):
+            t = ibis.memtable({"amount": order})
+            out.add(float(con.execute(t.aggregate(s=agg(t.amount)))["s"].iloc[0]))
+        return out
+
+    assert len(totals(lambda c: c.sum())) > 1  # a float sum depends on the order
+    exact = float(sum(Decimal(str(x)) for x in amounts))  # the true total, correctly rounded
+    assert totals(money_sum) == {exact}
+    t = ibis.memtable({"amount": amounts})
+    half = con.execute(t.aggregate(s=money_sum(t.amount, t.amount > 0)))["s"].iloc[0]
+    assert half == float(sum(Decimal(str(x)) for x in amounts if x > 0))
 
 
 def test_synthetic_data_exercises_every_feature(duck) -> None:
