@@ -242,33 +242,23 @@ class SparkStore(Store):
                 shutil.rmtree(old, ignore_errors=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[SparkStore]:
+    def _outermost_transaction(self) -> Iterator[None]:
         """Stage every table written inside; swap all pointers at the end (discard on error)."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                yield self
-            except BaseException:
-                for v in self._staged.values():
-                    if v is not None:
-                        shutil.rmtree(v, ignore_errors=True)
-                raise
-            else:
-                for name, v in self._staged.items():
-                    self._publish(name, v)
-                for name, sql in self._staged_views.items():
-                    self._write_view(name, sql)
-            finally:
-                self._depth = 0
-                self._staged.clear()
-                self._staged_views.clear()
+        try:
+            yield
+        except BaseException:
+            for v in self._staged.values():
+                if v is not None:
+                    shutil.rmtree(v, ignore_errors=True)
+            raise
+        else:
+            for name, v in self._staged.items():
+                self._publish(name, v)
+            for name, sql in self._staged_views.items():
+                self._write_view(name, sql)
+        finally:
+            self._staged.clear()
+            self._staged_views.clear()
 
     def _write_view(self, name: str, sql: str | None) -> None:
         f = self.warehouse / VIEWS / f"{name}.sql"

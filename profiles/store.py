@@ -105,8 +105,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
+        """One atomic unit of writes (thread-safe); a nested call joins the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            self._depth = 1
+            try:
+                with self._outermost_transaction():
+                    yield self
+            finally:
+                self._depth = 0
+
+    def _outermost_transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """The engine's own transaction: commit when the block ends, undo on an error."""
         raise NotImplementedError
-        yield self  # pragma: no cover
 
     def load_arrow(self, table: str, data: pa.Table | pd.DataFrame, *, mode: str = "append") -> int:
         """Write ``data`` into ``table``; ``mode`` is ``append``, ``replace`` or ``create``.
@@ -219,26 +236,15 @@ class DuckDBStore(Store):
         return sorted(r[0] for r in rows)
 
     @contextmanager
-    def transaction(self) -> Iterator[DuckDBStore]:
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self
-                finally:
-                    self._depth -= 1
-                return
-            self.con.execute("BEGIN TRANSACTION")
-            self._depth = 1
-            try:
-                yield self
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
-            else:
-                self.con.execute("COMMIT")
-            finally:
-                self._depth = 0
+    def _outermost_transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
 
     def load_arrow(self, table: str, data: pa.Table | pd.DataFrame, *, mode: str = "append") -> int:
         view = f"_cip_load_{threading.get_ident()}"
@@ -320,22 +326,8 @@ class PostgresStore(Store):
         ).fetchall()
         return sorted(r[0] for r in rows)
 
-    @contextmanager
-    def transaction(self) -> Iterator[PostgresStore]:
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                with self.con.transaction():
-                    yield self
-            finally:
-                self._depth = 0
+    def _outermost_transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self.con.transaction()
 
     def load_arrow(self, table: str, data: pa.Table | pd.DataFrame, *, mode: str = "append") -> int:
         tbl = (
