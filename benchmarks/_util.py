@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -44,3 +46,36 @@ def stamp() -> str:
 
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+class PeakRSS:
+    """Peak resident memory (GiB) of this process and its children while it is running."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc, self.peak, self._stop = psutil.Process(), 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _rss(self) -> float:
+        import psutil
+
+        total = 0
+        for p in [self._proc, *self._proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # a child that just ended
+                total += p.memory_info().rss
+        return total / 2**30
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self._rss())
+
+    def start(self) -> PeakRSS:
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
