@@ -102,6 +102,7 @@ def _child(engine: str, root: str, sources: str, master: str) -> dict:
         t = time.perf_counter()
         fn()
         out[name] = {"s": round(time.perf_counter() - t, 1), "peak_gib": round(mem.stop(), 2)}
+        (Path(root) / "steps.json").write_text(json.dumps(out))  # the parent reads it on failure
     with ws.open_store() as store:
         out["persons"] = int(store.sql("SELECT count(*) AS n FROM profiles")["n"].iloc[0])
         out["feature_rows"] = store.count("features_default")
@@ -114,14 +115,19 @@ def _run_child(engine: str, root: Path, sources: Path, master: str, timeout: flo
            str(sources), master]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
+    done = root / "steps.json"  # the steps that finished, written by the child
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return {"error": f"did not finish within {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+        finished = json.loads(done.read_text()) if done.is_file() else {}
+        return {**finished, "error": f"did not finish within {timeout:.0f} s"}
+    if proc.returncode != 0:  # the Python exception's last line, not the JVM's stack
+        lines = [x for x in stderr.splitlines() if x and not x[0].isspace()]
+        errors = [x for x in lines if "Error" in x or "Exception" in x]
+        finished = json.loads(done.read_text()) if done.is_file() else {}
+        return {**finished, "error": (errors or lines or ["failed"])[-1][:500]}
     return json.loads(stdout.strip().splitlines()[-1])
 
 
@@ -160,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             w("|---|---|---|---|---|---|\n")
             for step in STEPS:
                 d, k = res["duckdb"].get(step), res["spark"].get(step)
-                if d and k:
-                    w(f"| {step} | {d['s']} | {k['s']} | {k['s'] / max(d['s'], 0.1):.1f}x | "
-                      f"{d['peak_gib']} | {k['peak_gib']} |\n")  # fmt: skip
+                ratio = f"{k['s'] / max(d['s'], 0.1):.1f}x" if d and k else "-"
+                d, k = d or {"s": "-", "peak_gib": "-"}, k or {"s": "-", "peak_gib": "-"}
+                w(f"| {step} | {d['s']} | {k['s']} | {ratio} | {d['peak_gib']} | "
+                  f"{k['peak_gib']} |\n")  # fmt: skip
             for e, r in res.items():
                 if "error" in r:
                     w(f"{e}: {r['error']}\n")

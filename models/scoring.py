@@ -8,10 +8,10 @@ when a ``cip-clv`` champion exists, the CLV outputs (:data:`CLV_COLUMNS`:
 ``clv``, ``expected_orders``, ``p_alive``, ``next_order_date``,
 ``clv_model_version``; null without one). Whatever champions exist are used: a
 missing one leaves its columns null; only when there is none at all is it an
-error. Profiles whose ``consent_profiling`` is false in ``profiles`` are not
-scored by any model. Writing replaces the rows of that ``as_of`` in one
-transaction (re-running is idempotent); a ``scores`` table written by an older
-version gains the new columns first.
+error. Profiles who objected to profiling (an explicit ``consent_profiling`` false,
+see :func:`features.profiling_objections`) are not scored by any model. Writing
+replaces the rows of that ``as_of`` in one transaction (re-running is idempotent);
+a ``scores`` table written by an older version gains the new columns first.
 The export (CSV or Parquet by extension) adds the source ``customer_id``: one
 row per customer id of a profile (from ``record_map`` when identity resolution
 ran, else the profile id is the customer id).
@@ -198,16 +198,6 @@ def _add_clv(out: pd.DataFrame, clv: pd.DataFrame | None) -> None:
     out["clv_model_version"] = rows["clv_model_version"].astype("string").to_numpy()
 
 
-def _consent_denied(store: Any) -> set[str] | None:
-    if not store.has_table("profiles"):
-        return None
-    cols = set(store.sql('SELECT * FROM "profiles" LIMIT 0').columns)
-    if "consent_profiling" not in cols or "unified_id" not in cols:
-        return None
-    df = store.sql('SELECT unified_id FROM "profiles" WHERE consent_profiling = false')
-    return set(df["unified_id"].astype(str))
-
-
 def write_scores(store: Any, scores: pd.DataFrame, as_of: Any) -> int:
     """Replace the ``as_of`` rows of the ``scores`` table with ``scores``, atomically."""
     ts = pd.Timestamp(as_of)
@@ -306,7 +296,7 @@ def score(
         n_jobs: LightGBM threads for prediction (``None``: all cores).
         progress: ``progress(message)`` callback.
     """
-    from cip.features import build_features
+    from cip.features import build_features, profiling_objections
 
     say = progress or (lambda msg: log.info(msg))
     t0 = time.perf_counter()
@@ -320,7 +310,7 @@ def score(
     say(f"building features as of {pd.Timestamp(as_of).date()}")
     feats = build_features(store, as_of, params=feature_params)
     t1 = time.perf_counter()
-    denied = _consent_denied(store)
+    denied = profiling_objections(store)
     excluded = 0
     if denied:
         keep = ~feats["unified_id"].astype(str).isin(denied)

@@ -73,6 +73,19 @@ _session_lock = threading.Lock()
 _session: Any = None
 
 
+def _local_defaults() -> dict[str, str]:
+    """Local mode: the driver JVM is also the executor, so Spark's 1 GB default heap is far
+    too small (a collect of a few million rows fails, "TaskResultLost"): 40 % of the RAM,
+    half of it for results collected to Python; few shuffle partitions for 2-8 cores."""
+    ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    heap = max(1, int(ram_gib * 0.4))
+    return {
+        "spark.driver.memory": f"{heap}g",
+        "spark.driver.maxResultSize": f"{max(1, heap // 2)}g",
+        "spark.sql.shuffle.partitions": "4",
+    }
+
+
 def spark_session(master: str = SPARK_DEFAULT_MASTER, conf: dict[str, str] | None = None) -> Any:
     """The process's one SparkSession, created lazily (UTC, UI off); an active one is reused."""
     global _session
@@ -95,7 +108,7 @@ def spark_session(master: str = SPARK_DEFAULT_MASTER, conf: dict[str, str] | Non
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
             )
-            defaults = {"spark.sql.shuffle.partitions": "4"} if master.startswith("local") else {}
+            defaults = _local_defaults() if master.startswith("local") else {}
             for k, v in {**defaults, **_SESSION_SQL_CONF, **(conf or {})}.items():
                 builder = builder.config(k, str(v))
             _session = builder.getOrCreate()

@@ -125,6 +125,7 @@ def test_record_map_defines_the_person() -> None:
 
 def test_training_sets_leave_out_persons_who_objected_to_profiling() -> None:
     import pandas as pd
+    from cip.features import profiling_objections
     from cip.models.clv.frames import clv_frame
 
     st = make_store(orders=ORDERS + EXTRA)
@@ -143,5 +144,15 @@ def test_training_sets_leave_out_persons_who_objected_to_profiling() -> None:
         assert len(after) == len(before) - n_b and after.attrs["excluded_no_consent"] == n_b
         clv = clv_frame(st, dates, 30)  # the CLV training set too
         assert "B" not in set(clv.unified_id) and "A" in set(clv.unified_id)
+        # as unify writes profiles: no statement is false with a null time, not an objection
+        unify_like = consent.assign(
+            consent_profiling=[True, False, False],
+            consent_profiling_at=pd.to_datetime(["2024-01-02", "2024-03-01", None]),
+        )
+        st.load_arrow("profiles", unify_like, mode="replace")
+        assert profiling_objections(st) == {"B"}
+        stated = build_training_set(st, dates, horizon_days=30)
+        assert "B" not in set(stated.unified_id) and "C" in set(stated.unified_id)
+        assert stated.attrs["excluded_no_consent"] == n_b
     finally:
         st.close()

@@ -111,6 +111,7 @@ def count_rows(store: Any, as_ofs: Sequence[Any]) -> dict[pd.Timestamp, int]:
     from cip.features.spec import to_as_of
 
     inputs = load_inputs(store)
+
     def when(t: Any) -> Any:
         return t.select(unified_id=t.unified_id.cast("string"), ts=t.ts.cast("timestamp"))
 
