@@ -92,6 +92,24 @@ class IngestReport:
         return asdict(self)
 
 
+#: rows handed to another store per batch: the rows of a big source are never all held
+#: as Arrow in Python at once (50 M events would need ~18 GB)
+STAGE_BATCH_ROWS = 1_000_000
+
+
+def _stage_in_batches(store: Store, table: str, rel: duckdb.DuckDBPyRelation) -> None:
+    """Write ``rel`` into ``table`` of ``store`` (replaced), one batch of rows at a time."""
+    import pyarrow as pa
+
+    reader = rel.to_arrow_reader(STAGE_BATCH_ROWS)
+    mode = "replace"
+    for batch in reader:
+        store.load_arrow(table, pa.Table.from_batches([batch]), mode=mode)
+        mode = "append"
+    if mode == "replace":  # no rows: the table still gets its columns
+        store.load_arrow(table, reader.schema.empty_table(), mode="replace")
+
+
 def _lit(v: object) -> str:
     if v is None:
         return "NULL"
@@ -497,18 +515,12 @@ def _stage_and_commit(
             )
         else:
             good_src, bad_src = f"_stage_{src.table}", "_stage_quarantine"
-            store.load_arrow(
+            _stage_in_batches(
+                store,
                 good_src,
-                work.execute(
-                    f"SELECT {all_cols} FROM {own}_good WHERE NOT _dup AND NOT _suppressed"
-                ).to_arrow_table(),
-                mode="replace",
+                work.sql(f"SELECT {all_cols} FROM {own}_good WHERE NOT _dup AND NOT _suppressed"),
             )
-            store.load_arrow(
-                bad_src,
-                work.execute(f"SELECT {q_cols} FROM {own}_bad").to_arrow_table(),
-                mode="replace",
-            )
+            _stage_in_batches(store, bad_src, work.sql(f"SELECT {q_cols} FROM {own}_bad"))
         if src.table == "products":
             # a snapshot: an item's row in this load replaces a different older row of it;
             # an identical row stays as it is (counted as already there)

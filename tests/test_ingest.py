@@ -379,3 +379,30 @@ def test_ingest_into_postgres_store_from_csv(pg_url: str, pg_schema: str, lines_
         assert rep.rows_loaded == 0 and store.count("order_lines") == 3
         got = store.sql("SELECT order_id, amount FROM orders ORDER BY order_id")
         assert got["amount"].tolist() == [8.0, 3.5]
+
+
+def test_rows_reach_another_store_in_batches(
+    pg_url: str, pg_schema: str, lines_csv: Path, monkeypatch
+) -> None:
+    """A big source is never held as one Arrow table in Python: it is staged batch by batch."""
+    import cip.profiles.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "STAGE_BATCH_ROWS", 2)
+    with open_store("postgres", url=pg_url, schema=pg_schema) as store:
+        staged: list[tuple[str, str, int]] = []
+        load = store.load_arrow
+
+        def spy(table, data, *, mode="append"):
+            if table.startswith("_stage_"):
+                staged.append((table, mode, data.num_rows))
+            return load(table, data, mode=mode)
+
+        monkeypatch.setattr(store, "load_arrow", spy)
+        rep = ingest_source(store, _src(lines_csv.name), base_dir=lines_csv.parent)
+        assert (rep.rows_loaded, rep.rows_quarantined) == (3, 5)
+        assert store.count("order_lines") == 3 and store.count("quarantine") == 5
+        for table, rows in (("_stage_order_lines", 3), ("_stage_quarantine", 5)):
+            batches = [(mode, n) for t, mode, n in staged if t == table]
+            assert [m for m, _ in batches] == ["replace"] + ["append"] * (len(batches) - 1)
+            assert sum(n for _, n in batches) == rows and max(n for _, n in batches) <= 2
+            assert len(batches) == (rows + 1) // 2
