@@ -50,7 +50,7 @@ pytest-slow: install-dev
 	$(PYTEST) -m slow
 
 # `make test`: lint + every test not marked slow (well under 20 minutes on 2 cores).
-# `make test-slow`: the tests marked slow (crash/kill runs, notebooks, Spark runs, real data);
+# `make test-slow`: the tests marked slow (crash/kill runs, notebooks, Spark scoring/ALS, real data);
 # CI (.ci/run) runs both.
 test: lint pytest
 test-slow: pytest-slow

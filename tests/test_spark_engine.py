@@ -75,8 +75,7 @@ def _same(runs, sql: str, **tol) -> pd.DataFrame:
     return a
 
 
-@pytest.mark.spark
-@pytest.mark.slow
+@pytest.mark.spark  # in `make test` (not slow): the parity check
 def test_cip_run_on_spark_gives_the_same_answers_as_duckdb(runs) -> None:
     duck_ws, duck = runs["duckdb"]
     spark_ws, sp = runs["spark"]
