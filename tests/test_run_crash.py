@@ -230,15 +230,6 @@ def _kill_inside(ws: Path, step: str, seconds: float) -> subprocess.Popen[str]:
     return proc
 
 
-@pytest.mark.xfail(
-    reason="KNOWN DEFECT (2026-12-06), kept until it passes run after run: resumed runs scored "
-    "CLV differently (same rows, other values). Root causes found and fixed the same day: the "
-    "engine's last-bit float noise moved the Gamma-Gamma fit along a flat ridge and split equal "
-    "values in LightGBM's binning (snap() in models/clv). It passed in the CI runs since. The "
-    "last cause known, a kill between registering a model and making it champion (the resumed "
-    "run trained and registered v2), is fixed by registry.finish_pending_promotion (2026-12-07)",
-    strict=False,
-)
 def test_cip_run_killed_at_random_moments_completes_like_an_uninterrupted_run(
     demo: Path, tmp_path: Path
 ) -> None:
