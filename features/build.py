@@ -25,6 +25,7 @@ from cip.features.spec import (
     to_as_of,
 )
 from cip.profiles.errors import DataError
+from cip.profiles.privacy import stated_refusals
 from cip.profiles.sql import quote_ident
 
 __all__ = [
@@ -162,21 +163,12 @@ def build_features(store: Any, as_of: Any, params: FeatureParams | None = None) 
 def profiling_objections(store: Any) -> set[str]:
     """Unified ids who objected to profiling (GDPR Art. 21/22): an explicit refusal.
 
-    An objection is a statement: ``consent_profiling`` false with its
-    ``consent_profiling_at`` set. ``profiles`` also holds false for a person who never
-    made a statement (the timestamp is null), and profiling needs no opt-in, so no
-    statement is no objection (the rule the HTTP service applies too). Their rows are
-    left out of every training set (churn, propensity, CLV) and of batch scoring; an
-    empty set when the store has no ``profiles`` table or no consent column.
+    Profiling needs no opt-in, so no statement is no objection (the rule the HTTP
+    service applies too, :func:`profiles.privacy.stated_refusals`). Their rows are left
+    out of every training set (churn, propensity, CLV) and of batch scoring; an empty
+    set when the store has no ``profiles`` table or no consent column.
     """
-    if not store.has_table("profiles"):
-        return set()
-    cols = set(store.sql('SELECT * FROM "profiles" LIMIT 0').columns)
-    if not {"consent_profiling", "unified_id"} <= cols:
-        return set()
-    stated = " AND consent_profiling_at IS NOT NULL" if "consent_profiling_at" in cols else ""
-    df = store.sql(f'SELECT unified_id FROM "profiles" WHERE consent_profiling = false{stated}')
-    return set(df["unified_id"].astype(str))
+    return stated_refusals(store, "profiling")
 
 
 def build_training_set(

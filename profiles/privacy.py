@@ -9,6 +9,8 @@
   rows; never identifiers.
 * :class:`Suppressor` — recognises, while ingesting, the rows that carry a
   tombstoned identifier (hashes compared in SQL), so they are not loaded again.
+* :func:`stated_refusals` — who refused a consent purpose by a statement (no
+  statement is not a refusal).
 * :class:`RedactingFilter` — a logging filter that masks anything shaped like
   an e-mail address or a phone number, as a last line of defence.
 """
@@ -37,6 +39,7 @@ __all__ = [
     "ensure_privacy_tables",
     "add_tombstones",
     "audit",
+    "stated_refusals",
     "RedactingFilter",
     "redact",
 ]
@@ -114,6 +117,25 @@ def audit(store: Store, action: str, detail: dict[str, Any], actor: str | None =
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w.:-])(?:\+|00)?\d(?: ?\d){8,14}(?![\w.:-])")
+
+
+def stated_refusals(store: Any, purpose: str) -> set[str]:
+    """Unified ids whose latest statement for ``purpose`` refused it.
+
+    ``profiles`` holds ``consent_<purpose>`` false also for a person who never made a
+    statement; such a row has a null ``consent_<purpose>_at`` and is not a refusal. A
+    ``profiles`` table without the timestamp column is taken as it is. Empty when
+    ``store`` has no ``profiles`` table or no such consent column.
+    """
+    if not store.has_table("profiles"):
+        return set()
+    cols = set(store.sql('SELECT * FROM "profiles" LIMIT 0').columns)
+    col = f"consent_{purpose}"
+    if not {col, "unified_id"} <= cols:
+        return set()
+    stated = f" AND {col}_at IS NOT NULL" if f"{col}_at" in cols else ""
+    df = store.sql(f'SELECT unified_id FROM "profiles" WHERE {col} IS FALSE{stated}')
+    return set(df["unified_id"].astype(str))
 
 
 def redact(text: str) -> str:

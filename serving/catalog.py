@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cip.profiles.errors import DataError
-from cip.profiles.privacy import hash_identifier
+from cip.profiles.privacy import hash_identifier, stated_refusals
 from cip.profiles.sql import quote_ident
 from cip.profiles.store import DuckDBStore
 
@@ -164,14 +164,11 @@ def _consent(mem: DuckDBStore, purpose: str) -> tuple[frozenset[str], frozenset[
     """``(explicitly refused, explicitly granted)`` unified ids for ``purpose``."""
     if not mem.has_table("profiles"):
         return frozenset(), frozenset()
-    cols = set(mem.sql("SELECT * FROM profiles WHERE FALSE").columns)
     col = f"consent_{purpose}"
-    if col not in cols:
+    if col not in set(mem.sql("SELECT * FROM profiles WHERE FALSE").columns):
         return frozenset(), frozenset()
-    stated = f" AND {col}_at IS NOT NULL" if f"{col}_at" in cols else ""
-    no = mem.sql(f"SELECT unified_id FROM profiles WHERE {col} IS FALSE{stated}")
     yes = mem.sql(f"SELECT unified_id FROM profiles WHERE {col} IS TRUE")
-    return frozenset(no["unified_id"].astype(str)), frozenset(yes["unified_id"].astype(str))
+    return frozenset(stated_refusals(mem, purpose)), frozenset(yes["unified_id"].astype(str))
 
 
 def _scores(mem: DuckDBStore) -> tuple[pd.DataFrame | None, str | None]:
