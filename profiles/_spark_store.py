@@ -343,50 +343,54 @@ class SparkStore(Store):
                 out.append(n)
         return out
 
-    def _register_spark(self, names: Sequence[str], seen: set[str] | None = None) -> None:
-        seen = set() if seen is None else seen
-        for n in names:
-            if n in seen:
-                continue
-            seen.add(n)
-            v = self._version(n)
+    def _closure(self, names: Sequence[str]) -> Iterator[tuple[str, Path | None, Any]]:
+        """``(name, version, view)`` for ``names`` and, before each view, what it reads.
+
+        Depth first, each name once; a table gives its version, a view ``(DuckDB SQL,
+        parsed tree)``; an unknown name is left out (the engine names it in its error).
+        """
+        seen: set[str] = set()
+
+        def walk(ns: Sequence[str]) -> Iterator[tuple[str, Path | None, Any]]:
+            for n in ns:
+                if n in seen:
+                    continue
+                seen.add(n)
+                v = self._version(n)
+                if v is not None:
+                    yield n, v, None
+                    continue
+                view = self._view_sql(n)
+                if view is not None:
+                    tree = sqlglot.parse_one(view, read="duckdb")
+                    yield from walk(self._refs(tree))
+                    yield n, None, (view, tree)
+
+        return walk(names)
+
+    def _register_spark(self, names: Sequence[str]) -> None:
+        for n, v, view in self._closure(names):
             if v is not None:
                 key = str(v)
                 if key not in self._frames:
-                    self._frames[key] = self.spark.read.parquet(str(v))
+                    self._frames[key] = self.spark.read.parquet(key)
                 self._frames[key].createOrReplaceTempView(n)
-                continue
-            view = self._view_sql(n)
-            if view is None:
-                continue  # Spark names the missing table in its error
-            tree = sqlglot.parse_one(view, read="duckdb")
-            self._register_spark(self._refs(tree), seen)
-            self.spark.sql(_to_spark(tree)).createOrReplaceTempView(n)
+            else:
+                self.spark.sql(_to_spark(view[1])).createOrReplaceTempView(n)
 
-    def _register_duck(
-        self, names: Sequence[str], seen: set[str] | None = None
-    ) -> duckdb.DuckDBPyConnection:
+    def _register_duck(self, names: Sequence[str]) -> duckdb.DuckDBPyConnection:
         if self._duck is None:
             self._duck = duckdb.connect()
             self._duck.execute("SET TimeZone = 'UTC'")
             with contextlib.suppress(duckdb.Error):
                 self._duck.execute("SET enable_progress_bar = false")
-        seen = set() if seen is None else seen
-        for n in names:
-            if n in seen:
-                continue
-            seen.add(n)
-            v = self._version(n)
+        for n, v, view in self._closure(names):
             if v is not None:
                 glob = str(v / "*.parquet").replace("'", "''")
-                self._duck.execute(
-                    f"CREATE OR REPLACE TEMP VIEW \"{n}\" AS SELECT * FROM read_parquet('{glob}')"
-                )
-                continue
-            view = self._view_sql(n)
-            if view is not None:
-                self._register_duck(self._refs(sqlglot.parse_one(view, read="duckdb")), seen)
-                self._duck.execute(f'CREATE OR REPLACE TEMP VIEW "{n}" AS {view}')
+                sql = f"SELECT * FROM read_parquet('{glob}')"
+            else:
+                sql = view[0]
+            self._duck.execute(f'CREATE OR REPLACE TEMP VIEW "{n}" AS {sql}')
         return self._duck
 
     def _query(self, tree: exp.Expression, *, literal: bool = False) -> tuple[str, Any]:
