@@ -131,15 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             _cut(Path(os.environ["CIP_SHARED"]), work / "shared", args.customers)
         )
     as_of = date.fromisoformat(args.as_of)
-    times, peaks, summaries = {}, {}, {}
-    duck = _workspace(work / "duckdb", "duckdb", args.master, None)
+    times, peaks, summaries, spaces = {}, {}, {}, {}
     for engine in ("duckdb", "spark"):
         # the Spark workspace takes the salt the DuckDB run created, so the ids can match
-        ws = (
-            duck
-            if engine == "duckdb"
-            else _workspace(work / engine, engine, args.master, duck.root)
-        )
+        salt = spaces["duckdb"].root if spaces else None
+        ws = spaces[engine] = _workspace(work / engine, engine, args.master, salt)
         if args.run:
             times[engine], peaks[engine], summaries[engine] = _run(ws, as_of)
         else:
@@ -154,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     same = {}
     for what, sql in (("persons (record_map)", persons_sql), ("RFM features", rfm_sql)):
-        a, b = _frame(duck, sql), _frame(ws, sql)
+        a, b = _frame(spaces["duckdb"], sql), _frame(spaces["spark"], sql)
         try:
             pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=True)
             same[what] = f"equal ({len(a)} rows)"
