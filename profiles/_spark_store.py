@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlglot
 from cip.profiles.errors import CIPError, ConfigError, NotFoundError
-from cip.profiles.store import Store
+from cip.profiles.store import Store, scratch_duckdb
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
@@ -73,17 +73,47 @@ _session_lock = threading.Lock()
 _session: Any = None
 
 
+def _ram_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
 def _local_defaults() -> dict[str, str]:
     """Local mode: the driver JVM is also the executor, so Spark's 1 GB default heap is far
     too small (a collect of a few million rows fails, "TaskResultLost"): 40 % of the RAM,
     half of it for results collected to Python; few shuffle partitions for 2-8 cores."""
-    ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    heap = max(1, int(ram_gib * 0.4))
+    heap = max(1, int(_ram_gib() * 0.4))
     return {
         "spark.driver.memory": f"{heap}g",
         "spark.driver.maxResultSize": f"{max(1, heap // 2)}g",
         "spark.sql.shuffle.partitions": "4",
     }
+
+
+def _gib(size: str) -> float:
+    """A JVM memory size (``"9g"``, ``"4096m"``, ``"2t"``, bytes) in GiB."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*", str(size).lower())
+    if m is None:
+        raise ConfigError(f"spark: cannot read the memory size {size!r} (e.g. '8g', '4096m')")
+    scale = {"": 2**-30, "k": 2**-20, "m": 2**-10, "g": 1.0, "t": 2**10}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def driver_duckdb_limit(master: str, conf: dict[str, str] | None = None) -> str:
+    """The memory bound of the driver-side DuckDB next to a Spark driver on this machine.
+
+    DuckDB's own default (80 % of the RAM) next to a driver JVM of 40 % sent the machine
+    into swap-less memory pressure at 50 M events. The JVM takes its heap plus about a
+    quarter more off-heap; DuckDB gets what is left of 80 % of the RAM (at least 1 GiB)
+    and spills to disk past it.
+    """
+    conf = conf or {}
+    if "spark.driver.memory" in conf:
+        heap = _gib(conf["spark.driver.memory"])
+    elif master.startswith("local"):
+        heap = _gib(_local_defaults()["spark.driver.memory"])
+    else:
+        heap = 1.0  # Spark's default driver heap
+    return f"{max(1.0, 0.8 * _ram_gib() - 1.25 * heap):.1f}GiB"
 
 
 def spark_session(master: str = SPARK_DEFAULT_MASTER, conf: dict[str, str] | None = None) -> Any:
@@ -143,6 +173,7 @@ class SparkStore(Store):
         self.warehouse.mkdir(parents=True, exist_ok=True)
         (self.warehouse / VIEWS).mkdir(exist_ok=True)
         self._master, self._conf = master, dict(conf or {})
+        self.scratch_memory_limit = driver_duckdb_limit(master, self._conf)
         self._spark = session
         self._lock = threading.RLock()
         self._depth = 0
@@ -380,10 +411,7 @@ class SparkStore(Store):
 
     def _register_duck(self, names: Sequence[str]) -> duckdb.DuckDBPyConnection:
         if self._duck is None:
-            self._duck = duckdb.connect()
-            self._duck.execute("SET TimeZone = 'UTC'")
-            with contextlib.suppress(duckdb.Error):
-                self._duck.execute("SET enable_progress_bar = false")
+            self._duck = scratch_duckdb(self.scratch_memory_limit)
         for n, v, view in self._closure(names):
             if v is not None:
                 glob = str(v / "*.parquet").replace("'", "''")

@@ -51,7 +51,7 @@ from cip.profiles.contracts import (
 from cip.profiles.errors import SourceError
 from cip.profiles.sources import ColumnExpr, ColumnValue, SourceConfig
 from cip.profiles.sql import quote_ident, quote_literal
-from cip.profiles.store import DuckDBStore, Store, physical_table
+from cip.profiles.store import DuckDBStore, Store, physical_table, scratch_duckdb
 from cip.profiles.tables import SOURCE_WATERMARKS, ensure_tables
 
 if TYPE_CHECKING:
@@ -320,8 +320,11 @@ def ingest_source(
     sch = schema(src.table)
     run_id = uuid.uuid4().hex[:12]
     started = datetime.now(UTC).replace(tzinfo=None)
-    work = store.con if isinstance(store, DuckDBStore) else duckdb.connect()
-    work.execute("SET TimeZone = 'UTC'")
+    if isinstance(store, DuckDBStore):
+        work = store.con
+        work.execute("SET TimeZone = 'UTC'")
+    else:
+        work = scratch_duckdb(store.scratch_memory_limit)
     own = "_stage_" + run_id
     since = None
     db = src.database

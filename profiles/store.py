@@ -16,7 +16,9 @@ import contextlib
 import io
 import logging
 import re
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +31,14 @@ from cip.profiles.contracts import SCHEMAS, TableSchema
 from cip.profiles.errors import CIPError, ConfigError, NotFoundError
 from cip.profiles.sql import checked_ident, quote_ident
 
-__all__ = ["Store", "DuckDBStore", "PostgresStore", "open_store", "physical_table"]
+__all__ = [
+    "Store",
+    "DuckDBStore",
+    "PostgresStore",
+    "open_store",
+    "physical_table",
+    "scratch_duckdb",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,24 @@ def physical_table(table: str) -> str:
 
 
 _q = checked_ident
+
+
+def scratch_duckdb(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB for driver-side work beside a store (UTC, no progress bar).
+
+    ``memory_limit`` (e.g. ``"6GB"``; ``None``: DuckDB's default, 80 % of the RAM) bounds
+    it; past the limit it spills to a folder of its own under the system's temporary
+    folder, which DuckDB removes when the connection is closed.
+    """
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(duckdb.Error):
+        con.execute("SET enable_progress_bar = false")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    spill = Path(tempfile.gettempdir()) / f"cip-duckdb-{uuid.uuid4().hex[:12]}"
+    con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+    return con
 
 
 def _orders_view_sql(dialect: str) -> str:
@@ -86,6 +113,9 @@ class Store:
 
     backend: str = "abstract"
     dialect: str = "duckdb"
+    #: memory bound of the driver-side DuckDB that works beside this store (ingest's
+    #: staging, statements run on the driver); ``None``: DuckDB's default
+    scratch_memory_limit: str | None = None
 
     # -- primitives every backend implements ---------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:

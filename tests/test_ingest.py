@@ -398,7 +398,19 @@ def test_rows_reach_another_store_in_batches(
             return load(table, data, mode=mode)
 
         monkeypatch.setattr(store, "load_arrow", spy)
+        # the staging DuckDB beside a non-DuckDB store is bounded by the store's limit
+        limits: list[str] = []
+        scratch = ingest_module.scratch_duckdb
+
+        def bounded(limit=None):
+            con = scratch(limit)
+            limits.append(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+            return con
+
+        monkeypatch.setattr(ingest_module, "scratch_duckdb", bounded)
+        monkeypatch.setattr(store, "scratch_memory_limit", "256MiB")
         rep = ingest_source(store, _src(lines_csv.name), base_dir=lines_csv.parent)
+        assert limits == ["256.0 MiB"]
         assert (rep.rows_loaded, rep.rows_quarantined) == (3, 5)
         assert store.count("order_lines") == 3 and store.count("quarantine") == 5
         for table, rows in (("_stage_order_lines", 3), ("_stage_quarantine", 5)):

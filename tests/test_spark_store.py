@@ -157,3 +157,21 @@ def test_load_arrow_modes_and_errors(stores) -> None:
         sp.load_arrow("t", pd.DataFrame({"n": ["not a number"]}))
     with pytest.raises(CIPError, match="placeholders"):
         sp.execute("DELETE FROM t WHERE n = ?", [])
+
+
+def test_driver_side_duckdb_leaves_the_jvm_its_memory(spark, tmp_path, monkeypatch) -> None:
+    """DuckDB's default (80 % of the RAM) next to a 40 % driver JVM ran the machine out of
+    memory at 50 M events: the driver-side DuckDB gets what the JVM leaves of 80 %."""
+    monkeypatch.setattr(_spark_store, "_ram_gib", lambda: 20.0)
+    limit = _spark_store.driver_duckdb_limit
+    assert limit("local[2]") == "6.0GiB"  # heap 8 GiB (40 %): 16 - 1.25 x 8
+    assert limit("spark://h:7077") == "14.8GiB"  # Spark's 1 GiB default driver heap
+    assert limit("local[*]", {"spark.driver.memory": "2048m"}) == "13.5GiB"
+    assert limit("local[*]", {"spark.driver.memory": "64g"}) == "1.0GiB"  # never below 1 GiB
+    with pytest.raises(CIPError, match="memory size"):
+        limit("local[*]", {"spark.driver.memory": "lots"})
+    sp = SparkStore(tmp_path / "wh", master="local[2]", session=spark)
+    sp.execute(DDL)
+    con = sp._register_duck(["t"])
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "6.0 GiB"
+    sp.close()

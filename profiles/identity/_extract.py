@@ -9,7 +9,6 @@ latest record as evidence).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from cip.profiles.identity.normalise import (
     phone_digits_sql,
 )
 from cip.profiles.identity.options import IdentityOptions
-from cip.profiles.store import Store
+from cip.profiles.store import Store, scratch_duckdb
 
 __all__ = ["PERSON_TABLES", "RECORDS", "NODE_COLS", "Extract", "local_db", "read_raw", "extract"]
 
@@ -39,15 +38,12 @@ NODE_COLS = [f"n_{t}" for t in ID_TYPES]
 @contextmanager
 def local_db(memory_limit: str = "2GB") -> Iterator[duckdb.DuckDBPyConnection]:
     """A private in-memory DuckDB (spilling to a temporary folder) for the heavy lifting."""
-    with tempfile.TemporaryDirectory(prefix="cip-identity-") as tmp:
-        con = duckdb.connect()
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = '{tmp}'")
-        con.execute("SET preserve_insertion_order = false")
-        try:
-            yield con
-        finally:
-            con.close()
+    con = scratch_duckdb(memory_limit)
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def read_raw(store: Store, *, only_new: bool) -> pa.Table:
