@@ -39,6 +39,7 @@ demo: $(VENV)/.installed
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python .ci/lint_imports.py  # import-linter: layering, private modules
 
 PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=25  # one test file per worker: module fixtures are built once

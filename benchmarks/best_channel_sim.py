@@ -30,7 +30,11 @@ def run(persons: int = 3000, campaigns: int = 30, seed: int = 0) -> dict:
     best = best_channel_and_hour(sim.message_events, sim.orders, min_responses=5)
     j = best.merge(sim.persons, on="unified_id")
     own = j[j["basis"] == "person"]
-    default = j.loc[j["basis"] == "default", "channel"].iloc[0] if (j["basis"] == "default").any() else None
+    default = (
+        j.loc[j["basis"] == "default", "channel"].iloc[0]
+        if (j["basis"] == "default").any()
+        else None
+    )
     return {
         "persons": persons,
         "campaigns": campaigns,

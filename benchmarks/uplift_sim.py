@@ -28,7 +28,9 @@ def run(persons: int = 20000, seed: int = 0, k: float = 0.3) -> dict:
     started = time.perf_counter()
     train = simulate_campaigns(persons, seed=seed, control_pct=50)
     a = train.assignments.merge(train.persons, on="unified_id", suffixes=("", "_truth"))
-    res = fit_uplift(a[list(FEATURES)], a["treated"].to_numpy(), a["converted"].to_numpy(), seed=seed)
+    res = fit_uplift(
+        a[list(FEATURES)], a["treated"].to_numpy(), a["converted"].to_numpy(), seed=seed
+    )
     fresh = simulate_campaigns(persons, seed=seed + 1000, control_pct=0)
     b = fresh.assignments.merge(fresh.persons, on="unified_id", suffixes=("", "_truth"))
     X = b[list(FEATURES)]
@@ -58,7 +60,9 @@ def run(persons: int = 20000, seed: int = 0, k: float = 0.3) -> dict:
             "recall": round(float(flagged[dogs].mean()), 3) if dogs.any() else None,
             "threshold": -SLEEPING_DOG_THRESHOLD,
             "negative_uplift": int(negative.sum()),
-            "negative_precision": round(float(dogs[negative].mean()), 3) if negative.any() else None,
+            "negative_precision": round(float(dogs[negative].mean()), 3)
+            if negative.any()
+            else None,
             "base_rate": round(float(dogs.mean()), 3),
         },
         "seconds": round(time.perf_counter() - started, 1),

@@ -523,9 +523,7 @@ class Measure:
             self.ws, window_days=window_days, model=model, touch=touch, by=tuple(by)
         )
 
-    def preferences(
-        self, *, min_responses: int = 5, window_days: float = 3.0
-    ) -> PreferencesResult:
+    def preferences(self, *, min_responses: int = 5, window_days: float = 3.0) -> PreferencesResult:
         """Best channel and send hour per person into ``channel_preferences``
         (``cip measure preferences``; read by ``channel: best`` / ``send_at: best``)."""
         from cip.pipelines.workflows.measure import compute_preferences

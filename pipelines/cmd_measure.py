@@ -83,7 +83,9 @@ def lift(
     for c in rows:
         for i, m in enumerate(c.metrics):
             pct = m.metric == "conversion_rate"
-            ci = f"[{_num(m.ci_low, pct)}, {_num(m.ci_high, pct)}]" + (" *" if m.significant else "")
+            ci = f"[{_num(m.ci_low, pct)}, {_num(m.ci_high, pct)}]" + (
+                " *" if m.significant else ""
+            )
             t.add_row(
                 ("global control" if c.campaign == "*" else c.campaign) if i == 0 else "",
                 f"{c.n_treatment:,}" if i == 0 else "",
@@ -96,7 +98,9 @@ def lift(
             )
     if rows:
         out.print(t)
-        out.print("* the interval excludes zero. Conversion: Newcombe hybrid score; means: Welch t.")
+        out.print(
+            "* the interval excludes zero. Conversion: Newcombe hybrid score; means: Welch t."
+        )
     for c in rows:
         for w in c.warnings:
             console.print(f"[yellow]warning[/] {c.campaign}: {w}")
@@ -214,4 +218,6 @@ def train_uplift(
     out.print(
         f"{res.registry_name} version {res.version} ({r['champion']}): {verdict}: {r['reason']}"
     )
-    out.print(f"{res.scored:,} profiles scored into uplift_scores, {res.sleeping_dogs:,} sleeping dogs")
+    out.print(
+        f"{res.scored:,} profiles scored into uplift_scores, {res.sleeping_dogs:,} sleeping dogs"
+    )

@@ -114,7 +114,9 @@ def test_store_purchase_joined_by_loyalty_card_is_attributed_to_an_email_click(
     assert facts["unified_id"].notna().all() and len(facts) == 8
     opens = facts[facts["event_type"] == "open"].set_index("message_id")["machine"]
     assert opens.to_dict() == {"m1": True, "m2": True}  # 1 s after delivery; provider's flag
-    code, out = _cli(capsys, ws, "measure", "attribution", "--by", "campaign,order_channel", "--json")
+    code, out = _cli(
+        capsys, ws, "measure", "attribution", "--by", "campaign,order_channel", "--json"
+    )
     res = json.loads(out)
     assert code == 0 and res["orders"] == 3 and res["attributed_orders"] == 1
     assert res["rows"] == [
@@ -176,7 +178,10 @@ def test_attribution_first_last_touch_and_message_count() -> None:
         columns=["unified_id", "ts", "event_type", "campaign", "channel"],
     ).assign(ts=lambda d: pd.to_datetime(d["ts"]), machine=False)
     orders = pd.DataFrame(
-        [("u1", "o1", "2025-03-03 09:00", 30.0, "app"), ("u2", "o2", "2025-03-04 00:00", 10.0, "web")],
+        [
+            ("u1", "o1", "2025-03-03 09:00", 30.0, "app"),
+            ("u2", "o2", "2025-03-04 00:00", 10.0, "web"),
+        ],
         columns=["unified_id", "order_id", "ts", "amount", "order_channel"],
     ).assign(ts=lambda d: pd.to_datetime(d["ts"]))
     a = attribute_orders(facts, orders, window_days=7)
@@ -185,9 +190,7 @@ def test_attribution_first_last_touch_and_message_count() -> None:
     assert (r["first_campaign"], r["last_campaign"], r["last_channel"]) == ("a", "b", "sms")
     assert r["messages"] == 2
     first = summarise_attribution(a, model="first", by=("campaign", "channel"))
-    assert [(x["campaign"], x["channel"], x["orders"]) for x in first.rows] == [
-        ("a", "email", 1)
-    ]
+    assert [(x["campaign"], x["channel"], x["orders"]) for x in first.rows] == [("a", "email", 1)]
     with pytest.raises(ValueError, match="unknown attribution dimension"):
         summarise_attribution(a, by=("hour",))
 
@@ -264,7 +267,8 @@ def test_train_uplift_on_a_simulated_campaign_registers_gates_and_scores(
             .to_dict("records"),
         )
         ev = sim.message_events.drop(columns="scope").assign(
-            record_id=lambda d: d["message_id"] + d["event_type"], customer_id=lambda d: d["unified_id"]
+            record_id=lambda d: d["message_id"] + d["event_type"],
+            customer_id=lambda d: d["unified_id"],
         )
         _load(store, "message_events", ev.to_dict("records"))
     code, out = _cli(capsys, ws, "train", "uplift", "--campaign", "c0", "--json")
@@ -294,11 +298,18 @@ def test_simulate_with_campaigns_writes_sources_and_truth(tmp_path) -> None:
     assert decls["campaign_messages"].table == "message_events"
     assert decls["campaign_orders"].table == "orders"
     msgs = pd.read_csv(tmp_path / "campaign_messages.csv")
-    assert set(msgs["event"]) <= {"send", "control", "click"} and res.counts["campaign_messages"] == len(msgs)
+    assert set(msgs["event"]) <= {"send", "control", "click"} and res.counts[
+        "campaign_messages"
+    ] == len(msgs)
     truth = pd.read_parquet(tmp_path / "_truth" / "campaign_truth.parquet")
     assert list(truth["campaign"]) == ["c0", "c1"] and (truth["true_conversion_lift"] > 0).all()
     persons = pd.read_parquet(tmp_path / "_truth" / "campaign_persons.parquet")
-    assert set(persons["response_type"]) <= {"persuadable", "sure_thing", "lost_cause", "sleeping_dog"}
+    assert set(persons["response_type"]) <= {
+        "persuadable",
+        "sure_thing",
+        "lost_cause",
+        "sleeping_dog",
+    }
     assert msgs["recipient"].isin(persons["email"]).all()
 
 

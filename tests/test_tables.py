@@ -92,9 +92,7 @@ def test_ensure_tables_adds_new_columns_to_an_old_table(any_store) -> None:
     store = any_store
     old = BEFORE["scores"][:8]  # the scores table before the CLV columns
     types = {"VARCHAR": "VARCHAR", "TIMESTAMP": "TIMESTAMP", "DOUBLE": "DOUBLE PRECISION"}
-    store.execute(
-        "CREATE TABLE scores (" + ", ".join(f"{c} {types[t]}" for c, t in old) + ")"
-    )
+    store.execute("CREATE TABLE scores (" + ", ".join(f"{c} {types[t]}" for c, t in old) + ")")
     store.execute(
         "INSERT INTO scores VALUES ('u1', TIMESTAMP '2024-01-01', 'cip-churn', '1', 0.25, NULL, "
         "'[]', 'Champions')"

@@ -92,8 +92,9 @@ def attribute_orders(
         return pd.DataFrame(columns=out_cols)
     pairs = pairs.sort_values(["unified_id", "order_id", "touch_ts"], kind="stable")
     g = pairs.groupby(["unified_id", "order_id"], sort=False)
-    first, last = g.head(1).set_index(["unified_id", "order_id"]), g.tail(1).set_index(
-        ["unified_id", "order_id"]
+    first, last = (
+        g.head(1).set_index(["unified_id", "order_id"]),
+        g.tail(1).set_index(["unified_id", "order_id"]),
     )
     res = last[["ts", "amount", "order_channel"]].copy()
     for name, part in (("first", first), ("last", last)):

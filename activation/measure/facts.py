@@ -72,7 +72,7 @@ def sync_trigger_log(store: Store) -> int:
         "m.message_id AS source_record_id, CAST(now() AS TIMESTAMP) AS ingested_at, "
         "m.message_id AS event_id, m.message_id, "
         "COALESCE(m.sent_at, m.decided_at) AS ts, "
-        f"{etype} AS event_type, m.channel, m.\"trigger\" AS campaign, m.unified_id, "
+        f'{etype} AS event_type, m.channel, m."trigger" AS campaign, m.unified_id, '
         "CAST(NULL AS BOOLEAN) AS machine_open, "
         f"'{{\"scope\": \"' || {scope} || '\", \"step\": ' || CAST(m.step AS VARCHAR) || '}}' "
         "AS properties "

@@ -143,9 +143,7 @@ class CampaignLift:
         return d
 
 
-def lift(
-    outcomes: pd.DataFrame, campaign: str = "", *, effect: float = 0.10
-) -> CampaignLift:
+def lift(outcomes: pd.DataFrame, campaign: str = "", *, effect: float = 0.10) -> CampaignLift:
     """Treatment vs control lift from one row per person.
 
     Args:
@@ -232,4 +230,7 @@ def campaign_outcomes(
         .reset_index()
     )
     per["converted"] = per["orders"] > 0
-    return {str(k): g.drop(columns="campaign").reset_index(drop=True) for k, g in per.groupby("campaign")}
+    return {
+        str(k): g.drop(columns="campaign").reset_index(drop=True)
+        for k, g in per.groupby("campaign")
+    }

@@ -79,7 +79,9 @@ def best_channel_and_hour(
     rate["rate"] = rate["responses"] / rate["sent"].clip(lower=1)
     overall = rate.groupby(level="channel")[["responses", "sent"]].sum()
     default_channel = (
-        str((overall["responses"] / overall["sent"].clip(lower=1)).idxmax()) if len(overall) else None
+        str((overall["responses"] / overall["sent"].clip(lower=1)).idxmax())
+        if len(overall)
+        else None
     )
     default_hour = int(resp["hour"].mode().iloc[0]) if len(resp) else None
     shop_rank = list(
@@ -87,11 +89,17 @@ def best_channel_and_hour(
         .sort_values(ascending=False, kind="stable")
         .index.astype(str)
     )
-    r = rate.reset_index().sort_values(["unified_id", "rate", "responses"], ascending=[True, False, False])
+    r = rate.reset_index().sort_values(
+        ["unified_id", "rate", "responses"], ascending=[True, False, False]
+    )
     best = r.groupby("unified_id").head(1).set_index("unified_id")["channel"]
     total = resp.groupby("unified_id").size()
     hours = resp.groupby(["unified_id", "hour"]).size().rename("n").reset_index()
-    hours = hours.sort_values(["unified_id", "n"], ascending=[True, False]).groupby("unified_id").head(1)
+    hours = (
+        hours.sort_values(["unified_id", "n"], ascending=[True, False])
+        .groupby("unified_id")
+        .head(1)
+    )
     best_hour = hours.set_index("unified_id")["hour"]
     people = pd.Index(sends["unified_id"].unique(), name="unified_id")
     n = total.reindex(people).fillna(0).astype(int)

@@ -190,7 +190,9 @@ def simulate_campaigns(
     crng = np.random.default_rng([seed, 1])
     pref = people.set_index("unified_id").loc[a["unified_id"]]
     fit = np.where(a["channel"].to_numpy() == pref["preferred_channel"].to_numpy(), 1.0, 0.25)
-    fit = fit * np.where(np.abs(a["send_hour"].to_numpy() - pref["preferred_hour"].to_numpy()) <= 2, 1.0, 0.4)
+    fit = fit * np.where(
+        np.abs(a["send_hour"].to_numpy() - pref["preferred_hour"].to_numpy()) <= 2, 1.0, 0.4
+    )
     a["clicked"] = a["treated"].to_numpy() & (crng.random(len(a)) < _CLICK * fit)
     sent = pd.DataFrame(
         {
@@ -213,7 +215,9 @@ def simulate_campaigns(
     orders = pd.DataFrame(
         {
             "unified_id": rep["unified_id"].to_numpy(),
-            "order_id": (rep["campaign"] + ":" + rep["unified_id"] + ":" + k.astype(str)).to_numpy(),
+            "order_id": (
+                rep["campaign"] + ":" + rep["unified_id"] + ":" + k.astype(str)
+            ).to_numpy(),
             "ts": (rep["ts"] + pd.to_timedelta(rep["_lag"] + k * 0.01, unit="D")).to_numpy(),
             "amount": (rep["revenue"] / rep["orders"]).to_numpy(),
             "order_channel": "web",
@@ -262,7 +266,10 @@ def history_orders(
 
 
 #: Files :func:`write_campaign_sources` adds beside the shop's sources.
-CAMPAIGN_FILES = {"campaign_messages": "campaign_messages.csv", "campaign_orders": "campaign_orders.csv"}
+CAMPAIGN_FILES = {
+    "campaign_messages": "campaign_messages.csv",
+    "campaign_orders": "campaign_orders.csv",
+}
 
 
 def write_campaign_sources(

@@ -44,7 +44,9 @@ class LiftReport:
             "window_days": self.window_days,
             "effect": self.effect,
             "campaigns": [c.as_dict() for c in self.campaigns],
-            "global_control": None if self.global_control is None else self.global_control.as_dict(),
+            "global_control": None
+            if self.global_control is None
+            else self.global_control.as_dict(),
             "without_control": self.without_control,
         }
 
@@ -152,7 +154,12 @@ def measure_attribution(
         orders = pd.DataFrame(columns=["unified_id", "order_id", "ts", "amount", "order_channel"])
     att = attribute_orders(facts, orders, window_days=window_days, touch=touch)  # type: ignore[arg-type]
     return summarise_attribution(
-        att, model=model, by=by, orders=len(orders), touch=touch, window_days=window_days  # type: ignore[arg-type]
+        att,
+        model=model,
+        by=by,
+        orders=len(orders),
+        touch=touch,
+        window_days=window_days,  # type: ignore[arg-type]
     )
 
 
@@ -242,7 +249,9 @@ def train_uplift(
             raise ConfigError(
                 f"campaign {campaign!r} needs a treatment and a control group (set control_pct)"
             )
-        sent = facts[(facts["campaign"] == campaign) & facts["event_type"].isin(["send", "control"])]
+        sent = facts[
+            (facts["campaign"] == campaign) & facts["event_type"].isin(["send", "control"])
+        ]
         start = pd.Timestamp(sent["ts"].min()).normalize()
         feats = build_features(store, start)
         cols = _numeric(feats)
