@@ -175,3 +175,35 @@ def test_driver_side_duckdb_leaves_the_jvm_its_memory(spark, tmp_path, monkeypat
     con = sp._register_duck(["t"])
     assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "6.0 GiB"
     sp.close()
+
+
+def test_big_results_reach_the_driver_through_files_unchanged(stores, monkeypatch) -> None:
+    """A query over many rows is collected through Parquet files (no maxResultSize): the
+    same rows, column names, types and order as ``toArrow()``."""
+    sp, _ = stores
+    sp.execute("CREATE TABLE big AS SELECT range AS n, range % 7 AS g FROM range(5000)")
+    queries = [
+        "SELECT * FROM t ORDER BY k",
+        "SELECT n, g, n * 0.5 AS half FROM big ORDER BY g DESC, n",  # several sorted parts
+        "SELECT g, count(*), sum(n) FROM big GROUP BY g ORDER BY g",  # names Parquet refuses
+        "SELECT k, k FROM t ORDER BY k",  # duplicate names
+        "SELECT k, ts, CAST(ts AS DATE) AS d, ok, x FROM t WHERE n > 99",  # empty
+        "SELECT k, CAST(ts AS TIMESTAMPTZ) AS tz, CAST(x AS DECIMAL(18, 2)) AS m FROM t ORDER BY k",
+    ]
+    direct = [sp.arrow(q) for q in queries]
+    collected = sp._collect_via_files
+    calls: list[int] = []
+
+    def spy(df):
+        calls.append(1)
+        return collected(df)
+
+    monkeypatch.setattr(_spark_store, "COLLECT_VIA_FILES_ROWS", 0)
+    monkeypatch.setattr(sp, "_collect_via_files", spy)
+    via = [sp.arrow(q) for q in queries]
+    assert len(calls) == len(queries)
+    for q, a, b in zip(queries, direct, via, strict=True):
+        assert a.schema == b.schema, q
+        assert a.equals(b), q
+    assert via[1].column("n").to_pylist()[:3] == [6, 13, 20]
+    assert not list((sp._tempdir).glob("collect-*"))  # the files are gone
