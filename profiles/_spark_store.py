@@ -158,6 +158,22 @@ def spark_session(master: str = SPARK_DEFAULT_MASTER, conf: dict[str, str] | Non
         return _session
 
 
+@contextmanager
+def _quiet_rejections() -> Iterator[None]:
+    """PySpark logs every statement its analyser rejects at ERROR (JSON on stderr) before
+    raising; here a rejection is not an error, the statement runs driver-side (logged at
+    INFO), and any other failure is still raised."""
+    from pyspark.logger import PySparkLogger
+
+    logger = PySparkLogger.getLogger("SQLQueryContextLogger")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class _Fallback(Exception):
     """A statement Spark cannot run as written: run it driver-side in DuckDB."""
 
@@ -441,7 +457,8 @@ class SparkStore(Store):
         try:
             spark_sql = _to_spark(tree)
             self._register_spark(refs)
-            df = self.spark.sql(spark_sql)
+            with _quiet_rejections():
+                df = self.spark.sql(spark_sql)
             self.stats["spark"] += 1
             return "spark", df
         except (SqlglotError, _Fallback) as exc:

@@ -106,6 +106,22 @@ def test_statement_spark_cannot_express_runs_driver_side(stores) -> None:
     assert sp.stats["spark"] == before + 1
 
 
+def test_a_statement_spark_rejects_is_not_logged_as_an_error(stores, capfd) -> None:
+    """Spark's analyser rejects json_valid (no such function): the statement runs on the
+    driver without PySpark's ERROR line on stderr; a statement nobody can run still fails."""
+    sp, duck = stores
+    capfd.readouterr()
+    q = "SELECT k, json_valid(k) AS j FROM t ORDER BY k"
+    before = sp.stats["driver"]
+    pd.testing.assert_frame_equal(sp.sql(q), duck.sql(q))
+    assert sp.stats["driver"] == before + 1
+    assert "UNRESOLVED_ROUTINE" in sp.fallbacks[-1][1]
+    with pytest.raises(Exception, match="no_such_column"):
+        sp.sql("SELECT no_such_column FROM t")
+    err = capfd.readouterr().err
+    assert "UNRESOLVED_ROUTINE" not in err and '"level": "ERROR"' not in err
+
+
 def test_transaction_rollback_and_commit(stores) -> None:
     sp, _ = stores
     with pytest.raises(RuntimeError), sp.transaction():
