@@ -205,6 +205,7 @@ class SparkStore(Store):
         self._temp: dict[str, Path] = {}  # temporary tables of this store object
         self._tempdir = self.warehouse / _TEMP / uuid.uuid4().hex[:12]
         self._frames: dict[str, Any] = {}  # version dir -> Spark DataFrame over it
+        self._nrows: dict[str, int] = {}  # version dir -> its rows
         self._duck: duckdb.DuckDBPyConnection | None = None
         self._ibis: Any = None
         self.stats = {"spark": 0, "driver": 0, "meta": 0}
@@ -422,15 +423,26 @@ class SparkStore(Store):
 
         return walk(names)
 
-    def _register_spark(self, names: Sequence[str]) -> None:
+    def _register_spark(self, names: Sequence[str]) -> list[Path]:
+        """Temp views for ``names`` and what they read; returns the table versions read."""
+        versions = []
         for n, v, view in self._closure(names):
             if v is not None:
                 key = str(v)
                 if key not in self._frames:
                     self._frames[key] = self.spark.read.parquet(key)
                 self._frames[key].createOrReplaceTempView(n)
+                versions.append(v)
             else:
                 self.spark.sql(_to_spark(view[1])).createOrReplaceTempView(n)
+        return versions
+
+    def _rows_of(self, version: Path) -> int:
+        """Rows of a table version, from the Parquet footers once (a version never changes)."""
+        key = str(version)
+        if key not in self._nrows:
+            self._nrows[key] = _rows_in(version)
+        return self._nrows[key]
 
     def _register_duck(self, names: Sequence[str]) -> duckdb.DuckDBPyConnection:
         if self._duck is None:
@@ -444,8 +456,9 @@ class SparkStore(Store):
             self._duck.execute(f'CREATE OR REPLACE TEMP VIEW "{n}" AS {sql}')
         return self._duck
 
-    def _query(self, tree: exp.Expression, *, literal: bool = False) -> tuple[str, Any]:
-        """Run a SELECT: ``("spark", DataFrame)`` or, driver-side, ``("driver", pa.Table)``.
+    def _query(self, tree: exp.Expression, *, literal: bool = False) -> tuple[str, Any, list[Path]]:
+        """Run a SELECT: ``("spark", DataFrame, table versions it reads)`` or, driver-side,
+        ``("driver", pa.Table, [])``.
 
         ``literal``: rows given in the statement (``INSERT ... VALUES``) are made
         on the driver, a Spark job would only add latency.
@@ -453,14 +466,14 @@ class SparkStore(Store):
         refs = self._refs(tree)
         if literal and not refs:
             self.stats["meta"] += 1
-            return "driver", self._register_duck([]).sql(tree.sql("duckdb")).to_arrow_table()
+            return "driver", self._register_duck([]).sql(tree.sql("duckdb")).to_arrow_table(), []
         try:
             spark_sql = _to_spark(tree)
-            self._register_spark(refs)
+            versions = self._register_spark(refs)
             with _quiet_rejections():
                 df = self.spark.sql(spark_sql)
             self.stats["spark"] += 1
-            return "spark", df
+            return "spark", df, versions
         except (SqlglotError, _Fallback) as exc:
             reason = str(exc).splitlines()[0][:200]
         except Exception as exc:  # AnalysisException, ParseException: Spark rejects it
@@ -472,16 +485,16 @@ class SparkStore(Store):
         self.stats["driver"] += 1
         self.fallbacks.append((head, reason))
         con = self._register_duck(refs)
-        return "driver", con.sql(tree.sql("duckdb")).to_arrow_table()
+        return "driver", con.sql(tree.sql("duckdb")).to_arrow_table(), []
 
     def _rows(self, tree: exp.Expression) -> pa.Table:
         quick = self._shortcut(tree)
         if quick is not None:
             return quick
-        kind, res = self._query(tree)
+        kind, res, versions = self._query(tree)
         if kind != "spark":
             return res
-        inputs = sum(_rows_in(v) for _, v, _ in self._closure(self._refs(tree)) if v is not None)
+        inputs = sum(self._rows_of(v) for v in versions)
         return self._collect_via_files(res) if inputs > COLLECT_VIA_FILES_ROWS else res.toArrow()
 
     def _collect_via_files(self, df: Any) -> pa.Table:
@@ -558,12 +571,14 @@ class SparkStore(Store):
         base: Path | None = None,
         literal: bool = False,
     ) -> tuple[Path, int]:
-        kind, res = self._query(select, literal=literal)
+        kind, res, _ = self._query(select, literal=literal)
         if kind == "spark":
             if base is not None:
                 res = _conform_spark(res, self._schema(name))
             version = self._write_spark(res, name, temp=temp, base=base)
-            return version, _rows_in(version) - (_rows_in(base) if base is not None else 0)
+            return version, self._rows_of(version) - (
+                self._rows_of(base) if base is not None else 0
+            )
         if base is not None:
             res = _conform_arrow(res, self._schema(name), name)
         return self._write_arrow(res, name, temp=temp, base=base), res.num_rows
@@ -753,7 +768,7 @@ class SparkStore(Store):
 
     def _count(self, name: str) -> int:
         v = self._version(name)
-        return _rows_in(v) if v else 0
+        return self._rows_of(v) if v else 0
 
     def _shortcut(self, tree: exp.Expression) -> pa.Table | None:
         """Answers from Parquet metadata: ``count(*)`` of a table, ``LIMIT 0`` / ``WHERE FALSE``."""
@@ -777,7 +792,7 @@ class SparkStore(Store):
             and isinstance(sel[0].unalias().this, exp.Star)
         ):
             self.stats["meta"] += 1
-            return pa.table({sel[0].alias_or_name: pa.array([_rows_in(v)], pa.int64())})
+            return pa.table({sel[0].alias_or_name: pa.array([self._rows_of(v)], pa.int64())})
         empty = (
             where is not None and isinstance(where.this, exp.Boolean) and not where.this.this
         ) or (limit is not None and limit.expression is not None and limit.expression.sql() == "0")
