@@ -193,11 +193,18 @@ def test_driver_side_duckdb_leaves_the_jvm_its_memory(spark, tmp_path, monkeypat
     sp.close()
 
 
-def test_big_results_reach_the_driver_through_files_unchanged(stores, monkeypatch) -> None:
+def test_big_results_reach_the_driver_through_files_unchanged(
+    stores, monkeypatch, tmp_path
+) -> None:
     """A query over many rows is collected through Parquet files (no maxResultSize): the
     same rows, column names, types and order as ``toArrow()``."""
     sp, _ = stores
     sp.execute("CREATE TABLE big AS SELECT range AS n, range % 7 AS g FROM range(5000)")
+    # without adaptive coalescing the sorted result spans several part files (it would be
+    # merged into one at this size), so the part files' order is what is checked
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    previous = sp.spark.conf.get(key)
+    sp.spark.conf.set(key, "false")
     queries = [
         "SELECT * FROM t ORDER BY k",
         "SELECT n, g, n * 0.5 AS half FROM big ORDER BY g DESC, n",  # several sorted parts
@@ -206,6 +213,15 @@ def test_big_results_reach_the_driver_through_files_unchanged(stores, monkeypatc
         "SELECT k, ts, CAST(ts AS DATE) AS d, ok, x FROM t WHERE n > 99",  # empty
         "SELECT k, CAST(ts AS TIMESTAMPTZ) AS tz, CAST(x AS DECIMAL(18, 2)) AS m FROM t ORDER BY k",
     ]
+    try:
+        _same_through_files(sp, queries, monkeypatch)
+        sp.spark.sql(queries[1]).write.parquet(str(tmp_path / "sorted"))
+        assert len(list((tmp_path / "sorted").glob("part-*.parquet"))) > 1
+    finally:
+        sp.spark.conf.set(key, previous)
+
+
+def _same_through_files(sp, queries: list[str], monkeypatch) -> None:
     direct = [sp.arrow(q) for q in queries]
     collected = sp._collect_via_files
     calls: list[int] = []
