@@ -142,7 +142,8 @@ def tune_recommender(
         interactions: ``user_id, item_id[, weight, ts]``; the tuner splits them itself.
         algorithm: ``auto`` (search ALS, EASE, item-kNN and BPR) or one algorithm name.
         trials: number of Optuna trials (default 20 when ``minutes`` is not given).
-        minutes: time budget for the search (stops starting trials after it).
+        minutes: time budget for the search (stops starting trials after it; the
+            finalists' re-check on further validation splits comes on top).
         random_state: seed of the split, the sampler and the models.
         k: cut-off of the NDCG@k objective.
         validation: ``auto``, ``temporal`` or ``random`` (see :func:`split_validation`).
