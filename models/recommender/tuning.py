@@ -12,8 +12,8 @@ over with a conditional search space.
 
 One validation split is a noisy judge: among many trials, the one that scores
 best on it is partly the luckiest (a winner's curse; on MovieLens 100K with
-ratings as weights an 8-factor ALS led a split by 0.6 % and lost the test by
-8 %). So the finalists -- the best trial of each algorithm and the best few
+ratings as weights a tuned 8-factor ALS led a split by 0.5 % over the tuned
+EASE and lost the test by 8 %, see benchmarks/RESULTS.md). So the finalists -- the best trial of each algorithm and the best few
 overall, within :data:`FINALIST_MARGIN` of the leader -- are scored again on
 :data:`EXTRA_SPLITS` further validation splits, and the best mean wins.
 """
@@ -112,9 +112,7 @@ def split_validation(
     validation, for users with earlier history; ``random``: a per-user random
     split; ``auto``: temporal when ``ts`` has more than one distinct value.
     """
-    if validation == "auto":
-        has_ts = "ts" in interactions.columns and interactions["ts"].nunique() > 1
-        validation = "temporal" if has_ts else "random"
+    validation = _resolved(interactions, validation)
     if validation == "random":
         return evaluation.random_split_per_user(interactions, size, random_state)
     if validation == "temporal":
@@ -122,6 +120,14 @@ def split_validation(
         cut = ts.quantile(1.0 - size)
         return evaluation.temporal_split(interactions.assign(ts=ts), cut)
     raise ConfigError(f"validation must be auto, temporal or random, not {validation!r}")
+
+
+def _resolved(interactions: pd.DataFrame, validation: str) -> str:
+    """``auto`` resolved: ``temporal`` when ``ts`` has more than one distinct value, else ``random``."""
+    if validation != "auto":
+        return validation
+    has_ts = "ts" in interactions.columns and interactions["ts"].nunique() > 1
+    return "temporal" if has_ts else "random"
 
 
 def tune_recommender(
@@ -233,22 +239,28 @@ def tune_recommender(
             "try another algorithm or more trials"
         )
 
+    further: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each split made once
+
     def rescore(alg: str, params: dict[str, Any], j: int) -> float:
-        fit, held = _extra_split(interactions, validation, validation_size, random_state, j)
+        if j not in further:
+            further[j] = _extra_split(interactions, validation, validation_size, random_state, j)
+        fit, held = further[j]
         try:
             return score_on(alg, params, fit, held)
         except ModelFitError:  # converged on the first split only: not a robust choice
             return 0.0
 
     best, finalists = _final_choice(done, rescore)
+    further.clear()
     alg, params = _params_of(best)
+    selection = float(np.mean(finalists[0]["ndcg"]))
     model = make_recommender(alg, random_state=random_state, **params).fit(interactions)
     model.extra_ = {
         "tuning": {
             "algorithm": alg,
             "params": params,
             "validation_ndcg": float(best.value),
-            "selection_ndcg": float(np.mean(finalists[0]["ndcg"])),
+            "selection_ndcg": selection,
             "finalists": finalists,
             "popular_validation_ndcg": float(popular_ndcg),
             "trials": len(study.trials),
@@ -264,7 +276,7 @@ def tune_recommender(
         k,
         best.value,
         len(finalists[0]["ndcg"]),
-        np.mean(finalists[0]["ndcg"]),
+        selection,
         popular_ndcg,
         len(study.trials),
         len(finalists),
@@ -290,10 +302,7 @@ def _extra_split(
     moves its cut instead (a share of ``size * (1 - 0.25 j)`` or ``size * (1 + 0.25 j)``,
     alternately), so a finalist is judged on other weeks as well.
     """
-    if validation == "auto":
-        has_ts = "ts" in interactions.columns and interactions["ts"].nunique() > 1
-        validation = "temporal" if has_ts else "random"
-    if validation == "temporal":
+    if _resolved(interactions, validation) == "temporal":
         step = 0.25 * ((j + 1) // 2)
         share = size * (1 - step if j % 2 else 1 + step)
         return split_validation(interactions, "temporal", min(max(share, 0.05), 0.5), random_state)
@@ -313,24 +322,19 @@ def _final_choice(
     """
     ranked = sorted(done, key=lambda t: (-t.value, t.number))
     floor = ranked[0].value - FINALIST_MARGIN * abs(ranked[0].value)
-    picked: list[Any] = []
-    seen: set[tuple[str, str]] = set()
-    for t in ranked:  # each algorithm's best first ...
-        alg = t.params["algorithm"]
-        if t.value >= floor and alg not in {p.params["algorithm"] for p in picked}:
-            picked.append(t)
-    for t in ranked:  # ... then the next best overall
-        if len(picked) >= MAX_FINALISTS or t.value < floor:
-            break
-        if t not in picked:
-            picked.append(t)
-    picked = picked[:MAX_FINALISTS]
+    near = [(t, *_params_of(t)) for t in ranked if t.value >= floor]
     unique: list[tuple[Any, str, dict[str, Any]]] = []
-    for t in picked:
-        alg, params = _params_of(t)
-        key = (alg, repr(sorted(params.items())))
-        if key not in seen:  # the same parameters enqueued twice score the same
-            seen.add(key)
+    keys: set[str] = set()
+    # each algorithm's best first, then the next best overall; the same parameters
+    # enqueued or sampled twice score the same and are kept once
+    for each_first in (True, False):
+        for t, alg, params in near:
+            key = repr((alg, sorted(params.items())))
+            if key in keys or len(unique) >= MAX_FINALISTS:
+                continue
+            if each_first and any(a == alg for _, a, _ in unique):
+                continue
+            keys.add(key)
             unique.append((t, alg, params))
     scores = [[float(t.value)] for t, _, _ in unique]
     if len(unique) > 1:
