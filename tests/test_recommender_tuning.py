@@ -178,3 +178,19 @@ def test_auto_tuning_reports_its_finalists():
     means = [np.mean(f["ndcg"]) for f in info["finalists"]]
     assert means == sorted(means, reverse=True)
     assert all(len(f["ndcg"]) == len(chosen["ndcg"]) for f in info["finalists"])
+
+
+def test_als_search_space_stays_where_als_is_good():
+    """The ALS space: no vanishing penalty, no drowning confidence, sweeps left at the default."""
+    import optuna
+    from cip.models.recommender.tuning import SEARCH_SPACES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    drawn = []
+    study.optimize(lambda t: drawn.append(SEARCH_SPACES["als"](t)) or 0.0, n_trials=200)
+    assert {p for d in drawn for p in d} == {"factors", "regularization", "alpha", "weighting"}
+    assert min(d["factors"] for d in drawn) >= 16 and max(d["factors"] for d in drawn) <= 256
+    assert min(d["regularization"] for d in drawn) >= 0.1
+    assert min(d["alpha"] for d in drawn) >= 0.3 and max(d["alpha"] for d in drawn) <= 30.0
+    assert {d["weighting"] for d in drawn} == {"binary", "log", "raw"}
