@@ -57,7 +57,7 @@ def _als(t: Any) -> dict[str, Any]:
     # instead of five with ranges 30-1000x narrower leave TPE's 20 trials for the
     # region that matters: on ML-100K (75/25) tuned ALS went from 0.460-0.466 to
     # 0.461-0.479 test NDCG@10 and on Online Retail from 0.0860 to 0.0898
-    # (benchmarks/RESULTS.md, 2026-12-07 15:00 UTC).
+    # (benchmarks/RESULTS.md, session of 2026-12-07 14:30 UTC).
     return {
         "factors": t.suggest_int("als.factors", 16, 256, log=True),
         "regularization": t.suggest_float("als.regularization", 0.1, 100.0, log=True),
