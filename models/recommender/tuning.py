@@ -13,8 +13,9 @@ over with a conditional search space.
 One validation split is a noisy judge: among many trials, the one that scores
 best on it is partly the luckiest (a winner's curse; on MovieLens 100K with
 ratings as weights a tuned 8-factor ALS led a split by 0.5 % over the tuned
-EASE and lost the test by 8 %, see benchmarks/RESULTS.md). So the finalists -- the best trial of each algorithm and the best few
-overall, within :data:`FINALIST_MARGIN` of the leader -- are scored again on
+EASE and lost the test by 8 %, see benchmarks/RESULTS.md). So the finalists --
+the best trial of each algorithm and the best few overall, within
+:data:`FINALIST_MARGIN` of the leader -- are scored again on
 :data:`EXTRA_SPLITS` further validation splits, and the best mean wins.
 """
 
@@ -50,13 +51,13 @@ EXTRA_SPLITS = 2
 
 
 def _als(t: Any) -> dict[str, Any]:
-    # Where ALS is good, not everywhere it runs: implicit's ``regularization`` is an
-    # absolute penalty against sums over a user's items, so below 0.1 it is none at
-    # all, and confidences beyond 30x (``alpha``) drown the unobserved zeros; the
-    # sweeps stay at the default 15 (ALS has converged by then). Four dimensions
-    # instead of five with ranges 30-1000x narrower leave TPE's 20 trials for the
-    # region that matters: on ML-100K (75/25) tuned ALS went from 0.460-0.466 to
-    # 0.461-0.479 test NDCG@10 and on Online Retail from 0.0860 to 0.0898
+    # Where ALS does well, not everywhere it runs. implicit's ``regularization`` is an
+    # absolute penalty against sums over a user's items, so 1e-3 is next to none; the
+    # old space (factors 8-256, regularization 1e-3-100, alpha 0.1-100, sweeps 5-30)
+    # let 20 TPE trials pick near-unpenalised low-rank models that led one split
+    # (11 factors, regularization 0.001 on ML-100K). Ranges 2-100x narrower and the
+    # sweeps at the model's default: tuned ALS went from 0.460-0.466 to 0.461-0.479
+    # test NDCG@10 on ML-100K (75/25) and from 0.0860 to 0.0898 on Online Retail
     # (benchmarks/RESULTS.md, session of 2026-12-07 14:30 UTC).
     return {
         "factors": t.suggest_int("als.factors", 16, 256, log=True),
