@@ -16,8 +16,11 @@ __all__ = ["train_recommender"]
 @app.command("train-recommender")
 def train_recommender(
     algorithm: Annotated[
-        Literal["als", "bpr", "itemknn", "ease", "spark_als", "popular", "auto"] | None,
-        typer.Option(help="Algorithm; auto tunes and picks the best (default: cip.yaml)."),
+        Literal["als", "bpr", "itemknn", "ease", "spark_als", "blend", "popular", "auto"] | None,
+        typer.Option(
+            help="Algorithm; auto tunes and picks the best, a blend of its two best "
+            "algorithms included; blend: EASE + ALS defaults (default: cip.yaml)."
+        ),
     ] = None,
     tune_trials: Annotated[
         int | None, typer.Option("--tune-trials", min=1, help="Tune with this many Optuna trials.")

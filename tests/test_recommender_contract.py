@@ -12,9 +12,13 @@ from cip.profiles.errors import ConfigError, DataError, NotFoundError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ALGOS = ["als", "bpr", "itemknn", "ease", "popular"]
+ALGOS = ["als", "bpr", "itemknn", "ease", "blend", "popular"]
 PERSONAL = [a for a in ALGOS if a != "popular"]
-SMALL = {"als": {"factors": 8}, "bpr": {"factors": 8}}
+SMALL = {
+    "als": {"factors": 8},
+    "bpr": {"factors": 8},
+    "blend": {"members": [["ease", {}], ["als", {"factors": 8}]], "weights": [0.4, 0.6]},
+}
 HALF = 10  # items 0..9 belong to group A, 10..19 to group B
 
 
@@ -179,6 +183,8 @@ def test_drop_users_erases_personal_data(data, tmp_path):
         assert len(rec.user_ids_) == rec.user_items_.shape[0] == 28
         if algo in ("als", "bpr"):
             assert rec.user_factors_.shape[0] == 28
+        if algo == "blend":  # and from every member
+            assert [m.n_users_ for m in rec.members_] == [28, 28]
         if algo != "popular":  # personal picks of others stay (backfill follows new popularity)
             after = rec.recommend("u20", n=5)
             pd.testing.assert_frame_equal(
@@ -241,7 +247,7 @@ def test_sklearn_style_params():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pairs=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 11)), min_size=1, max_size=60),
-    algo=st.sampled_from(["als", "itemknn", "ease", "popular"]),
+    algo=st.sampled_from(["als", "itemknn", "ease", "blend", "popular"]),
     n=st.integers(1, 15),
     allowed=st.one_of(st.none(), st.sets(st.integers(0, 14), max_size=10)),
     exclude_seen=st.booleans(),

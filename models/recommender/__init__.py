@@ -4,8 +4,9 @@
 >>> rec.recommend(["u1", "u2"], n=10, items=in_stock_ids)             # doctest: +SKIP
 
 Algorithms: ``als`` (default), ``bpr``, ``itemknn`` (cosine / BM25), ``ease``,
-``spark_als`` (implicit ALS fitted by Spark MLlib; needs pyspark) and the
-``popular`` baseline. Models save as ``.npz`` arrays plus JSON.
+``spark_als`` (implicit ALS fitted by Spark MLlib; needs pyspark), ``blend``
+(a weighted sum of other algorithms' standardised scores; ``auto`` tuning builds
+one from its two best algorithms) and the ``popular`` baseline. Models save as ``.npz`` arrays plus JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from cip.models.recommender._base import Recommender
+from cip.models.recommender._blend import BlendRecommender
 from cip.models.recommender._data import normalize_ids
 from cip.models.recommender._memory import EASERecommender, ItemKNNRecommender, PopularRecommender
 from cip.models.recommender._mf import ALSRecommender, BPRRecommender
@@ -28,6 +30,7 @@ __all__ = [
     "ALGORITHMS",
     "ALSRecommender",
     "BPRRecommender",
+    "BlendRecommender",
     "EASERecommender",
     "ItemKNNRecommender",
     "PopularRecommender",
@@ -49,12 +52,13 @@ ALGORITHMS: dict[str, type[Recommender]] = {
         EASERecommender,
         PopularRecommender,
         SparkALSRecommender,
+        BlendRecommender,
     )
 }
 
 
 def make_recommender(algorithm: str = "als", **params: Any) -> Recommender:
-    """A new, unfitted recommender: ``als``, ``bpr``, ``itemknn``, ``ease``, ``spark_als``, ``popular``.
+    """A new, unfitted recommender: ``als``, ``bpr``, ``itemknn``, ``ease``, ``spark_als``, ``blend``, ``popular``.
 
     ``params`` are the algorithm's hyperparameters (scikit-learn style), e.g.
     ``make_recommender("als", factors=128, random_state=0)``.

@@ -115,6 +115,19 @@ class _MatrixFactorization(Recommender):
             )
         return np.asarray(self.user_factors_[rows], dtype=np.float64) @ items
 
+    def _dense_scores(self, kind: str, q: Any) -> np.ndarray:
+        """Every item's score (float64), for a caller that needs all of them (a blend).
+
+        The same scores :meth:`_personal_topk` ranks by: user factors (``users``),
+        the folded-in history (``history``), cosine of the item factors (``items``).
+        """
+        if kind == "users":
+            return self.exact_scores(np.asarray(q))
+        if kind == "items":
+            normed = self._normed_items().astype(np.float64)
+            return normed[np.asarray(q)] @ normed.T
+        return self._fold_in(q).astype(np.float64) @ self.item_factors_.T.astype(np.float64)
+
     def _personal_topk(
         self, kind: str, q: Any, k: int, seen: sp.csr_matrix | None, cand: _rank.Candidates
     ) -> tuple[np.ndarray, np.ndarray]:

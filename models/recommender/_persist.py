@@ -8,6 +8,7 @@ parameters and the user / item id maps.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,23 +18,23 @@ import scipy.sparse as sp
 if TYPE_CHECKING:
     from cip.models.recommender._base import Recommender
 
-__all__ = ["FORMAT_VERSION", "restore", "save"]
+__all__ = ["FORMAT_VERSION", "nested", "restore", "save"]
 
 FORMAT_VERSION = 1
 
 
-def save(model: Recommender, path: str | Path) -> Path:
-    """Write ``model`` into the folder ``path``: ``arrays.npz`` and ``model.json``."""
+def save(model: Recommender, path: str | Path, nested: Sequence[Recommender] = ()) -> Path:
+    """Write ``model`` into the folder ``path``: ``arrays.npz`` and ``model.json``.
+
+    ``nested`` models (a blend's members, fitted on the same ids) are stored in the
+    same two files: their arrays prefixed ``member<i>.``, their algorithm and
+    parameters under ``members`` of the JSON (the id maps are the outer model's).
+    """
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
-    arrays = {"item_popularity_": model.item_popularity_}
-    _put_sparse(arrays, "user_items_", model.user_items_)
-    for name in model._arrays:
-        value = getattr(model, name)
-        if sp.issparse(value):
-            _put_sparse(arrays, name, value)
-        else:
-            arrays[name] = np.asarray(value)
+    arrays = _arrays_of(model)
+    for i, sub in enumerate(nested):
+        arrays.update({f"member{i}.{k}": v for k, v in _arrays_of(sub).items()})
     np.savez(d / "arrays.npz", **arrays)
     meta = {
         "format": "cip-recommender",
@@ -46,8 +47,37 @@ def save(model: Recommender, path: str | Path) -> Path:
         "item_ids": _jsonable(model.item_ids_.tolist()),
         "extra": _jsonable(getattr(model, "extra_", {})),
     }
+    if nested:
+        meta["members"] = [
+            {"algorithm": sub.algorithm, "params": _jsonable(sub.get_params())} for sub in nested
+        ]
     (d / "model.json").write_text(json.dumps(meta))
     return d
+
+
+def nested(meta: dict[str, Any], data: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(meta, arrays)`` of each model saved with ``nested=``, ready for :func:`restore`."""
+    out = []
+    for i, sub in enumerate(meta.get("members", [])):
+        prefix = f"member{i}."
+        sub_meta = {**meta, "algorithm": sub["algorithm"], "params": sub["params"], "extra": {}}
+        sub_meta.pop("members", None)
+        out.append(
+            (sub_meta, {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)})
+        )
+    return out
+
+
+def _arrays_of(model: Recommender) -> dict[str, np.ndarray]:
+    arrays = {"item_popularity_": model.item_popularity_}
+    _put_sparse(arrays, "user_items_", model.user_items_)
+    for name in model._arrays:
+        value = getattr(model, name)
+        if sp.issparse(value):
+            _put_sparse(arrays, name, value)
+        else:
+            arrays[name] = np.asarray(value)
+    return arrays
 
 
 def restore(cls: type[Recommender], meta: dict[str, Any], data: Any) -> Recommender:

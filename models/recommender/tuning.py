@@ -17,10 +17,17 @@ EASE and lost the test by 8 %, see benchmarks/RESULTS.md). So the finalists --
 the best trial of each algorithm and the best few overall, within
 :data:`FINALIST_MARGIN` of the leader -- are scored again on
 :data:`EXTRA_SPLITS` further validation splits, and the best mean wins.
+
+``auto`` also blends the best trials of its two best algorithms
+(:class:`~models.recommender._blend.BlendRecommender`: standardised scores, the
+second member's share the one of :data:`BLEND_WEIGHTS` with the best mean over
+the same validation splits); the blend is one more finalist and is chosen only
+when its mean is the best.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -48,6 +55,8 @@ FINALIST_MARGIN = 0.05
 MAX_FINALISTS = 5
 #: Further validation splits each finalist is scored on.
 EXTRA_SPLITS = 2
+#: Shares of the second member tried when ``auto`` blends its two best algorithms.
+BLEND_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 
 
 def _als(t: Any) -> dict[str, Any]:
@@ -154,10 +163,11 @@ def tune_recommender(
 
     Args:
         interactions: ``user_id, item_id[, weight, ts]``; the tuner splits them itself.
-        algorithm: ``auto`` (search ALS, EASE, item-kNN and BPR) or one algorithm name.
+        algorithm: ``auto`` (search ALS, EASE, item-kNN and BPR, then blend the two
+            best) or one algorithm name.
         trials: number of Optuna trials (default 20 when ``minutes`` is not given).
         minutes: time budget for the search (stops starting trials after it; the
-            finalists' re-check on further validation splits comes on top).
+            blend and the finalists' re-check on further validation splits come on top).
         random_state: seed of the split, the sampler and the models.
         k: cut-off of the NDCG@k objective.
         validation: ``auto``, ``temporal`` or ``random`` (see :func:`split_validation`).
@@ -173,9 +183,10 @@ def tune_recommender(
     import optuna
     from implicit.recommender_base import ModelFitError
 
-    if algorithm != "auto" and algorithm not in ALGORITHMS:
+    if algorithm != "auto" and algorithm not in SEARCH_SPACES:
         raise ConfigError(
-            f"unknown algorithm {algorithm!r}; expected auto or {', '.join(ALGORITHMS)}"
+            f"cannot tune {algorithm!r}; expected auto or {', '.join(SEARCH_SPACES)}"
+            + (" (auto builds blends)" if algorithm == "blend" else "")
         )
     if trials is None and minutes is None:
         trials = DEFAULT_TRIALS
@@ -247,12 +258,20 @@ def tune_recommender(
             "try another algorithm or more trials"
         )
 
-    further: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each split made once
+    further: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {0: (train, valid)}  # made once
 
-    def rescore(alg: str, params: dict[str, Any], j: int) -> float:
+    def split(j: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         if j not in further:
             further[j] = _extra_split(interactions, validation, validation_size, random_state, j)
-        fit, held = further[j]
+        return further[j]
+
+    if algorithm == "auto":
+        blend = _blend_candidate(done, split, k, exclude_seen, random_state)
+        if blend is not None:
+            done = [*done, blend]
+
+    def rescore(alg: str, params: dict[str, Any], j: int) -> float:
+        fit, held = split(j)
         try:
             return score_on(alg, params, fit, held)
         except ModelFitError:  # converged on the first split only: not a robust choice
@@ -292,6 +311,82 @@ def tune_recommender(
     if not np.isfinite(best.value):
         raise DataError("tuning produced no finite validation score")
     return model
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A configuration scored outside the Optuna study (the blend), shaped like a trial."""
+
+    value: float
+    number: int
+    params: dict[str, Any]
+    #: its NDCG on further split ``j`` (already measured: not scored again)
+    scores: dict[int, float] = dataclasses.field(default_factory=dict)
+
+
+def _blend_candidate(
+    done: list[Any],
+    split: Callable[[int], tuple[pd.DataFrame, pd.DataFrame]],
+    k: int,
+    exclude_seen: bool,
+    random_state: int,
+) -> _Candidate | None:
+    """The best trials of the two best algorithms, blended (``None`` with one algorithm).
+
+    The members are fitted once per validation split (``split(0)`` the first,
+    ``split(j)`` the further ones); every weight of :data:`BLEND_WEIGHTS` (the
+    second member's share) is scored on each split and the best mean becomes a
+    candidate, a finalist like any trial (chosen only when its mean is the best).
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for t in sorted(done, key=lambda t: (-t.value, t.number)):
+        alg, params = _params_of(t)
+        if alg != "popular":
+            best.setdefault(alg, params)
+    if len(best) < 2:
+        return None
+    from implicit.recommender_base import ModelFitError
+
+    members = [[alg, params] for alg, params in list(best.items())[:2]]
+    started = time.perf_counter()
+    by_split: dict[int, np.ndarray] = {}
+    for j in range(EXTRA_SPLITS + 1):
+        try:
+            fit, held = split(j)
+            model = make_recommender("blend", members=members, random_state=random_state)
+            model.fit(fit)
+        except DataError as exc:  # skipped for every finalist alike (see _final_choice)
+            log.info("further validation split %d skipped: %s", j, exc)
+            continue
+        except ModelFitError:  # a member converged on the first split only: no blend
+            return None
+        row = []
+        for w in BLEND_WEIGHTS:
+            model.set_params(weights=[1.0 - w, w])  # the weights only act at scoring: no refit
+            row.append(
+                evaluation.evaluate(model, fit, held, k=k, exclude_seen=exclude_seen)["ndcg"]
+            )
+        by_split[j] = np.asarray(row, dtype=np.float64)
+    if 0 not in by_split:
+        return None
+    means = np.mean(list(by_split.values()), axis=0)
+    best_w = int(np.argmax(means))
+    w = BLEND_WEIGHTS[best_w]
+    log.info(
+        "blend of %s and %s: mean ndcg@%d over %d splits %s (%.1fs)",
+        members[0][0],
+        members[1][0],
+        k,
+        len(by_split),
+        ", ".join(f"w={w_:.2f} {v:.4f}" for w_, v in zip(BLEND_WEIGHTS, means, strict=True)),
+        time.perf_counter() - started,
+    )
+    return _Candidate(
+        float(by_split[0][best_w]),
+        max(t.number for t in done) + 1,
+        {"algorithm": "blend", "blend.members": members, "blend.weights": [1.0 - w, w]},
+        {j: float(v[best_w]) for j, v in by_split.items() if j > 0},
+    )
 
 
 def _params_of(trial: Any) -> tuple[str, dict[str, Any]]:
@@ -348,7 +443,10 @@ def _final_choice(
     if len(unique) > 1:
         for j in range(1, EXTRA_SPLITS + 1):
             try:
-                col = [float(rescore(alg, params, j)) for _, alg, params in unique]
+                col = [
+                    t.scores[j] if j in getattr(t, "scores", {}) else float(rescore(alg, params, j))
+                    for t, alg, params in unique
+                ]
             except DataError as exc:  # e.g. a moved temporal cut leaves no validation rows
                 log.info("further validation split %d skipped: %s", j, exc)
                 continue

@@ -44,7 +44,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 #: the supervised model kinds and their registered model names
 MODEL_KINDS = {k: REGISTERED_MODELS[k] for k in ("churn", "propensity")}
 #: recommender algorithms (``auto`` picks the best on validation)
-ALGORITHMS = ("als", "bpr", "itemknn", "ease", "spark_als", "popular", "auto")
+ALGORITHMS = ("als", "bpr", "itemknn", "ease", "spark_als", "blend", "popular", "auto")
 #: reason-code methods of ``score``
 REASONS = ("path", "shap")
 
