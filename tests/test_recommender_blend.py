@@ -98,6 +98,16 @@ def test_a_zero_weight_leaves_the_other_members_ranking(data) -> None:
     assert list(got["similar_item_id"]) == list(want["similar_item_id"])
 
 
+def test_popularity_can_be_a_member(data) -> None:
+    members = [["ease", {"l2": 5.0}], ["popular", {}]]
+    rec = models.make_recommender("blend", members=members, weights=[0.5, 0.5]).fit(data)
+    pop = rec.members_[1].item_popularity_ / rec.n_users_
+    s = rec._dense_scores("users", np.array([0, 1]))
+    want = 0.5 * standardised(rec.members_[0]._dense_scores("users", np.array([0, 1])))
+    np.testing.assert_allclose(s, want + 0.5 * standardised(np.tile(pop, (2, 1))), atol=1e-6)
+    assert len(rec.recommend_for_items([1, 2], n=5)) == 5
+
+
 def test_an_item_one_member_cannot_score_is_ranked_by_the_others(data) -> None:
     members = [["ease", {"l2": 5.0, "max_items": 10}], ["als", {"factors": 8}]]
     rec = models.make_recommender("blend", members=members, weights=[0.5, 0.5]).fit(data)

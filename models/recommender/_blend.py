@@ -1,7 +1,7 @@
 """A weighted blend of recommenders: per-query standardised scores, summed with weights.
 
 Two model families that are each good for different reasons (EASE's item-item
-regression, ALS's low-rank factors) make different mistakes; their scores live
+regression, ALS's low-rank factors) can make different mistakes; their scores live
 on different scales, so each member's row of scores is standardised (mean 0,
 standard deviation 1 over the items it scores) before the weighted sum. The
 tuner (``algorithm="auto"``) builds one from its two best algorithms and keeps it
@@ -151,7 +151,8 @@ class BlendRecommender(Recommender):
                 total, any_scored = part, scored
             else:
                 total, any_scored = total + part, any_scored | scored
-        assert total is not None  # _check_params: some weight > 0
+        if total is None:  # refused by _check_params; kept for weights set after fit
+            raise ConfigError("a blend needs a positive weight on some member")
         return np.where(any_scored, total, -np.inf)
 
     def drop_users(self, user_ids: Any) -> int:

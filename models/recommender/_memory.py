@@ -166,3 +166,9 @@ class PopularRecommender(Recommender):
 
     def _fit(self, x: sp.csr_matrix) -> None:
         """Nothing beyond the item popularity the base class keeps."""
+
+    def _dense_scores(self, kind: str, q: Any) -> np.ndarray:
+        """The popularity share of every item, the same row for every query (a blend member)."""
+        rows = q.shape[0] if sp.issparse(q) else len(q)
+        share = self.item_popularity_.astype(np.float64) / max(1, self.n_users_)
+        return np.tile(share, (rows, 1))
