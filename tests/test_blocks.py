@@ -200,14 +200,21 @@ def test_recently_viewed_newest_first(bs):
     assert list(again.item_ids) == ["A1", "N1"]  # a repeated item counts at its latest view
 
 
-def test_personal_block_wraps_a_cf_model():
-    b = fit_blocks(
-        order_lines(), catalogue(), as_of=AS_OF, blocks={"personal": {"algorithm": "itemknn"}}
-    )
+@pytest.mark.parametrize(
+    "personal",
+    [
+        {"algorithm": "itemknn"},
+        {"algorithm": "blend", "params": {"members": [["ease", {}], ["als", {"factors": 4}]]}},
+    ],
+)
+def test_personal_block_wraps_a_cf_model(personal):
+    b = fit_blocks(order_lines(), catalogue(), as_of=AS_OF, blocks={"personal": personal})
     r = b.recommend("personal", user_id="u4", k=4, rules={"exclude_purchased": True})
     assert r.sources[0] == "personal"
     assert not {"A2", "B2"} & set(r.item_ids)
     assert len(r.item_ids) == 4
+    many = b.recommend_many("personal", ["u4", "u1"], k=4, rules={"exclude_purchased": True})
+    assert list(many.loc[many["user_id"] == "u4", "item_id"]) == list(r.item_ids)
 
 
 def test_point_in_time_lines_after_as_of_change_nothing(bs):
