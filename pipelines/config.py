@@ -356,9 +356,9 @@ class FeaturesConfig(_Model):
 class RecommenderConfig(_Model):
     """``recommender:`` section: how interactions are read and which algorithm trains."""
 
-    algorithm: Literal[
-        "als", "bpr", "itemknn", "ease", "spark_als", "blend", "popular", "auto"
-    ] = "als"
+    algorithm: Literal["als", "bpr", "itemknn", "ease", "spark_als", "blend", "popular", "auto"] = (
+        "als"
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"purchase": 5.0, "add_to_cart": 3.0, "product_view": 1.0}
     )
