@@ -10,7 +10,6 @@ only when it wins on the validation splits (see :mod:`models.recommender.tuning`
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,8 +21,6 @@ from cip.models.recommender._data import transform
 from cip.profiles.errors import ConfigError
 
 __all__ = ["BlendRecommender", "standardised"]
-
-log = logging.getLogger(__name__)
 
 #: The default members: EASE and ALS with their defaults, equally weighted.
 DEFAULT_MEMBERS: tuple[tuple[str, dict[str, Any]], ...] = (("ease", {}), ("als", {}))
