@@ -20,9 +20,9 @@ the best trial of each algorithm and the best few overall, within
 
 ``auto`` also blends the best trials of its two best algorithms
 (:class:`~models.recommender._blend.BlendRecommender`: standardised scores, the
-second member's share the one of :data:`BLEND_WEIGHTS` with the best mean over
-the same validation splits); the blend is one more finalist and is chosen only
-when its mean is the best.
+second member's share one of :data:`BLEND_WEIGHTS`, chosen on the first split
+like every trial's parameters); the blend is one more finalist and is chosen
+only when its mean over the splits is the best.
 """
 
 from __future__ import annotations
@@ -333,10 +333,10 @@ def _blend_candidate(
 ) -> _Candidate | None:
     """The best trials of the two best algorithms, blended (``None`` with one algorithm).
 
-    The members are fitted once per validation split (``split(0)`` the first,
-    ``split(j)`` the further ones); every weight of :data:`BLEND_WEIGHTS` (the
-    second member's share) is scored on each split and the best mean becomes a
-    candidate, a finalist like any trial (chosen only when its mean is the best).
+    The share of the second member is chosen among :data:`BLEND_WEIGHTS` on the
+    first split, where the members' parameters were chosen too; the blend is then
+    scored on the further splits like every other finalist (its members are fitted
+    here once per split, so :func:`_final_choice` does not refit them).
     """
     best: dict[str, dict[str, Any]] = {}
     for t in sorted(done, key=lambda t: (-t.value, t.number)):
@@ -349,43 +349,47 @@ def _blend_candidate(
 
     members = [[alg, params] for alg, params in list(best.items())[:2]]
     started = time.perf_counter()
-    by_split: dict[int, np.ndarray] = {}
-    for j in range(EXTRA_SPLITS + 1):
-        try:
-            fit, held = split(j)
-            model = make_recommender("blend", members=members, random_state=random_state)
-            model.fit(fit)
-        except DataError as exc:  # skipped for every finalist alike (see _final_choice)
-            log.info("further validation split %d skipped: %s", j, exc)
-            continue
-        except ModelFitError:  # a member converged on the first split only: no blend
-            return None
-        row = []
-        for w in BLEND_WEIGHTS:
-            model.set_params(weights=[1.0 - w, w])  # the weights only act at scoring: no refit
-            row.append(
-                evaluation.evaluate(model, fit, held, k=k, exclude_seen=exclude_seen)["ndcg"]
-            )
-        by_split[j] = np.asarray(row, dtype=np.float64)
-    if 0 not in by_split:
+
+    def fitted(j: int) -> tuple[Recommender, pd.DataFrame, pd.DataFrame]:
+        fit, held = split(j)
+        return (
+            make_recommender("blend", members=members, random_state=random_state).fit(fit),
+            fit,
+            held,
+        )
+
+    def ndcg(model: Recommender, fit: pd.DataFrame, held: pd.DataFrame, w: float) -> float:
+        model.set_params(weights=[1.0 - w, w])  # the weights only act at scoring: no refit
+        return float(evaluation.evaluate(model, fit, held, k=k, exclude_seen=exclude_seen)["ndcg"])
+
+    try:
+        first = fitted(0)
+    except ModelFitError:
         return None
-    means = np.mean(list(by_split.values()), axis=0)
-    best_w = int(np.argmax(means))
-    w = BLEND_WEIGHTS[best_w]
+    value, w = max((ndcg(*first, w), w) for w in BLEND_WEIGHTS)
+    scores: dict[int, float] = {}
+    for j in range(1, EXTRA_SPLITS + 1):
+        try:
+            scores[j] = ndcg(*fitted(j), w)
+        except DataError as exc:  # the split is skipped for every finalist (_final_choice)
+            log.info("further validation split %d skipped: %s", j, exc)
+        except ModelFitError:  # a member converged on the first split only, as in rescore
+            scores[j] = 0.0
     log.info(
-        "blend of %s and %s: mean ndcg@%d over %d splits %s (%.1fs)",
+        "blend of %s and %s, share %.2f: ndcg@%d %.4f on the first split, %s on the others (%.1fs)",
         members[0][0],
         members[1][0],
+        w,
         k,
-        len(by_split),
-        ", ".join(f"w={w_:.2f} {v:.4f}" for w_, v in zip(BLEND_WEIGHTS, means, strict=True)),
+        value,
+        ", ".join(f"{v:.4f}" for v in scores.values()),
         time.perf_counter() - started,
     )
     return _Candidate(
-        float(by_split[0][best_w]),
+        value,
         max(t.number for t in done) + 1,
         {"algorithm": "blend", "blend.members": members, "blend.weights": [1.0 - w, w]},
-        {j: float(v[best_w]) for j, v in by_split.items() if j > 0},
+        scores,
     )
 
 
