@@ -177,7 +177,7 @@ def test_auto_tuning_judges_a_blend_of_its_two_best_algorithms_like_a_trial() ->
     (first, _), (second, _) = blends[0]["params"]["members"]
     assert first != second and {first, second} <= set(tuning.AUTO_ALGORITHMS)
     assert blends[0]["params"]["weights"][1] in tuning.BLEND_WEIGHTS
-    # its further-split figures were measured while choosing the weight: the same as a rescore
+    # its further-split figure is a refit of the chosen blend on that split
     fit, held = tuning._extra_split(data, "random", 0.2, 0, 1)
     again = models.make_recommender("blend", random_state=0, **blends[0]["params"]).fit(fit)
     assert evaluation.evaluate(again, fit, held, k=10)["ndcg"] == pytest.approx(
@@ -195,7 +195,7 @@ def test_a_blend_needs_two_algorithms() -> None:
         tuning._Candidate(0.3, i, {"algorithm": "ease", "ease.l2": float(i + 1)}) for i in range(3)
     ]
     data = clustered(n_users=30, n_items=15, per_user=5)
-    assert tuning._blend_candidate(one, lambda j: (data, data), 10, True, 0) is None
+    assert tuning._blend_candidate(one, data, data, 10, True, 0) is None
     with pytest.raises(ConfigError, match="auto builds blends"):
         models.tune_recommender(data, "blend", trials=2)
 

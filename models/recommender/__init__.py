@@ -6,7 +6,8 @@
 Algorithms: ``als`` (default), ``bpr``, ``itemknn`` (cosine / BM25), ``ease``,
 ``spark_als`` (implicit ALS fitted by Spark MLlib; needs pyspark), ``blend``
 (a weighted sum of other algorithms' standardised scores; ``auto`` tuning builds
-one from its two best algorithms) and the ``popular`` baseline. Models save as ``.npz`` arrays plus JSON.
+one from its two best algorithms) and the ``popular`` baseline. Models save as
+``.npz`` arrays plus JSON.
 """
 
 from __future__ import annotations

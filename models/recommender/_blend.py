@@ -93,7 +93,7 @@ class BlendRecommender(Recommender):
         recipes = self._recipes()
         if len(recipes) < 2:
             raise ConfigError(f"a blend needs at least 2 members, not {len(recipes)}")
-        w = self._weights()
+        w = self._weights(len(recipes))
         if w.shape != (len(recipes),) or not (
             np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0
         ):
@@ -102,9 +102,9 @@ class BlendRecommender(Recommender):
                 f"{self.weights!r}"
             )
 
-    def _weights(self) -> np.ndarray:
+    def _weights(self, members: int) -> np.ndarray:
         if self.weights is None:
-            return np.full(len(self._recipes()), 1.0 / len(self._recipes()))
+            return np.full(members, 1.0 / members)
         return np.asarray(self.weights, dtype=np.float64)
 
     def fit(self, interactions: pd.DataFrame) -> Recommender:
@@ -130,7 +130,7 @@ class BlendRecommender(Recommender):
         """Nothing: the members are fitted in :meth:`fit` (each with its own weighting)."""
 
     def _dense_scores(self, kind: str, q: Any) -> np.ndarray:
-        w = self._weights()
+        w = self._weights(len(self.members_))
         total = None
         for weight, m in zip(w, self.members_, strict=True):
             if weight == 0:
@@ -169,9 +169,7 @@ class BlendRecommender(Recommender):
 
         model = _persist.restore(cls, meta, data)
         model.members_ = [
-            ALGORITHMS[alg]._from_saved(sub_meta, sub_data)
-            for (alg, _), (sub_meta, sub_data) in zip(
-                model._recipes(), _persist.nested(meta, data), strict=True
-            )
+            ALGORITHMS[sub_meta["algorithm"]]._from_saved(sub_meta, sub_data)
+            for sub_meta, sub_data in _persist.nested(meta, data)
         ]
         return model

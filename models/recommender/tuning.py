@@ -258,20 +258,17 @@ def tune_recommender(
             "try another algorithm or more trials"
         )
 
-    further: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {0: (train, valid)}  # made once
-
-    def split(j: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if j not in further:
-            further[j] = _extra_split(interactions, validation, validation_size, random_state, j)
-        return further[j]
-
     if algorithm == "auto":
-        blend = _blend_candidate(done, split, k, exclude_seen, random_state)
+        blend = _blend_candidate(done, train, valid, k, exclude_seen, random_state)
         if blend is not None:
             done = [*done, blend]
 
+    further: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each split made once
+
     def rescore(alg: str, params: dict[str, Any], j: int) -> float:
-        fit, held = split(j)
+        if j not in further:
+            further[j] = _extra_split(interactions, validation, validation_size, random_state, j)
+        fit, held = further[j]
         try:
             return score_on(alg, params, fit, held)
         except ModelFitError:  # converged on the first split only: not a robust choice
@@ -320,23 +317,22 @@ class _Candidate:
     value: float
     number: int
     params: dict[str, Any]
-    #: its NDCG on further split ``j`` (already measured: not scored again)
-    scores: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def _blend_candidate(
     done: list[Any],
-    split: Callable[[int], tuple[pd.DataFrame, pd.DataFrame]],
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
     k: int,
     exclude_seen: bool,
     random_state: int,
 ) -> _Candidate | None:
     """The best trials of the two best algorithms, blended (``None`` with one algorithm).
 
-    The share of the second member is chosen among :data:`BLEND_WEIGHTS` on the
-    first split, where the members' parameters were chosen too; the blend is then
-    scored on the further splits like every other finalist (its members are fitted
-    here once per split, so :func:`_final_choice` does not refit them).
+    The members are fitted once on the first split, where their parameters were
+    chosen; the share of the second member is chosen there too, among
+    :data:`BLEND_WEIGHTS`. The blend then goes to :func:`_final_choice` like any
+    trial (re-scored on the further splits when it is a finalist).
     """
     best: dict[str, dict[str, Any]] = {}
     for t in sorted(done, key=lambda t: (-t.value, t.number)):
@@ -349,47 +345,28 @@ def _blend_candidate(
 
     members = [[alg, params] for alg, params in list(best.items())[:2]]
     started = time.perf_counter()
-
-    def fitted(j: int) -> tuple[Recommender, pd.DataFrame, pd.DataFrame]:
-        fit, held = split(j)
-        return (
-            make_recommender("blend", members=members, random_state=random_state).fit(fit),
-            fit,
-            held,
-        )
-
-    def ndcg(model: Recommender, fit: pd.DataFrame, held: pd.DataFrame, w: float) -> float:
-        model.set_params(weights=[1.0 - w, w])  # the weights only act at scoring: no refit
-        return float(evaluation.evaluate(model, fit, held, k=k, exclude_seen=exclude_seen)["ndcg"])
-
     try:
-        first = fitted(0)
+        model = make_recommender("blend", members=members, random_state=random_state).fit(train)
     except ModelFitError:
         return None
-    value, w = max((ndcg(*first, w), w) for w in BLEND_WEIGHTS)
-    scores: dict[int, float] = {}
-    for j in range(1, EXTRA_SPLITS + 1):
-        try:
-            scores[j] = ndcg(*fitted(j), w)
-        except DataError as exc:  # the split is skipped for every finalist (_final_choice)
-            log.info("further validation split %d skipped: %s", j, exc)
-        except ModelFitError:  # a member converged on the first split only, as in rescore
-            scores[j] = 0.0
+    scored = []
+    for w in BLEND_WEIGHTS:
+        model.set_params(weights=[1.0 - w, w])  # the weights only act at scoring: no refit
+        ndcg = evaluation.evaluate(model, train, valid, k=k, exclude_seen=exclude_seen)["ndcg"]
+        scored.append((float(ndcg), w))
+    value, w = max(scored)
     log.info(
-        "blend of %s and %s, share %.2f: ndcg@%d %.4f on the first split, %s on the others (%.1fs)",
+        "blend of %s and %s: ndcg@%d %s on the first split (%.1fs)",
         members[0][0],
         members[1][0],
-        w,
         k,
-        value,
-        ", ".join(f"{v:.4f}" for v in scores.values()),
+        ", ".join(f"share {w_:.2f} {v:.4f}" for v, w_ in scored),
         time.perf_counter() - started,
     )
     return _Candidate(
         value,
         max(t.number for t in done) + 1,
         {"algorithm": "blend", "blend.members": members, "blend.weights": [1.0 - w, w]},
-        scores,
     )
 
 
@@ -447,10 +424,7 @@ def _final_choice(
     if len(unique) > 1:
         for j in range(1, EXTRA_SPLITS + 1):
             try:
-                col = [
-                    t.scores[j] if j in getattr(t, "scores", {}) else float(rescore(alg, params, j))
-                    for t, alg, params in unique
-                ]
+                col = [float(rescore(alg, params, j)) for _, alg, params in unique]
             except DataError as exc:  # e.g. a moved temporal cut leaves no validation rows
                 log.info("further validation split %d skipped: %s", j, exc)
                 continue
